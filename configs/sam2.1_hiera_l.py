@@ -1,0 +1,8 @@
+"""SAM 2.1 Hiera-large (official `configs/sam2.1/sam2.1_hiera_l.yaml`)."""
+
+from configs.common import sam2_config
+
+
+def get_config(arg=None):
+    del arg
+    return sam2_config("2.1", "large")

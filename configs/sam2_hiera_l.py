@@ -1,0 +1,8 @@
+"""SAM 2 Hiera-large (official `configs/sam2/sam2_hiera_l.yaml`)."""
+
+from configs.common import sam2_config
+
+
+def get_config(arg=None):
+    del arg
+    return sam2_config("2", "large")

@@ -1,0 +1,157 @@
+"""Port of ``sam2/build_sam.py``: build a model from a config and an official ``.pt`` or an orbax directory.
+
+Deviations: configs are ml_collections files (``configs/``), not Hydra YAMLs, but the official YAML names
+(``configs/sam2.1/sam2.1_hiera_t.yaml``) are accepted too so a user's script ports unchanged; ``device`` and
+``mode`` are accepted and ignored (JAX places arrays itself; inference is always deterministic unless a caller asks
+for dropout); the returned object carries the Flax module and its params instead of being an ``nn.Module``.
+"""
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from configs import get_config
+from convert_weights.convert import convert_state_dict, flatten, infer_config_name, load_torch_state_dict
+from convert_weights.mapping import param_table
+from sam2_jax.modeling.sam2_base import SAM2Base
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass
+class SAM2Model:
+    """A SAM 2 model: the Flax module, its params (a plain nested dict) and the config it was built from.
+
+    Every call is a pure function of ``(params, inputs)``: ``model.apply(method, *args)`` runs
+    ``module.apply({'params': params}, *args, method=method)``; ``model.jit(method, static_argnames)`` caches a
+    jitted version of it.
+    """
+
+    module: SAM2Base
+    params: dict
+    config: ml_collections.ConfigDict
+
+    def __post_init__(self):
+        self._jitted: dict = {}
+
+    @property
+    def image_size(self) -> int:
+        return self.config.model.image_size
+
+    @property
+    def dtype(self):
+        return self.module.dtype
+
+    def apply(self, method: str, *args, params=None, **kwargs):
+        return self.module.apply(
+            {"params": self.params if params is None else params}, *args, method=getattr(SAM2Base, method), **kwargs
+        )
+
+    def jit(self, method: str, static_argnames: tuple[str, ...] = ()):
+        """``jax.jit`` of ``lambda params, *args, **kw: apply(method, ...)`` (cached per method)."""
+        key = (method, static_argnames)
+        if key not in self._jitted:
+            fn = functools.partial(_apply, self.module, method)
+            self._jitted[key] = jax.jit(fn, static_argnames=static_argnames)
+        return self._jitted[key]
+
+
+def _apply(module, method, params, *args, **kwargs):
+    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), **kwargs)
+
+
+def resolve_config(config: Any) -> ml_collections.ConfigDict:
+    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``."""
+    if isinstance(config, ml_collections.ConfigDict | ml_collections.FrozenConfigDict):
+        return ml_collections.ConfigDict(config)
+    if not isinstance(config, str | os.PathLike):
+        raise ValueError(f"config must be a name, a path or a ConfigDict, got {type(config).__name__}")
+    name = str(config)
+    if name.endswith(".yaml"):
+        name = os.path.basename(name)[: -len(".yaml")]
+    return get_config(name)
+
+
+def param_shapes(module: SAM2Base) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Shapes of every param of ``module`` (from ``jax.eval_shape``, nothing is computed)."""
+    size = 64  # any multiple of the backbone's stride works for shapes; small keeps tracing cheap
+    x = jax.ShapeDtypeStruct((1, size * 16, size * 16, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
+    return {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
+
+
+def init_params(module: SAM2Base, seed: int = 0) -> dict:
+    """Fresh random params (training from scratch); computed at a small input size."""
+    x = jnp.zeros((1, 256, 256, 3), jnp.float32)
+    return jax.jit(lambda x: module.init(jax.random.PRNGKey(seed), x))(x)["params"]
+
+
+def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict, module: SAM2Base) -> dict:
+    """Params from an official ``.pt`` (strict conversion) or from an orbax directory written by the converter."""
+    path = os.fspath(checkpoint)
+    shapes = param_shapes(module)
+    if os.path.isdir(path):
+        from convert_weights.orbax_io import restore_params
+
+        params = restore_params(path)
+        flat = {p: np.shape(v) for p, v in flatten(params).items()}
+        missing, extra = set(shapes) - set(flat), set(flat) - set(shapes)
+        wrong = [f"{'/'.join(p)}: {flat[p]} vs model {shapes[p]}" for p in set(flat) & set(shapes)
+                 if tuple(flat[p]) != shapes[p]]
+        if missing or extra or wrong:
+            raise ValueError(
+                f"orbax params at {path!r} do not match config {config.name}: "
+                f"missing {sorted('/'.join(p) for p in missing)[:8]}, unexpected "
+                f"{sorted('/'.join(p) for p in extra)[:8]}, wrong shapes {wrong[:8]}"
+            )
+        return params
+    sd = load_torch_state_dict(path)
+    try:
+        found = infer_config_name(sd)
+    except ValueError:
+        found = None
+    if found is not None and found != config.name:
+        raise ValueError(f"checkpoint {path!r} is a {found} model, but config {config.name} was requested")
+    return convert_state_dict(sd, param_table(config), shapes)
+
+
+def build_sam2(
+    config_file: Any = "sam2.1_hiera_t",
+    ckpt_path: str | os.PathLike | None = None,
+    device: Any = None,
+    mode: str = "eval",
+    dtype: str | Any = None,
+    seed: int = 0,
+    **kwargs,
+) -> SAM2Model:
+    """Build SAM 2 from a config and a checkpoint.
+
+    Args:
+      config_file: config name (``"sam2.1_hiera_t"``), official YAML name (``"configs/sam2.1/sam2.1_hiera_t.yaml"``),
+        a ``configs/*.py`` path or a ConfigDict.
+      ckpt_path: official ``.pt`` or an orbax params directory; None gives random params (for training from
+        scratch).
+      device, mode: accepted for API compatibility with the official function; ignored.
+      dtype: compute dtype (``"float32"`` default, ``"bfloat16"``); params stay float32.
+      seed: init seed when ``ckpt_path`` is None.
+    Returns:
+      ``SAM2Model`` (module + params + config).
+    """
+    del device, mode, kwargs
+    config = resolve_config(config_file)
+    if dtype is None:
+        dtype = config.get("dtype", "float32")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        dtype = DTYPES[dtype]
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model), dtype=dtype)
+    params = init_params(module, seed) if ckpt_path is None else load_params(ckpt_path, config, module)
+    params = jax.tree.map(jnp.asarray, params)
+    return SAM2Model(module=module, params=params, config=config)
