@@ -6,8 +6,9 @@ seed and the key's name, so the same values come out with or without PyTorch ins
 loads them, and golden-output tests that run without torch rebuild them from the stored key shapes.
 
 Scales follow PyTorch's default inits, so activations stay in realistic ranges:
-- linear / conv / conv-transpose weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``kaiming_uniform(a=sqrt(5))``);
-- biases: U(-b, b) with the same bound as their weight;
+- linear / conv / conv-transpose weights: U(-sqrt(3/fan_in), sqrt(3/fan_in)), i.e. std 1/sqrt(fan_in) (PyTorch's
+  default bound times sqrt(3), see ``WEIGHT_GAIN``);
+- biases: U(-b, b) with PyTorch's default bound 1/sqrt(fan_in) of their weight;
 - norm weights 1 + 0.1 N(0, 1), norm biases 0.02 N(0, 1);
 - embeddings and the prompt encoder's Gaussian matrix N(0, 1);
 - every other raw parameter (position embeddings, no-memory tokens, layer scales) 0.02 N(0, 1).
@@ -18,6 +19,13 @@ import zlib
 import numpy as np
 
 from convert_weights.mapping import Entry
+
+
+# sqrt(3): unit-variance-preserving uniform weights (std 1/sqrt(fan_in)). PyTorch's default bound 1/sqrt(fan_in)
+# shrinks activations by sqrt(3) per layer: after the image encoder and the decoder the official model's outputs
+# are then almost constant (mask logits within +-0.5, IoU predictions all ~0.5, object scores ~0), which would make
+# a parity test blind to most errors.
+WEIGHT_GAIN = float(np.sqrt(3.0))
 
 
 def _fan_in(shape: tuple[int, ...], tf: str) -> int:
@@ -41,7 +49,7 @@ def random_state_dict(
         rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
         leaf = path[-1]
         if leaf == "kernel":
-            b = 1.0 / np.sqrt(_fan_in(shape, tf))
+            b = WEIGHT_GAIN / np.sqrt(_fan_in(shape, tf))
             v = rng.uniform(-b, b, shape)
         elif leaf == "bias" and key.replace(".bias", ".weight") in by_key and by_key[
             key.replace(".bias", ".weight")
