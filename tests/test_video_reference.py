@@ -37,6 +37,7 @@ def video_res(pred_masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 @requires_torch
 @requires_data
+@pytest.mark.slow
 def test_recorder_forward_and_reverse(tmp_path):
     predictor = official_video_predictor("sam2.1_hiera_t")
     state = predictor.init_state(str(link_frames(tmp_path / "clip", range(4))), offload_video_to_cpu=True)

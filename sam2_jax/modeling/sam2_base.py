@@ -235,8 +235,15 @@ class SAM2Base(nn.Module):
             else:
                 lam = is_obj_appearing.astype(jnp.float32)
             obj_ptr = self._gate_obj_ptr(obj_ptr, lam)
-        return (low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr,
-                object_score_logits)
+        return (
+            low_res_multimasks,
+            high_res_multimasks,
+            ious,
+            low_res_masks,
+            high_res_masks,
+            obj_ptr,
+            object_score_logits,
+        )
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, lam: jax.Array) -> jax.Array:
         """Blend in ``no_obj_ptr`` where the object is absent (lam (B, 1) = 1 present, 0 absent)."""
@@ -324,9 +331,22 @@ class SAM2Base(nn.Module):
     ) -> jax.Array:
         """Memory attention of the current frame's top-level tokens (B, HW, C) to memories (B, Nm, mem_dim)."""
         return self.memory_attention(
-            curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=num_obj_ptr_tokens,
-            memory_mask=memory_mask, deterministic=deterministic,
+            curr,
+            memory,
+            curr_pos,
+            memory_pos,
+            num_obj_ptr_tokens=num_obj_ptr_tokens,
+            memory_mask=memory_mask,
+            deterministic=deterministic,
         )
+
+    def maskmem_tpos(self, idx: jax.Array) -> jax.Array:
+        """Temporal encodings ``maskmem_tpos_enc[idx]``: idx (...) int -> (..., mem_dim)."""
+        return self.maskmem_tpos_enc[idx, 0, 0]
+
+    def no_mem(self) -> jax.Array:
+        """The no-memory embedding (1, 1, C) added to the features of a frame without memory."""
+        return self.no_mem_embed
 
     def obj_ptr_tpos(self, tpos_enc: jax.Array) -> jax.Array:
         """Projection of the temporal encoding of object pointers (identity when not configured)."""
@@ -341,7 +361,8 @@ class SAM2Base(nn.Module):
         feats, pos = self.prepare_backbone_features(backbone_out)
         B = img_batch.shape[0]
         outs = self._forward_sam_heads(
-            feats[-1], high_res_features=feats[:-1] if c.use_high_res_features_in_sam else None,
+            feats[-1],
+            high_res_features=feats[:-1] if c.use_high_res_features_in_sam else None,
             multimask_output=True,
         )
         masks_hr = jnp.zeros((B, self.image_size, self.image_size, 1), jnp.float32)
