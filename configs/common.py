@@ -9,14 +9,38 @@ import ml_collections
 
 # Trunk shapes per size, from the official YAMLs (identical for SAM 2 and 2.1).
 TRUNKS = {
-    "tiny": dict(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
-                 window_pos_embed_bkg_spatial_size=(7, 7), window_spec=(8, 4, 14, 7)),
-    "small": dict(embed_dim=96, num_heads=1, stages=(1, 2, 11, 2), global_att_blocks=(7, 10, 13),
-                  window_pos_embed_bkg_spatial_size=(7, 7), window_spec=(8, 4, 14, 7)),
-    "base_plus": dict(embed_dim=112, num_heads=2, stages=(2, 3, 16, 3), global_att_blocks=(12, 16, 20),
-                      window_pos_embed_bkg_spatial_size=(14, 14), window_spec=(8, 4, 14, 7)),
-    "large": dict(embed_dim=144, num_heads=2, stages=(2, 6, 36, 4), global_att_blocks=(23, 33, 43),
-                  window_pos_embed_bkg_spatial_size=(7, 7), window_spec=(8, 4, 16, 8)),
+    "tiny": dict(
+        embed_dim=96,
+        num_heads=1,
+        stages=(1, 2, 7, 2),
+        global_att_blocks=(5, 7, 9),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+        window_spec=(8, 4, 14, 7),
+    ),
+    "small": dict(
+        embed_dim=96,
+        num_heads=1,
+        stages=(1, 2, 11, 2),
+        global_att_blocks=(7, 10, 13),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+        window_spec=(8, 4, 14, 7),
+    ),
+    "base_plus": dict(
+        embed_dim=112,
+        num_heads=2,
+        stages=(2, 3, 16, 3),
+        global_att_blocks=(12, 16, 20),
+        window_pos_embed_bkg_spatial_size=(14, 14),
+        window_spec=(8, 4, 14, 7),
+    ),
+    "large": dict(
+        embed_dim=144,
+        num_heads=2,
+        stages=(2, 6, 36, 4),
+        global_att_blocks=(23, 33, 43),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+        window_spec=(8, 4, 16, 8),
+    ),
 }
 
 SIZE_LETTER = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
@@ -33,10 +57,12 @@ CHECKPOINT_NAMES = {
 # Meta's published download locations (sam2 repo, checkpoints/download_ckpts.sh).
 CHECKPOINT_URLS = {
     ("2", s): f"https://dl.fbaipublicfiles.com/segment_anything_2/072824/{n}"
-    for (v, s), n in CHECKPOINT_NAMES.items() if v == "2"
+    for (v, s), n in CHECKPOINT_NAMES.items()
+    if v == "2"
 } | {
     ("2.1", s): f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/{n}"
-    for (v, s), n in CHECKPOINT_NAMES.items() if v == "2.1"
+    for (v, s), n in CHECKPOINT_NAMES.items()
+    if v == "2.1"
 }
 
 
@@ -60,64 +86,88 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     m = c.model = ml_collections.ConfigDict()
     ie = m.image_encoder = ml_collections.ConfigDict()
     ie.scalp = 1
-    ie.trunk = ml_collections.ConfigDict(dict(
-        embed_dim=dim,
-        num_heads=t["num_heads"],
-        drop_path_rate=0.0,
-        q_pool=3,
-        q_stride=(2, 2),
-        stages=t["stages"],
-        dim_mul=2.0,
-        head_mul=2.0,
-        window_pos_embed_bkg_spatial_size=t["window_pos_embed_bkg_spatial_size"],
-        window_spec=t["window_spec"],
-        global_att_blocks=t["global_att_blocks"],
-        return_interm_layers=True,
-    ))
-    ie.neck = ml_collections.ConfigDict(dict(
-        position_encoding=dict(num_pos_feats=256, normalize=True, scale=None, temperature=10000),
-        d_model=256,
-        backbone_channel_list=(dim * 8, dim * 4, dim * 2, dim),
-        kernel_size=1,
-        stride=1,
-        padding=0,
-        fpn_top_down_levels=(2, 3),
-        fpn_interp_model="nearest",
-        fuse_type="sum",
-    ))
-
-    m.memory_attention = ml_collections.ConfigDict(dict(
-        d_model=256,
-        pos_enc_at_input=True,
-        num_layers=4,
-        layer=dict(
-            activation="relu",
-            dim_feedforward=2048,
-            dropout=0.1,
-            pos_enc_at_attn=False,
+    ie.trunk = ml_collections.ConfigDict(
+        dict(
+            embed_dim=dim,
+            num_heads=t["num_heads"],
+            drop_path_rate=0.0,
+            q_pool=3,
+            q_stride=(2, 2),
+            stages=t["stages"],
+            dim_mul=2.0,
+            head_mul=2.0,
+            window_pos_embed_bkg_spatial_size=t["window_pos_embed_bkg_spatial_size"],
+            window_spec=t["window_spec"],
+            global_att_blocks=t["global_att_blocks"],
+            return_interm_layers=True,
+        )
+    )
+    ie.neck = ml_collections.ConfigDict(
+        dict(
+            position_encoding=dict(num_pos_feats=256, normalize=True, scale=None, temperature=10000),
             d_model=256,
-            pos_enc_at_cross_attn_keys=True,
-            pos_enc_at_cross_attn_queries=False,
-            self_attention=dict(rope_theta=10000.0, feat_sizes=(64, 64), embedding_dim=256, num_heads=1,
-                                downsample_rate=1, dropout=0.1, rope_k_repeat=False, kv_in_dim=None),
-            cross_attention=dict(rope_theta=10000.0, feat_sizes=(64, 64), rope_k_repeat=True,
-                                 embedding_dim=256, num_heads=1, downsample_rate=1, dropout=0.1,
-                                 kv_in_dim=64),
-        ),
-    ))
+            backbone_channel_list=(dim * 8, dim * 4, dim * 2, dim),
+            kernel_size=1,
+            stride=1,
+            padding=0,
+            fpn_top_down_levels=(2, 3),
+            fpn_interp_model="nearest",
+            fuse_type="sum",
+        )
+    )
 
-    m.memory_encoder = ml_collections.ConfigDict(dict(
-        out_dim=64,
-        in_dim=256,
-        position_encoding=dict(num_pos_feats=64, normalize=True, scale=None, temperature=10000),
-        mask_downsampler=dict(kernel_size=3, stride=2, padding=1, total_stride=16, embed_dim=256),
-        fuser=dict(
-            layer=dict(dim=256, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True,
-                       drop_path=0.0),
-            num_layers=2,
-            input_projection=False,
-        ),
-    ))
+    m.memory_attention = ml_collections.ConfigDict(
+        dict(
+            d_model=256,
+            pos_enc_at_input=True,
+            num_layers=4,
+            layer=dict(
+                activation="relu",
+                dim_feedforward=2048,
+                dropout=0.1,
+                pos_enc_at_attn=False,
+                d_model=256,
+                pos_enc_at_cross_attn_keys=True,
+                pos_enc_at_cross_attn_queries=False,
+                self_attention=dict(
+                    rope_theta=10000.0,
+                    feat_sizes=(64, 64),
+                    embedding_dim=256,
+                    num_heads=1,
+                    downsample_rate=1,
+                    dropout=0.1,
+                    rope_k_repeat=False,
+                    kv_in_dim=None,
+                ),
+                cross_attention=dict(
+                    rope_theta=10000.0,
+                    feat_sizes=(64, 64),
+                    rope_k_repeat=True,
+                    embedding_dim=256,
+                    num_heads=1,
+                    downsample_rate=1,
+                    dropout=0.1,
+                    kv_in_dim=64,
+                ),
+            ),
+        )
+    )
+
+    m.memory_encoder = ml_collections.ConfigDict(
+        dict(
+            out_dim=64,
+            in_dim=256,
+            position_encoding=dict(num_pos_feats=64, normalize=True, scale=None, temperature=10000),
+            mask_downsampler=dict(kernel_size=3, stride=2, padding=1, total_stride=16, embed_dim=256),
+            fuser=dict(
+                layer=dict(
+                    dim=256, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True, drop_path=0.0
+                ),
+                num_layers=2,
+                input_projection=False,
+            ),
+        )
+    )
 
     m.num_maskmem = 7
     m.image_size = 1024
@@ -152,19 +202,23 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     m.max_obj_ptrs_in_encoder = 16
     m.soft_no_obj_ptr = False
     # Post-processing overrides appended by the official build_sam2 (apply_postprocessing=True).
-    m.sam_mask_decoder_extra_args = ml_collections.ConfigDict(dict(
-        dynamic_multimask_via_stability=True,
-        dynamic_multimask_stability_delta=0.05,
-        dynamic_multimask_stability_thresh=0.98,
-    ))
+    m.sam_mask_decoder_extra_args = ml_collections.ConfigDict(
+        dict(
+            dynamic_multimask_via_stability=True,
+            dynamic_multimask_stability_delta=0.05,
+            dynamic_multimask_stability_thresh=0.98,
+        )
+    )
 
     # Extra overrides of build_sam2_video_predictor (used by the video predictor, not the image one).
-    c.video = ml_collections.ConfigDict(dict(
-        binarize_mask_from_pts_for_mem_enc=True,
-        fill_hole_area=8,
-        non_overlap_masks=False,
-        clear_non_cond_mem_around_input=False,
-        add_all_frames_to_correct_as_cond=True,
-    ))
+    c.video = ml_collections.ConfigDict(
+        dict(
+            binarize_mask_from_pts_for_mem_enc=True,
+            fill_hole_area=8,
+            non_overlap_masks=False,
+            clear_non_cond_mem_around_input=False,
+            add_all_frames_to_correct_as_cond=True,
+        )
+    )
     c.dtype = "float32"
     return c

@@ -24,8 +24,9 @@ from convert_weights.orbax_io import restore_params, save_params
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convert_weights", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m convert_weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="official .pt checkpoint to convert")
     src.add_argument("--export", metavar="ORBAX_DIR", help="our params directory to write back as an official .pt")
@@ -37,8 +38,9 @@ def main(argv=None) -> int:
             sd = load_torch_state_dict(args.checkpoint)
             name = args.config or infer_config_name(sd)
             config = get_config(name)
-            from sam2_jax.build_sam import SAM2Base, param_shapes  # heavy import only when needed
             import ml_collections
+
+            from sam2_jax.build_sam import SAM2Base, param_shapes  # heavy import only when needed
 
             shapes = param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(config.model)))
             params = convert_state_dict(sd, param_table(config), shapes)

@@ -77,8 +77,7 @@ def convert_state_dict(
                 continue
             if value.shape != want:
                 bad_shapes.append(
-                    f"{key}: checkpoint shape {tuple(state_dict[key].shape)} gives {value.shape}, "
-                    f"model expects {want}"
+                    f"{key}: checkpoint shape {tuple(state_dict[key].shape)} gives {value.shape}, model expects {want}"
                 )
                 continue
         _set(params, path, value)
@@ -146,9 +145,7 @@ def infer_config_name(state_dict: Mapping[str, np.ndarray]) -> str:
     if key not in state_dict:
         raise ValueError(f"not a SAM 2 checkpoint: no {key!r}")
     dim = state_dict[key].shape[0]
-    depth = 1 + max(
-        int(k.split(".")[3]) for k in state_dict if k.startswith("image_encoder.trunk.blocks.")
-    )
+    depth = 1 + max(int(k.split(".")[3]) for k in state_dict if k.startswith("image_encoder.trunk.blocks."))
     sizes = {(96, 12): "t", (96, 16): "s", (112, 24): "b+", (144, 48): "l"}
     if (dim, depth) not in sizes:
         raise ValueError(f"unknown Hiera trunk: embed_dim {dim}, {depth} blocks")

@@ -80,8 +80,12 @@ def trunk_modules(trunk, prefix: str = "image_encoder.trunk") -> list[tuple[str,
     ]
     for i in range(sum(trunk.stages)):
         b = f"{prefix}.blocks.{i}"
-        mods += [(f"{b}.norm1", "norm"), (f"{b}.attn.qkv", "linear"), (f"{b}.attn.proj", "linear"),
-                 (f"{b}.norm2", "norm")] + _mlp(f"{b}.mlp", 2)
+        mods += [
+            (f"{b}.norm1", "norm"),
+            (f"{b}.attn.qkv", "linear"),
+            (f"{b}.attn.proj", "linear"),
+            (f"{b}.norm2", "norm"),
+        ] + _mlp(f"{b}.mlp", 2)
         if i - 1 in stage_ends:  # first block of a new stage changes the dim
             mods.append((f"{b}.proj", "linear"))
     return mods
@@ -111,17 +115,24 @@ def mask_decoder_modules(model, prefix: str = "sam_mask_decoder", depth: int = 2
     for i in range(depth):
         layer = f"{t}.layers.{i}"
         mods += [
-            *_attention(f"{layer}.self_attn"), (f"{layer}.norm1", "norm"),
-            *_attention(f"{layer}.cross_attn_token_to_image"), (f"{layer}.norm2", "norm"),
-            *_mlp(f"{layer}.mlp", 2), (f"{layer}.norm3", "norm"), (f"{layer}.norm4", "norm"),
+            *_attention(f"{layer}.self_attn"),
+            (f"{layer}.norm1", "norm"),
+            *_attention(f"{layer}.cross_attn_token_to_image"),
+            (f"{layer}.norm2", "norm"),
+            *_mlp(f"{layer}.mlp", 2),
+            (f"{layer}.norm3", "norm"),
+            (f"{layer}.norm4", "norm"),
             *_attention(f"{layer}.cross_attn_image_to_token"),
         ]
     mods += [*_attention(f"{t}.final_attn_token_to_image"), (f"{t}.norm_final_attn", "norm")]
     mods += [(f"{prefix}.iou_token", "embed"), (f"{prefix}.mask_tokens", "embed")]
     if model.pred_obj_scores:
         mods.append((f"{prefix}.obj_score_token", "embed"))
-    mods += [(f"{prefix}.output_upscaling.0", "convt"), (f"{prefix}.output_upscaling.1", "norm"),
-             (f"{prefix}.output_upscaling.3", "convt")]
+    mods += [
+        (f"{prefix}.output_upscaling.0", "convt"),
+        (f"{prefix}.output_upscaling.1", "norm"),
+        (f"{prefix}.output_upscaling.3", "convt"),
+    ]
     if model.use_high_res_features_in_sam:
         mods += [(f"{prefix}.conv_s0", "conv"), (f"{prefix}.conv_s1", "conv")]
     for i in range(4):  # num_multimask_outputs + 1 mask tokens, one hypernetwork MLP each
@@ -139,9 +150,15 @@ def memory_attention_modules(ma, prefix: str = "memory_attention") -> list[tuple
     mods = []
     for i in range(ma.num_layers):
         layer = f"{prefix}.layers.{i}"
-        mods += [*_attention(f"{layer}.self_attn"), *_attention(f"{layer}.cross_attn_image"),
-                 (f"{layer}.linear1", "linear"), (f"{layer}.linear2", "linear"),
-                 (f"{layer}.norm1", "norm"), (f"{layer}.norm2", "norm"), (f"{layer}.norm3", "norm")]
+        mods += [
+            *_attention(f"{layer}.self_attn"),
+            *_attention(f"{layer}.cross_attn_image"),
+            (f"{layer}.linear1", "linear"),
+            (f"{layer}.linear2", "linear"),
+            (f"{layer}.norm1", "norm"),
+            (f"{layer}.norm2", "norm"),
+            (f"{layer}.norm3", "norm"),
+        ]
     mods.append((f"{prefix}.norm", "norm"))
     return mods
 
@@ -151,16 +168,22 @@ def memory_encoder_modules(me, prefix: str = "memory_encoder") -> list[tuple[str
     num_layers = int(math.log2(md.total_stride) // math.log2(md.stride))
     mods = []
     for j in range(num_layers):  # Sequential of (conv, LayerNorm2d, GELU) per layer, then a 1x1 conv
-        mods += [(f"{prefix}.mask_downsampler.encoder.{3 * j}", "conv"),
-                 (f"{prefix}.mask_downsampler.encoder.{3 * j + 1}", "norm")]
+        mods += [
+            (f"{prefix}.mask_downsampler.encoder.{3 * j}", "conv"),
+            (f"{prefix}.mask_downsampler.encoder.{3 * j + 1}", "norm"),
+        ]
     mods.append((f"{prefix}.mask_downsampler.encoder.{3 * num_layers}", "conv"))
     mods.append((f"{prefix}.pix_feat_proj", "conv"))
     if me.fuser.input_projection:
         mods.append((f"{prefix}.fuser.proj", "conv"))
     for i in range(me.fuser.num_layers):
         layer = f"{prefix}.fuser.layers.{i}"
-        mods += [(f"{layer}.dwconv", "conv"), (f"{layer}.norm", "norm"), (f"{layer}.pwconv1", "linear"),
-                 (f"{layer}.pwconv2", "linear")]
+        mods += [
+            (f"{layer}.dwconv", "conv"),
+            (f"{layer}.norm", "norm"),
+            (f"{layer}.pwconv1", "linear"),
+            (f"{layer}.pwconv2", "linear"),
+        ]
         if me.fuser.layer.layer_scale_init_value > 0:
             mods.append((f"{layer}.gamma", "param"))
     if me.out_dim != me.in_dim:
@@ -203,4 +226,4 @@ def param_table(config) -> list[Entry]:
 def component_table(entries: list[Entry], torch_prefix: str) -> list[Entry]:
     """The entries of one submodule, with both sides made relative to it (for per-module parity tests)."""
     n = len(torch_to_path(torch_prefix))
-    return [(p[n:], k[len(torch_prefix) + 1:], t) for p, k, t in entries if k.startswith(torch_prefix + ".")]
+    return [(p[n:], k[len(torch_prefix) + 1 :], t) for p, k, t in entries if k.startswith(torch_prefix + ".")]

@@ -102,8 +102,11 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
         params = restore_params(path)
         flat = {p: np.shape(v) for p, v in flatten(params).items()}
         missing, extra = set(shapes) - set(flat), set(flat) - set(shapes)
-        wrong = [f"{'/'.join(p)}: {flat[p]} vs model {shapes[p]}" for p in set(flat) & set(shapes)
-                 if tuple(flat[p]) != shapes[p]]
+        wrong = [
+            f"{'/'.join(p)}: {flat[p]} vs model {shapes[p]}"
+            for p in set(flat) & set(shapes)
+            if tuple(flat[p]) != shapes[p]
+        ]
         if missing or extra or wrong:
             raise ValueError(
                 f"orbax params at {path!r} do not match config {config.name}: "

@@ -38,8 +38,9 @@ def _parse_box(s: str) -> tuple[float, float, float, float]:
 
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parents[1]
-    p = argparse.ArgumentParser(prog="python -m sam2_jax.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m sam2_jax.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--image", default=str(here / "examples" / "truck.jpg"))
     p.add_argument("--point", type=_parse_point, action="append", help="x,y[,label] in image pixels (repeatable)")
     p.add_argument("--box", type=_parse_box)
@@ -79,8 +80,11 @@ def main(argv=None) -> int:
             if not ckpt.exists():
                 random_checkpoint(config.name, ckpt)
             random_weights = True
-            print(f"NOTE: continuing with RANDOM weights written in the official format to {ckpt}: every step runs "
-                  "as with the real checkpoint, but the masks are meaningless.", file=sys.stderr)
+            print(
+                f"NOTE: continuing with RANDOM weights written in the official format to {ckpt}: every step runs "
+                "as with the real checkpoint, but the masks are meaningless.",
+                file=sys.stderr,
+            )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,15 +119,26 @@ def main(argv=None) -> int:
     for rank, i in enumerate(order):
         mask_png(masks[i]).save(out / f"mask_{rank}.png")
     overlay(image, [masks[order[0]]], coords, labels, box).save(out / "overlay.png")
-    (out / "scores.json").write_text(json.dumps({
-        "model": config.name, "checkpoint": str(ckpt), "random_weights": random_weights,
-        "points": coords.tolist() if coords is not None else None, "labels": labels.tolist() if labels is not None else None,
-        "box": box.tolist() if box is not None else None, "iou_predictions": [float(scores[i]) for i in order],
-        "mask_area": [int(masks[i].sum()) for i in order],
-    }, indent=2))
-    print(f"{config.name}: load {t1 - t0:.1f}s, set_image {t2 - t1:.1f}s (incl. compile), predict {t3 - t2:.2f}s; "
-          f"wrote {len(order)} mask(s), overlay.png, scores.json to {out}"
-          + (" [RANDOM WEIGHTS]" if random_weights else ""))
+    (out / "scores.json").write_text(
+        json.dumps(
+            {
+                "model": config.name,
+                "checkpoint": str(ckpt),
+                "random_weights": random_weights,
+                "points": coords.tolist() if coords is not None else None,
+                "labels": labels.tolist() if labels is not None else None,
+                "box": box.tolist() if box is not None else None,
+                "iou_predictions": [float(scores[i]) for i in order],
+                "mask_area": [int(masks[i].sum()) for i in order],
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"{config.name}: load {t1 - t0:.1f}s, set_image {t2 - t1:.1f}s (incl. compile), predict {t3 - t2:.2f}s; "
+        f"wrote {len(order)} mask(s), overlay.png, scores.json to {out}"
+        + (" [RANDOM WEIGHTS]" if random_weights else "")
+    )
     return 0
 
 

@@ -129,8 +129,9 @@ class SAM2ImagePredictor:
           masks (C, H, W) (or (B, C, H, W) for batched prompts), IoU predictions (C,), low-res logits (C, 256, 256).
         """
         self._require_image("predict")
-        out = self._predict_one(0, point_coords, point_labels, box, mask_input, multimask_output,
-                                return_logits, normalize_coords)
+        out = self._predict_one(
+            0, point_coords, point_labels, box, mask_input, multimask_output, return_logits, normalize_coords
+        )
         return out
 
     def predict_batch(
@@ -148,24 +149,35 @@ class SAM2ImagePredictor:
             raise ValueError("predict_batch needs images set with set_image_batch(...)")
         self._require_image("predict_batch")
         n = len(self._orig_hw)
-        for name, lst in (("point_coords_batch", point_coords_batch), ("point_labels_batch", point_labels_batch),
-                          ("box_batch", box_batch), ("mask_input_batch", mask_input_batch)):
+        for name, lst in (
+            ("point_coords_batch", point_coords_batch),
+            ("point_labels_batch", point_labels_batch),
+            ("box_batch", box_batch),
+            ("mask_input_batch", mask_input_batch),
+        ):
             if lst is not None and len(lst) != n:
                 raise ValueError(f"{name} has {len(lst)} entries, expected one per image ({n})")
         pick = lambda lst, i: None if lst is None else lst[i]
         all_masks, all_ious, all_low = [], [], []
         for i in range(n):
             m, s, low = self._predict_one(
-                i, pick(point_coords_batch, i), pick(point_labels_batch, i), pick(box_batch, i),
-                pick(mask_input_batch, i), multimask_output, return_logits, normalize_coords,
+                i,
+                pick(point_coords_batch, i),
+                pick(point_labels_batch, i),
+                pick(box_batch, i),
+                pick(mask_input_batch, i),
+                multimask_output,
+                return_logits,
+                normalize_coords,
             )
             all_masks.append(m)
             all_ious.append(s)
             all_low.append(low)
         return all_masks, all_ious, all_low
 
-    def _predict_one(self, img_idx, point_coords, point_labels, box, mask_input, multimask_output, return_logits,
-                     normalize_coords):
+    def _predict_one(
+        self, img_idx, point_coords, point_labels, box, mask_input, multimask_output, return_logits, normalize_coords
+    ):
         coords, labels, mask = self._prep_prompts(
             point_coords, point_labels, box, mask_input, normalize_coords, img_idx
         )
@@ -175,21 +187,47 @@ class SAM2ImagePredictor:
         if mask is not None and coords is not None and mask.shape[0] not in (1, coords.shape[0]):
             raise ValueError(f"mask_input has batch {mask.shape[0]}, prompts have batch {coords.shape[0]}")
         masks, iou, low_res = self._decode_fn(
-            self.model.params, image_embed, high_res, coords, labels, mask,
-            multimask_output=bool(multimask_output), repeat_image=batched_mode,
-            orig_hw=tuple(int(v) for v in self._orig_hw[img_idx]), return_logits=bool(return_logits),
+            self.model.params,
+            image_embed,
+            high_res,
+            coords,
+            labels,
+            mask,
+            multimask_output=bool(multimask_output),
+            repeat_image=batched_mode,
+            orig_hw=tuple(int(v) for v in self._orig_hw[img_idx]),
+            return_logits=bool(return_logits),
         )
         masks, iou, low_res = np.asarray(masks), np.asarray(iou, np.float32), np.asarray(low_res, np.float32)
         if masks.shape[0] == 1:  # the official squeezes the prompt batch axis of 1
             masks, iou, low_res = masks[0], iou[0], low_res[0]
         return masks, iou, low_res
 
-    def _decode(self, params, image_embed, high_res, coords, labels, mask, *, multimask_output, repeat_image,
-                orig_hw, return_logits):
+    def _decode(
+        self,
+        params,
+        image_embed,
+        high_res,
+        coords,
+        labels,
+        mask,
+        *,
+        multimask_output,
+        repeat_image,
+        orig_hw,
+        return_logits,
+    ):
         # mask (B, 1, 256, 256) -> (B, 256, 256, 1) for the prompt encoder
         mask_nhwc = None if mask is None else mask.transpose(0, 2, 3, 1)
         low_res, iou, _, _ = self.model.module.apply(
-            {"params": params}, image_embed, high_res, coords, labels, mask_nhwc, multimask_output, repeat_image,
+            {"params": params},
+            image_embed,
+            high_res,
+            coords,
+            labels,
+            mask_nhwc,
+            multimask_output,
+            repeat_image,
             method="decode_prompts",
         )
         masks = self._transforms.postprocess_masks(low_res, orig_hw)
@@ -230,9 +268,7 @@ class SAM2ImagePredictor:
             box_labels = np.tile(np.array([[2, 3]], np.int32), (box_coords.shape[0], 1))
             if coords is not None:
                 if coords.shape[0] != box_coords.shape[0]:
-                    raise ValueError(
-                        f"{box_coords.shape[0]} box(es) but point prompts have batch {coords.shape[0]}"
-                    )
+                    raise ValueError(f"{box_coords.shape[0]} box(es) but point prompts have batch {coords.shape[0]}")
                 coords = np.concatenate([box_coords, coords], axis=1)
                 labels = np.concatenate([box_labels, labels], axis=1)
             else:

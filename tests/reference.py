@@ -41,9 +41,7 @@ requires_torch = pytest.mark.skipif(
     not have_torch(),
     reason="the PyTorch reference (torch==2.13.0 CPU + sam2==1.1.0) is not installed; see ../shared/REFERENCE.md",
 )
-requires_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"shared data not found at {DATA} (set SAM2_JAX_SHARED)"
-)
+requires_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA} (set SAM2_JAX_SHARED)")
 
 
 @functools.lru_cache(maxsize=4)

@@ -30,9 +30,9 @@ def test_config_matches_official_yaml(name):
     import sam2
     from omegaconf import OmegaConf
 
-    yaml = OmegaConf.to_container(
-        OmegaConf.load(os.path.join(os.path.dirname(sam2.__file__), OFFICIAL_YAML[name]))
-    )["model"]
+    yaml = OmegaConf.to_container(OmegaConf.load(os.path.join(os.path.dirname(sam2.__file__), OFFICIAL_YAML[name])))[
+        "model"
+    ]
     ours = get_config(name).model.to_dict()
     checked = 0
     for path, value in _walk(yaml):
@@ -47,8 +47,11 @@ def test_config_matches_official_yaml(name):
     assert checked > 60
     # the post-processing overrides of the official build_sam2
     extra = ours["sam_mask_decoder_extra_args"]
-    assert extra == dict(dynamic_multimask_via_stability=True, dynamic_multimask_stability_delta=0.05,
-                         dynamic_multimask_stability_thresh=0.98)
+    assert extra == dict(
+        dynamic_multimask_via_stability=True,
+        dynamic_multimask_stability_delta=0.05,
+        dynamic_multimask_stability_thresh=0.98,
+    )
 
 
 def test_config_names_and_errors():

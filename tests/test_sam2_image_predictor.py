@@ -21,10 +21,9 @@ def _load(name):
 
 @functools.lru_cache(maxsize=1)
 def _models(name=NAME):
-    from sam2.sam2_image_predictor import SAM2ImagePredictor as RefPredictor
-
     import jax.numpy as jnp
     import ml_collections
+    from sam2.sam2_image_predictor import SAM2ImagePredictor as RefPredictor
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
@@ -52,7 +51,7 @@ def _set(photo):
 
 
 def _check(ref_out, our_out, what):
-    for n, r, o in zip(("masks", "iou", "low_res"), ref_out, our_out):
+    for n, r, o in zip(("masks", "iou", "low_res"), ref_out, our_out, strict=True):
         r = np.asarray(r, np.float32)
         assert o.shape == r.shape, f"{what}/{n}: shape {o.shape} vs {r.shape}"
         np.testing.assert_allclose(o, r, atol=ATOL, rtol=0, err_msg=f"{what}/{n}")
@@ -60,15 +59,22 @@ def _check(ref_out, our_out, what):
 
 CASES = {
     "point": dict(point_coords=np.array([[500, 375]]), point_labels=np.array([1])),
-    "points_with_negative": dict(point_coords=np.array([[500, 375], [1125, 625], [300, 900]]),
-                                 point_labels=np.array([1, 1, 0]), multimask_output=False),
+    "points_with_negative": dict(
+        point_coords=np.array([[500, 375], [1125, 625], [300, 900]]),
+        point_labels=np.array([1, 1, 0]),
+        multimask_output=False,
+    ),
     "box": dict(box=np.array([425, 600, 700, 875]), multimask_output=False),
-    "box_and_point": dict(box=np.array([425, 600, 700, 875]), point_coords=np.array([[575, 750]]),
-                          point_labels=np.array([0]), multimask_output=False),
-    "batched_boxes": dict(box=np.array([[75, 275, 1725, 850], [425, 600, 700, 875], [1375, 550, 1650, 800]]),
-                          multimask_output=False),
-    "normalized_point": dict(point_coords=np.array([[0.3, 0.4]]), point_labels=np.array([1]),
-                             normalize_coords=False),
+    "box_and_point": dict(
+        box=np.array([425, 600, 700, 875]),
+        point_coords=np.array([[575, 750]]),
+        point_labels=np.array([0]),
+        multimask_output=False,
+    ),
+    "batched_boxes": dict(
+        box=np.array([[75, 275, 1725, 850], [425, 600, 700, 875], [1375, 550, 1650, 800]]), multimask_output=False
+    ),
+    "normalized_point": dict(point_coords=np.array([[0.3, 0.4]]), point_labels=np.array([1]), normalize_coords=False),
 }
 
 
@@ -95,8 +101,13 @@ def test_mask_input_round_and_embedding():
     r1, o1 = ref.predict(**kw), ours.predict(**kw)
     _check(r1, o1, "first click")
     best = int(np.argmax(r1[1]))
-    kw2 = dict(point_coords=np.array([[400, 300], [200, 150]]), point_labels=np.array([1, 0]),
-               mask_input=r1[2][best][None], multimask_output=False, return_logits=True)
+    kw2 = dict(
+        point_coords=np.array([[400, 300], [200, 150]]),
+        point_labels=np.array([1, 0]),
+        mask_input=r1[2][best][None],
+        multimask_output=False,
+        return_logits=True,
+    )
     _check(ref.predict(**kw2), ours.predict(**kw2), "refine with mask_input")
     emb_r = ref.get_image_embedding().numpy()
     np.testing.assert_allclose(ours.get_image_embedding(), emb_r, atol=ATOL * max(1, np.abs(emb_r).max()))

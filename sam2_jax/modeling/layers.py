@@ -74,9 +74,7 @@ class Conv2d(nn.Module):
         cin = x.shape[-1]
         if cin % self.groups:
             raise ValueError(f"Conv2d: {cin} input channels not divisible by groups={self.groups}")
-        kernel = self.param(
-            "kernel", default_kernel_init, (kh, kw, cin // self.groups, self.features)
-        )
+        kernel = self.param("kernel", default_kernel_init, (kh, kw, cin // self.groups, self.features))
         if (kh, kw, sh, sw, ph, pw, self.groups) == (1, 1, 1, 1, 0, 0, 1):
             y = dense(x, kernel[0, 0], self.dtype)
         elif self.groups == cin and self.features == cin and (sh, sw) == (1, 1):

@@ -117,9 +117,7 @@ class PositionEmbeddingRandom(nn.Module):
     def forward_with_coords(self, coords_input: jax.Array, image_size: tuple[int, int]) -> jax.Array:
         """(B, N, 2) pixel coords (x, y) in an image of ``image_size = (H, W)`` -> (B, N, C)."""
         coords = coords_input.astype(jnp.float32)
-        coords = jnp.stack(
-            [coords[..., 0] / image_size[1], coords[..., 1] / image_size[0]], axis=-1
-        )
+        coords = jnp.stack([coords[..., 0] / image_size[1], coords[..., 1] / image_size[0]], axis=-1)
         return self._pe_encoding(coords)
 
 
@@ -138,9 +136,7 @@ def compute_axial_cis(dim: int, end_x: int, end_y: int, theta: float = 10000.0) 
 
     Angles are computed in float32 as in PyTorch (``torch.outer`` of float32 tensors), so cos/sin match it.
     """
-    freqs = 1.0 / (
-        jnp.float32(theta) ** (jnp.arange(0, dim, 4)[: dim // 4].astype(jnp.float32) / dim)
-    )
+    freqs = 1.0 / (jnp.float32(theta) ** (jnp.arange(0, dim, 4)[: dim // 4].astype(jnp.float32) / dim))
     t_x, t_y = init_t_xy(end_x, end_y)
     fx = jnp.outer(jnp.asarray(t_x), freqs)  # (L, dim/4)
     fy = jnp.outer(jnp.asarray(t_y), freqs)

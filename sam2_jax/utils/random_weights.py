@@ -20,7 +20,6 @@ import numpy as np
 
 from convert_weights.mapping import Entry
 
-
 # sqrt(3): unit-variance-preserving uniform weights (std 1/sqrt(fan_in)). PyTorch's default bound 1/sqrt(fan_in)
 # shrinks activations by sqrt(3) per layer: after the image encoder and the decoder the official model's outputs
 # are then almost constant (mask logits within +-0.5, IoU predictions all ~0.5, object scores ~0), which would make

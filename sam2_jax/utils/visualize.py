@@ -6,8 +6,19 @@ from PIL import Image, ImageDraw
 
 # matplotlib's tab10, the palette the official notebooks use for object ids
 PALETTE = np.array(
-    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
-     [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8
+    [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+    ],
+    np.uint8,
 )
 
 
@@ -38,7 +49,7 @@ def overlay(
     d = ImageDraw.Draw(img)
     r = max(4, round(min(image.shape[:2]) / 80))
     if points is not None:
-        for (x, y), lab in zip(np.asarray(points).reshape(-1, 2), np.asarray(labels).reshape(-1)):
+        for (x, y), lab in zip(np.asarray(points).reshape(-1, 2), np.asarray(labels).reshape(-1), strict=True):
             color = (0, 200, 0) if lab == 1 else (220, 0, 0)
             d.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(255, 255, 255), width=2)
     if boxes is not None:

@@ -1,6 +1,5 @@
 """The converter: strict both ways, bit-exact round trip, clear errors on broken checkpoints."""
 
-
 import numpy as np
 import pytest
 
@@ -98,8 +97,10 @@ def test_wrong_model_and_truncated_file(tmp_path):
 @pytest.mark.parametrize(
     "name",
     ["sam2_hiera_t", "sam2.1_hiera_s"]
-    + [pytest.param(n, marks=pytest.mark.slow) for n in ("sam2.1_hiera_b+", "sam2.1_hiera_l", "sam2_hiera_s",
-                                                         "sam2_hiera_b+", "sam2_hiera_l")],
+    + [
+        pytest.param(n, marks=pytest.mark.slow)
+        for n in ("sam2.1_hiera_b+", "sam2.1_hiera_l", "sam2_hiera_s", "sam2_hiera_b+", "sam2_hiera_l")
+    ],
 )
 def test_every_size_converts_strictly(name):
     import ml_collections
@@ -114,5 +115,15 @@ def test_every_size_converts_strictly(name):
     params = convert_state_dict(sd, param_table(config), shapes)
     back = params_to_state_dict(params, param_table(config))
     assert all(np.array_equal(back[k], sd[k]) for k in sd)
-    assert len(sd) == {"sam2_hiera_t": 468, "sam2.1_hiera_s": 519, "sam2.1_hiera_b+": 615, "sam2.1_hiera_l": 903,
-                       "sam2_hiera_s": 516, "sam2_hiera_b+": 612, "sam2_hiera_l": 900}[name]
+    assert (
+        len(sd)
+        == {
+            "sam2_hiera_t": 468,
+            "sam2.1_hiera_s": 519,
+            "sam2.1_hiera_b+": 615,
+            "sam2.1_hiera_l": 903,
+            "sam2_hiera_s": 516,
+            "sam2_hiera_b+": 612,
+            "sam2_hiera_l": 900,
+        }[name]
+    )
