@@ -1,0 +1,673 @@
+"""Port of ``sam2/sam2_video_predictor.py``: ``SAM2VideoPredictor`` with the official API, numpy in and out.
+
+The official class subclasses the model and keeps a 20-key ``inference_state`` dict. Here the predictor holds a
+``SAM2Model`` and keeps the official bookkeeping (object ids, prompts per frame, per-frame outputs, which frames
+were tracked and in which direction) on the host; the device work is ``sam2_jax.tracker.step``: ``interact`` for
+a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for propagation.
+
+Deviations from the official predictor:
+- A correction click on an already tracked frame makes it a conditioning frame (the official
+  ``add_all_frames_to_correct_as_cond=true``), so the next propagation never drops it (upstream #719, #731).
+- ``fill_hole_area`` works on CPU (our connected components); the official needs its CUDA extension.
+- Per-frame outputs (memories in bfloat16, pointers, low-res masks) live in host memory within
+  ``store_budget_mb``; beyond it the frames farthest from the last tracked frame are dropped and, when a later
+  correction or propagation needs one, recomputed by re-tracking from the nearest earlier conditioning frame.
+- Objects are tracked together in one batched step sharing each frame's image features (the official loops over
+  objects); new objects can be added at any time, as in sam2 1.1.0.
+- Bad input raises ``ValueError`` naming it and leaves the state usable.
+- ``propagate_in_video`` also runs on a live source (an iterator of frames): it tracks each frame as it arrives
+  (not in the official API).
+- With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
+"""
+
+import dataclasses
+import functools
+from collections import OrderedDict
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from sam2_jax.build_sam import SAM2Model, build_sam2
+from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
+from sam2_jax.tracker import step as tstep
+from sam2_jax.tracker.state import TrackerState, empty_state
+from sam2_jax.utils.interpolate import interpolate
+from sam2_jax.utils.video_io import VideoSource
+
+
+@dataclasses.dataclass
+class FrameOutput:
+    """One frame's output for one object, as the official ``compact_current_out`` (numpy, batch 1)."""
+
+    pred_masks: np.ndarray  # (1, 1, 4h, 4w) float32
+    obj_ptr: np.ndarray  # (1, C) float32
+    object_score_logits: np.ndarray  # (1, 1) float32
+    maskmem_features: np.ndarray | None = None  # (hw, mem_dim) bfloat16 once encoded
+
+    def nbytes(self) -> int:
+        n = self.pred_masks.nbytes + self.obj_ptr.nbytes + self.object_score_logits.nbytes
+        return n + (0 if self.maskmem_features is None else self.maskmem_features.nbytes)
+
+
+def build_sam2_video_predictor(
+    config_file: Any = "sam2.1_hiera_t",
+    ckpt_path=None,
+    device=None,
+    mode="eval",
+    hydra_overrides_extra=(),
+    apply_postprocessing=True,
+    **kwargs,
+):
+    """Official ``build_sam2_video_predictor``: the model with the video overrides (binarized click masks for
+    memory, ``fill_hole_area=8``) wrapped in a ``SAM2VideoPredictor``."""
+    del device, mode, hydra_overrides_extra
+    model = build_sam2(config_file, ckpt_path, dtype=kwargs.pop("dtype", None))
+    return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **kwargs)
+
+
+class SAM2VideoPredictor:
+    """Prompts (clicks, boxes, masks) on any frames, propagation through the video, corrections, several objects."""
+
+    def __init__(
+        self,
+        sam_model: SAM2Model,
+        fill_hole_area: int | None = None,
+        non_overlap_masks: bool | None = None,
+        clear_non_cond_mem_around_input: bool | None = None,
+        apply_postprocessing: bool = True,
+        chunk_size: int = 4,
+        store_budget_mb: float = 2048.0,
+        max_cond_slots: int = 16,
+        mesh: jax.sharding.Mesh | None = None,
+    ) -> None:
+        """
+        Args:
+          sam_model: from ``sam2_jax.build_sam2``.
+          fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input: the official predictor options
+            (defaults from the config's ``video`` section: 8, False, False).
+          apply_postprocessing: the official video overrides (binarize click masks for memory, fill holes).
+          chunk_size: frames per ``lax.scan`` call during propagation.
+          store_budget_mb: host memory for per-frame outputs (about 0.8 MB per frame and object at 1024 px).
+          max_cond_slots: most conditioning frames attended to per object (the temporally closest are kept).
+          mesh: a ``Mesh`` with an ``"obj"`` axis to spread objects over devices; default all local devices
+            when there are several. Results do not depend on it.
+        """
+        video = sam_model.config.video
+        cfg = ml_collections.ConfigDict(sam_model.config.model)
+        if apply_postprocessing:
+            cfg.binarize_mask_from_pts_for_mem_enc = video.binarize_mask_from_pts_for_mem_enc
+        if cfg.memory_temporal_stride_for_eval != 1:
+            raise ValueError("memory_temporal_stride_for_eval must be 1 for the tracker")
+        self.module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg), dtype=sam_model.module.dtype)
+        self.params = sam_model.params
+        self.model = sam_model
+        self.config = cfg
+        self.image_size = cfg.image_size
+        self.fill_hole_area = int(video.fill_hole_area if fill_hole_area is None else fill_hole_area)
+        if not apply_postprocessing and fill_hole_area is None:
+            self.fill_hole_area = 0
+        self.non_overlap_masks = bool(video.non_overlap_masks if non_overlap_masks is None else non_overlap_masks)
+        self.clear_non_cond_mem_around_input = bool(
+            video.clear_non_cond_mem_around_input
+            if clear_non_cond_mem_around_input is None
+            else clear_non_cond_mem_around_input
+        )
+        self.add_all_frames_to_correct_as_cond = True
+        self.chunk_size = int(chunk_size)
+        self.store_budget_bytes = int(store_budget_mb * 2**20)
+        self.max_cond_slots = int(max_cond_slots)
+        if mesh is None and jax.device_count() > 1:
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("obj",))
+        self.mesh = mesh
+        # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
+        self._features_fn = functools.partial(_frame_features, self.module)
+        self._interact_fn = functools.partial(_interact, self.module, fill_hole_area=self.fill_hole_area)
+        self._encode_fn = functools.partial(_encode_prompt_memory, self.module)
+        self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
+
+    # --- state ------------------------------------------------------------------------------------------------
+    def init_state(
+        self,
+        video_path: Any,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+        **source_kwargs,
+    ) -> dict:
+        """A new inference state for a video: a folder of JPEG/PNG frames, a video file, a (T, H, W, 3) uint8
+        array, or an iterator of frames."""
+        images = VideoSource(
+            video_path,
+            image_size=self.image_size,
+            offload_video_to_cpu=offload_video_to_cpu,
+            async_loading_frames=async_loading_frames,
+            **source_kwargs,
+        )
+        if images.num_frames is not None and images.num_frames == 0:
+            raise ValueError(f"video {video_path!r} has no frames")
+        state = {
+            "images": images,
+            "num_frames": images.num_frames,
+            "offload_video_to_cpu": offload_video_to_cpu,
+            "offload_state_to_cpu": offload_state_to_cpu,
+            "video_height": images.video_height,
+            "video_width": images.video_width,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
+            "store_bytes": 0,
+        }
+        self._get_image_feature(state, 0)
+        return state
+
+    def reset_state(self, inference_state: dict) -> None:
+        """Remove every prompt, output and object."""
+        s = inference_state
+        for k in (
+            "point_inputs_per_obj",
+            "mask_inputs_per_obj",
+            "output_dict_per_obj",
+            "temp_output_dict_per_obj",
+            "frames_tracked_per_obj",
+            "obj_id_to_idx",
+            "obj_idx_to_id",
+        ):
+            s[k].clear()
+        s["obj_ids"] = []
+        s["store_bytes"] = 0
+
+    def _num_frames(self, s) -> int:
+        n = s["num_frames"]
+        return n if n is not None else 2**31 - 1
+
+    def _check_frame(self, s, frame_idx) -> int:
+        if not isinstance(frame_idx, int | np.integer):
+            raise ValueError(f"frame_idx must be an int, got {frame_idx!r}")
+        n = s["num_frames"]
+        if frame_idx < 0 or (n is not None and frame_idx >= n):
+            raise ValueError(f"frame_idx {frame_idx} is outside the video (num_frames={n})")
+        return int(frame_idx)
+
+    def _obj_id_to_idx(self, s, obj_id, create: bool = True) -> int:
+        idx = s["obj_id_to_idx"].get(obj_id)
+        if idx is not None:
+            return idx
+        if not create:
+            raise ValueError(f"unknown obj_id {obj_id!r}; existing object ids: {s['obj_ids']}")
+        idx = len(s["obj_id_to_idx"])
+        s["obj_id_to_idx"][obj_id] = idx
+        s["obj_idx_to_id"][idx] = obj_id
+        s["obj_ids"] = list(s["obj_id_to_idx"])
+        s["point_inputs_per_obj"][idx] = {}
+        s["mask_inputs_per_obj"][idx] = {}
+        s["output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        s["temp_output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        s["frames_tracked_per_obj"][idx] = {}
+        return idx
+
+    def _get_image_feature(self, s, frame_idx: int):
+        cached = s["cached_features"].get(frame_idx)
+        if cached is None:
+            image = jnp.asarray(s["images"][frame_idx])[None]
+            cached = self._features_fn(self.params, image)
+            s["cached_features"] = {frame_idx: cached}  # one frame, as the official
+        return cached
+
+    # --- prompts ----------------------------------------------------------------------------------------------
+    def add_new_points_or_box(
+        self,
+        inference_state,
+        frame_idx,
+        obj_id,
+        points=None,
+        labels=None,
+        clear_old_points=True,
+        normalize_coords=True,
+        box=None,
+    ):
+        """Add clicks (and/or a box) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks) with the
+        masks of every object on that frame as logits (O, 1, H, W) at video resolution."""
+        s = inference_state
+        frame_idx = self._check_frame(s, frame_idx)
+        if (points is not None) != (labels is not None):
+            raise ValueError("points and labels must be provided together")
+        if points is None and box is None:
+            raise ValueError("at least one of points or box must be provided as input")
+        pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32)
+        lab = np.zeros((0,), np.int32) if labels is None else np.asarray(labels)
+        if pts.ndim == 2:
+            pts = pts[None]
+        if lab.ndim == 1:
+            lab = lab[None]
+        if pts.ndim != 3 or pts.shape[0] != 1 or pts.shape[-1] != 2:
+            raise ValueError(f"points must be (N, 2), got shape {np.shape(points)}")
+        if lab.shape != pts.shape[:2]:
+            raise ValueError(f"labels shape {np.shape(labels)} does not match {pts.shape[1]} points")
+        if not np.all(np.isin(lab, (0, 1, 2, 3, -1))):
+            raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {np.unique(lab).tolist()}")
+        H, W = s["video_height"], s["video_width"]
+        if box is not None:
+            if not clear_old_points:
+                raise ValueError(
+                    "cannot add box without clearing old points, since box prompt must be provided "
+                    "before any point prompt (please use clear_old_points=True instead)"
+                )
+            b = np.asarray(box, np.float32)
+            if b.size != 4:
+                raise ValueError(f"box must be [x0, y0, x1, y1], got shape {b.shape}")
+            pts = np.concatenate([b.reshape(1, 2, 2), pts], axis=1)
+            lab = np.concatenate([np.array([[2, 3]], np.int32), lab], axis=1)
+        if normalize_coords:
+            if pts.size and (
+                pts[..., 0].min() < 0 or pts[..., 1].min() < 0 or pts[..., 0].max() > W or pts[..., 1].max() > H
+            ):
+                raise ValueError(f"points/box {pts.reshape(-1, 2).tolist()} lie outside the {W}x{H} video frame")
+            pts = pts / np.array([W, H], np.float32)
+        elif pts.size and (pts.min() < 0 or pts.max() > 1):
+            raise ValueError(f"normalize_coords=False expects coordinates in [0, 1], got {pts.reshape(-1, 2).tolist()}")
+        pts = (pts * self.image_size).astype(np.float32)
+        obj_idx = self._obj_id_to_idx(s, obj_id)
+        point_inputs_per_frame = s["point_inputs_per_obj"][obj_idx]
+        if not clear_old_points and frame_idx in point_inputs_per_frame:
+            old_pts, old_lab = point_inputs_per_frame[frame_idx]
+            pts = np.concatenate([old_pts, pts], axis=1)
+            lab = np.concatenate([old_lab, lab], axis=1)
+        point_inputs_per_frame[frame_idx] = (pts, lab.astype(np.int32))
+        s["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        return self._run_prompt(s, frame_idx, obj_idx, points=(pts, lab.astype(np.int32)))
+
+    add_new_points = add_new_points_or_box
+
+    def add_new_mask(self, inference_state, frame_idx, obj_id, mask):
+        """A binary mask (H, W) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks)."""
+        s = inference_state
+        frame_idx = self._check_frame(s, frame_idx)
+        m = np.asarray(mask)
+        if m.ndim != 2:
+            raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+        if m.shape != (s["video_height"], s["video_width"]) and m.shape != (self.image_size, self.image_size):
+            raise ValueError(
+                f"mask shape {m.shape} is neither the video's {(s['video_height'], s['video_width'])} "
+                f"nor the model's {(self.image_size, self.image_size)}"
+            )
+        m = jnp.asarray(m.astype(bool).astype(np.float32))[None, :, :, None]  # (1, H, W, 1)
+        if m.shape[1:3] != (self.image_size, self.image_size):
+            m = interpolate(m, (self.image_size, self.image_size), "bilinear", antialias=True)
+            m = (m >= 0.5).astype(jnp.float32)
+        obj_idx = self._obj_id_to_idx(s, obj_id)
+        s["mask_inputs_per_obj"][obj_idx][frame_idx] = m
+        s["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        return self._run_prompt(s, frame_idx, obj_idx, mask=m)
+
+    def _run_prompt(self, s, frame_idx, obj_idx, points=None, mask=None):
+        tracked = s["frames_tracked_per_obj"][obj_idx]
+        is_init = frame_idx not in tracked
+        reverse = False if is_init else tracked[frame_idx]["reverse"]
+        out_dict = s["output_dict_per_obj"][obj_idx]
+        temp = s["temp_output_dict_per_obj"][obj_idx]
+        key = "cond_frame_outputs"  # every prompted frame is a conditioning frame (see module docstring)
+        prev = None
+        if points is not None:
+            prev_out = (
+                temp[key].get(frame_idx)
+                or out_dict["cond_frame_outputs"].get(frame_idx)
+                or out_dict["non_cond_frame_outputs"].get(frame_idx)
+            )
+            if prev_out is not None:
+                prev = jnp.clip(jnp.asarray(prev_out.pred_masks), -32.0, 32.0)
+        feats = self._get_image_feature(s, frame_idx)
+        tstate = self._object_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
+        pc, pl = (None, None) if points is None else (jnp.asarray(points[0]), jnp.asarray(points[1]))
+        out = self._interact_fn(
+            self.params,
+            tstate,
+            feats,
+            jnp.int32(frame_idx),
+            jnp.bool_(reverse),
+            pc,
+            pl,
+            mask,
+            prev,
+            is_init_cond_frame=bool(is_init),
+        )
+        temp[key][frame_idx] = FrameOutput(
+            np.asarray(out["pred_masks"]), np.asarray(out["obj_ptr"]), np.asarray(out["object_score_logits"])
+        )
+        return frame_idx, list(s["obj_ids"]), self._consolidated_video_res(s, frame_idx)
+
+    def clear_all_prompts_in_frame(self, inference_state, frame_idx, obj_id, need_output=True):
+        """Remove the prompts of ``obj_id`` on ``frame_idx`` (its output there becomes a tracked one)."""
+        s = inference_state
+        frame_idx = self._check_frame(s, frame_idx)
+        obj_idx = self._obj_id_to_idx(s, obj_id, create=False)
+        s["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        s["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        temp = s["temp_output_dict_per_obj"][obj_idx]
+        temp["cond_frame_outputs"].pop(frame_idx, None)
+        temp["non_cond_frame_outputs"].pop(frame_idx, None)
+        out_dict = s["output_dict_per_obj"][obj_idx]
+        out = out_dict["cond_frame_outputs"].pop(frame_idx, None)
+        if out is not None:
+            out_dict["non_cond_frame_outputs"][frame_idx] = out
+            s["frames_tracked_per_obj"][obj_idx].pop(frame_idx, None)
+        if not need_output:
+            return None
+        return frame_idx, list(s["obj_ids"]), self._consolidated_video_res(s, frame_idx)
+
+    def remove_object(self, inference_state, obj_id, strict=False, need_output=True):
+        """Remove ``obj_id`` (a ``ValueError`` for an unknown id when ``strict``); returns (obj_ids, updated
+        frames as (frame_idx, masks))."""
+        s = inference_state
+        old = s["obj_id_to_idx"].get(obj_id)
+        if old is None:
+            if strict:
+                raise ValueError(f"cannot remove object id {obj_id!r}: existing object ids are {s['obj_ids']}")
+            return list(s["obj_ids"]), []
+        if len(s["obj_id_to_idx"]) == 1:
+            self.reset_state(s)
+            return list(s["obj_ids"]), []
+        frames = set(s["point_inputs_per_obj"][old]) | set(s["mask_inputs_per_obj"][old])
+        for f in frames:
+            self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
+        remain = [i for i in range(len(s["obj_ids"])) if i != old]
+        new_ids = [s["obj_ids"][i] for i in remain]
+        for k in (
+            "point_inputs_per_obj",
+            "mask_inputs_per_obj",
+            "output_dict_per_obj",
+            "temp_output_dict_per_obj",
+            "frames_tracked_per_obj",
+        ):
+            s[k] = {n: s[k][o] for n, o in enumerate(remain)}
+        s["obj_id_to_idx"] = OrderedDict((i, n) for n, i in enumerate(new_ids))
+        s["obj_idx_to_id"] = OrderedDict((n, i) for n, i in enumerate(new_ids))
+        s["obj_ids"] = new_ids
+        self._recount_store(s)
+        updated = [(f, self._consolidated_video_res(s, f)) for f in sorted(frames)] if need_output else []
+        return list(s["obj_ids"]), updated
+
+    # --- propagation ------------------------------------------------------------------------------------------
+    def propagate_in_video_preflight(self, inference_state) -> None:
+        """Encode the memories of the new prompted frames and move them into the per-object outputs."""
+        s = inference_state
+        n_obj = len(s["obj_ids"])
+        if n_obj == 0:
+            raise ValueError("No input points or masks are provided for any object; please add inputs first.")
+        for obj_idx in range(n_obj):
+            out_dict = s["output_dict_per_obj"][obj_idx]
+            temp = s["temp_output_dict_per_obj"][obj_idx]
+            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
+                for frame_idx, out in temp[key].items():
+                    if out.maskmem_features is None:
+                        feats = self._get_image_feature(s, frame_idx)
+                        mem = self._encode_fn(
+                            self.params, feats, jnp.asarray(out.pred_masks), jnp.asarray(out.object_score_logits)
+                        )
+                        out.maskmem_features = np.asarray(mem[0])
+                    out_dict[key][frame_idx] = out
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_non_cond_mem_around_input(s, frame_idx)
+                temp[key].clear()
+            if not out_dict["cond_frame_outputs"]:
+                raise ValueError(
+                    f"No input points or masks are provided for object id {s['obj_ids'][obj_idx]}; "
+                    "please add inputs first."
+                )
+            for frame_idx in out_dict["cond_frame_outputs"]:
+                out_dict["non_cond_frame_outputs"].pop(frame_idx, None)
+        self._recount_store(s)
+
+    def propagate_in_video(
+        self, inference_state, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
+    ) -> Iterator[tuple[int, list, np.ndarray]]:
+        """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits).
+
+        On a live source (an iterator of frames, ``num_frames`` unknown) it tracks forward frame by frame as the
+        frames arrive, until the source ends: a frame in, the masks of every object out.
+        """
+        s = inference_state
+        self.propagate_in_video_preflight(s)
+        live = s["num_frames"] is None
+        if live and reverse:
+            raise ValueError("reverse propagation needs a video of known length, not a live source")
+        if start_frame_idx is None:
+            start_frame_idx = min(t for d in s["output_dict_per_obj"].values() for t in d["cond_frame_outputs"])
+        start_frame_idx = self._check_frame(s, start_frame_idx)
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = self._num_frames(s)
+        if reverse:
+            end = max(start_frame_idx - max_frame_num_to_track, 0)
+            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+        else:
+            end = min(start_frame_idx + max_frame_num_to_track, self._num_frames(s) - 1)
+            order = range(start_frame_idx, end + 1)
+        obj_ids = list(s["obj_ids"])
+        objs = list(range(len(obj_ids)))
+        if len(order) == 0:
+            return
+        tstate = self._shard(self._object_state(s, objs, order[0], reverse))
+        images = s["images"]
+        chunk = 1 if live else self.chunk_size
+        pos = 0
+        while pos < len(order):
+            n = chunk if len(order) - pos >= chunk else 1
+            idxs = list(order[pos : pos + n])
+            if not live and hasattr(images, "prefetch"):
+                images.prefetch(list(order[pos + n : pos + 2 * n + chunk]))
+            try:
+                batch = jnp.asarray(np.stack([images[t] for t in idxs]))
+            except IndexError:
+                if live:  # the live source ended
+                    s["num_frames"] = images.num_frames
+                    return
+                raise
+            tstate, out = tstep.propagate_chunk(
+                self.module,
+                self.params,
+                tstate,
+                batch,
+                jnp.asarray(idxs, jnp.int32),
+                jnp.bool_(reverse),
+                self.fill_hole_area,
+            )
+            host = jax.tree.map(np.asarray, out)
+            for j, t in enumerate(idxs):
+                for o in objs:
+                    s["frames_tracked_per_obj"][o][t] = {"reverse": reverse}
+                    if host.is_cond[j, o]:
+                        continue
+                    self._store(
+                        s,
+                        o,
+                        t,
+                        FrameOutput(
+                            host.pred_masks[j, o][None],
+                            host.obj_ptr[j, o][None],
+                            host.object_score_logits[j, o][None],
+                            host.maskmem[j, o],
+                        ),
+                    )
+                video_res = np.asarray(
+                    self._video_res_fn(jnp.asarray(host.pred_masks[j]), (s["video_height"], s["video_width"]))
+                )
+                yield t, obj_ids, video_res
+            pos += n
+            self._evict(s, order[pos - 1])
+
+    def _shard(self, tstate: TrackerState) -> TrackerState:
+        """Spread the object axis of the state over ``self.mesh`` (params and frames stay replicated)."""
+        if self.mesh is None:
+            return tstate
+        n = self.mesh.devices.size
+        spec = jax.sharding.PartitionSpec("obj") if tstate.num_objects % n == 0 else jax.sharding.PartitionSpec()
+        sharded = jax.sharding.NamedSharding(self.mesh, spec)
+        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree.map(lambda x: jax.device_put(x, sharded if x.ndim else replicated), tstate)
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+    def _consolidated_video_res(self, s, frame_idx) -> np.ndarray:
+        masks = []
+        for obj_idx in range(len(s["obj_ids"])):
+            temp = s["temp_output_dict_per_obj"][obj_idx]
+            out_dict = s["output_dict_per_obj"][obj_idx]
+            out = (
+                temp["cond_frame_outputs"].get(frame_idx)
+                or temp["non_cond_frame_outputs"].get(frame_idx)
+                or out_dict["cond_frame_outputs"].get(frame_idx)
+                or out_dict["non_cond_frame_outputs"].get(frame_idx)
+            )
+            masks.append(
+                np.full((1, 1, self.image_size // 4, self.image_size // 4), NO_OBJ_SCORE, np.float32)
+                if out is None
+                else out.pred_masks
+            )
+        if not masks:
+            return np.zeros((0, 1, s["video_height"], s["video_width"]), np.float32)
+        return np.asarray(self._video_res_fn(jnp.asarray(np.concatenate(masks)), (s["video_height"], s["video_width"])))
+
+    def _dummy_state(self) -> TrackerState:
+        return self._empty(1, 1, 1)
+
+    def _empty(self, num_objects: int, num_cond: int, num_frames: int) -> TrackerState:
+        c = self.config
+        s = c.image_size // c.backbone_stride
+        return empty_state(
+            num_objects,
+            num_cond,
+            c.num_maskmem,
+            c.max_obj_ptrs_in_encoder,
+            s * s,
+            c.memory_encoder.out_dim,
+            c.image_encoder.neck.d_model,
+            (4 * s, 4 * s),
+            num_frames,
+        )
+
+    def _object_state(self, s, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
+        """The memory of ``objs`` as seen from ``frame_idx``: their conditioning frames (the temporally closest
+        ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction."""
+        c = self.config
+        n_cond = max(len(s["output_dict_per_obj"][o]["cond_frame_outputs"]) for o in objs)
+        K = max(1, min(n_cond, self.max_cond_slots))
+        st = jax.tree.map(np.array, self._empty(len(objs), K, self._num_frames(s)))
+        R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
+        sign = -1 if reverse else 1
+        for i, o in enumerate(objs):
+            out_dict = s["output_dict_per_obj"][o]
+            cond = sorted(out_dict["cond_frame_outputs"], key=lambda f: (abs(f - frame_idx), f))[:K]
+            for k, f in enumerate(sorted(cond)):
+                out = out_dict["cond_frame_outputs"][f]
+                st.cond_mem[i, k] = out.maskmem_features
+                st.cond_ptr[i, k] = out.obj_ptr[0]
+                st.cond_frame[i, k] = f
+                st.cond_valid[i, k] = True
+                st.cond_pred_masks[i, k] = out.pred_masks[0, 0]
+                st.cond_obj_score[i, k] = out.object_score_logits[0, 0]
+            non_cond = out_dict["non_cond_frame_outputs"]
+            for d in range(1, P + 1):
+                f = frame_idx - sign * d
+                out = non_cond.get(f)
+                if out is None and f in s["frames_tracked_per_obj"][o] and f not in out_dict["cond_frame_outputs"]:
+                    out = self._recompute(s, o, f)
+                if out is None:
+                    continue
+                st.ptr[i, f % P] = out.obj_ptr[0]
+                st.ptr_frame[i, f % P] = f
+                st.ptr_valid[i, f % P] = True
+                if d <= R:
+                    st.recent_mem[i, f % R] = out.maskmem_features
+                    st.recent_frame[i, f % R] = f
+                    st.recent_valid[i, f % R] = True
+        return jax.tree.map(jnp.asarray, st)
+
+    def _store(self, s, obj_idx, frame_idx, out: FrameOutput) -> None:
+        d = s["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
+        old = d.get(frame_idx)
+        s["store_bytes"] += out.nbytes() - (old.nbytes() if old is not None else 0)
+        d[frame_idx] = out
+
+    def _recount_store(self, s) -> None:
+        s["store_bytes"] = sum(
+            out.nbytes() for d in s["output_dict_per_obj"].values() for k in d for out in d[k].values()
+        )
+
+    def _evict(self, s, current: int, keep: int | None = None) -> None:
+        """Drop the stored non-conditioning outputs farthest from ``current`` (never frame ``keep``) until within
+        the budget."""
+        if s["store_bytes"] <= self.store_budget_bytes:
+            return
+        entries = [
+            (abs(f - current), o, f) for o, d in s["output_dict_per_obj"].items() for f in d["non_cond_frame_outputs"]
+        ]
+        for _, o, f in sorted(entries, reverse=True):
+            if s["store_bytes"] <= self.store_budget_bytes:
+                break
+            if f == keep:
+                continue
+            out = s["output_dict_per_obj"][o]["non_cond_frame_outputs"].pop(f)
+            s["store_bytes"] -= out.nbytes()
+
+    def _recompute(self, s, obj_idx: int, frame_idx: int) -> FrameOutput | None:
+        """Re-track ``obj_idx`` up to ``frame_idx`` (in the direction it was tracked) from the nearest
+        conditioning frame before it, when its stored output was dropped to respect the store budget."""
+        reverse = s["frames_tracked_per_obj"][obj_idx][frame_idx]["reverse"]
+        conds = s["output_dict_per_obj"][obj_idx]["cond_frame_outputs"]
+        before = [f for f in conds if (f > frame_idx if reverse else f < frame_idx)]
+        if not before:
+            return None
+        start = min(before) if reverse else max(before)
+        order = list(range(start, frame_idx - 1, -1)) if reverse else list(range(start, frame_idx + 1))
+        st = self._object_state(s, [obj_idx], start, reverse)
+        for t in order:
+            img = jnp.asarray(s["images"][t])[None]
+            st, out = tstep.propagate_chunk(
+                self.module, self.params, st, img, jnp.asarray([t], jnp.int32), jnp.bool_(reverse), self.fill_hole_area
+            )
+        host = jax.tree.map(np.asarray, out)
+        res = FrameOutput(
+            host.pred_masks[0, 0][None],
+            host.obj_ptr[0, 0][None],
+            host.object_score_logits[0, 0][None],
+            host.maskmem[0, 0],
+        )
+        self._store(s, obj_idx, frame_idx, res)
+        self._evict(s, frame_idx, keep=frame_idx)
+        return res
+
+    def _clear_non_cond_mem_around_input(self, s, frame_idx) -> None:
+        r = self.config.memory_temporal_stride_for_eval
+        lo, hi = frame_idx - r * self.config.num_maskmem, frame_idx + r * self.config.num_maskmem
+        for d in s["output_dict_per_obj"].values():
+            for t in range(lo, hi + 1):
+                d["non_cond_frame_outputs"].pop(t, None)
+
+
+_frame_features = jax.jit(tstep.frame_features, static_argnums=0)
+_interact = jax.jit(tstep.interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area"))
+_encode_prompt_memory = jax.jit(tstep.encode_prompt_memory, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")
+def _video_res(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
+    """Low-res logits (O, 1, h, w) -> video resolution (O, 1, H, W), bilinear as the official."""
+    # (O, 1, h, w) -> (O, h, w, 1) -> (O, H, W, 1) -> (O, 1, H, W)
+    out = interpolate(masks.transpose(0, 2, 3, 1), hw, "bilinear").transpose(0, 3, 1, 2)
+    return apply_non_overlapping_constraints(out) if non_overlap else out
+
+
+def apply_non_overlapping_constraints(pred_masks: jax.Array) -> jax.Array:
+    """Keep only the highest-scoring object at each pixel; others are clamped to at most -10 (O, 1, H, W)."""
+    if pred_masks.shape[0] == 1:
+        return pred_masks
+    max_obj = jnp.argmax(pred_masks, axis=0, keepdims=True)
+    keep = max_obj == jnp.arange(pred_masks.shape[0])[:, None, None, None]
+    return jnp.where(keep, pred_masks, jnp.minimum(pred_masks, -10.0))

@@ -1,0 +1,81 @@
+"""The tracker's fixed-size memory state: what the official ``output_dict`` holds, as slots with validity masks.
+
+The official ``SAM2VideoPredictor`` keeps every frame's output in dicts keyed by frame index and picks, per frame,
+the conditioning frames, the non-conditioning memories of frames t-1 … t-(num_maskmem-1) and the object pointers of
+frames t-1 … t-(max_obj_ptrs-1). Attention over a set of keys does not depend on their order, and every positional
+signal travels with its slot, so the same selection is a boolean mask over fixed slots (see DESIGN.md):
+
+- conditioning slots ``K`` (the prompted frames; the host chooses which ones when there are more than ``K``);
+- a ring of ``R = num_maskmem - 1`` recent non-conditioning memories, slot ``frame % R``;
+- a ring of ``P = max_obj_ptrs_in_encoder - 1`` recent non-conditioning object pointers, slot ``frame % P``.
+
+A slot counts at frame t only if its frame index lies in the official window (t-1 … t-R forward, t+1 … t+R in
+reverse); a frame missing from the window (e.g. a conditioning frame) is skipped, as the official code skips it.
+Memories are stored in bfloat16 exactly as the official predictor stores ``maskmem_features``; their position
+encoding is the same for every frame and is not stored. Every array has a leading object axis ``O``.
+"""
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@flax.struct.dataclass
+class TrackerState:
+    cond_mem: jax.Array  # (O, K, HW, mem_dim) bfloat16
+    cond_ptr: jax.Array  # (O, K, C) float32
+    cond_frame: jax.Array  # (O, K) int32
+    cond_valid: jax.Array  # (O, K) bool
+    cond_pred_masks: jax.Array  # (O, K, 4h, 4w) float32: output of the conditioning frame, reused when reached
+    cond_obj_score: jax.Array  # (O, K) float32
+    recent_mem: jax.Array  # (O, R, HW, mem_dim) bfloat16
+    recent_frame: jax.Array  # (O, R) int32
+    recent_valid: jax.Array  # (O, R) bool
+    ptr: jax.Array  # (O, P, C) float32
+    ptr_frame: jax.Array  # (O, P) int32
+    ptr_valid: jax.Array  # (O, P) bool
+    num_frames: jax.Array  # () int32: video length (a large number for a live stream)
+
+    @property
+    def num_objects(self) -> int:
+        return self.cond_frame.shape[0]
+
+    @property
+    def num_cond_slots(self) -> int:
+        return self.cond_frame.shape[1]
+
+
+def empty_state(
+    num_objects: int,
+    num_cond_slots: int,
+    num_maskmem: int,
+    max_obj_ptrs: int,
+    hw: int,
+    mem_dim: int,
+    hidden_dim: int,
+    mask_hw: tuple[int, int],
+    num_frames: int,
+) -> TrackerState:
+    """A state with every slot invalid."""
+    O, K, R, P = num_objects, num_cond_slots, num_maskmem - 1, max_obj_ptrs - 1
+    return TrackerState(
+        cond_mem=jnp.zeros((O, K, hw, mem_dim), jnp.bfloat16),
+        cond_ptr=jnp.zeros((O, K, hidden_dim), jnp.float32),
+        cond_frame=jnp.full((O, K), -1, jnp.int32),
+        cond_valid=jnp.zeros((O, K), bool),
+        cond_pred_masks=jnp.zeros((O, K, *mask_hw), jnp.float32),
+        cond_obj_score=jnp.zeros((O, K), jnp.float32),
+        recent_mem=jnp.zeros((O, R, hw, mem_dim), jnp.bfloat16),
+        recent_frame=jnp.full((O, R), -1, jnp.int32),
+        recent_valid=jnp.zeros((O, R), bool),
+        ptr=jnp.zeros((O, P, hidden_dim), jnp.float32),
+        ptr_frame=jnp.full((O, P), -1, jnp.int32),
+        ptr_valid=jnp.zeros((O, P), bool),
+        num_frames=jnp.asarray(num_frames, jnp.int32),
+    )
+
+
+def state_nbytes(state: TrackerState) -> int:
+    """Device bytes of a state (independent of the video's length)."""
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state)))

@@ -1,0 +1,153 @@
+"""Tracker behaviour that needs no reference: fixed-size state, bounded host store, live sources, sharding over
+devices, bad input. A small model (image_size 256, random weights) keeps these fast; parity with the official
+predictor is in test_sam2_video_predictor.py."""
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from tests.reference import REPO
+
+
+def small_predictor(**kwargs):
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    model = _small_model()
+    return SAM2VideoPredictor(model, **kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def _small_model():
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+
+    cfg = get_config("sam2.1_hiera_t")
+    cfg.model.image_size = 256
+    return build_sam2(cfg, None, seed=3)
+
+
+def _video(n, h=96, w=128, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    frames = []
+    for t in range(n):
+        f = base.copy()
+        f[20 + t % 10 : 60 + t % 10, 30:80] = [250, 30, 30]  # a moving red block
+        frames.append(f)
+    return np.stack(frames)
+
+
+def _track(pred, video, n_obj=1):
+    state = pred.init_state(video)
+    for o in range(n_obj):
+        pred.add_new_points_or_box(
+            state, 0, o + 1, points=np.array([[50 + 5 * o, 40]], np.float32), labels=np.array([1], np.int32)
+        )
+    return state, {t: m for t, _, m in pred.propagate_in_video(state)}
+
+
+def test_state_is_fixed_size_and_store_is_bounded():
+    from sam2_jax.tracker.state import state_nbytes
+
+    pred = small_predictor(store_budget_mb=0.5)
+    sizes = []
+    for n in (6, 14):
+        state, masks = _track(pred, _video(n))
+        assert sorted(masks) == list(range(n))
+        assert state["store_bytes"] <= pred.store_budget_bytes
+        ts = pred._object_state(state, [0], n - 1, False)  # recomputes what the budget dropped, within budget
+        assert state["store_bytes"] <= pred.store_budget_bytes
+        sizes.append((state_nbytes(ts), jax.tree.map(np.shape, ts)))
+    assert sizes[0] == sizes[1]
+
+
+@pytest.mark.slow
+def test_live_source_equals_array_source():
+    pred = small_predictor()
+    video = _video(7)
+    _, ref = _track(pred, video)
+    _, live = _track(pred, iter(list(video)))
+    assert sorted(live) == sorted(ref)
+    for t in ref:
+        np.testing.assert_allclose(live[t], ref[t], atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_evicted_memories_are_recomputed_for_a_correction():
+    pred_full, pred_small = small_predictor(), small_predictor(store_budget_mb=0.3)
+    outs = []
+    for pred in (pred_full, pred_small):
+        state, _ = _track(pred, _video(12))
+        # correction late in the video needs the memories of frames 4..9, dropped by the small budget
+        _, _, m = pred.add_new_points_or_box(
+            state,
+            10,
+            1,
+            points=np.array([[60, 50]], np.float32),
+            labels=np.array([0], np.int32),
+            clear_old_points=False,
+        )
+        outs.append(m)
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-4, rtol=0)
+
+
+def test_bad_input_raises_and_state_stays_usable():
+    pred = small_predictor()
+    state = pred.init_state(_video(4))
+    with pytest.raises(ValueError, match="No input points or masks"):
+        list(pred.propagate_in_video(state))
+    with pytest.raises(ValueError, match="frame_idx 9 is outside the video"):
+        pred.add_new_points_or_box(state, 9, 1, points=[[1, 1]], labels=[1])
+    with pytest.raises(ValueError, match="outside the 128x96 video frame"):
+        pred.add_new_points_or_box(state, 0, 1, points=[[500, 1]], labels=[1])
+    with pytest.raises(ValueError, match="points and labels must be provided together"):
+        pred.add_new_points_or_box(state, 0, 1, points=[[1, 1]])
+    with pytest.raises(ValueError, match="mask shape"):
+        pred.add_new_mask(state, 0, 1, np.zeros((10, 10), bool))
+    with pytest.raises(ValueError, match="unknown obj_id 42"):
+        pred.clear_all_prompts_in_frame(state, 0, 42)
+    with pytest.raises(ValueError, match="cannot remove object id 42"):
+        pred.remove_object(state, 42, strict=True)
+    with pytest.raises(ValueError, match="does not exist|no frames|empty"):
+        pred.init_state("/nonexistent/video/folder")
+    # still usable
+    _, ids, m = pred.add_new_points_or_box(state, 0, 1, points=[[50, 40]], labels=[1])
+    assert ids == [1] and m.shape == (1, 1, 96, 128)
+    assert len(list(pred.propagate_in_video(state))) == 4
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, jax
+    sys.path.insert(0, {repo!r})
+    from tests.test_tracker import small_predictor, _track, _video
+    pred = small_predictor()
+    assert jax.device_count() == {n}, jax.device_count()
+    state, masks = _track(pred, _video(4), n_obj=8)
+    np.save({out!r}, np.stack([masks[t] for t in sorted(masks)]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_same_masks_on_1_and_8_devices(tmp_path):
+    """8 objects sharded over 8 forced host devices give the masks of the single-device run."""
+    masks = {}
+    for n in (1, 8):
+        out = tmp_path / f"masks_{n}.npy"
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        subprocess.run(
+            [sys.executable, "-c", SHARD_SCRIPT.format(repo=str(REPO), n=n, out=str(out))],
+            env=env,
+            check=True,
+            timeout=1200,
+        )
+        masks[n] = np.load(out)
+    assert masks[1].shape == (4, 8, 1, 96, 128)
+    np.testing.assert_allclose(masks[8], masks[1], atol=1e-4, rtol=0)
