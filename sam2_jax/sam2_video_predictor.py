@@ -37,6 +37,15 @@ from sam2_jax.tracker.state import TrackerState, empty_state
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import VideoSource
 
+# inference-state entries keyed by object index
+PER_OBJECT_KEYS = (
+    "point_inputs_per_obj",
+    "mask_inputs_per_obj",
+    "output_dict_per_obj",
+    "temp_output_dict_per_obj",
+    "frames_tracked_per_obj",
+)
+
 
 @dataclasses.dataclass
 class FrameOutput:
@@ -172,15 +181,7 @@ class SAM2VideoPredictor:
     def reset_state(self, inference_state: dict) -> None:
         """Remove every prompt, output and object."""
         s = inference_state
-        for k in (
-            "point_inputs_per_obj",
-            "mask_inputs_per_obj",
-            "output_dict_per_obj",
-            "temp_output_dict_per_obj",
-            "frames_tracked_per_obj",
-            "obj_id_to_idx",
-            "obj_idx_to_id",
-        ):
+        for k in PER_OBJECT_KEYS + ("obj_id_to_idx", "obj_idx_to_id"):
             s[k].clear()
         s["obj_ids"] = []
         s["store_bytes"] = 0
@@ -380,13 +381,7 @@ class SAM2VideoPredictor:
             self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
         remain = [i for i in range(len(s["obj_ids"])) if i != old]
         new_ids = [s["obj_ids"][i] for i in remain]
-        for k in (
-            "point_inputs_per_obj",
-            "mask_inputs_per_obj",
-            "output_dict_per_obj",
-            "temp_output_dict_per_obj",
-            "frames_tracked_per_obj",
-        ):
+        for k in PER_OBJECT_KEYS:
             s[k] = {n: s[k][o] for n, o in enumerate(remain)}
         s["obj_id_to_idx"] = OrderedDict((i, n) for n, i in enumerate(new_ids))
         s["obj_idx_to_id"] = OrderedDict((n, i) for n, i in enumerate(new_ids))
