@@ -21,9 +21,9 @@ from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder
 from sam2_jax.modeling.sam.transformer import TwoWayTransformer
 from tests.reference import component_params, official_model, requires_torch
 
-# Measured max-abs errors (float32, XLA:CPU) are about 1e-6 on masks of magnitude ~3 and on the tokens; the
-# prompt embeddings agree to 1e-6 as well.
-ATOL = 1e-5
+# Measured max-abs errors (float32, XLA:CPU): about 1e-6 on the tokens and prompt embeddings; on mask logits
+# up to 1.2e-5 where the reference weights give logits of magnitude ~30 (relative error ~4e-7).
+ATOL = 3e-5
 IMAGE_SIZE, EMBED, DIM = 1024, 64, 256
 
 
