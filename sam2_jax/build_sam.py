@@ -158,3 +158,10 @@ def build_sam2(
     params = init_params(module, seed) if ckpt_path is None else load_params(ckpt_path, config, module)
     params = jax.tree.map(jnp.asarray, params)
     return SAM2Model(module=module, params=params, config=config)
+
+
+def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
+    """Official ``build_sam2_video_predictor`` (same import path as in ``sam2.build_sam``)."""
+    from sam2_jax.sam2_video_predictor import build_sam2_video_predictor as build
+
+    return build(config_file, ckpt_path, **kwargs)
