@@ -15,7 +15,6 @@ Deviations from the official file:
   no counterpart: each layer has its own params.
 """
 
-import math
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from sam2_jax.modeling.layers import LayerNorm, Linear
-from sam2_jax.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
+from sam2_jax.modeling.position_encoding import apply_rotary_enc, compute_axial_cis, square_side
 from sam2_jax.modeling.sam.transformer import RoPEAttention
 from sam2_jax.modeling.sam2_utils import get_activation_fn
 
@@ -48,13 +47,6 @@ def _rotate(x: jax.Array, freqs_cis: jax.Array) -> jax.Array:
     """Rotate ``x (B, heads, L, D)`` by ``freqs_cis (L, D/2, 2)``."""
     # apply_rotary_enc rotates its first argument by freqs of the same length; an empty key set rides along.
     return apply_rotary_enc(x, x[..., :0, :], freqs_cis)[0]
-
-
-def _grid_side(num_queries: int) -> int:
-    side = math.isqrt(num_queries)
-    if side * side != num_queries:
-        raise ValueError(f"RoPE attention needs a square token grid, got {num_queries} queries")
-    return side
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -91,7 +83,7 @@ class MemoryAttentionLayer(nn.Module):
 
     def _cross_freqs(self, num_queries: int) -> jax.Array:
         attn = self.cross_attn_image
-        side = _grid_side(num_queries)
+        side = square_side(num_queries)
         return compute_axial_cis(attn.internal_dim // attn.num_heads, side, side, theta=attn.rope_theta)
 
     def project_memory(

@@ -124,6 +124,14 @@ class PositionEmbeddingRandom(nn.Module):
 # Rotary positional encoding (2-D axial), as in the official file.
 
 
+def square_side(num_tokens: int, what: str = "RoPE attention") -> int:
+    """Side of the square token grid of ``num_tokens`` tokens; ValueError when it is not a square."""
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"{what} needs a square token grid, got {num_tokens} tokens")
+    return side
+
+
 def init_t_xy(end_x: int, end_y: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(end_x * end_y, dtype=np.float32)
     t_x = (t % end_x).astype(np.float32)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.position_encoding import square_side
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_utils import get_1d_sine_pe
 from sam2_jax.tracker.state import TrackerState
@@ -120,7 +121,8 @@ def memory_inputs(module: SAM2Base, params, state: TrackerState, frame_idx: jax.
     tpos = _apply(module, params, "maskmem_tpos", jnp.concatenate([cond_tpos_idx, recent_tpos_idx], 1))  # (O,K+R,mem)
 
     mem = jnp.concatenate([state.cond_mem, state.recent_mem], axis=1).astype(jnp.float32)  # (O, K+R, hw, mem)
-    mem_pos = _maskmem_pos_enc(module, *_side(hw))[None, None] + tpos[:, :, None, :]
+    side = square_side(hw, "a memory")
+    mem_pos = _maskmem_pos_enc(module, side, side)[None, None] + tpos[:, :, None, :]
     mem_mask = jnp.broadcast_to(jnp.concatenate([cond_mem_ok, recent_ok], 1)[:, :, None], (O, K + R, hw))
     # (O, K+R, hw, mem) -> (O, (K+R)*hw, mem)
     memory = [mem.reshape(O, -1, mem_dim)]
@@ -166,13 +168,6 @@ def memory_inputs(module: SAM2Base, params, state: TrackerState, frame_idx: jax.
     return (jnp.concatenate(memory, 1), jnp.concatenate(memory_pos, 1), jnp.concatenate(mask, 1), num_ptr_tokens)
 
 
-def _side(hw: int) -> tuple[int, int]:
-    s = int(round(hw**0.5))
-    if s * s != hw:
-        raise ValueError(f"memory of {hw} tokens is not a square map")
-    return s, s
-
-
 def condition_on_memory(module, params, state, feats: FrameFeatures, frame_idx, reverse) -> jax.Array:
     """The frame's top-level features conditioned on each object's memory: (O, h, w, C)."""
     O = state.num_objects
@@ -189,7 +184,7 @@ def _broadcast_high_res(feats: FrameFeatures, O: int):
     return [jnp.broadcast_to(x, (O, *x.shape[1:])) for x in feats.high_res] or None
 
 
-def _postprocess_pred_masks(module: SAM2Base, pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
+def _postprocess_pred_masks(pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
     if fill_hole_area > 0:
         return fill_holes_in_mask_scores(pred_masks, fill_hole_area)
     return pred_masks
@@ -235,7 +230,7 @@ def track_step(
     pix_feat = jnp.broadcast_to(feats.vision_feat, (O, *feats.vision_feat.shape[1:]))
     maskmem, _ = _apply(module, params, "_encode_new_memory", pix_feat, high_res, obj_score, False)
     maskmem = maskmem.reshape(O, -1, maskmem.shape[-1]).astype(jnp.bfloat16)  # (O, h, w, m) -> (O, hw, m)
-    low_res = _postprocess_pred_masks(module, low_res, fill_hole_area)
+    low_res = _postprocess_pred_masks(low_res, fill_hole_area)
 
     # An object whose conditioning frame this is outputs its stored prompt result instead.
     at_cond = state.cond_valid & (state.cond_frame == t)  # (O, K)
@@ -332,7 +327,7 @@ def interact(
         outs = _apply(module, params, "_forward_sam_heads", pix, point_coords, point_labels, mask_in, hr, multimask)
     _, _, _, low_res, _, obj_ptr, obj_score = outs
     return {
-        "pred_masks": _postprocess_pred_masks(module, low_res, fill_hole_area),
+        "pred_masks": _postprocess_pred_masks(low_res, fill_hole_area),
         "object_score_logits": obj_score,
         "obj_ptr": obj_ptr,
     }

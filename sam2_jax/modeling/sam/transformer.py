@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from sam2_jax.modeling.layers import LayerNorm, Linear
-from sam2_jax.modeling.position_encoding import apply_rotary_enc, compute_axial_cis
+from sam2_jax.modeling.position_encoding import apply_rotary_enc, compute_axial_cis, square_side
 from sam2_jax.modeling.sam2_utils import MLP
 
 Dtype = Any
@@ -126,9 +126,7 @@ class RoPEAttention(Attention):
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-        side = math.isqrt(q.shape[-2])
-        if side * side != q.shape[-2]:
-            raise ValueError(f"RoPEAttention needs a square token grid, got {q.shape[-2]} queries")
+        side = square_side(q.shape[-2], "RoPEAttention")
         freqs_cis = compute_axial_cis(self.internal_dim // self.num_heads, side, side, theta=self.rope_theta)
         num_k_rope = k.shape[-2] - num_k_exclude_rope
         if q.shape[-2] != num_k_rope and not self.rope_k_repeat:
