@@ -21,3 +21,24 @@ def official_loss_fns():
     import training.loss_fns
 
     return training.loss_fns
+
+
+def official_sam2_utils_with_exact_edt():
+    """The official ``sam2.modeling.sam2_utils``; when OpenCV is absent, ``cv2.distanceTransform`` (used only by
+    ``sample_one_point_from_error_center``) is provided by scipy's exact Euclidean distance transform, which is what
+    ``DIST_L2`` with mask size 0 (``DIST_MASK_PRECISE``) computes."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        import numpy as np
+        from scipy import ndimage
+
+        stub = types.ModuleType("cv2")
+        stub.DIST_L2 = 2
+        stub.distanceTransform = lambda src, dist_type, mask_size: ndimage.distance_transform_edt(src).astype(
+            np.float32
+        )
+        sys.modules["cv2"] = stub
+    import sam2.modeling.sam2_utils
+
+    return sam2.modeling.sam2_utils
