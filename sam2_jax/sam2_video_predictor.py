@@ -17,6 +17,9 @@ Deviations from the official predictor:
 - Bad input raises ``ValueError`` naming it and leaves the state usable.
 - ``propagate_in_video`` also runs on a live source (an iterator of frames): it tracks each frame as it arrives
   (not in the official API).
+- Streaming (not in the official API): ``init_stream(first_frame)`` + ``track_frame(state, frame)``: a frame in, the
+  masks of every object out, the ``TrackerState`` kept on the device between calls; prompts and new objects may
+  come on the latest frame at any time.
 - With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
 """
 
@@ -35,7 +38,7 @@ from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import step as tstep
 from sam2_jax.tracker.state import TrackerState, empty_state
 from sam2_jax.utils.interpolate import interpolate
-from sam2_jax.utils.video_io import VideoSource
+from sam2_jax.utils.video_io import FrameQueue, VideoSource
 
 # inference-state entries keyed by object index
 PER_OBJECT_KEYS = (
@@ -185,6 +188,9 @@ class SAM2VideoPredictor:
             s[k].clear()
         s["obj_ids"] = []
         s["store_bytes"] = 0
+        s["stream_tstate"] = None
+        if "frame_queue" not in s:
+            s.pop("stream_next", None)
 
     def _num_frames(self, s) -> int:
         n = s["num_frames"]
@@ -310,6 +316,7 @@ class SAM2VideoPredictor:
         return self._run_prompt(s, frame_idx, obj_idx, mask=m)
 
     def _run_prompt(self, s, frame_idx, obj_idx, points=None, mask=None):
+        s["stream_tstate"] = None  # the memory a stream carries must take the new prompt in
         tracked = s["frames_tracked_per_obj"][obj_idx]
         is_init = frame_idx not in tracked
         reverse = False if is_init else tracked[frame_idx]["reverse"]
@@ -350,6 +357,7 @@ class SAM2VideoPredictor:
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
         obj_idx = self._obj_id_to_idx(s, obj_id, create=False)
+        s["stream_tstate"] = None
         s["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
         s["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
         temp = s["temp_output_dict_per_obj"][obj_idx]
@@ -376,6 +384,7 @@ class SAM2VideoPredictor:
         if len(s["obj_id_to_idx"]) == 1:
             self.reset_state(s)
             return list(s["obj_ids"]), []
+        s["stream_tstate"] = None
         frames = set(s["point_inputs_per_obj"][old]) | set(s["mask_inputs_per_obj"][old])
         for f in frames:
             self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
@@ -430,6 +439,9 @@ class SAM2VideoPredictor:
         frames arrive, until the source ends: a frame in, the masks of every object out.
         """
         s = inference_state
+        if "frame_queue" in s:
+            raise ValueError("this state is a stream fed frame by frame: call track_frame, not propagate_in_video")
+        s["stream_tstate"] = None
         self.propagate_in_video_preflight(s)
         live = s["num_frames"] is None
         if live and reverse:
@@ -474,29 +486,102 @@ class SAM2VideoPredictor:
                 jnp.bool_(reverse),
                 self.fill_hole_area,
             )
-            host = jax.tree.map(np.asarray, out)
-            for j, t in enumerate(idxs):
-                for o in objs:
-                    s["frames_tracked_per_obj"][o][t] = {"reverse": reverse}
-                    if host.is_cond[j, o]:
-                        continue
-                    self._store(
-                        s,
-                        o,
-                        t,
-                        FrameOutput(
-                            host.pred_masks[j, o][None],
-                            host.obj_ptr[j, o][None],
-                            host.object_score_logits[j, o][None],
-                            host.maskmem[j, o],
-                        ),
-                    )
-                video_res = np.asarray(
-                    self._video_res_fn(jnp.asarray(host.pred_masks[j]), (s["video_height"], s["video_width"]))
-                )
+            for t, video_res in zip(idxs, self._store_chunk(s, objs, idxs, out, reverse), strict=True):
                 yield t, obj_ids, video_res
             pos += n
             self._evict(s, order[pos - 1])
+
+    def _store_chunk(self, s, objs: list[int], idxs: list[int], out: tstep.StepOutput, reverse: bool) -> list:
+        """Keep a scanned chunk's per-frame outputs on the host; returns each frame's video-resolution logits."""
+        host = jax.tree.map(np.asarray, out)
+        masks = []
+        for j, t in enumerate(idxs):
+            for o in objs:
+                s["frames_tracked_per_obj"][o][t] = {"reverse": reverse}
+                if host.is_cond[j, o]:
+                    continue
+                self._store(
+                    s,
+                    o,
+                    t,
+                    FrameOutput(
+                        host.pred_masks[j, o][None],
+                        host.obj_ptr[j, o][None],
+                        host.object_score_logits[j, o][None],
+                        host.maskmem[j, o],
+                    ),
+                )
+            hw = (s["video_height"], s["video_width"])
+            masks.append(np.asarray(self._video_res_fn(jnp.asarray(host.pred_masks[j]), hw)))
+        return masks
+
+    # --- streaming --------------------------------------------------------------------------------------------
+    def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> dict:
+        """A state for a live stream (a camera) fed one frame at a time; ``first_frame`` is frame 0.
+
+        Prompt any object on the latest frame with ``add_new_points_or_box`` / ``add_new_mask`` (new objects and
+        corrections may come at any time), and feed each new frame to ``track_frame``. Frames are held only in the
+        source's window (``cache_size``, default 16) and per-frame outputs within ``store_budget_mb``, so memory
+        stays flat however long the stream runs.
+        """
+        if source_kwargs.get("async_loading_frames"):
+            raise ValueError("async_loading_frames cannot read ahead of a stream fed by track_frame")
+        queue = FrameQueue()
+        queue.push(first_frame)
+        state = self.init_state(queue, **source_kwargs)
+        state["frame_queue"] = queue
+        state["stream_next"] = 1
+        return state
+
+    def track_frame(self, inference_state, frame: np.ndarray | None = None) -> tuple[int, list, np.ndarray]:
+        """Track every object on the next frame, keeping the memory state on the device between calls.
+
+        A frame in, the masks of every tracked object out: the streaming call the official predictor lacks
+        (upstream #90, #134, #388). Outputs equal those of ``propagate_in_video`` over the same frames.
+
+        Args:
+          inference_state: from ``init_stream`` (then ``frame`` is the new ``(H, W, 3)`` uint8 frame), or from
+            ``init_state`` (then ``frame`` must be None and the video's next frame is tracked: the frame after
+            the last one tracked or prompted).
+        Returns:
+          ``(frame_idx, obj_ids, masks)``: masks ``(num_objects, 1, H, W)`` logits at video resolution;
+          ``(0, 1, H, W)`` while no object is prompted yet.
+        """
+        s = inference_state
+        queue = s.get("frame_queue")
+        if queue is not None:
+            if frame is None:
+                raise ValueError("track_frame on a stream needs the new frame")
+            t = queue.push(frame)
+            # reading it now checks its size and keeps it in the source's window, where a click can reach it
+            s["images"][t]
+        else:
+            if frame is not None:
+                raise ValueError("track_frame(frame=...) needs a state from init_stream; this one reads its video")
+            t = s.get("stream_next", self._last_touched_frame(s) + 1)
+            self._check_frame(s, t)
+        s["stream_next"] = t + 1
+        objs = list(range(len(s["obj_ids"])))
+        if not objs:
+            return t, [], np.zeros((0, 1, s["video_height"], s["video_width"]), np.float32)
+        tstate = s.get("stream_tstate")
+        if tstate is None:  # first call, or prompts/objects changed since the last one
+            self.propagate_in_video_preflight(s)
+            tstate = self._shard(self._object_state(s, objs, t, False))
+        image = jnp.asarray(s["images"][t])[None]
+        tstate, out = tstep.propagate_chunk(
+            self.module, self.params, tstate, image, jnp.asarray([t], jnp.int32), jnp.bool_(False), self.fill_hole_area
+        )
+        s["stream_tstate"] = tstate
+        (masks,) = self._store_chunk(s, objs, [t], out, False)
+        self._evict(s, t)
+        return t, list(s["obj_ids"]), masks
+
+    def _last_touched_frame(self, s) -> int:
+        frames = [f for o in s["frames_tracked_per_obj"].values() for f in o]
+        for key in ("point_inputs_per_obj", "mask_inputs_per_obj"):
+            frames += [f for o in s[key].values() for f in o]
+        return max(frames, default=-1)
 
     def _shard(self, tstate: TrackerState) -> TrackerState:
         """Spread the object axis of the state over ``self.mesh`` (params and frames stay replicated)."""

@@ -151,3 +151,45 @@ def test_same_masks_on_1_and_8_devices(tmp_path):
         masks[n] = np.load(out)
     assert masks[1].shape == (4, 8, 1, 96, 128)
     np.testing.assert_allclose(masks[8], masks[1], atol=1e-4, rtol=0)
+
+
+# chunks of 1 (stream) and 4 (propagation) compile to different float summation orders: 1.2e-5 seen by frame 6
+STREAM_ATOL = 1e-4
+
+
+def test_stream_equals_propagation_and_takes_new_objects():
+    """``track_frame`` on a pushed stream gives the masks of ``propagate_in_video`` over the same frames, also
+    after an object is added mid-stream; the device state is carried between calls, not rebuilt."""
+    pred = small_predictor()
+    # Pointer encodings are scaled by min(num_frames, 16) - 1 (official); a stream has no length, like a long video.
+    video = _video(17)
+    click = dict(points=np.array([[50, 40]], np.float32), labels=np.array([1], np.int32))
+    box = dict(box=np.array([30, 20, 80, 60], np.float32))
+
+    # reference: the same prompts on an array source, propagated in two passes
+    ref_state = pred.init_state(video)
+    pred.add_new_points_or_box(ref_state, 0, 1, **click)
+    ref = {t: m for t, _, m in pred.propagate_in_video(ref_state, max_frame_num_to_track=3)}
+    pred.add_new_points_or_box(ref_state, 3, 2, **box)
+    ref2 = {t: m for t, _, m in pred.propagate_in_video(ref_state, start_frame_idx=3, max_frame_num_to_track=3)}
+
+    state = pred.init_stream(video[0])
+    _, ids, m0 = pred.add_new_points_or_box(state, 0, 1, **click)
+    np.testing.assert_allclose(m0, ref[0], atol=STREAM_ATOL, rtol=0)
+    for t in (1, 2, 3):
+        ft, ids, m = pred.track_frame(state, video[t])
+        assert (ft, ids) == (t, [1])
+        np.testing.assert_allclose(m, ref[t], atol=STREAM_ATOL, rtol=0, err_msg=f"frame {t}")
+    assert state["stream_tstate"] is not None
+    _, ids, _ = pred.add_new_points_or_box(state, 3, 2, **box)
+    assert ids == [1, 2] and state["stream_tstate"] is None  # a new prompt rebuilds the carried memory once
+    for t in (4, 5, 6):
+        ft, ids, m = pred.track_frame(state, video[t])
+        assert (ft, ids) == (t, [1, 2]) and m.shape == (2, 1, 96, 128)
+        np.testing.assert_allclose(m, ref2[t], atol=STREAM_ATOL, rtol=0, err_msg=f"frame {t}")
+    with pytest.raises(ValueError, match="call track_frame, not propagate_in_video"):
+        list(pred.propagate_in_video(state))
+    with pytest.raises(ValueError, match="needs the new frame"):
+        pred.track_frame(state)
+    with pytest.raises(ValueError, match="frame of another size|size"):
+        pred.track_frame(state, video[0, :50])

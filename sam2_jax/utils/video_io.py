@@ -106,17 +106,8 @@ def _normalisation_table(img_mean: tuple[float, ...], img_std: tuple[float, ...]
 
 
 def _check_frame_array(frame: Any, what: str) -> np.ndarray:
-    if (
-        not isinstance(frame, np.ndarray)
-        or frame.dtype != np.uint8
-        or frame.ndim != 3
-        or frame.shape[-1] != 3
-    ):
-        desc = (
-            f"{frame.dtype} array of shape {frame.shape}"
-            if isinstance(frame, np.ndarray)
-            else type(frame).__name__
-        )
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+        desc = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise ValueError(f"{what} must be an (H, W, 3) uint8 RGB array, got {desc}")
     return frame
 
@@ -137,9 +128,7 @@ class _FolderReader:
             if not stem.isdigit():
                 raise ValueError(f"frame file {n!r} in {folder!r} is not named <int>.<ext> (e.g. 00000.jpg)")
             if int(stem) in keyed:
-                raise ValueError(
-                    f"frame files {keyed[int(stem)]!r} and {n!r} in {folder!r} have the same number"
-                )
+                raise ValueError(f"frame files {keyed[int(stem)]!r} and {n!r} in {folder!r} have the same number")
             keyed[int(stem)] = n
         self.paths = [os.path.join(folder, keyed[k]) for k in sorted(keyed)]
         self.num_frames: int | None = len(self.paths)
@@ -166,8 +155,7 @@ class _ArrayReader:
         if isinstance(frames, np.ndarray):
             if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
                 raise ValueError(
-                    "a video array must be (T, H, W, 3) uint8 RGB, "
-                    f"got {frames.dtype} of shape {frames.shape}"
+                    f"a video array must be (T, H, W, 3) uint8 RGB, got {frames.dtype} of shape {frames.shape}"
                 )
         if len(frames) == 0:
             raise ValueError("the video has no frames (empty array or sequence)")
@@ -199,9 +187,7 @@ class _IteratorReader:
     def read(self, index: int) -> np.ndarray:
         while index >= self.num_pulled:
             if self.num_frames is not None:
-                raise FrameIndexError(
-                    f"frame index {index} is out of range: the video has {self.num_frames} frames"
-                )
+                raise FrameIndexError(f"frame index {index} is out of range: the video has {self.num_frames} frames")
             try:
                 frame = next(self._it)
             except StopIteration:
@@ -223,6 +209,35 @@ class _IteratorReader:
         close = getattr(self._it, "close", None)
         if close is not None:
             close()
+
+
+class FrameQueue:
+    """A live source that the caller feeds: ``push(frame)`` appends one ``(H, W, 3)`` uint8 frame.
+
+    Handed to ``VideoSource`` as its iterator; a read asks for the next pushed frame. Reading a frame that was not
+    pushed yet raises ``ValueError`` (a push source never ends by itself, so nothing may read ahead of it).
+    """
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self.num_pushed = 0
+
+    def push(self, frame: np.ndarray) -> int:
+        """Append a frame; returns its index in the stream."""
+        self._queue.append(frame)
+        self.num_pushed += 1
+        return self.num_pushed - 1
+
+    def __iter__(self) -> "FrameQueue":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if not self._queue:
+            raise ValueError(
+                f"frame {self.num_pushed} of the stream has not been pushed yet (frames are fed one at a time by "
+                "the caller, e.g. SAM2VideoPredictor.track_frame)"
+            )
+        return self._queue.popleft()
 
 
 class _VideoFileReader:
@@ -344,9 +359,7 @@ class _VideoFileReader:
             self._restart(0)
             rgb = self._decode_to(index, keep_from)
         if rgb is None:
-            raise ValueError(
-                f"cannot decode {self.describe(index)} (the stream lists {self.num_frames} frames)"
-            )
+            raise ValueError(f"cannot decode {self.describe(index)} (the stream lists {self.num_frames} frames)")
         return rgb
 
     def close(self) -> None:
@@ -551,9 +564,7 @@ class VideoSource:
             raise
         self.video_height, self.video_width = self._store.video_hw
         if async_loading_frames:
-            self._store.thread = threading.Thread(
-                target=self._store.work, name="VideoSource-prefetch", daemon=True
-            )
+            self._store.thread = threading.Thread(target=self._store.work, name="VideoSource-prefetch", daemon=True)
             self._store.thread.start()
 
     @property
