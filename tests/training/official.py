@@ -42,3 +42,53 @@ def official_sam2_utils_with_exact_edt():
     import sam2.modeling.sam2_utils
 
     return sam2.modeling.sam2_utils
+
+
+def install_fvcore_schedulers() -> None:
+    """When fvcore is absent, provide the two ``fvcore.common.param_scheduler`` classes the official MOSE config
+    names, with fvcore's definitions (``ConstantParamScheduler(value)``; ``CosineParamScheduler(start_value,
+    end_value)(where) = end + 0.5 (start - end) (1 + cos(pi where))``)."""
+    try:
+        import fvcore.common.param_scheduler  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    import math
+
+    class ConstantParamScheduler:
+        def __init__(self, value):
+            self._value = value
+
+        def __call__(self, where):
+            if where >= 1.0:
+                raise RuntimeError(f"where in ParamScheduler must be in [0, 1]: got {where}")
+            return self._value
+
+    class CosineParamScheduler:
+        def __init__(self, start_value, end_value):
+            self._start_value, self._end_value = start_value, end_value
+
+        def __call__(self, where):
+            return self._end_value + 0.5 * (self._start_value - self._end_value) * (1 + math.cos(math.pi * where))
+
+    mods = {n: types.ModuleType(n) for n in ("fvcore", "fvcore.common", "fvcore.common.param_scheduler")}
+    mods["fvcore.common.param_scheduler"].ConstantParamScheduler = ConstantParamScheduler
+    mods["fvcore.common.param_scheduler"].CosineParamScheduler = CosineParamScheduler
+    mods["fvcore"].common = mods["fvcore.common"]
+    mods["fvcore.common"].param_scheduler = mods["fvcore.common.param_scheduler"]
+    sys.modules.update(mods)
+
+
+def official_mose_optim_config():
+    """The ``trainer.optim`` section of the official MOSE fine-tune YAML, interpolations resolved."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    for name, fn in (("divide", lambda a, b: a / b), ("times", lambda a, b: a * b)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+    path = files("sam2") / "configs" / "sam2.1_training" / "sam2.1_hiera_b+_MOSE_finetune.yaml"
+    cfg = OmegaConf.load(str(path))
+    return cfg.trainer.optim

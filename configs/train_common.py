@@ -1,0 +1,79 @@
+"""Training defaults shared by the ``configs/train_*.py`` configs: a model config plus a ``train`` section.
+
+The values follow the official fine-tuning config ``sam2/configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml``
+(sam2 1.1.0): its ``scratch``, ``optim`` and ``loss`` sections and the ``SAM2Train`` training arguments.
+"""
+
+import ml_collections
+
+import configs
+
+
+def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDict:
+    """The model config ``model_name`` with the official fine-tuning recipe in ``config.train``."""
+    c = configs.get_config(model_name)
+    t = c.train = ml_collections.ConfigDict()
+    t.seed = 123
+    t.total_steps = 1000
+    t.batch_size = 1  # clips per step (global)
+    t.num_frames = 8
+    t.max_num_objects = 3
+    t.freeze_image_encoder = False
+    t.compute_dtype = "float32"
+    t.optim = ml_collections.ConfigDict(
+        dict(
+            base_lr=5.0e-6,
+            vision_lr=3.0e-6,
+            vision_lr_param_names=("image_encoder.*",),
+            weight_decay=0.1,
+            no_weight_decay_param_names=("*bias*",),  # and torch.nn.LayerNorm params
+            layer_decay=0.9,
+            layer_decay_apply_to="image_encoder.trunk",
+            layer_decay_overrides=(("*pos_embed*", 1.0),),
+            grad_clip=0.1,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            # fvcore CosineParamScheduler(start, start * end_factor) over where = step / total_steps; "rsqrt" uses
+            # warmup / cooldown / timescale (fractions of training).
+            schedule=dict(kind="cosine", end_factor=0.1, warmup=0.0, cooldown=0.0, timescale=0.1),
+        )
+    )
+    t.loss = ml_collections.ConfigDict(
+        dict(
+            loss_mask=20.0,
+            loss_dice=1.0,
+            loss_iou=1.0,
+            loss_class=1.0,
+            supervise_all_iou=True,
+            iou_use_l1_loss=True,
+            pred_obj_scores=True,
+            focal_gamma_obj_score=0.0,
+            focal_alpha_obj_score=-1.0,
+        )
+    )
+    # SAM2Train's prompt arguments in the official config.
+    t.prompts = ml_collections.ConfigDict(
+        dict(
+            prob_to_use_pt_input=0.5,
+            prob_to_use_box_input=0.5,  # of the point inputs: 0.25 overall
+            prob_to_sample_from_gt=0.1,
+            num_frames_to_correct=2,
+            rand_frames_to_correct=True,
+            add_all_frames_to_correct_as_cond=True,
+            num_init_cond_frames=2,
+            rand_init_cond_frames=True,
+            num_correction_pt_per_frame=7,
+            reverse_time_prob=0.5,
+        )
+    )
+    t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+    t.log_every = 10
+    t.checkpoint_every = 100
+    t.keep_checkpoints = 3
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Entry point for ``--config configs/train_common.py[:model_name]``."""
+    return train_config(arg or "sam2.1_hiera_t")
