@@ -637,7 +637,9 @@ class SAM2VideoPredictor:
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction."""
         c = self.config
         n_cond = max(len(s["output_dict_per_obj"][o]["cond_frame_outputs"]) for o in objs)
-        K = max(1, min(n_cond, self.max_cond_slots))
+        # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
+        # recompiles the step only when the count crosses a power of two.
+        K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
         st = jax.tree.map(np.array, self._empty(len(objs), K, self._num_frames(s)))
         R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
         sign = -1 if reverse else 1

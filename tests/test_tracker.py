@@ -193,3 +193,53 @@ def test_stream_equals_propagation_and_takes_new_objects():
         pred.track_frame(state)
     with pytest.raises(ValueError, match="frame of another size|size"):
         pred.track_frame(state, video[0, :50])
+
+
+RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, numpy as np
+    sys.path.insert(0, {repo!r})
+    from tests.test_tracker import small_predictor, write_mp4
+    from sam2_jax.tracker.state import state_nbytes
+    write_mp4({path!r}, {n})
+    pred = small_predictor(store_budget_mb=1.0)
+    state = pred.init_state({path!r})
+    pred.add_new_points_or_box(state, 0, 1, points=np.array([[50, 40]], np.float32), labels=np.array([1], np.int32))
+    peak = {{}}
+    for t, _, m in pred.propagate_in_video(state):
+        if t + 1 in (100, {n}):
+            peak[t + 1] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print("PEAK", peak[100], peak[{n}], state["store_bytes"])
+    """
+)
+
+
+def write_mp4(path, n: int) -> None:
+    """An H.264 clip of ``_video(n)``'s moving block, encoded frame by frame (nothing held in memory)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for t in range(n):
+            f = base.copy()
+            f[20 + t % 10 : 60 + t % 10, 30:80] = [250, 30, 30]
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+
+
+@pytest.mark.slow
+def test_peak_memory_of_400_frames_equals_100_frames(tmp_path, capsys):
+    """Propagating an MP4 of 400 frames: the process's peak RSS after frame 400 is that after frame 100 (within
+    8 MB), with the host store's budget (1 MB here) already reached by frame 100. Measured: equal to the byte."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    script = RSS_SCRIPT.format(repo=str(REPO), path=str(tmp_path / "clip.mp4"), n=400)
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=1800, capture_output=True)
+    line = [x for x in out.stdout.decode().splitlines() if x.startswith("PEAK")][-1]
+    peak100, peak400, store = (int(v) for v in line.split()[1:])
+    with capsys.disabled():
+        print(f"\npeak RSS after 100 frames {peak100 / 2**20:.1f} MB, after 400 {peak400 / 2**20:.1f} MB")
+    assert store <= 2**20
+    assert peak400 - peak100 <= 8 * 2**20, (peak100, peak400)
