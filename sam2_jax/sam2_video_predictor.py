@@ -16,7 +16,8 @@ Deviations from the official predictor:
   objects); new objects can be added at any time, as in sam2 1.1.0.
 - Bad input raises ``ValueError`` naming it and leaves the state usable.
 - ``propagate_in_video`` also runs on a live source (an iterator of frames): it tracks each frame as it arrives
-  (not in the official API).
+  (not in the official API). Its length is unknown, so object pointers are encoded as in a video of at least
+  ``max_obj_ptrs_in_encoder`` frames (the official scales them by ``min(num_frames, 16) - 1``).
 - Streaming (not in the official API): ``init_stream(first_frame)`` + ``track_frame(state, frame)``: a frame in, the
   masks of every object out, the ``TrackerState`` kept on the device between calls; prompts and new objects may
   come on the latest frame at any time.
