@@ -217,3 +217,18 @@ def test_errors(tmp_path):
         VideoSource(synthetic(3), 16, cache_size=0)
     with pytest.raises(ValueError, match="image_size must be a positive int"):
         VideoSource(synthetic(3), 0)
+
+
+def test_frame_queue_is_fed_by_the_caller():
+    from sam2_jax.utils.video_io import FrameQueue
+
+    frames = synthetic(3)
+    queue = FrameQueue()
+    assert queue.push(frames[0]) == 0
+    src = VideoSource(queue, 16)
+    assert src.num_frames is None
+    with pytest.raises(ValueError, match="frame 1 of the stream has not been pushed yet"):
+        src[1]
+    assert queue.push(frames[1]) == 1
+    np.testing.assert_array_equal(src.original_frame(1), frames[1])
+    np.testing.assert_array_equal(src[1], VideoSource(frames, 16)[1])
