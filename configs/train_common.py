@@ -65,6 +65,8 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
             rand_init_cond_frames=True,
             num_correction_pt_per_frame=7,
             reverse_time_prob=0.5,
+            point_sampling="uniform",  # "center" is the official eval sampler (deterministic)
+            box_noise=0.1,
         )
     )
     t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
