@@ -510,3 +510,43 @@ class SAVTrainFolder(_Reader):
             raise DataError(f"video {video_id}: video file {mp4} not found")
         ann = read_sav_json(os.path.join(self.root, f"{video_id}_{self.annotation}.json"), video_id)
         return sav_train_video(video_id, mp4, ann)
+
+
+def vos_video_from_arrays(
+    video_id: str,
+    frames: np.ndarray,
+    masks: np.ndarray,
+    object_ids: Sequence[int],
+    annotation_stride: int = 1,
+    layout: str = "davis",
+) -> VOSVideo:
+    """A ``VOSVideo`` from in-memory arrays (e.g. a ``SyntheticVideo``), annotated every ``annotation_stride``.
+
+    Args:
+      video_id: the name.
+      frames: ``(T, H, W, 3)`` uint8.
+      masks: ``(T, O, H, W)`` bool ground truth of every frame.
+      object_ids: ``(O,)`` ids.
+      annotation_stride: keep the annotations of frames ``0, s, 2s, ...``.
+      layout: the output layout predictions default to.
+
+    Returns:
+      the video.
+    """
+    frames, masks = np.asarray(frames), np.asarray(masks, bool)
+    t, o = masks.shape[:2]
+    if frames.shape[0] != t or frames.shape[1:3] != masks.shape[2:] or len(object_ids) != o:
+        raise ValueError(f"frames {frames.shape}, masks {masks.shape} and {len(object_ids)} ids do not fit")
+    rows = np.arange(0, t, annotation_stride, dtype=np.int64)
+    return VOSVideo(
+        video_id=video_id,
+        frames=frames,
+        frame_names=[f"{i:05d}" for i in range(t)],
+        height=frames.shape[1],
+        width=frames.shape[2],
+        object_ids=np.asarray(object_ids, np.int64),
+        mask_frames=rows,
+        annotated=np.ones((len(rows), o), bool),
+        packed_masks=pack_masks(masks[rows]),
+        layout=layout,
+    )

@@ -32,6 +32,7 @@ def load_official():
         sys.path.remove(root)
     spec = importlib.util.spec_from_file_location("official_sav_benchmark", sav_path)
     sav = importlib.util.module_from_spec(spec)
+    sys.modules["official_sav_benchmark"] = sav  # its Pool pickles classes by module name
     spec.loader.exec_module(sav)
     return davis_metrics, sav
 

@@ -1,0 +1,222 @@
+"""The library behind ``eval.py``: build the model and the dataset a run names, evaluate, report.
+
+Tasks:
+  ``vos``: semi-supervised VOS (``vos_eval.evaluate_vos``) on a dataset read from a folder in place, through its
+    tfds builder (``--reader tfds``), or from the synthetic source.
+  ``score``: score a folder of predicted PNGs against ground truth without a model (``vos_eval.score_folder``).
+  ``image``: 1- and 5-click mIoU on SA-1B-format images (``image_eval.evaluate_images``).
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+from sam2_jax.datasets import vos
+from sam2_jax.evaluation import metrics, vos_eval
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("davis", "sav", "sav_train", "synthetic")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """One ``eval.py`` run (each field is a flag of the same name).
+
+    Attributes:
+      task: ``vos``, ``score`` or ``image``.
+      dataset_format: ``davis`` (DAVIS / YouTube-VOS / MOSE), ``sav`` (SA-V val/test), ``sav_train``, ``synthetic``.
+      data_root: the dataset folder (``vos``) or the SA-1B folder (``image``).
+      split: the split (video list) to read.
+      reader: ``folder`` (in place) or ``tfds`` (build array_record files in ``tfds_dir``, read them back).
+      tfds_dir: where the tfds builders write.
+      videos: explicit video names (comma-separated on the command line).
+      max_videos: evaluate at most this many videos (0: all).
+      num_synthetic: number of synthetic videos; ``synthetic_frames`` frames each, annotated every
+        ``synthetic_stride`` frames, ``synthetic_size`` pixels square, ``synthetic_objects`` objects.
+      model: config name or ``configs/*.py`` path; ``image_size`` overrides its input size (0: keep).
+      checkpoint: official ``.pt`` or orbax directory; empty for random weights (``seed``).
+      dtype: compute dtype.
+      prompt, convention, skip_first_and_last, score_thresh, output_layout: ``VOSEvalConfig``.
+      gt_root, pred_root: the ``score`` task's folders.
+      num_images: images of the ``image`` task (0: all).
+      output_dir: results folder.
+      progress: show progress bars.
+    """
+
+    task: str = "vos"
+    dataset_format: str = "davis"
+    data_root: str = ""
+    split: str = "val"
+    reader: str = "folder"
+    tfds_dir: str = ""
+    videos: str = ""
+    max_videos: int = 0
+    num_synthetic: int = 20
+    synthetic_frames: int = 9
+    synthetic_stride: int = 1
+    synthetic_size: int = 96
+    synthetic_objects: int = 3
+    model: str = "sam2.1_hiera_t"
+    image_size: int = 0
+    checkpoint: str = ""
+    seed: int = 0
+    dtype: str = "float32"
+    prompt: str = "mask"
+    convention: str = "sav"
+    skip_first_and_last: bool = True
+    score_thresh: float = 0.0
+    output_layout: str = ""
+    gt_root: str = ""
+    pred_root: str = ""
+    num_images: int = 0
+    output_dir: str = "eval_out"
+    progress: bool = True
+
+
+def build_model(cfg: RunConfig):
+    """The ``SAM2Model`` a run names."""
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+
+    mcfg = get_config(cfg.model)
+    if cfg.image_size:
+        mcfg.model.image_size = cfg.image_size
+    return build_sam2(mcfg, cfg.checkpoint or None, dtype=cfg.dtype, seed=cfg.seed)
+
+
+def synthetic_videos(cfg: RunConfig) -> list[vos.VOSVideo]:
+    """The synthetic dataset of a run as ``VOSVideo``s (frames as arrays, annotated every ``synthetic_stride``)."""
+    from sam2_jax.datasets.synthetic import SyntheticVideoDataset
+
+    ds = SyntheticVideoDataset(
+        num_videos=cfg.num_synthetic,
+        seed=cfg.seed,
+        num_frames=cfg.synthetic_frames,
+        height=cfg.synthetic_size,
+        width=cfg.synthetic_size,
+        num_objects=cfg.synthetic_objects,
+    )
+    return [vos.vos_video_from_arrays(v.video_id, v.frames, v.masks, v.object_ids, cfg.synthetic_stride) for v in ds]
+
+
+class _Limited:
+    """A reader cut to its first ``n`` videos (``errors`` passed through)."""
+
+    def __init__(self, reader, n: int):
+        self.reader, self.n = reader, n
+        self.errors = []
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.reader))
+
+    def __iter__(self):
+        for i, v in enumerate(self.reader):
+            if i >= self.n:
+                break
+            yield v
+        self.errors = self.reader.errors
+
+
+class _TfdsVideos:
+    """The videos of a tfds data source, as ``VOSVideo``s, with the builder's skipped videos as ``errors``."""
+
+    def __init__(self, source, skipped):
+        self.source, self.errors = source, list(skipped)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self):
+        from sam2_jax.datasets.tfds_builders import vos_video_from_record
+
+        for i in range(len(self.source)):
+            yield vos_video_from_record(self.source[i])
+
+
+def dataset_videos(cfg: RunConfig):
+    """The iterable of ``VOSVideo``s a run names (with an ``errors`` list of skipped videos)."""
+    if cfg.dataset_format not in FORMATS:
+        raise ValueError(f"unknown dataset_format {cfg.dataset_format!r}, expected one of {FORMATS}")
+    if cfg.dataset_format == "synthetic":
+        videos = synthetic_videos(cfg)
+        return videos[: cfg.max_videos] if cfg.max_videos else videos
+    if not cfg.data_root:
+        raise ValueError(f"--data_root is needed for dataset_format {cfg.dataset_format!r}")
+    names = [v for v in cfg.videos.split(",") if v] or None
+    if cfg.reader == "tfds":
+        import tensorflow_datasets as tfds
+
+        from sam2_jax.datasets.tfds_builders import VOSFolderBuilder
+
+        builder = VOSFolderBuilder(
+            config=cfg.dataset_format,
+            split=cfg.split,
+            videos=names,
+            data_dir=cfg.tfds_dir or os.path.join(cfg.output_dir, "tfds"),
+            file_format="array_record",
+        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=cfg.data_root))
+        skipped = builder.skipped
+        if not skipped and os.path.exists(os.path.join(str(builder.data_dir), "skipped.json")):
+            with open(os.path.join(str(builder.data_dir), "skipped.json")) as f:
+                skipped = [tuple(x) for x in json.load(f)]
+        videos = _TfdsVideos(builder.as_data_source()[cfg.split], skipped)
+    elif cfg.reader == "folder":
+        from sam2_jax.datasets.tfds_builders import make_reader
+
+        kw = {"videos": names} if names else {}
+        videos = make_reader(cfg.dataset_format, cfg.data_root, cfg.split, **kw)
+    else:
+        raise ValueError(f"unknown reader {cfg.reader!r}, expected folder or tfds")
+    return _Limited(videos, cfg.max_videos) if cfg.max_videos else videos
+
+
+def vos_config(cfg: RunConfig) -> vos_eval.VOSEvalConfig:
+    """The ``VOSEvalConfig`` of a run."""
+    return vos_eval.VOSEvalConfig(
+        prompt=cfg.prompt,
+        convention=cfg.convention,
+        skip_first_and_last=cfg.skip_first_and_last,
+        score_thresh=cfg.score_thresh,
+        output_layout=cfg.output_layout or None,
+        output_dir=cfg.output_dir or None,
+    )
+
+
+def run(cfg: RunConfig):
+    """Runs the task of ``cfg``, prints the summary and writes the outputs to ``cfg.output_dir``.
+
+    Args:
+      cfg: the run.
+
+    Returns:
+      the task's result (``vos_eval.EvalResult`` or ``image_eval.ImageEvalResult``).
+    """
+    start = time.perf_counter()
+    if cfg.convention not in metrics.CONVENTIONS:
+        raise ValueError(f"unknown convention {cfg.convention!r}, expected one of {metrics.CONVENTIONS}")
+    if cfg.task == "score":
+        if not cfg.gt_root or not cfg.pred_root:
+            raise ValueError("the score task needs --gt_root and --pred_root")
+        names = [v for v in cfg.videos.split(",") if v] or None
+        result = vos_eval.score_folder(cfg.gt_root, cfg.pred_root, vos_config(cfg), names, cfg.progress)
+        print(vos_eval.format_summary(result, f"scores of {cfg.pred_root} against {cfg.gt_root}"))
+    elif cfg.task == "vos":
+        from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+        predictor = SAM2VideoPredictor(build_model(cfg))
+        result = vos_eval.evaluate_vos(predictor, dataset_videos(cfg), vos_config(cfg), cfg.progress)
+        title = f"semi-supervised VOS, prompt {cfg.prompt}, {cfg.dataset_format} {cfg.split} ({cfg.convention} metrics)"
+        print(vos_eval.format_summary(result, title))
+    elif cfg.task == "image":
+        from sam2_jax.evaluation import image_eval
+
+        result = image_eval.run_image_task(cfg, build_model(cfg))
+    else:
+        raise ValueError(f"unknown task {cfg.task!r}, expected vos, score or image")
+    if cfg.output_dir:
+        print(f"results in {cfg.output_dir} ({time.perf_counter() - start:.1f} s)")
+    return result

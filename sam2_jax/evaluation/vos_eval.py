@@ -1,0 +1,472 @@
+"""Semi-supervised video object segmentation evaluation (paper §6.2, App. F.1.3), and scoring of a folder of
+predicted PNGs against ground truth without a model (the official ``sav_evaluator.py --gt_root --pred_root``).
+
+Protocol, as the official ``tools/vos_inference.py`` followed by ``sav_evaluator.py``, with our choices stated:
+
+- Prompts: each object is prompted once, on its first annotated frame where its ground truth is non-empty, with
+  the ground-truth mask, or 1, 3 or 5 simulated clicks (``prompts.next_click``: the first at the mask's centre,
+  each later one at the centre of the error between the ground truth and the model's mask for that frame after the
+  clicks so far), or the mask's box (``prompts.mask_to_box``).
+- Objects that appear later start on their own first annotated frame: the video is tracked forward in segments,
+  the objects of a start frame being added there and every object of the state tracked together (one batched
+  run); an object has an empty prediction before its start frame and never sees frames before it, as in the
+  official per-object run for such datasets (``vos_separate_inference_per_object``). Nothing is tracked backward.
+- Masks are the logits > ``score_thresh`` (0) at video resolution.
+- Predictions are written, and scored, in an output layout: ``"davis"`` (one palette PNG per frame; overlapping
+  masks are resolved as the official ``put_per_obj_mask``: the lowest object id wins) or ``"sav"`` (one binary PNG
+  per object and frame, overlaps kept). By default the dataset's own layout (SA-V train: ``"sav"``).
+- Only annotated frames are predicted to PNG and scored (sparse annotations: SA-V at 6 fps, YouTube-VOS); with
+  ``skip_first_and_last`` (the semi-supervised default of both toolkits) an object's first and last annotated
+  frames are not scored. The metrics and their averaging are ``metrics``' (``convention`` ``"sav"`` default).
+"""
+
+import csv
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sam2_jax.datasets import vos
+from sam2_jax.evaluation import metrics
+from sam2_jax.evaluation.prompts import mask_to_box, next_click
+
+log = logging.getLogger(__name__)
+
+PROMPTS = ("mask", "click1", "click3", "click5", "box")
+
+
+@dataclasses.dataclass
+class VOSEvalConfig:
+    """How ``evaluate_vos`` runs.
+
+    Attributes:
+      prompt: ``mask``, ``click1``, ``click3``, ``click5`` or ``box``.
+      convention: metric convention, ``sav`` or ``davis2017`` (see ``metrics``).
+      skip_first_and_last: leave each object's first and last annotated frame out of the scores.
+      score_thresh: mask logit threshold.
+      output_layout: ``davis``, ``sav`` or None (the dataset's layout).
+      output_dir: where CSVs, PNGs and plots go (None: nothing written).
+      write_pngs: write the predicted masks.
+      bound_th: F boundary tolerance.
+    """
+
+    prompt: str = "mask"
+    convention: str = "sav"
+    skip_first_and_last: bool = True
+    score_thresh: float = 0.0
+    output_layout: str | None = None
+    output_dir: str | None = None
+    write_pngs: bool = True
+    bound_th: float = metrics.BOUND_TH
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Everything an evaluation run produced.
+
+    Attributes:
+      scores: per-object scores of every evaluated video.
+      summary: dataset J, F, J&F (``metrics.summarize``).
+      skipped: ``(video, reason)`` of the videos left out.
+      num_frames: frames tracked (model runs) or scored (folder scoring).
+      seconds: wall time of the run.
+    """
+
+    scores: list[metrics.ObjectScore]
+    summary: dict[str, float]
+    skipped: list[tuple[str, str]]
+    num_frames: int = 0
+    seconds: float = 0.0
+
+
+def combine_davis(masks: np.ndarray, object_ids: Sequence[int]) -> np.ndarray:
+    """``(O, H, W)`` masks -> ``(H, W)`` uint8 labels, the lowest id winning an overlap (``put_per_obj_mask``).
+
+    Args:
+      masks: per-object masks.
+      object_ids: their ids, each in 1..255.
+
+    Returns:
+      the label map.
+    """
+    ids = [int(o) for o in object_ids]
+    if any(not 1 <= o <= 255 for o in ids):
+        raise ValueError(f"object ids {ids} do not fit a palette PNG (1..255); use the 'sav' output layout")
+    lab = np.zeros(masks.shape[1:], np.uint8)
+    for k in np.argsort(ids, kind="stable")[::-1]:
+        lab[masks[k]] = ids[k]
+    return lab
+
+
+def as_layout(masks: np.ndarray, object_ids: Sequence[int], layout: str) -> np.ndarray:
+    """The per-object masks a layout stores: disjoint for ``davis`` (``combine_davis``), as given for ``sav``."""
+    if layout == "sav":
+        return masks
+    if layout == "davis":
+        lab = combine_davis(masks, object_ids)
+        return lab[None] == np.asarray(object_ids, np.int64)[:, None, None]
+    raise ValueError(f"unknown layout {layout!r}, expected davis or sav")
+
+
+def write_prediction(root: str, video: str, frame: str, masks: np.ndarray, object_ids: Sequence[int], layout: str):
+    """Writes one frame's predicted masks: ``root/<video>/<frame>.png`` (davis) or
+    ``root/<video>/<id:03d>/<frame>.png`` (sav)."""
+    if layout == "davis":
+        os.makedirs(os.path.join(root, video), exist_ok=True)
+        vos.write_label_png(os.path.join(root, video, f"{frame}.png"), combine_davis(masks, object_ids))
+    else:
+        for k, oid in enumerate(object_ids):
+            d = os.path.join(root, video, f"{int(oid):03d}")
+            os.makedirs(d, exist_ok=True)
+            vos.write_label_png(os.path.join(d, f"{frame}.png"), masks[k].astype(np.uint8))
+
+
+def _score_video(
+    video_id: str,
+    object_ids: Sequence[int],
+    frames: Sequence,
+    pred_masks: Iterable[np.ndarray],
+    gt_masks: Iterable[np.ndarray],
+    annotated: np.ndarray,
+    cfg: VOSEvalConfig,
+) -> tuple[list[metrics.ObjectScore], list[int]]:
+    """Scores annotated frames; ``annotated`` (A, O) tells which object has which frame, and the first and last
+    of each object's annotated frames are skipped when the config says so."""
+    keep = annotated.copy()
+    if cfg.skip_first_and_last:
+        for k in range(annotated.shape[1]):
+            rows = np.flatnonzero(annotated[:, k])
+            keep[rows[:1], k] = False
+            keep[rows[-1:], k] = False
+    scorer = metrics.VideoScorer(video_id, object_ids, cfg.convention, cfg.bound_th)
+    for a, (name, pred, gt) in enumerate(zip(frames, pred_masks, gt_masks, strict=True)):
+        if keep[a].any():
+            scorer.add_frame(name, pred, gt, annotated=keep[a])
+    return scorer.results(), scorer.unreported()
+
+
+def _prompt_object(predictor, state, frame_idx: int, obj_id: int, gt: np.ndarray, prompt: str, thresh: float):
+    """Adds one object's prompt on its start frame (module docstring)."""
+    if prompt == "mask":
+        predictor.add_new_mask(state, frame_idx, obj_id, gt)
+    elif prompt == "box":
+        predictor.add_new_points_or_box(state, frame_idx, obj_id, box=mask_to_box(gt))
+    elif prompt.startswith("click"):
+        pred = None
+        for i in range(int(prompt[5:])):
+            point, label = next_click(gt, pred)
+            _, obj_ids, logits = predictor.add_new_points_or_box(
+                state,
+                frame_idx,
+                obj_id,
+                points=point[None],
+                labels=np.array([label], np.int32),
+                clear_old_points=i == 0,
+            )
+            pred = np.asarray(logits[list(obj_ids).index(obj_id), 0]) > thresh
+    else:
+        raise ValueError(f"unknown prompt {prompt!r}, expected one of {PROMPTS}")
+
+
+def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.ndarray, int]:
+    """Tracks every object of a video in one batched run and returns the predictions on the annotated frames.
+
+    Args:
+      predictor: a ``SAM2VideoPredictor``.
+      video: the video and its ground truth.
+      cfg: prompt and threshold.
+
+    Returns:
+      ``(masks, tracked)``: ``(A, O, H, W)`` bool predictions on ``video.mask_frames`` (empty before an object's
+      start frame and for objects never present), and the number of frames tracked.
+    """
+    first = video.first_annotated()
+    starts = {}
+    for k, a in enumerate(first):
+        if a >= 0:
+            starts.setdefault(int(video.mask_frames[a]), []).append(k)
+    out = np.zeros((len(video.mask_frames), len(video.object_ids), video.height, video.width), bool)
+    if not starts:
+        return out, 0
+    row_of = {int(t): a for a, t in enumerate(video.mask_frames)}
+    state = predictor.init_state(video.frames)
+    if state["num_frames"] is not None and state["num_frames"] <= int(video.mask_frames[-1]):
+        raise vos.DataError(
+            f"video {video.video_id}: annotation on frame {int(video.mask_frames[-1])} but the video has "
+            f"{state['num_frames']} frames"
+        )
+    if (state["video_height"], state["video_width"]) != (video.height, video.width):
+        raise vos.DataError(
+            f"video {video.video_id}: frames are {state['video_width']}x{state['video_height']}, annotations "
+            f"{video.width}x{video.height}"
+        )
+    col_of = {int(o): k for k, o in enumerate(video.object_ids)}
+    order = sorted(starts)
+    tracked = 0
+    for i, s in enumerate(order):
+        gts = video.masks(row_of[s])
+        for k in starts[s]:
+            _prompt_object(predictor, state, s, int(video.object_ids[k]), gts[k], cfg.prompt, cfg.score_thresh)
+        n = order[i + 1] - s - 1 if i + 1 < len(order) else None
+        for t, obj_ids, logits in predictor.propagate_in_video(state, start_frame_idx=s, max_frame_num_to_track=n):
+            tracked += 1
+            a = row_of.get(int(t))
+            if a is None:
+                continue
+            for j, oid in enumerate(obj_ids):
+                out[a, col_of[int(oid)]] = np.asarray(logits[j, 0]) > cfg.score_thresh
+    return out, tracked
+
+
+def _write_csvs(out_dir: str, result: EvalResult, extra: dict[str, Any] | None = None) -> None:
+    """per_object.csv, per_video.csv, per_frame.csv and summary.csv at full float precision (repr)."""
+    os.makedirs(out_dir, exist_ok=True)
+    r = repr
+    with open(os.path.join(out_dir, "per_object.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        keys = ["J&F", "J", "F", "J_recall", "F_recall", "J_decay", "F_decay"]
+        w.writerow(["video", "object", *keys, "num_frames"])
+        for s in result.scores:
+            st = s.stats()
+            w.writerow([s.video, s.object_id, *[r(float(st[k])) for k in keys], len(s.frames)])
+    with open(os.path.join(out_dir, "per_video.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "J&F", "J", "F", "num_objects"])
+        for v, st in metrics.per_video(result.scores).items():
+            w.writerow([v, r(st["J&F"]), r(st["J"]), r(st["F"]), st["num_objects"]])
+    with open(os.path.join(out_dir, "per_frame.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "object", "frame", "J", "F"])
+        for s in result.scores:
+            for name, j, fv in zip(s.frames, s.j, s.f, strict=True):
+                w.writerow([s.video, s.object_id, name, r(float(j)), r(float(fv))])
+    with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        row = {k: result.summary[k] for k in ("J&F", "J", "F", "J_recall", "F_recall", "J_decay", "F_decay")}
+        row.update(
+            num_videos=result.summary["num_videos"],
+            num_objects=result.summary["num_objects"],
+            num_skipped=len(result.skipped),
+        )
+        row.update(extra or {})
+        w.writerow(list(row))
+        w.writerow([r(v) if isinstance(v, float) else v for v in row.values()])
+    with open(os.path.join(out_dir, "skipped.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "reason"])
+        w.writerows(result.skipped)
+
+
+def plot_per_frame(path: str, scores: Sequence[metrics.ObjectScore], max_videos: int = 20) -> None:
+    """Per-frame J&F (mean over each video's objects scored on that frame) of up to ``max_videos`` videos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    videos: dict[str, dict] = {}
+    for s in scores:
+        d = videos.setdefault(s.video, {})
+        for name, j, f in zip(s.frames, s.j, s.f, strict=True):
+            d.setdefault(name, []).append((j + f) / 2)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for v, d in list(videos.items())[:max_videos]:
+        names = sorted(d, key=lambda n: int(n) if str(n).isdigit() else str(n))
+        x = [int(n) if str(n).isdigit() else i for i, n in enumerate(names)]
+        ax.plot(x, [100 * np.mean(d[n]) for n in names], marker=".", label=v)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("J&F (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("per-frame J&F (mean over the objects scored on the frame)")
+    if len(videos) <= 12:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_summary(result: EvalResult, title: str = "") -> str:
+    """The printed summary table (0-100 scale, two decimals) and the skipped videos."""
+    s = result.summary
+    lines = [title] if title else []
+    lines.append(f"{'':<24}{'J&F':>8}{'J':>8}{'F':>8}")
+    for v, st in metrics.per_video(result.scores).items():
+        lines.append(f"{v[:24]:<24}{100 * st['J&F']:>8.2f}{100 * st['J']:>8.2f}{100 * st['F']:>8.2f}")
+    lines.append(f"{'dataset (mean of objects)':<24}{100 * s['J&F']:>8.2f}{100 * s['J']:>8.2f}{100 * s['F']:>8.2f}")
+    lines.append(f"{s['num_videos']} videos, {s['num_objects']} objects scored, {len(result.skipped)} videos skipped")
+    for v, why in result.skipped:
+        lines.append(f"  skipped {v}: {why}")
+    if result.num_frames and result.seconds:
+        lines.append(
+            f"{result.num_frames} frames in {result.seconds:.1f} s ({result.seconds / result.num_frames:.3f} s/frame)"
+        )
+    return "\n".join(lines)
+
+
+def _finish(result: EvalResult, cfg: VOSEvalConfig, extra: dict | None = None) -> EvalResult:
+    if cfg.output_dir:
+        _write_csvs(cfg.output_dir, result, extra)
+        if result.scores:
+            plot_per_frame(os.path.join(cfg.output_dir, "per_frame_jf.png"), result.scores)
+    return result
+
+
+def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, progress: bool = True) -> EvalResult:
+    """Semi-supervised VOS over a dataset: track, write, score (module docstring).
+
+    Args:
+      predictor: a ``SAM2VideoPredictor``.
+      videos: ``VOSVideo``s (a reader; a reader's own skipped videos are added to the result's).
+      cfg: the run's settings.
+      progress: show a progress bar over videos.
+
+    Returns:
+      the ``EvalResult``; with ``cfg.output_dir`` also CSVs, ``pred/`` PNGs and ``per_frame_jf.png`` written there.
+    """
+    from tqdm import tqdm
+
+    if cfg.prompt not in PROMPTS:
+        raise ValueError(f"unknown prompt {cfg.prompt!r}, expected one of {PROMPTS}")
+    start = time.perf_counter()
+    scores: list[metrics.ObjectScore] = []
+    skipped: list[tuple[str, str]] = []
+    tracked = 0
+    total = len(videos) if hasattr(videos, "__len__") else None
+    for video in tqdm(videos, total=total, disable=not progress, desc="videos", unit="video"):
+        layout = cfg.output_layout or video.layout
+        try:
+            pred, n = track_video(predictor, video, cfg)
+            pred = np.stack([as_layout(p, video.object_ids, layout) for p in pred])
+        except (vos.DataError, ValueError) as e:
+            log.warning("skipping video %s: %s", video.video_id, e)
+            skipped.append((video.video_id, str(e)))
+            continue
+        tracked += n
+        names = [video.frame_names[t] for t in video.mask_frames]
+        if cfg.output_dir and cfg.write_pngs:
+            for a, name in enumerate(names):
+                write_prediction(
+                    os.path.join(cfg.output_dir, "pred"), video.video_id, name, pred[a], video.object_ids, layout
+                )
+        gts = (video.masks(a) for a in range(len(names)))
+        res, unreported = _score_video(video.video_id, video.object_ids, names, pred, gts, video.annotated, cfg)
+        if unreported:
+            log.info("video %s: objects %s never present in the scored ground truth", video.video_id, unreported)
+        scores.extend(res)
+    skipped.extend(getattr(videos, "errors", []))
+    result = EvalResult(scores, metrics.summarize(scores), skipped, tracked, time.perf_counter() - start)
+    return _finish(result, cfg, {"prompt": cfg.prompt, "convention": cfg.convention})
+
+
+def _gt_video_layout(gt_dir: str) -> str:
+    names = os.listdir(gt_dir)
+    if names and all(n.endswith(".png") for n in names):
+        return "davis"
+    return "sav"
+
+
+def _read_pred(path: str, video: str, layout: str, shape: tuple[int, int]) -> np.ndarray:
+    if not os.path.exists(path):
+        raise vos.DataError(f"video {video}: prediction {path} not found")
+    lab = vos.read_label_png(path)
+    if lab.shape != shape:
+        raise vos.DataError(
+            f"video {video}: prediction {path} is {lab.shape[1]}x{lab.shape[0]}, ground truth {shape[1]}x{shape[0]}"
+        )
+    return lab
+
+
+def score_video_folder(gt_root: str, pred_root: str, video: str, cfg: VOSEvalConfig):
+    """Scores one video's predicted PNGs against its ground-truth PNGs (layout detected as the official
+    evaluator does: a folder of PNGs is DAVIS, a folder of object folders SA-V).
+
+    Args:
+      gt_root: the ground-truth annotation root (``Annotations[/480p]`` or ``Annotations_6fps``).
+      pred_root: the predictions in the same layout.
+      video: the video folder name.
+      cfg: convention, skipping, tolerance.
+
+    Returns:
+      ``(scores, num_frames)``.
+    """
+    gdir, pdir = os.path.join(gt_root, video), os.path.join(pred_root, video)
+    if not os.path.isdir(pdir):
+        raise vos.DataError(f"video {video}: no prediction folder {pdir}")
+    if _gt_video_layout(gdir) == "davis":
+        pngs = vos._int_stem_files(gdir, (".png",), "annotation")
+        names = [os.path.splitext(pngs[n])[0] for n in sorted(pngs)]
+        gts = [
+            np.where((lab := vos.read_label_png(os.path.join(gdir, f"{n}.png"))) == vos.DAVIS_VOID, 0, lab)
+            for n in names
+        ]
+        ids = np.unique(np.stack(gts))
+        ids = ids[ids != 0]
+        preds = []
+        for n, g in zip(names, gts, strict=True):
+            p = _read_pred(os.path.join(pdir, f"{n}.png"), video, "davis", g.shape)
+            extra = np.setdiff1d(np.unique(p), np.concatenate([[0], ids]))
+            if extra.size:
+                raise vos.DataError(
+                    f"video {video}: prediction {n}.png has object ids {extra.tolist()} that the ground truth "
+                    f"(ids {ids.tolist()}) does not have"
+                )
+            preds.append(p[None] == ids[:, None, None])
+        gt_masks = [g[None] == ids[:, None, None] for g in gts]
+        annotated = np.ones((len(names), len(ids)), bool)
+        res, _ = _score_video(video, ids, names, preds, gt_masks, annotated, cfg)
+        return res, len(names)
+    objs = sorted(d for d in os.listdir(gdir) if os.path.isdir(os.path.join(gdir, d)))
+    res = []
+    n_frames = 0
+    for d in objs:
+        if not d.isdigit():
+            raise vos.DataError(f"video {video}: object folder {d} is not named by an integer id")
+        pngs = vos._int_stem_files(os.path.join(gdir, d), (".png",), "annotation")
+        names = [os.path.splitext(pngs[n])[0] for n in sorted(pngs)]
+        gts, preds = [], []
+        for n in names:
+            g = vos.read_label_png(os.path.join(gdir, d, f"{n}.png")) > 0
+            gts.append(g[None])
+            preds.append(_read_pred(os.path.join(pdir, d, f"{n}.png"), video, "sav", g.shape)[None] > 0)
+        r, _ = _score_video(video, [int(d)], names, preds, gts, np.ones((len(names), 1), bool), cfg)
+        res.extend(r)
+        n_frames = max(n_frames, len(names))
+    return res, n_frames
+
+
+def score_folder(
+    gt_root: str, pred_root: str, cfg: VOSEvalConfig, videos: Sequence[str] | None = None, progress: bool = True
+) -> EvalResult:
+    """Scores a folder of predicted PNGs against ground truth, without a model (``sav_evaluator.py``).
+
+    Args:
+      gt_root: ground-truth annotations, one folder per video (DAVIS palette PNGs or SA-V object folders).
+      pred_root: predictions, same layout and names.
+      cfg: convention, skipping, tolerance, output folder (no PNGs are written).
+      videos: the videos to score (default: every folder of ``gt_root``).
+      progress: show a progress bar.
+
+    Returns:
+      the ``EvalResult``; videos with missing, mis-sized or mislabelled predictions are skipped with the reason.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    if videos is None:
+        videos = sorted(v for v in os.listdir(gt_root) if os.path.isdir(os.path.join(gt_root, v)))
+    scores, skipped, n = [], [], 0
+    for v in tqdm(videos, disable=not progress, desc="videos", unit="video"):
+        try:
+            res, k = score_video_folder(gt_root, pred_root, v, cfg)
+        except vos.DataError as e:
+            log.warning("skipping video %s: %s", v, e)
+            skipped.append((v, str(e)))
+            continue
+        scores.extend(res)
+        n += k
+    result = EvalResult(scores, metrics.summarize(scores), skipped, n, time.perf_counter() - start)
+    return _finish(result, cfg, {"convention": cfg.convention})
