@@ -1,0 +1,671 @@
+"""``sam2-jax``: the jobs of the official notebooks (image predictor, automatic mask generator, video predictor),
+one command each, plus checkpoint download and conversion.
+
+  sam2-jax download --model sam2.1_hiera_t                 # official .pt into the cache ($SAM2_JAX_CACHE)
+  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt  # -> orbax params next to it (faster to load)
+  sam2-jax image photo.jpg --point 450,330 --point 600,350,0 --box 400,250,900,700
+  sam2-jax auto photo.jpg --points-per-side 32
+  sam2-jax video frames_dir/ --obj 1 --frame 0 --point 210,350 --obj 2 --box 300,0,500,400 --max-frames 30
+
+Every model command takes ``--model`` (default sam2.1_hiera_t) and ``--checkpoint`` (an official ``.pt`` or an
+orbax directory; default: the cached official checkpoint of ``--model``). ``--random-weights`` runs the whole
+pipeline with random weights (no checkpoint needed; the masks are meaningless: for trying the command and for
+tests), and with it ``--image-size`` shrinks the model input (e.g. 256) for speed.
+
+Bad input (an unreadable file, a point outside the image, a frame past the end, a mask of the wrong size, a
+checkpoint that does not match the model) ends with one line ``sam2-jax <command>: error: ...`` on stderr and
+exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and the same exit code as other bad input."""
+
+    def error(self, message):
+        raise CliError(f"{message} (see {self.prog} --help)")
+
+
+# --- argument types ------------------------------------------------------------------------------------------
+
+
+def parse_point(s: str) -> tuple[float, float, int]:
+    """``x,y`` or ``x,y,label`` (label 1 positive, 0 negative)."""
+    parts = s.split(",")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+        lab = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--point wants x,y or x,y,label, got {s!r}") from None
+    if lab not in (0, 1):
+        raise argparse.ArgumentTypeError(f"point label must be 1 (positive) or 0 (negative), got {lab} in {s!r}")
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"--point coordinates must be finite, got {s!r}")
+    return x, y, lab
+
+
+def parse_box(s: str) -> tuple[float, float, float, float]:
+    """``x0,y0,x1,y1`` with ``x0 < x1`` and ``y0 < y1``."""
+    try:
+        box = tuple(float(p) for p in s.split(","))
+        if len(box) != 4:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1, got {s!r}") from None
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise argparse.ArgumentTypeError(f"--box wants x0 < x1 and y0 < y1, got {s!r}")
+    return box
+
+
+def check_prompts_inside(points, box, hw: tuple[int, int], what: str) -> None:
+    h, w = hw
+    for x, y, _ in points or []:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise CliError(f"point ({x:g}, {y:g}) lies outside the {w}x{h} {what}")
+    if box is not None and not (0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h):
+        raise CliError(f"box {list(box)} lies outside the {w}x{h} {what}")
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image file as HWC uint8 RGB; CliError naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise CliError(f"image {path!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise CliError(f"cannot read image {path!r}: {e}") from None
+
+
+# --- models --------------------------------------------------------------------------------------------------
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model", default="sam2.1_hiera_t", help="model config: sam2[.1]_hiera_{t,s,b+,l} (default %(default)s)"
+    )
+    g.add_argument("--checkpoint", help="official .pt or converted orbax directory (default: the cached official one)")
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="random weights instead of a checkpoint: every step runs, the masks are meaningless (for tests)",
+    )
+    g.add_argument("--image-size", type=int, help="model input size with --random-weights (e.g. 256, faster)")
+    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype (default float32)")
+    g.add_argument("--seed", type=int, default=0, help="seed of --random-weights (default %(default)s)")
+
+
+@functools.lru_cache(maxsize=2)
+def _random_model(name: str, image_size: int | None, dtype: str | None, seed: int):
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+
+    cfg = get_config(name)
+    if image_size is not None:
+        cfg.model.image_size = image_size
+    return build_sam2(cfg, None, dtype=dtype, seed=seed)
+
+
+def load_model(args) -> tuple[object, dict]:
+    """The model the arguments ask for, and a description of where its weights came from."""
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+    from sam2_jax.checkpoints import cache_dir
+
+    try:
+        config = get_config(args.model)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.image_size is not None:
+        if not args.random_weights:
+            raise CliError("--image-size only works with --random-weights (checkpoints are trained at 1024)")
+        if args.image_size < 64 or args.image_size % 64:
+            raise CliError(f"--image-size must be a positive multiple of 64, got {args.image_size}")
+    if args.random_weights:
+        if args.checkpoint:
+            raise CliError("give either --checkpoint or --random-weights, not both")
+        model = _random_model(config.name, args.image_size, args.dtype, args.seed)
+        return model, {"model": config.name, "checkpoint": None, "random_weights": True}
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+        if not ckpt.exists():
+            raise CliError(f"checkpoint {str(ckpt)!r} does not exist")
+    else:
+        ckpt = cache_dir() / config.checkpoint_name
+        if not ckpt.is_file():
+            raise CliError(
+                f"no checkpoint for {config.name} at {ckpt}: run `sam2-jax download --model {config.name}` (or copy "
+                "the official file there), pass --checkpoint PATH, or try the pipeline with --random-weights"
+            )
+    source = ckpt
+    orbax = cache_dir() / f"orbax_{ckpt.stem}"
+    if ckpt.is_file() and orbax.is_dir():  # converted by `sam2-jax convert`: no torch needed, faster
+        source = orbax
+    try:
+        model = build_sam2(config, source, dtype=args.dtype)
+    except ValueError as e:
+        raise CliError(f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {e}") from None
+    except ImportError as e:
+        raise CliError(
+            f"reading {str(ckpt)!r} needs PyTorch ({e}); convert it elsewhere with `sam2-jax convert`"
+        ) from None
+    except Exception as e:  # a corrupt file: pickle / zip / orbax errors of many kinds
+        raise CliError(f"cannot load checkpoint {str(ckpt)!r}: {type(e).__name__}: {e}") from None
+    return model, {"model": config.name, "checkpoint": str(ckpt), "random_weights": False}
+
+
+def _progress(iterable, quiet: bool, **kwargs):
+    if quiet:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, file=sys.stderr, **kwargs)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1))
+
+
+# --- image ---------------------------------------------------------------------------------------------------
+
+
+def segment_image(model, image: np.ndarray, points, box, multimask: bool, out: Path, meta: dict) -> dict:
+    """Predict masks for clicks / a box and write ``mask_<rank>.png`` (best first), ``overlay.png`` and
+    ``scores.json`` to ``out``. Returns what ``scores.json`` holds. Shared with ``python -m sam2_jax.demo``."""
+    from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
+    from sam2_jax.utils.visualize import mask_png, overlay
+
+    if not points and box is None:
+        raise CliError("give at least one --point x,y[,label] or a --box x0,y0,x1,y1")
+    check_prompts_inside(points, box, image.shape[:2], "image")
+    predictor = SAM2ImagePredictor(model)
+    t0 = time.perf_counter()
+    predictor.set_image(image)
+    t1 = time.perf_counter()
+    coords = np.array([p[:2] for p in points], np.float32) if points else None
+    labels = np.array([p[2] for p in points], np.int32) if points else None
+    box_arr = np.array(box, np.float32) if box is not None else None
+    try:
+        masks, scores, _ = predictor.predict(coords, labels, box=box_arr, multimask_output=multimask)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    t2 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(-scores)
+    for rank, i in enumerate(order):
+        mask_png(masks[i]).save(out / f"mask_{rank}.png")
+    overlay(image, [masks[order[0]]], coords, labels, box_arr).save(out / "overlay.png")
+    result = dict(
+        meta,
+        height=int(image.shape[0]),
+        width=int(image.shape[1]),
+        points=coords.tolist() if coords is not None else None,
+        labels=labels.tolist() if labels is not None else None,
+        box=box_arr.tolist() if box_arr is not None else None,
+        iou_predictions=[float(scores[i]) for i in order],
+        mask_area=[int(masks[i].sum()) for i in order],
+        masks=[f"mask_{r}.png" for r in range(len(order))],
+        seconds={"set_image": round(t1 - t0, 3), "predict": round(t2 - t1, 3)},
+    )
+    _write_json(out / "scores.json", result)
+    return result
+
+
+def cmd_image(args) -> int:
+    image = read_image(args.photo)
+    check_prompts_inside(args.point, args.box, image.shape[:2], f"image {args.photo!r}")
+    if not args.point and args.box is None:
+        raise CliError("give at least one --point x,y[,label] or a --box x0,y0,x1,y1")
+    model, meta = load_model(args)
+    out = Path(args.out)
+    res = segment_image(model, image, args.point, args.box, args.multimask, out, dict(meta, image=args.photo))
+    print(
+        f"wrote {len(res['masks'])} mask(s), overlay.png, scores.json to {out} (IoU predictions "
+        f"{', '.join(f'{s:.3f}' for s in res['iou_predictions'])})" + _rw(meta)
+    )
+    return 0
+
+
+def _rw(meta) -> str:
+    return " [RANDOM WEIGHTS: masks are meaningless]" if meta.get("random_weights") else ""
+
+
+# --- auto ----------------------------------------------------------------------------------------------------
+
+AMG_FLAGS = [
+    # flag, type, default, help
+    ("points_per_side", int, 32, "grid points along one side (points_per_side**2 prompts)"),
+    ("points_per_batch", int, 64, "points decoded together in one jitted call"),
+    ("pred_iou_thresh", float, 0.8, "keep masks with predicted IoU above this"),
+    ("stability_score_thresh", float, 0.95, "keep masks with stability score at least this"),
+    ("stability_score_offset", float, 1.0, "logit offset of the stability score"),
+    ("mask_threshold", float, 0.0, "logit threshold of a binary mask"),
+    ("box_nms_thresh", float, 0.7, "box IoU of duplicates within a crop"),
+    ("crop_n_layers", int, 0, "also run on 4, 16, ... crops (layers of crops)"),
+    ("crop_nms_thresh", float, 0.7, "box IoU of duplicates between crops"),
+    ("crop_overlap_ratio", float, 512 / 1500, "overlap of first-layer crops (fraction of the short side)"),
+    ("crop_n_points_downscale_factor", int, 1, "fewer points per side in deeper crop layers"),
+    ("min_mask_region_area", int, 0, "fill holes / remove islands up to this area"),
+]
+
+
+def cmd_auto(args) -> int:
+    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2_jax.utils.amg import rle_to_mask
+    from sam2_jax.utils.visualize import overlay_auto
+
+    image = read_image(args.photo)
+    settings = {name: getattr(args, name) for name, *_ in AMG_FLAGS}
+    settings.update(use_m2m=args.use_m2m, multimask_output=not args.single_mask)
+    if settings["points_per_side"] < 1 or settings["points_per_batch"] < 1:
+        raise CliError("--points-per-side and --points-per-batch must be >= 1")
+    model, meta = load_model(args)
+    try:
+        gen = SAM2AutomaticMaskGenerator(model, output_mode="coco_rle", progress=not args.quiet, **settings)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    t0 = time.perf_counter()
+    records = gen.generate(image)
+    seconds = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = dict(
+        meta,
+        image=args.photo,
+        height=int(image.shape[0]),
+        width=int(image.shape[1]),
+        settings=settings,
+        seconds=round(seconds, 3),
+        annotations=records,
+    )
+    _write_json(out / "masks.json", doc)
+    overlay_auto(image, [rle_to_mask(r["segmentation"]) for r in records]).save(out / "overlay.png")
+    print(f"{len(records)} masks in {seconds:.1f}s; wrote masks.json (COCO RLE) and overlay.png to {out}" + _rw(meta))
+    return 0
+
+
+# --- video ---------------------------------------------------------------------------------------------------
+
+
+class _PromptAction(argparse.Action):
+    """Collects ``--obj``, ``--frame``, ``--point``, ``--box``, ``--mask`` in command-line order: a point, box or
+    mask belongs to the object and frame named last before it (object 1, frame 0 by default)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        events = getattr(namespace, "prompt_events", None) or []
+        events.append((self.dest, value))
+        namespace.prompt_events = events
+
+
+def collect_prompts(events) -> dict[tuple[int, int], dict]:
+    """``{(obj_id, frame): {"points": [...], "box": ..., "mask": path}}`` from the ordered events."""
+    obj, frame, prompts = 1, 0, {}
+    for kind, value in events or []:
+        if kind == "obj":
+            if not 1 <= value <= 255:
+                raise CliError(f"--obj must be an object id in 1..255 (a palette index), got {value}")
+            obj = value
+            continue
+        if kind == "frame":
+            if value < 0:
+                raise CliError(f"--frame must be >= 0, got {value}")
+            frame = value
+            continue
+        p = prompts.setdefault((obj, frame), {"points": [], "box": None, "mask": None})
+        if kind == "point":
+            p["points"].append(value)
+        elif kind == "box":
+            if p["box"] is not None:
+                raise CliError(f"object {obj} has two --box prompts on frame {frame}")
+            p["box"] = value
+        else:
+            p["mask"] = value
+        if p["mask"] is not None and (p["points"] or p["box"] is not None):
+            raise CliError(f"object {obj} on frame {frame}: a --mask cannot be combined with --point/--box")
+    if not prompts:
+        raise CliError("give at least one prompt: --obj ID --frame N then --point x,y[,label], --box or --mask PNG")
+    return prompts
+
+
+def _read_mask_png(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise CliError(f"mask {path!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            m = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise CliError(f"cannot read mask {path!r}: {e}") from None
+    if m.ndim == 3:
+        m = m[..., :3].max(axis=-1)
+    return m > 0
+
+
+def _frame_names(video: str, n: int) -> list[str]:
+    """Output names of the frames: a folder's frame stems (as DAVIS), else zero-padded indices."""
+    if os.path.isdir(video):
+        from sam2_jax.utils.video_io import FRAME_EXTENSIONS
+
+        stems = sorted((Path(f).stem for f in os.listdir(video) if Path(f).suffix.lower() in FRAME_EXTENSIONS), key=int)
+        if len(stems) == n:
+            return stems
+    return [f"{i:05d}" for i in range(n)]
+
+
+def cmd_video(args) -> int:
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+    from sam2_jax.utils.visualize import contact_sheet, overlay_objects, palette_png, write_video
+
+    prompts = collect_prompts(getattr(args, "prompt_events", None))
+    if not os.path.exists(args.video):
+        raise CliError(f"video {args.video!r} does not exist")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CliError(f"--max-frames must be >= 1, got {args.max_frames}")
+    overlay_path = Path(args.overlay) if args.overlay else Path(args.out) / "overlay.mp4"
+    if overlay_path.suffix.lower() not in (".mp4", ".gif"):
+        raise CliError(f"--overlay must end in .mp4 or .gif, got {str(overlay_path)!r}")
+    model, meta = load_model(args)
+    predictor = SAM2VideoPredictor(model)
+    try:
+        state = predictor.init_state(args.video)
+    except ValueError as e:
+        raise CliError(f"cannot read video {args.video!r}: {e}") from None
+    n, hw = state["num_frames"], (state["video_height"], state["video_width"])
+    drawn = {}  # frame -> {obj: prompt drawing}
+    for (obj, frame), p in sorted(prompts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if frame >= n:
+            raise CliError(f"--frame {frame} (object {obj}) is past the end of the video ({n} frames: 0..{n - 1})")
+        try:
+            if p["mask"] is not None:
+                m = _read_mask_png(p["mask"])
+                if m.shape != hw:
+                    raise CliError(f"mask {p['mask']!r} is {m.shape[1]}x{m.shape[0]}, the video is {hw[1]}x{hw[0]}")
+                predictor.add_new_mask(state, frame, obj, m)
+                continue
+            check_prompts_inside(p["points"], p["box"], hw, f"video frame {frame}")
+            pts = np.array([q[:2] for q in p["points"]], np.float32) if p["points"] else None
+            labs = np.array([q[2] for q in p["points"]], np.int32) if p["points"] else None
+            box = np.array(p["box"], np.float32) if p["box"] is not None else None
+            predictor.add_new_points_or_box(state, frame, obj, points=pts, labels=labs, box=box)
+            drawn.setdefault(frame, {})[obj] = {"points": pts, "labels": labs, "box": box}
+        except ValueError as e:
+            raise CliError(f"object {obj} frame {frame}: {e}") from None
+    start = min(f for _, f in prompts)
+    last = n - 1 if args.max_frames is None else min(n - 1, start + args.max_frames - 1)
+    out = Path(args.out)
+    mask_dir = out / "masks"
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    names = _frame_names(args.video, n)
+    images = state["images"]
+    overlays, sheet_idx, obj_stats = [], [], {}
+    t0 = time.perf_counter()
+    frames = predictor.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=last - start)
+    for t, obj_ids, logits in _progress(frames, args.quiet, total=last - start + 1, desc="frames", unit="frame"):
+        masks = {int(o): logits[k, 0] > 0 for k, o in enumerate(obj_ids)}
+        label_map = np.zeros(hw, np.uint8)
+        for o in sorted(masks, reverse=True):  # lower ids win where objects overlap (as the official VOS writer)
+            label_map[masks[o]] = o
+        palette_png(label_map).save(mask_dir / f"{names[t]}.png")
+        for o, m in masks.items():
+            obj_stats.setdefault(o, []).append(int(m.sum()))
+        overlays.append(overlay_objects(images.original_frame(t), masks, drawn.get(t)))
+        sheet_idx.append(t)
+    seconds = time.perf_counter() - t0
+    write_video(overlays, overlay_path, fps=args.fps)
+    k = min(args.sheet_frames, len(overlays))
+    pick = sorted({round(i * (len(overlays) - 1) / max(k - 1, 1)) for i in range(k)})
+    contact_sheet([overlays[i] for i in pick], [f"frame {sheet_idx[i]}" for i in pick]).save(out / "contact_sheet.png")
+    _write_json(
+        out / "video.json",
+        dict(
+            meta,
+            video=args.video,
+            height=hw[0],
+            width=hw[1],
+            num_frames=n,
+            frames=[names[t] for t in sheet_idx],
+            objects={str(o): {"area_per_frame": a} for o, a in sorted(obj_stats.items())},
+            overlay=str(overlay_path),
+            seconds=round(seconds, 3),
+        ),
+    )
+    print(
+        f"tracked {len(obj_stats)} object(s) over {len(overlays)} frames in {seconds:.1f}s; wrote masks/ "
+        f"(palette PNGs), {overlay_path.name}, contact_sheet.png, video.json to {out}" + _rw(meta)
+    )
+    return 0
+
+
+# --- download / convert --------------------------------------------------------------------------------------
+
+
+def download_checkpoint(name: str, timeout: float, quiet: bool) -> Path:
+    import urllib.error
+    import urllib.request
+
+    from configs import get_config
+    from sam2_jax.checkpoints import cache_dir
+
+    config = get_config(name)
+    path = cache_dir() / config.checkpoint_name
+    if path.is_file():
+        print(f"{config.name}: already in the cache: {path}")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(config.checkpoint_url, timeout=timeout) as r, open(tmp, "wb") as f:
+            total = int(r.headers.get("Content-Length") or 0) or None
+            bar = None if quiet else _progress_bar(total, config.checkpoint_name)
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        raise CliError(
+            f"cannot download {config.checkpoint_name} from {config.checkpoint_url} ({reason}); no network here? "
+            f"Download it on a machine with internet and copy it to {path}"
+        ) from None
+    tmp.rename(path)
+    print(f"{config.name}: downloaded {path}")
+    return path
+
+
+def _progress_bar(total, desc):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr)
+
+
+def convert_checkpoint(ckpt: Path, out: Path | None, config_name: str | None) -> Path:
+    from convert_weights.__main__ import main as convert
+    from sam2_jax.checkpoints import cache_dir
+
+    if not ckpt.is_file():
+        raise CliError(f"checkpoint {str(ckpt)!r} does not exist")
+    out = out or cache_dir() / f"orbax_{ckpt.stem}"
+    argv = ["--checkpoint", str(ckpt), "--out", str(out)] + (["--config", config_name] if config_name else [])
+    try:
+        rc = convert(argv)
+    except ImportError as e:
+        raise CliError(f"reading {str(ckpt)!r} needs PyTorch: {e}") from None
+    except Exception as e:  # a file that is not a checkpoint
+        raise CliError(f"cannot convert {str(ckpt)!r}: {type(e).__name__}: {e}") from None
+    if rc != 0:
+        raise CliError(f"converting {str(ckpt)!r} failed (see the message above)")
+    return out
+
+
+def cmd_download(args) -> int:
+    from configs import NAMES
+
+    names = NAMES if args.all else (args.model or ["sam2.1_hiera_t"])
+    for name in names:
+        if name not in NAMES:
+            raise CliError(f"unknown model {name!r}; expected one of {NAMES}")
+    for name in names:
+        path = download_checkpoint(name, args.timeout, args.quiet)
+        if args.convert:
+            print(f"converted to {convert_checkpoint(path, None, name)}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    out = convert_checkpoint(Path(args.checkpoint), Path(args.out) if args.out else None, args.config)
+    print(f"`sam2-jax image/auto/video --checkpoint {args.checkpoint}` now loads {out}")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+EPILOGS = {
+    "image": "example:\n  sam2-jax image truck.jpg --point 500,375 --point 1125,625,0 --out out/truck",
+    "auto": "example:\n  sam2-jax auto groceries.jpg --points-per-side 32 --out out/groceries",
+    "video": (
+        "examples:\n"
+        "  sam2-jax video bedroom/ --obj 1 --frame 0 --point 210,350 --point 250,220 --obj 2 --box 600,0,800,250\n"
+        "  sam2-jax video clip.mp4 --obj 1 --mask first_frame_mask.png --max-frames 50 --overlay out/clip.gif\n"
+        "writes OUT/masks/<frame>.png (palette PNGs, pixel = object id, DAVIS layout), OUT/overlay.mp4 (or\n"
+        "--overlay PATH.gif), OUT/contact_sheet.png and OUT/video.json"
+    ),
+    "download": "example:\n  sam2-jax download --model sam2.1_hiera_t --model sam2.1_hiera_l --convert",
+    "convert": "example:\n  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="sam2-jax", description=__doc__, formatter_class=fmt)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def common(sp, out):
+        sp.add_argument("--out", default=out, help="output directory (default %(default)s)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+    sp = sub.add_parser(
+        "image", help="masks for clicks / a box on a photo", epilog=EPILOGS["image"], formatter_class=fmt
+    )
+    sp.add_argument("photo", help="image file (JPEG, PNG, ...)")
+    sp.add_argument(
+        "--point",
+        type=parse_point,
+        action="append",
+        help="x,y[,label] in pixels; label 1 (default) positive, 0 negative; repeatable",
+    )
+    sp.add_argument("--box", type=parse_box, help="x0,y0,x1,y1 in pixels")
+    sp.add_argument("--multimask", action="store_true", help="write the three candidate masks (best first)")
+    add_model_args(sp)
+    common(sp, "out/image")
+    sp.set_defaults(func=cmd_image)
+
+    sp = sub.add_parser(
+        "auto", help="all masks of a photo (automatic mask generator)", epilog=EPILOGS["auto"], formatter_class=fmt
+    )
+    sp.add_argument("photo", help="image file")
+    for name, typ, default, help_ in AMG_FLAGS:
+        sp.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=typ, default=default, help=f"{help_} (default {default:.4g})"
+        )
+    sp.add_argument("--use-m2m", action="store_true", help="refine each mask once with its own logits")
+    sp.add_argument("--single-mask", action="store_true", help="one mask per point instead of three")
+    add_model_args(sp)
+    common(sp, "out/auto")
+    sp.set_defaults(func=cmd_auto)
+
+    sp = sub.add_parser("video", help="track objects through a video", epilog=EPILOGS["video"], formatter_class=fmt)
+    sp.add_argument("video", help="folder of frames (00000.jpg, ...) or a video file (MP4, ...)")
+    sp.add_argument("--obj", type=int, action=_PromptAction, help="object id (1..255) of the prompts that follow")
+    sp.add_argument("--frame", type=int, action=_PromptAction, help="frame index of the prompts that follow")
+    sp.add_argument("--point", type=parse_point, action=_PromptAction, help="x,y[,label] click (repeatable)")
+    sp.add_argument("--box", type=parse_box, action=_PromptAction, help="x0,y0,x1,y1 box")
+    sp.add_argument("--mask", action=_PromptAction, help="PNG mask (nonzero = object) of the video's size")
+    sp.add_argument("--max-frames", type=int, help="track at most this many frames from the first prompted one")
+    sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")
+    sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")
+    sp.add_argument("--sheet-frames", type=int, default=6, help="frames on the contact sheet (default %(default)s)")
+    add_model_args(sp)
+    common(sp, "out/video")
+    sp.set_defaults(func=cmd_video)
+
+    sp = sub.add_parser(
+        "download", help="download official checkpoints into the cache", epilog=EPILOGS["download"], formatter_class=fmt
+    )
+    sp.add_argument("--model", action="append", help="config name (repeatable; default sam2.1_hiera_t)")
+    sp.add_argument("--all", action="store_true", help="all 8 official checkpoints")
+    sp.add_argument("--timeout", type=float, default=15.0, help="network timeout in seconds (default %(default)s)")
+    sp.add_argument("--convert", action="store_true", help="also convert each to orbax params in the cache")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sp.set_defaults(func=cmd_download)
+
+    sp = sub.add_parser(
+        "convert", help="convert an official .pt to orbax params", epilog=EPILOGS["convert"], formatter_class=fmt
+    )
+    sp.add_argument("checkpoint", help="official .pt")
+    sp.add_argument("--out", help="orbax directory (default: orbax_<name> in the cache, which the other commands use)")
+    sp.add_argument("--config", help="model config (default: inferred from the keys)")
+    sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sp.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    prog = f"sam2-jax {command}" if command in EPILOGS else "sam2-jax"
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_ERROR
+        return args.func(args)
+    except CliError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+    except Exception as e:  # never a traceback for the user; --debug shows it
+        if debug:
+            raise
+        print(
+            f"{prog}: error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr
+        )
+    return EXIT_ERROR
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""SAM2AutomaticMaskGenerator against the official generator on real photos (same noised random weights), and
+its behaviour (parameters, output modes, crops, bad input) on a small random model.
+
+With random weights the official default thresholds (predicted IoU > 0.8, stability >= 0.95) keep nothing, and
+every mask's box is the whole photo, so box NMS at any threshold below 1 leaves one record. The parity runs use
+relaxed thresholds, measured on these weights to keep dozens of masks with wide margins:
+- ``pred_iou_thresh=0.55``: the predicted IoUs form groups, one per multimask output (truck: about 0.58-0.64,
+  0.47-0.53, 0.40-0.46; groceries: 0.66-0.72, 0.38-0.44); 0.55 lies in a gap far from every value and keeps the
+  first output of each of the 64 points;
+- ``stability_score_thresh=0.2`` (the kept masks have 0.26-0.72);
+- ``box_nms_thresh=1.0``: identical full-image boxes have IoU exactly 1, which is not above 1.0, so every kept mask
+  stays (NMS itself still runs and orders the records by predicted IoU).
+The margins of the kept records are checked in the test, so a threshold decision that the tolerance could flip
+fails loudly instead of as a confusing count mismatch.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+from tests.reference import DATA, official_model, requires_data, requires_torch
+
+NAME = "sam2.1_hiera_t"
+RELAXED = dict(pred_iou_thresh=0.55, stability_score_thresh=0.2, box_nms_thresh=1.0)
+SCORE_TOL = 1e-3  # predicted_iou / stability_score; measured differences are below 1e-5
+MASK_IOU = 0.99
+
+
+def _load(name):
+    from PIL import Image
+
+    return np.asarray(Image.open(DATA / "images" / name).convert("RGB"))
+
+
+@functools.lru_cache(maxsize=1)
+def _our_model(name=NAME):
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
+    from configs import get_config
+    from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.modeling.sam2_base import SAM2Base
+    from tests.reference import converted_params
+
+    config = get_config(name)
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model))
+    return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, converted_params(name)), config=config)
+
+
+def _run_both(photo, **kwargs):
+    import torch
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as RefGenerator
+
+    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    image = _load(photo)
+    kwargs = dict(output_mode="coco_rle", **kwargs)
+    with torch.no_grad():
+        ref = RefGenerator(official_model(NAME), **kwargs).generate(image)
+    ours = SAM2AutomaticMaskGenerator(_our_model(), **kwargs).generate(image)
+    return ref, ours
+
+
+def _rle(rec):
+    seg = dict(rec["segmentation"])
+    if isinstance(seg["counts"], str):
+        seg["counts"] = seg["counts"].encode("utf-8")
+    return seg
+
+
+def _match(ref, ours):
+    """For each reference record, the index of an unused record of ours with mask IoU >= MASK_IOU and scores
+    within SCORE_TOL (the same position first: the order is the official one). Returns the indices and the
+    worst mask IoU and score differences."""
+    from pycocotools import mask as mask_utils
+
+    ious = mask_utils.iou([_rle(r) for r in ours], [_rle(r) for r in ref], [0] * len(ref))
+    ious = np.asarray(ious).reshape(len(ours), len(ref))
+    used, picks, worst = set(), [], dict(mask_iou=1.0, predicted_iou=0.0, stability_score=0.0)
+    for j, r in enumerate(ref):
+        cands = [j] + [i for i in range(len(ours)) if i != j] if j < len(ours) else range(len(ours))
+        for i in cands:
+            o = ours[i]
+            d_iou = abs(o["predicted_iou"] - r["predicted_iou"])
+            d_stab = abs(o["stability_score"] - r["stability_score"])
+            if i not in used and ious[i, j] >= MASK_IOU and d_iou <= SCORE_TOL and d_stab <= SCORE_TOL:
+                used.add(i)
+                picks.append(i)
+                worst["mask_iou"] = min(worst["mask_iou"], float(ious[i, j]))
+                worst["predicted_iou"] = max(worst["predicted_iou"], d_iou)
+                worst["stability_score"] = max(worst["stability_score"], d_stab)
+                break
+        else:
+            best = int(np.argmax(ious[:, j]))
+            pytest.fail(
+                f"reference record {j} (predicted_iou {r['predicted_iou']:.5f}, stability "
+                f"{r['stability_score']:.5f}, area {r['area']}) has no match; closest of ours: #{best} mask IoU "
+                f"{ious[best, j]:.4f}, predicted_iou {ours[best]['predicted_iou']:.5f}, stability "
+                f"{ours[best]['stability_score']:.5f}"
+            )
+    return picks, worst
+
+
+def _check_parity(ref, ours, what, kwargs):
+    assert 12 <= len(ref) <= 500, f"{what}: the relaxed thresholds should keep dozens of masks, got {len(ref)}"
+    # Margins: no kept score lies within ten tolerances of its threshold.
+    for r in ref:
+        for key, thresh in (("predicted_iou", "pred_iou_thresh"), ("stability_score", "stability_score_thresh")):
+            if kwargs[thresh] > 0:
+                assert abs(r[key] - kwargs[thresh]) > 10 * SCORE_TOL, f"{what}: a {key} near its threshold"
+    assert len(ours) == len(ref), f"{what}: {len(ours)} records, reference {len(ref)}"
+    picks, worst = _match(ref, ours)
+    print(f"{what}: {len(ref)} records, worst {worst}, same order: {picks == list(range(len(ref)))}")
+    for j, i in enumerate(picks):
+        r, o = ref[j], ours[i]
+        assert set(o) == set(r)
+        assert o["crop_box"] == r["crop_box"]
+        np.testing.assert_allclose(o["point_coords"], r["point_coords"], atol=1e-3)
+        # Boxes and areas of (near-)identical masks agree to a few pixels.
+        np.testing.assert_allclose(o["bbox"], r["bbox"], atol=2)
+        assert abs(o["area"] - r["area"]) <= (1 - MASK_IOU) * r["area"] + 1
+        assert o["segmentation"]["size"] == r["segmentation"]["size"]
+
+
+@requires_torch
+@requires_data
+@pytest.mark.parametrize("photo", ["truck.jpg", "groceries.jpg"])
+def test_parity_with_official(photo):
+    """8x8 grid, 3 masks per point, relaxed thresholds; about 1.5 min per photo on 2 cores (both implementations)."""
+    kwargs = dict(points_per_side=8, points_per_batch=64, **RELAXED)
+    ref, ours = _run_both(photo, **kwargs)
+    _check_parity(ref, ours, photo, kwargs)
+
+
+@pytest.mark.slow
+@requires_torch
+@requires_data
+@pytest.mark.parametrize(
+    "photo,extra",
+    [
+        ("truck.jpg", dict(points_per_side=16)),
+        ("groceries.jpg", dict(points_per_side=16)),
+        ("truck.jpg", dict(points_per_side=8, crop_n_layers=1, crop_n_points_downscale_factor=2)),
+        ("groceries.jpg", dict(points_per_side=8, use_m2m=True)),
+        ("truck.jpg", dict(points_per_side=8, multimask_output=False, points_per_batch=24, pred_iou_thresh=0.0)),
+    ],
+)
+def test_parity_with_official_more(photo, extra):
+    kwargs = dict(dict(points_per_batch=64, **RELAXED), **extra)
+    ref, ours = _run_both(photo, **kwargs)
+    _check_parity(ref, ours, f"{photo} {extra}", kwargs)
