@@ -1,0 +1,658 @@
+"""Video benchmark: our JAX ``SAM2VideoPredictor`` against the official PyTorch one (same random weights, same
+bedroom frames, same run).
+
+Prints, in one process: (1) this machine's float32 matmul GFLOP/s (a 2048x2048 matmul, JAX and torch; JAX with
+bf16 inputs too); (2) for each ``--objects`` count (one click per object on frame 0, at distinct points), the
+seconds per propagated frame of the official predictor (float32, torch threads = 2) and of ours in float32 and
+with bfloat16 compute. The three propagations advance in lockstep, ``--chunk`` frames at a time, in a rotating
+order, so each measurement of one implementation sits between measurements of the others under the same load.
+The first ``--warmup-frames`` frames are excluded (our compile, and the official memory bank that only fills up
+at frame ``num_maskmem``); medians over the remaining chunks. Our compile time is given apart (an ahead-of-time
+``lower().compile()`` of the propagation chunk, and the first chunk minus a steady chunk); (3) the step's FLOPs
+(XLA's cost analysis of the compiled chunk: XLA counts a ``lax.scan`` body once, so that is one frame's step)
+over its measured time, as a fraction of the matmul peak; (4) bfloat16 masks against our float32 masks (IoU of
+logits > 0, every frame and object, min) and float32 against the official (sanity); (5) peak RSS
+(``ru_maxrss``) of a fresh process propagating ``--rss-frames`` frames with 1 object, for each implementation,
+at ``--rss-image-size`` (both implementations take a model image-size override: ours ``cfg.model.image_size``,
+the official the Hydra override ``++model.image_size``); (6) whether the malloc setting was on, the load average.
+``--profile`` (automatic when ours float32 is slower than the official for some object count) times the step's
+pieces: ours as separately jitted functions, the official by timing its methods during the measured frames.
+
+    .venv/bin/python benchmarks/video.py [--objects 1,3,8] [--frames 6] [--malloc] [--rss-image-size 512]
+
+Needs the reference (torch 2.13.0 CPU + sam2 1.1.0, see ../shared/REFERENCE.md) and ../shared/data/videos.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (before JAX: --malloc re-execs the process)
+
+BF16_MIN_IOU = 0.99
+# One click per object on frame 0 of the bedroom video (960x540), at distinct points (x, y).
+CLICKS = [(480, 300), (210, 380), (760, 160), (120, 120), (860, 420), (560, 470), (330, 190), (650, 300)]
+IMPLS = ("official", "float32", "bfloat16")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="sam2.1_hiera_t", help="config name (sam2.1_hiera_t, ...)")
+    p.add_argument("--objects", default="1,3,8", help="object counts, comma-separated (at most 8)")
+    p.add_argument("--frames", type=int, default=6, help="measured frames per object count (after the warm-up)")
+    p.add_argument(
+        "--warmup-frames",
+        type=int,
+        default=8,
+        help="frames excluded at the start: our compile, and the official memory bank filling up (num_maskmem=7)",
+    )
+    p.add_argument("--chunk", type=int, default=2, help="our chunk_size (frames per lax.scan call) = timing unit")
+    p.add_argument("--dtype", default="float32,bfloat16", help="our compute dtypes, comma-separated")
+    p.add_argument("--image-size", type=int, default=None, help="model image size for the speed part (default 1024)")
+    p.add_argument("--rss-frames", default="50,200", help="frame counts for the peak-RSS part ('' skips it)")
+    p.add_argument(
+        "--rss-image-size", type=int, default=512, help="model image size for the peak-RSS part (0: the model's)"
+    )
+    p.add_argument("--skip-speed", action="store_true", help="only the peak-RSS part")
+    p.add_argument("--skip-peaks", action="store_true", help="skip the matmul peak")
+    p.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads for the official")
+    p.add_argument("--async-frames", action="store_true", help="ours: decode frames in a background thread")
+    p.add_argument("--malloc", action="store_true", help="re-exec with GLIBC_TUNABLES (see REFERENCE.md)")
+    p.add_argument("--profile", action="store_true", help="time the step's pieces (auto if ours f32 is slower)")
+    p.add_argument("--no-profile", action="store_true", help="never time the step's pieces")
+    p.add_argument(
+        "--wait-quiet", type=float, default=0.0, metavar="S", help="first wait up to S s for load average < 1.5"
+    )
+    p.add_argument("--rss-child", choices=("official", "ours"), help=argparse.SUPPRESS)
+    p.add_argument("--rss-n", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.objects = [int(x) for x in args.objects.split(",") if x]
+    args.dtypes = [x for x in args.dtype.split(",") if x]
+    args.rss = [int(x) for x in args.rss_frames.split(",") if x]
+    if not args.objects or min(args.objects) < 1 or max(args.objects) > len(CLICKS):
+        p.error(f"--objects must be between 1 and {len(CLICKS)}, got {args.objects}")
+    if any(d not in ("float32", "bfloat16") for d in args.dtypes) or "float32" not in args.dtypes:
+        p.error(f"--dtype must list float32 and optionally bfloat16, got {args.dtype}")
+    if args.chunk < 1 or args.frames < 1 or args.warmup_frames < 1:
+        p.error("--chunk, --frames and --warmup-frames must be >= 1")
+    # whole chunks only: a shorter last chunk would compile another scan length inside the measurement
+    args.frames = math.ceil(args.frames / args.chunk) * args.chunk
+    args.warmup_frames = math.ceil(args.warmup_frames / args.chunk) * args.chunk
+    return args
+
+
+# --- builders ------------------------------------------------------------------------------------------------
+def official_predictor(name: str, image_size: int | None = None):
+    """The official predictor as tests/video_reference.py builds it, optionally at another image size."""
+    from tests.video_reference import official_video_predictor
+
+    if image_size is None:
+        return official_video_predictor(name)
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from tests.reference import OFFICIAL_YAML, reference_state_dict
+    from tests.video_reference import _install_memory_cast
+
+    torch.manual_seed(0)
+    predictor = build_sam2_video_predictor(
+        OFFICIAL_YAML[name],
+        None,
+        device="cpu",
+        hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true", f"++model.image_size={image_size}"],
+    )
+    sd = reference_state_dict(name, 0)
+    predictor.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
+    predictor.fill_hole_area = 0
+    _install_memory_cast(predictor.memory_attention)
+    if predictor.image_size != image_size:
+        raise RuntimeError(f"the image_size override did not apply: {predictor.image_size} != {image_size}")
+    return predictor
+
+
+def our_params(name: str) -> dict:
+    """The converted reference weights; without importing torch when the golden shape file exists (so the RSS
+    child of ours carries no torch)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    shapes_file = common.REPO / "tests" / "golden" / f"shapes_{name}.npz"
+    if shapes_file.is_file():
+        from configs import get_config
+        from convert_weights.convert import convert_state_dict
+        from convert_weights.mapping import param_table
+        from sam2_jax.utils.random_weights import random_state_dict
+
+        z = np.load(shapes_file)
+        shapes = {k: tuple(int(d) for d in z[k]) for k in z.files}
+        table = param_table(get_config(name))
+        params = convert_state_dict(random_state_dict(shapes, table, 0), table)
+    else:
+        from tests.reference import converted_params
+
+        params = converted_params(name)
+    return jax.tree.map(jnp.asarray, params)
+
+
+def our_predictor(name: str, params: dict, dtype: str = "float32", image_size: int | None = None, chunk: int = 4):
+    """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0)."""
+    import jax.numpy as jnp
+    import ml_collections
+
+    from configs import get_config
+    from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    cfg = get_config(name)
+    if image_size is not None:
+        cfg.model.image_size = image_size
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=getattr(jnp, dtype))
+    return SAM2VideoPredictor(SAM2Model(module, params, cfg), fill_hole_area=0, chunk_size=chunk)
+
+
+def clip_dir(root: Path, n: int) -> Path:
+    """A folder of links to the first ``n`` bedroom frames (as tests/video_reference.py ``link_frames``, without
+    importing tests/, which imports torch: the RSS child of ours must not)."""
+    shared = Path(os.environ.get("SAM2_JAX_SHARED", common.REPO.parent / "shared"))
+    src = shared / "data" / "videos" / "bedroom"
+    names = sorted(
+        (p for p in os.listdir(src) if p.lower().endswith((".jpg", ".jpeg"))), key=lambda p: int(Path(p).stem)
+    )
+    if n > len(names):
+        raise ValueError(f"{n} frames asked, the bedroom video has {len(names)}")
+    dst = root / f"clip{n}"
+    if not dst.is_dir():
+        dst.mkdir(parents=True)
+        for i in range(n):
+            (dst / f"{i:05d}.jpg").symlink_to(src / names[i])
+    return dst
+
+
+# --- the speed part ------------------------------------------------------------------------------------------
+class OfficialPieceTimer:
+    """Wall time of the official step's pieces (the official code is synchronous on CPU), while ``on``."""
+
+    PIECES = (
+        ("image encoder", "forward_image"),
+        ("memory attention (+ memory prep)", "_prepare_memory_conditioned_features"),
+        ("SAM heads", "_forward_sam_heads"),
+        ("memory encoder", "_encode_new_memory"),
+    )
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.on = False
+        self.seconds = {label: 0.0 for label, _ in self.PIECES}
+        self.frames = 0
+
+    def __enter__(self):
+        for label, method in self.PIECES:
+            original = getattr(self.predictor, method)
+
+            def wrapped(*a, _f=original, _label=label, **kw):
+                t0 = time.perf_counter()
+                out = _f(*a, **kw)
+                if self.on:
+                    self.seconds[_label] += time.perf_counter() - t0
+                return out
+
+            setattr(self.predictor, method, wrapped)
+        return self
+
+    def __exit__(self, *exc):
+        for _, method in self.PIECES:
+            delattr(self.predictor, method)
+
+
+def masks_iou(a, b) -> float:
+    """IoU of two boolean masks; 1 when both are empty."""
+    import numpy as np
+
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _ious(a: list, b: list) -> list[float]:
+    """IoU per frame and object of two lists of (O, H, W) boolean masks."""
+    return [masks_iou(x[o], y[o]) for x, y in zip(a, b, strict=True) for o in range(x.shape[0])]
+
+
+def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
+    """Ahead-of-time compile of our propagation chunk for ``n_obj`` objects: (seconds, XLA flops, jaxpr flops)."""
+    import jax.numpy as jnp
+
+    from sam2_jax.tracker import step as tstep
+
+    st = pred._empty(n_obj, 1, num_frames)
+    s = pred.image_size
+    images = jnp.zeros((chunk, s, s, 3), jnp.float32)
+    idxs = jnp.arange(chunk, dtype=jnp.int32)
+    t0 = time.perf_counter()
+    compiled = tstep.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), 0).compile()
+    seconds = time.perf_counter() - t0
+    xla = common.compiled_flops(compiled)
+
+    def fn(params, st, images, idxs):
+        return tstep.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
+
+    jaxpr, inexact = common.jaxpr_flops(fn, pred.params, st, images, idxs)
+    del compiled
+    return seconds, xla, jaxpr / chunk, inexact
+
+
+def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
+    """Propagate ``n_obj`` clicked objects with every implementation in lockstep; per-frame seconds per chunk."""
+    import numpy as np
+    import torch
+
+    n_total = args.warmup_frames + args.frames
+    clip = clip_dir(tmp, n_total)
+    chunk = args.chunk
+    r = {"objects": n_obj}
+
+    # compile ahead (timed) and XLA's FLOP count of one step
+    for dt, pred in ours.items():
+        secs, xla, jaxpr_per_frame, inexact = aot_compile(pred, n_obj, chunk, n_total)
+        r[f"compile {dt}"] = secs
+        r[f"xla flops {dt}"] = xla
+        r[f"jaxpr flops {dt}"] = jaxpr_per_frame
+        print(
+            f"  {n_obj} obj: ahead-of-time compile of our {dt} chunk ({chunk} frames): {secs:.1f} s; "
+            f"XLA cost analysis {0 if xla is None else xla / 1e9:.0f} GFLOP per step; "
+            f"matmul+conv on the jaxpr {jaxpr_per_frame / 1e9:.0f}{'+' if inexact else ''} GFLOP per frame",
+            flush=True,
+        )
+
+    # setup: init_state + one click per object on frame 0
+    states, setup = {}, {}
+    with torch.inference_mode():
+        for name in IMPLS:
+            if name != "official" and name not in ours:
+                continue
+            pred = official if name == "official" else ours[name]
+            t0 = time.perf_counter()
+            kw = {} if name == "official" else {"async_loading_frames": args.async_frames}
+            s = pred.init_state(str(clip), **kw)
+            for i in range(n_obj):
+                pred.add_new_points_or_box(
+                    s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
+                )
+            setup[name] = time.perf_counter() - t0
+            states[name] = s
+    r["setup"] = setup
+
+    names = list(states)
+    gens = {
+        n: (official if n == "official" else ours[n]).propagate_in_video(states[n], max_frame_num_to_track=n_total)
+        for n in names
+    }
+    units = n_total // chunk
+    warm_units = args.warmup_frames // chunk
+    times = {n: [] for n in names}
+    masks = {n: [] for n in names}  # per frame: (O, H, W) bool
+    with contextlib.ExitStack() as stack:
+        timer = stack.enter_context(OfficialPieceTimer(official))
+        stack.enter_context(torch.inference_mode())
+        for u in range(units):
+            order = names[u % len(names) :] + names[: u % len(names)]
+            timer.on = u >= warm_units
+            for n in order:
+                t0 = time.perf_counter()
+                for _ in range(chunk):
+                    t, ids, m = next(gens[n])
+                    m = m.numpy() if hasattr(m, "numpy") else np.asarray(m)
+                    masks[n].append(m[:, 0] > 0)
+                times[n].append(time.perf_counter() - t0)
+            if u >= warm_units:
+                timer.frames += chunk
+            line = ", ".join(f"{n} {times[n][-1] / chunk:.2f}" for n in names)
+            print(
+                f"    frames {u * chunk}-{u * chunk + chunk - 1}: s/frame {line}  ({common.load_status()})", flush=True
+            )
+        for g in gens.values():
+            g.close()
+    r["official pieces"] = {k: v / max(timer.frames, 1) for k, v in timer.seconds.items()}
+    steady = {n: statistics.median(times[n][warm_units:]) / chunk for n in names}
+    r["per frame"] = steady
+    r["spread"] = {n: (min(times[n][warm_units:]) / chunk, max(times[n][warm_units:]) / chunk) for n in names}
+    r["first chunk"] = {n: times[n][0] for n in names}
+    r["warm-up per frame"] = {n: sum(times[n][:warm_units]) / (warm_units * chunk) for n in names}
+    # mask agreement on every frame (warm-up included) and object
+    ious_16 = _ious(masks["float32"], masks["bfloat16"]) if "bfloat16" in masks else []
+    ious_off = _ious(masks["float32"], masks["official"])
+    r["min iou bf16"] = min(ious_16) if ious_16 else None
+    r["min iou official"] = min(ious_off)
+    r["fg fraction"] = float(np.mean([m.mean() for m in masks["float32"]]))
+    report.append(r)
+    return r
+
+
+def print_speed_table(report, args, peaks) -> None:
+    rows = []
+    for r in report:
+        n, pf = r["objects"], r["per frame"]
+        off = pf["official"]
+        for dt in ("float32", "bfloat16"):
+            if dt not in pf:
+                continue
+            lo, hi = r["spread"][dt]
+            note = f"ours min {lo:.2f} max {hi:.2f}; compile {r[f'compile {dt}']:.1f} s AOT"
+            note += f", first chunk {r['first chunk'][dt]:.1f} s"
+            xla = r[f"xla flops {dt}"]
+            if xla and peaks:
+                frac = xla / pf[dt] / 1e9 / peaks["jax f32"]
+                note += f"; {xla / 1e9:.0f} GFLOP/step = {xla / pf[dt] / 1e9:.0f} GFLOP/s = {frac:.2f} of f32 peak"
+                if dt == "bfloat16":
+                    note += f" ({xla / pf[dt] / 1e9 / peaks['jax bf16->f32']:.2f} of bf16 peak)"
+            if dt == "bfloat16" and r["min iou bf16"] is not None:
+                ok = r["min iou bf16"] >= BF16_MIN_IOU
+                note += f"; min IoU vs f32 {r['min iou bf16']:.4f} {'PASS' if ok else 'FAIL'}"
+            rows.append(common.Row(f"{n} obj, s/frame, ours {dt}", pf[dt], off, note))
+        rows.append(
+            common.Row(
+                f"{n} obj, setup (init_state+clicks) ours f32",
+                r["setup"]["float32"],
+                r["setup"]["official"],
+                "ours includes the first compiles at the first count",
+            )
+        )
+        rows.append(
+            common.Row(
+                f"{n} obj, warm-up frames avg, ours f32",
+                r["warm-up per frame"]["float32"],
+                r["warm-up per frame"]["official"],
+                f"frames 0-{args.warmup_frames - 1}, incl. compile",
+            )
+        )
+    common.print_table(
+        rows,
+        f"{args.model} at {args.image_size or 1024} px, bedroom frames, seconds per propagated frame: medians of "
+        f"{args.frames // args.chunk} chunks of {args.chunk} frames after {args.warmup_frames} warm-up frames; "
+        "official/ours > 1: ours is faster; bf16 lines compare with the official float32",
+    )
+    for r in report:
+        lo, hi = r["spread"]["official"]
+        s = f"  {r['objects']} obj: official s/frame min {lo:.2f} max {hi:.2f}"
+        xla = r.get("xla flops float32")
+        if xla and peaks and "torch f32" in peaks:
+            g = xla / r["per frame"]["official"] / 1e9
+            s += f"; at our step's FLOPs that is {g:.0f} GFLOP/s = {g / peaks['torch f32']:.2f} of the torch f32 peak"
+        print(s)
+    for r in report:
+        s = f"  {r['objects']} obj: float32 vs official min mask IoU {r['min iou official']:.4f}"
+        s += f" (foreground fraction {r['fg fraction']:.3f})"
+        if r["min iou bf16"] is not None:
+            s += f"; bfloat16 vs float32 min IoU {r['min iou bf16']:.4f} over every frame and object"
+        print(s)
+
+
+def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
+    """Median seconds of each piece of our step, jitted alone, on the memory state seen from frame ``t_next``."""
+    import jax
+    import jax.numpy as jnp
+
+    from sam2_jax.tracker import step as tstep
+
+    st = p._object_state(s, list(range(n_obj)), t_next, False)
+    image = jnp.asarray(s["images"][t_next])[None]
+    t, rev = jnp.int32(t_next), jnp.bool_(False)
+    mod, params = p.module, p.params
+    c = mod.config
+    multimask = bool(c.multimask_output_in_sam and c.multimask_output_for_tracking and c.multimask_min_pt_num <= 0)
+
+    def heads_fn(prm, pix, fe):
+        hr = tstep._broadcast_high_res(fe, n_obj)
+        return tstep._apply(mod, prm, "_forward_sam_heads", pix, None, None, None, hr, multimask)
+
+    def menc_fn(prm, fe, hr, sc):
+        pix_feat = jnp.broadcast_to(fe.vision_feat, (n_obj, *fe.vision_feat.shape[1:]))
+        return tstep._apply(mod, prm, "_encode_new_memory", pix_feat, hr, sc, False)
+
+    f_feat = jax.jit(lambda prm, x: tstep.frame_features(mod, prm, x))
+    f_mem_in = jax.jit(lambda prm, st: tstep.memory_inputs(mod, prm, st, t, rev)[:3])
+    f_cond = jax.jit(lambda prm, st, fe: tstep.condition_on_memory(mod, prm, st, fe, t, rev))
+    f_heads, f_menc = jax.jit(heads_fn), jax.jit(menc_fn)
+    f_step = jax.jit(lambda prm, st, x: tstep.track_step(mod, prm, st, x, t, rev, 0))
+    fe = common.block(f_feat(params, image))
+    pix = common.block(f_cond(params, st, fe))
+    heads = common.block(f_heads(params, pix, fe))
+    pieces = {
+        "image encoder": lambda: common.block(f_feat(params, image)),
+        "memory attention (+ memory prep)": lambda: common.block(f_cond(params, st, fe)),
+        "  of which memory prep (concat, pos enc)": lambda: common.block(f_mem_in(params, st)),
+        "SAM heads": lambda: common.block(f_heads(params, pix, fe)),
+        "memory encoder": lambda: common.block(f_menc(params, fe, heads[4], heads[6])),
+        "whole step (jitted alone)": lambda: common.block(f_step(params, st, image)),
+    }
+    return {k: common.time_fn(fn, repeats=3, warmup=1).median for k, fn in pieces.items()}
+
+
+def profile_pieces(args, n_obj, ours, official_pieces, tmp) -> None:
+    """Our step's pieces jitted separately on a full memory state (after a propagation), against the official
+    methods timed during the measured frames."""
+    import numpy as np
+
+    pred = ours["float32"]
+    n_total = args.warmup_frames + args.frames
+    clip = clip_dir(tmp, n_total)
+    s = pred.init_state(str(clip))
+    for i in range(n_obj):
+        pred.add_new_points_or_box(
+            s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
+        )
+    tracked = [t for t, _, _ in pred.propagate_in_video(s, max_frame_num_to_track=args.warmup_frames - 1)]
+    t_next = tracked[-1] + 1
+    out = {dt: _time_our_pieces(p, s, n_obj, t_next) for dt, p in ours.items()}
+    print(
+        f"\nstep pieces, {n_obj} objects, seconds per frame (ours: each piece jitted alone, median of 3; "
+        "official: its methods timed during the measured frames)"
+    )
+    print(f"{'piece':<44}{'ours f32':>10}{'ours bf16':>11}{'official':>10}{'off/f32':>9}")
+    for k in out["float32"]:
+        off = official_pieces.get(k.strip())
+        vals = [out["float32"][k], out.get("bfloat16", {}).get(k, float("nan")), off]
+        ratio = "-" if off is None else f"{off / out['float32'][k]:.2f}x"
+        print(f"{k:<44}" + "".join("         -" if v is None else f"{v:>10.3f}" for v in vals) + f"{ratio:>9}")
+
+
+# --- the peak-RSS part ---------------------------------------------------------------------------------------
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def vm_hwm_mb() -> float | None:
+    """VmHWM of /proc/self/status: the peak RSS of this process image (reset by exec, unlike ru_maxrss, which
+    keeps the peak of the image that exec replaced: a child forked from a big process inherits that peak; hence
+    the RSS children are started before this script loads JAX or torch)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def rss_child(args) -> int:
+    """A fresh process: build one implementation, propagate ``--rss-n`` frames with 1 object; print JSON."""
+    import numpy as np
+
+    common.ensure_repo_on_path()
+    size = args.rss_image_size or None
+    n = args.rss_n
+    out = {"impl": args.rss_child, "frames": n, "image_size": size or 1024}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = clip_dir(Path(tmp), n)
+        t0 = time.perf_counter()
+        if args.rss_child == "official":
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+            pred = official_predictor(args.model, size)
+            ctx = torch.inference_mode()
+        else:
+            pred = our_predictor(args.model, our_params(args.model), "float32", size, chunk=4)
+            ctx = contextlib.nullcontext()
+        out["rss after build MB"] = rss_mb()
+        with ctx:
+            s = pred.init_state(str(clip))
+            pred.add_new_points_or_box(s, frame_idx=0, obj_id=1, points=np.array([CLICKS[0]]), labels=np.array([1]))
+            out["rss after init_state+click MB"] = rss_mb()
+            t1 = time.perf_counter()
+            count = 0
+            fg = 0.0
+            for _, _, m in pred.propagate_in_video(s):
+                count += 1
+                fg += float((np.asarray(m) > 0).mean())
+        out["propagated"] = count
+        out["propagate s"] = time.perf_counter() - t1
+        out["total s"] = time.perf_counter() - t0
+        out["fg fraction"] = fg / max(count, 1)
+        out["peak rss MB"] = rss_mb()
+        out["VmHWM MB"] = vm_hwm_mb()
+        out["torch imported"] = "torch" in sys.modules
+    print("RSS-JSON " + json.dumps(out), flush=True)
+    return 0
+
+
+def bench_rss(args) -> list[dict]:
+    results = []
+    for n in args.rss:
+        for impl in ("official", "ours"):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", impl, "--rss-n", str(n)]
+            cmd += ["--model", args.model, "--rss-image-size", str(args.rss_image_size)]
+            cmd += ["--torch-threads", str(args.torch_threads)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RSS-JSON ")]
+            if proc.returncode or not lines:
+                print(f"  RSS child {impl} {n} frames failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+                continue
+            r = json.loads(lines[-1][len("RSS-JSON ") :])
+            results.append(r)
+            print(
+                f"  {impl:>8} {n:>4} frames at {r['image_size']} px: peak RSS {r['peak rss MB']:.0f} MB "
+                f"(after build {r['rss after build MB']:.0f}, after init_state+click "
+                f"{r['rss after init_state+click MB']:.0f}; VmHWM {r['VmHWM MB']:.0f}); "
+                f"propagate {r['propagate s']:.0f} s "
+                f"({r['propagate s'] / max(r['propagated'], 1):.2f} s/frame), "
+                f"process {time.perf_counter() - t0:.0f} s; "
+                f"torch imported: {r['torch imported']}; {common.load_status()}",
+                flush=True,
+            )
+    return results
+
+
+def print_rss_table(results: list[dict]) -> None:
+    if not results:
+        return
+    by = {(r["impl"], r["frames"]): r for r in results}
+    frames = sorted({r["frames"] for r in results})
+    size = results[0]["image_size"]
+    print(f"peak RSS (ru_maxrss, MB) of a fresh process propagating 1 object, {size} px, float32:")
+    print(f"{'frames':>8}{'official':>12}{'ours':>12}{'off/ours':>10}{'official s/frame':>18}{'ours s/frame':>14}")
+    for n in frames:
+        o, u = by.get(("official", n)), by.get(("ours", n))
+        cell = lambda r, k: f"{r[k]:.0f}" if r else "-"
+        ratio = f"{o['peak rss MB'] / u['peak rss MB']:.2f}x" if o and u else "-"
+        spf = lambda r: f"{r['propagate s'] / max(r['propagated'], 1):.2f}" if r else "-"
+        print(f"{n:>8}{cell(o, 'peak rss MB'):>12}{cell(u, 'peak rss MB'):>12}{ratio:>10}{spf(o):>18}{spf(u):>14}")
+    if len(frames) >= 2:
+        lo, hi = frames[0], frames[-1]
+        for impl in ("official", "ours"):
+            a, b = by.get((impl, lo)), by.get((impl, hi))
+            if a and b:
+                d = b["peak rss MB"] - a["peak rss MB"]
+                print(f"  {impl}: {hi} vs {lo} frames: {d:+.0f} MB ({d / (hi - lo):+.2f} MB per extra frame)")
+
+
+# --- main ----------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    common.reexec_with_malloc(sys.argv if argv is None else [sys.argv[0], *argv])
+    args = parse_args(argv)
+    common.ensure_repo_on_path()
+    if args.rss_child:
+        return rss_child(args)
+    if args.wait_quiet > 0:
+        common.wait_for_quiet(1.5, args.wait_quiet)
+    t_start = time.perf_counter()
+    loads = [os.getloadavg()[0]]
+    rss = []
+    if args.rss:
+        # first, while this process is small: a child's ru_maxrss starts at its parent's peak (see vm_hwm_mb)
+        print(f"{common.load_status()}\n{common.malloc_status()}", flush=True)
+        print(f"peak RSS: separate processes, {args.rss} frames at {args.rss_image_size or 1024} px ...", flush=True)
+        rss = bench_rss(args)
+        loads.append(os.getloadavg()[0])
+        print()
+
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    print(common.environment_summary(), flush=True)
+    print(
+        f"model {args.model}, objects {args.objects}, {args.warmup_frames} warm-up + {args.frames} measured frames, "
+        f"chunk {args.chunk}, dtypes {args.dtypes}, speed image size {args.image_size or 1024}, "
+        f"RSS frames {args.rss} at {args.rss_image_size or 1024} px\n",
+        flush=True,
+    )
+    peaks = None
+    if not args.skip_peaks:
+        shapes = {"square 2048^2": common.MATMUL_SHAPES["square 2048^2"]}
+        peaks = common.print_matmul_peaks(common.matmul_peaks(shapes, repeats=5))
+        print()
+
+    ok = True
+    report: list[dict] = []
+    if not args.skip_speed:
+        official = official_predictor(args.model, args.image_size)
+        params = our_params(args.model)
+        ours = {dt: our_predictor(args.model, params, dt, args.image_size, args.chunk) for dt in args.dtypes}
+        with tempfile.TemporaryDirectory() as tmp:
+            for n_obj in args.objects:
+                print(f"timing {n_obj} object(s) ...", flush=True)
+                bench_objects(args, n_obj, official, ours, Path(tmp), peaks, report)
+                loads.append(os.getloadavg()[0])
+            print()
+            print_speed_table(report, args, peaks)
+            ok = all(r["min iou bf16"] is None or r["min iou bf16"] >= BF16_MIN_IOU for r in report)
+            slower = [r for r in report if r["per frame"]["float32"] > r["per frame"]["official"]]
+            if not args.no_profile and (args.profile or slower):
+                r = slower[-1] if slower else report[-1]
+                why = "requested" if args.profile else f"ours float32 is slower at {[x['objects'] for x in slower]}"
+                print(f"\nprofiling the step's pieces ({why})", flush=True)
+                profile_pieces(args, r["objects"], ours, r["official pieces"], Path(tmp))
+        del official, ours
+    print()
+    if rss:
+        print_rss_table(rss)
+        print()
+    if peaks:
+        print(
+            f"matmul peak (2048^2): jax f32 {peaks['jax f32']:.0f}, jax bf16->f32 {peaks['jax bf16->f32']:.0f}, "
+            f"torch f32 {peaks['torch f32']:.0f} GFLOP/s"
+        )
+    print(common.malloc_status())
+    print(
+        f"1-min load average during the run: {', '.join(f'{x:.2f}' for x in loads)} (start, after each part); "
+        f"at the end: {common.load_status()}"
+    )
+    print(f"total wall time {time.perf_counter() - t_start:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
