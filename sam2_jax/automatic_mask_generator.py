@@ -142,10 +142,8 @@ class SAM2AutomaticMaskGenerator:
         self.multimask_output = multimask_output
         self.progress = progress
         self.upsample_chunk = int(upsample_chunk)
-        self._batch_fn = jax.jit(
-            functools.partial(_decode_batch, model.module),
-            static_argnames=("multimask", "orig_hw", "finish", "mask_threshold", "offset", "hole_area", "chunk"),
-        )
+        # Shared by every generator of the same model: the module is a static (hashable) argument.
+        self._batch_fn = functools.partial(_decode_batch, model.module)
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2AutomaticMaskGenerator":
@@ -337,6 +335,11 @@ def _take(masks: jax.Array, idx: np.ndarray) -> np.ndarray:
     return np.asarray(masks[jnp.asarray(padded)])[: len(idx)]
 
 
+@functools.partial(
+    jax.jit,
+    static_argnums=(0,),
+    static_argnames=("multimask", "orig_hw", "finish", "mask_threshold", "offset", "hole_area", "chunk"),
+)
 def _decode_batch(
     module,
     params,

@@ -151,3 +151,87 @@ def test_parity_with_official_more(photo, extra):
     kwargs = dict(dict(points_per_batch=64, **RELAXED), **extra)
     ref, ours = _run_both(photo, **kwargs)
     _check_parity(ref, ours, f"{photo} {extra}", kwargs)
+
+
+# --- behaviour on a small random model (no reference needed) ---------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _small_model():
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+
+    cfg = get_config(NAME)
+    cfg.model.image_size = 256
+    return build_sam2(cfg, None, seed=3)
+
+
+def _small_image(h=90, w=140, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    img[20:60, 30:90] = [230, 40, 40]
+    img[50:80, 100:130] = [40, 200, 60]
+    return img
+
+
+def _gen(**kwargs):
+    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    kw = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    return SAM2AutomaticMaskGenerator(_small_model(), **dict(kw, **kwargs))
+
+
+def test_output_modes_batches_and_grids_agree():
+    """binary / uncompressed / COCO RLE decode to the same masks; the padded last batch and an explicit
+    point grid give the same records as one full batch."""
+    from sam2_jax.utils.amg import build_point_grid, rle_to_mask
+
+    image = _small_image()
+    binary = _gen(points_per_batch=16, output_mode="binary_mask").generate(image)
+    assert len(binary) == 4 * 4 * 3  # no threshold, NMS at 1.0, no crops: every mask stays
+    for mode in ("uncompressed_rle", "coco_rle"):
+        recs = _gen(points_per_batch=16, output_mode=mode).generate(image)
+        for b, r in zip(binary, recs, strict=True):
+            np.testing.assert_array_equal(rle_to_mask(r["segmentation"]), b["segmentation"])
+            assert {k: v for k, v in r.items() if k != "segmentation"} == {
+                k: v for k, v in b.items() if k != "segmentation"
+            }
+    padded = _gen(points_per_batch=6).generate(image)  # 16 points: batches of 6, 6, 4 (padded to 6)
+    grid = _gen(points_per_side=None, point_grids=[build_point_grid(4)], points_per_batch=16).generate(image)
+    for other in (padded, grid):
+        assert len(other) == len(binary)
+        for b, o in zip(binary, other, strict=True):
+            np.testing.assert_array_equal(o["segmentation"], b["segmentation"])
+            np.testing.assert_allclose(o["predicted_iou"], b["predicted_iou"], atol=1e-5)
+    for r in binary:
+        m = r["segmentation"]
+        assert m.shape == image.shape[:2] and r["area"] == m.sum()
+        if r["area"]:
+            ys, xs = np.nonzero(m)
+            assert r["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+        assert r["crop_box"] == [0, 0, image.shape[1], image.shape[0]]
+
+
+def test_crops_thresholds_and_bad_arguments():
+    from sam2_jax.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    image = _small_image()
+    recs = _gen(crop_n_layers=1, crop_n_points_downscale_factor=2, crop_nms_thresh=1.0).generate(image)
+    crops = {tuple(r["crop_box"]) for r in recs}
+    assert (0, 0, image.shape[1], image.shape[0]) in crops
+    for r in recs:  # masks of a crop lie inside it
+        x, y, w, h = r["crop_box"]
+        m = r["segmentation"]
+        assert not m[:, : int(x)].any() and not m[: int(y)].any()
+        assert not m[:, int(x + w) :].any() and not m[int(y + h) :].any()
+    all_recs = _gen().generate(image)
+    ious = sorted(r["predicted_iou"] for r in all_recs)
+    cut = (ious[len(ious) // 2 - 1] + ious[len(ious) // 2]) / 2
+    kept = _gen(pred_iou_thresh=cut).generate(image)
+    assert len(kept) == sum(i > cut for i in ious) and all(r["predicted_iou"] > cut for r in kept)
+    with pytest.raises(ValueError, match="exactly one"):
+        SAM2AutomaticMaskGenerator(_small_model(), points_per_side=None)
+    with pytest.raises(ValueError, match="output_mode"):
+        SAM2AutomaticMaskGenerator(_small_model(), output_mode="png")
+    with pytest.raises(ValueError, match="uint8"):
+        _gen().generate(image.astype(np.float32))
