@@ -5,6 +5,7 @@
     python eval.py --task score --gt_root /data/DAVIS/Annotations/480p --pred_root out/davis_val/pred
     python eval.py --dataset_format synthetic --num_synthetic 20 --image_size 256   # no data, random weights
     python eval.py --task image --data_root /data/sa1b_sample --prompt click5
+    python eval.py --task interactive --interactive_mode online --dataset_format davis --data_root /data/DAVIS
 
 Every field of ``RunConfig`` is a flag of the same name (``--help`` lists them); booleans take true/false.
 """

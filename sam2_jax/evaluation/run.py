@@ -5,6 +5,7 @@ Tasks:
     tfds builder (``--reader tfds``), or from the synthetic source.
   ``score``: score a folder of predicted PNGs against ground truth without a model (``vos_eval.score_folder``).
   ``image``: 1- and 5-click mIoU on SA-1B-format images (``image_eval.evaluate_images``).
+  ``interactive``: the offline or online interactive protocol (``interactive.evaluate_interactive``).
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ class RunConfig:
     """One ``eval.py`` run (each field is a flag of the same name).
 
     Attributes:
-      task: ``vos``, ``score`` or ``image``.
+      task: ``vos``, ``score``, ``image`` or ``interactive``.
       dataset_format: ``davis`` (DAVIS / YouTube-VOS / MOSE), ``sav`` (SA-V val/test), ``sav_train``, ``synthetic``.
       data_root: the dataset folder (``vos``) or the SA-1B folder (``image``).
       split: the split (video list) to read.
@@ -42,6 +43,9 @@ class RunConfig:
       prompt, convention, skip_first_and_last, score_thresh, output_layout: ``VOSEvalConfig``.
       gt_root, pred_root: the ``score`` task's folders.
       num_images: images of the ``image`` task (0: all).
+      interactive_mode, max_frames, clicks_per_frame, interactive_threshold, interactive_quality: the
+        ``interactive`` task's ``InteractiveConfig`` (mode, N_frame, clicks per frame, online pause threshold,
+        quality ``j`` or ``jf``).
       output_dir: results folder.
       progress: show progress bars.
     """
@@ -72,6 +76,11 @@ class RunConfig:
     gt_root: str = ""
     pred_root: str = ""
     num_images: int = 0
+    interactive_mode: str = "offline"
+    max_frames: int = 8
+    clicks_per_frame: int = 3
+    interactive_threshold: float = 0.75
+    interactive_quality: str = "j"
     output_dir: str = "eval_out"
     progress: bool = True
 
@@ -215,8 +224,25 @@ def run(cfg: RunConfig):
         from sam2_jax.evaluation import image_eval
 
         result = image_eval.run_image_task(cfg, build_model(cfg))
+    elif cfg.task == "interactive":
+        from sam2_jax.evaluation import interactive
+        from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+        icfg = interactive.InteractiveConfig(
+            mode=cfg.interactive_mode,
+            max_frames=cfg.max_frames,
+            clicks_per_frame=cfg.clicks_per_frame,
+            threshold=cfg.interactive_threshold,
+            quality=cfg.interactive_quality,
+            convention=cfg.convention,
+            score_thresh=cfg.score_thresh,
+            output_dir=cfg.output_dir or None,
+        )
+        predictor = SAM2VideoPredictor(build_model(cfg))
+        result = interactive.evaluate_interactive(predictor, dataset_videos(cfg), icfg, cfg.progress)
+        print(interactive.format_interactive_summary(result, cfg.interactive_mode))
     else:
-        raise ValueError(f"unknown task {cfg.task!r}, expected vos, score or image")
+        raise ValueError(f"unknown task {cfg.task!r}, expected vos, score, image or interactive")
     if cfg.output_dir:
         print(f"results in {cfg.output_dir} ({time.perf_counter() - start:.1f} s)")
     return result
