@@ -385,25 +385,37 @@ def cmd_video(args) -> int:
     overlay_path = Path(args.overlay) if args.overlay else Path(args.out) / "overlay.mp4"
     if overlay_path.suffix.lower() not in (".mp4", ".gif"):
         raise CliError(f"--overlay must end in .mp4 or .gif, got {str(overlay_path)!r}")
+    # Check every prompt against the video before the model is built: bad input fails in a second.
+    from sam2_jax.utils.video_io import VideoSource
+
+    try:
+        with VideoSource(args.video, image_size=64, cache_size=1) as src:
+            n, hw = src.num_frames, (src.video_height, src.video_width)
+    except ValueError as e:
+        raise CliError(f"cannot read video {args.video!r}: {e}") from None
+    masks_in = {}
+    for (obj, frame), p in prompts.items():
+        if frame >= n:
+            raise CliError(f"--frame {frame} (object {obj}) is past the end of the video ({n} frames: 0..{n - 1})")
+        if p["mask"] is not None:
+            m = _read_mask_png(p["mask"])
+            if m.shape != hw:
+                raise CliError(f"mask {p['mask']!r} is {m.shape[1]}x{m.shape[0]}, the video is {hw[1]}x{hw[0]}")
+            masks_in[(obj, frame)] = m
+        else:
+            check_prompts_inside(p["points"], p["box"], hw, f"video frame {frame}")
     model, meta = load_model(args)
     predictor = SAM2VideoPredictor(model)
     try:
         state = predictor.init_state(args.video)
     except ValueError as e:
         raise CliError(f"cannot read video {args.video!r}: {e}") from None
-    n, hw = state["num_frames"], (state["video_height"], state["video_width"])
     drawn = {}  # frame -> {obj: prompt drawing}
     for (obj, frame), p in sorted(prompts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if frame >= n:
-            raise CliError(f"--frame {frame} (object {obj}) is past the end of the video ({n} frames: 0..{n - 1})")
         try:
             if p["mask"] is not None:
-                m = _read_mask_png(p["mask"])
-                if m.shape != hw:
-                    raise CliError(f"mask {p['mask']!r} is {m.shape[1]}x{m.shape[0]}, the video is {hw[1]}x{hw[0]}")
-                predictor.add_new_mask(state, frame, obj, m)
+                predictor.add_new_mask(state, frame, obj, masks_in[(obj, frame)])
                 continue
-            check_prompts_inside(p["points"], p["box"], hw, f"video frame {frame}")
             pts = np.array([q[:2] for q in p["points"]], np.float32) if p["points"] else None
             labs = np.array([q[2] for q in p["points"]], np.int32) if p["points"] else None
             box = np.array(p["box"], np.float32) if p["box"] is not None else None
@@ -503,21 +515,33 @@ def _progress_bar(total, desc):
 
 
 def convert_checkpoint(ckpt: Path, out: Path | None, config_name: str | None) -> Path:
-    from convert_weights.__main__ import main as convert
+    """Official ``.pt`` -> orbax params (default ``orbax_<name>`` in the cache, which the model commands use)."""
+    import ml_collections
+
+    from configs import get_config
+    from convert_weights.convert import convert_state_dict, infer_config_name, load_torch_state_dict
+    from convert_weights.mapping import param_table
+    from convert_weights.orbax_io import save_params
+    from sam2_jax.build_sam import SAM2Base, param_shapes
     from sam2_jax.checkpoints import cache_dir
 
     if not ckpt.is_file():
         raise CliError(f"checkpoint {str(ckpt)!r} does not exist")
     out = out or cache_dir() / f"orbax_{ckpt.stem}"
-    argv = ["--checkpoint", str(ckpt), "--out", str(out)] + (["--config", config_name] if config_name else [])
     try:
-        rc = convert(argv)
+        sd = load_torch_state_dict(str(ckpt))
     except ImportError as e:
         raise CliError(f"reading {str(ckpt)!r} needs PyTorch: {e}") from None
     except Exception as e:  # a file that is not a checkpoint
-        raise CliError(f"cannot convert {str(ckpt)!r}: {type(e).__name__}: {e}") from None
-    if rc != 0:
-        raise CliError(f"converting {str(ckpt)!r} failed (see the message above)")
+        raise CliError(f"cannot read checkpoint {str(ckpt)!r}: {type(e).__name__}: {e}") from None
+    try:
+        config = get_config(config_name or infer_config_name(sd))
+        shapes = param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(config.model)))
+        params = convert_state_dict(sd, param_table(config), shapes)
+    except ValueError as e:
+        raise CliError(f"checkpoint {str(ckpt)!r} does not convert: {e}") from None
+    save_params(params, str(out))
+    print(f"converted {ckpt} ({config.name}, {len(sd)} tensors) -> {out}")
     return out
 
 
