@@ -18,6 +18,9 @@ Protocol, as the official ``tools/vos_inference.py`` followed by ``sav_evaluator
 - Only annotated frames are predicted to PNG and scored (sparse annotations: SA-V at 6 fps, YouTube-VOS); with
   ``skip_first_and_last`` (the semi-supervised default of both toolkits) an object's first and last annotated
   frames are not scored. The metrics and their averaging are ``metrics``' (``convention`` ``"sav"`` default).
+- The objects of a video are every id its annotations hold (DAVIS palettes: every label on any annotated frame;
+  SA-V: every object folder or masklet). The DAVIS 2017 toolkit takes ids ``1 .. max id`` of the first frame;
+  on DAVIS 2017 every object is on the first frame, so the two agree there.
 """
 
 import csv

@@ -182,3 +182,19 @@ def test_bad_data_is_reported_per_video_and_the_rest_goes_on(folders, tmp_path):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(s2)))
     assert len(builder.as_data_source()["val"]) == 1
     assert builder.skipped[0][0] == "video_00001" and "has no frame" in builder.skipped[0][1]
+
+
+def test_synthetic_builder(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    from sam2_jax.datasets import tfds_builders as tb
+
+    ds = SyntheticVideoDataset(num_videos=2, seed=5, num_frames=3, height=24, width=32, num_objects=2)
+    builder = tb.SyntheticVOSBuilder(dataset=ds, data_dir=str(tmp_path), file_format="array_record")
+    builder.download_and_prepare()
+    source = builder.as_data_source()["train"]
+    assert len(source) == 2
+    for i, v in enumerate(ds):
+        rec = tb.vos_video_from_record(source[i])
+        assert rec.video_id == v.video_id and rec.frame_names == ["00000", "00001", "00002"]
+        np.testing.assert_array_equal(rec.masks(), v.masks)
+        np.testing.assert_array_equal(rec.frames, writers.jpeg_roundtrip(v.frames))
