@@ -117,13 +117,32 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 @functools.lru_cache(maxsize=2)
 def _random_model(name: str, image_size: int | None, dtype: str | None, seed: int):
+    """The model with deterministic random weights at PyTorch-like scales (``sam2_jax.utils.random_weights``, the
+    weights of the parity tests and of the demo's offline fallback), at the config's or the given input size."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
     from configs import get_config
-    from sam2_jax.build_sam import build_sam2
+    from convert_weights.convert import convert_state_dict, flatten
+    from convert_weights.mapping import TRANSFORMS, param_table
+    from sam2_jax.build_sam import DTYPES, SAM2Model
+    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.utils.random_weights import random_state_dict
 
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
-    return build_sam2(cfg, None, dtype=dtype, seed=seed)
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=DTYPES[dtype or "float32"])
+    size = cfg.model.image_size
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)  # shapes only, nothing computed
+    ours = {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
+    table = param_table(cfg)
+    # Torch-layout shapes by running each inverse transform on a dummy of our shape.
+    shapes = {k: TRANSFORMS[tf][1](np.empty(ours[p], np.float32)).shape for p, k, tf in table}
+    params = convert_state_dict(random_state_dict(shapes, table, seed), table, ours)
+    return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, params), config=cfg)
 
 
 def load_model(args) -> tuple[object, dict]:
