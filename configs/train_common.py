@@ -19,7 +19,9 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
     t.num_frames = 8
     t.max_num_objects = 3
     t.freeze_image_encoder = False
-    t.compute_dtype = "float32"
+    t.compute_dtype = "float32"  # "bfloat16" for GPU/TPU; params stay float32
+    t.dropout = True  # the official train mode: memory-attention dropout and trunk drop path as configured
+    t.init_checkpoint = ""  # official .pt or orbax params directory; empty: random init (seed)
     t.optim = ml_collections.ConfigDict(
         dict(
             base_lr=5.0e-6,
@@ -69,10 +71,19 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
             box_noise=0.1,
         )
     )
-    t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+    t.data = ml_collections.ConfigDict(
+        dict(num_videos=1000, seed=1000, video_frames=16, hide_prob=0.5, late_start_prob=0.25, hflip_prob=0.5)
+    )
+    t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**18))
     t.log_every = 10
     t.checkpoint_every = 100
     t.keep_checkpoints = 3
+    t.async_checkpointing = True
+    t.stop_after = 0  # stop this run after so many steps (0: run to total_steps); a later run resumes
+    t.eval_videos = 0  # held-out synthetic clips (seed eval_seed) scored by loss and J; 0: no evaluation
+    t.eval_seed = 0
+    t.eval_every = 0
+    t.eval_at_start = True
     return c
 
 

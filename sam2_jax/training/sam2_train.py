@@ -18,7 +18,7 @@ Deviations from the official code:
   frames, frames to correct, whether a corrective click is drawn from the ground truth) are drawn on the host up
   front by ``sample_prompt_plan`` (``numpy.random.Generator``, the official code also uses one); click positions
   and box noise, which depend on the prediction or are per pixel, use ``jax.random`` keys on the device.
-- Static shapes: two initial-conditioning slots with validity (the second is skipped when unused), ``T - 1``
+- Static shapes: two initial-conditioning slots with validity (scanned; an unused one writes nothing), ``T - 1``
   scan steps with validity (the last is unused when there are two initial frames), the prompt type chosen with
   ``lax.switch``, corrections on a tracked frame with ``lax.cond``.
 - Memories stay float32 during training (the official trainer keeps them in the autocast dtype; the inference
@@ -345,18 +345,26 @@ def clip_losses(
     preds = jnp.zeros((T, O, lo, lo), jnp.float32)
     losses = _zero_losses()
 
-    init_keys = jax.random.split(k_init, I)
-    for j in range(I):
-        t = plan.init_frames[j]
-        valid = plan.init_valid[j]
-        lj, (low, high, ptr, score) = _init_frame(
-            ctx, feats, gt, t, plan.prompt_type[j], init_keys[j], plan.sample_from_gt[j]
-        )
-        losses = _add(losses, _masked(valid, lj))
+    def init_body(carry, xs):
+        # Initial conditioning frames have no memory, so they only write; a scan compiles the prompt branches once.
+        state, preds, losses = carry
+        j, t, valid, ptype, key, from_gt = xs
+        lj, (low, high, ptr, score) = _init_frame(ctx, feats, gt, t, ptype, key, from_gt)
         _, pix0, _ = _frame_feats(feats, t, O)
         maskmem = _encode_memory(ctx, pix0, high, score)
         state = _write_cond(state, j, t, maskmem, ptr, low, score, valid)
         preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
+        return (state, preds, _add(losses, _masked(valid, lj))), None
+
+    xs = (
+        jnp.arange(I),
+        plan.init_frames,
+        plan.init_valid,
+        plan.prompt_type,
+        jax.random.split(k_init, I),
+        plan.sample_from_gt[:I],
+    )
+    (state, preds, losses), _ = jax.lax.scan(init_body, (state, preds, losses), xs)
     n_cond = jnp.sum(plan.init_valid.astype(jnp.int32))
 
     def body(carry, xs):

@@ -1,0 +1,320 @@
+"""``train_and_evaluate(config, workdir)``: the training loop (official ``training/trainer.py`` in JAX terms).
+
+One jitted update (``train_step``, state donated) computes the ``SAM2Train`` losses of a batch of clips
+(``sam2_train.batch_losses``), their gradients and the AdamW update with the official param groups
+(``optimizer.make_optimizer``). Arrays are placed on a ``Mesh`` with axes ``('data', 'fsdp')`` whose sizes come from
+``config.train.mesh``: the batch is split over ``data``; every parameter (and its optimiser moments) whose size
+reaches ``fsdp_min_size`` is split over ``fsdp`` along its largest divisible dimension, the rest replicated.
+
+Checkpoints: an orbax ``CheckpointManager`` in ``workdir/checkpoints`` keeps the last ``keep_checkpoints`` (params,
+optimiser state, step) plus the data-iterator state (JSON: the data seed and the next step, from which the
+per-step batches are remade exactly); saving is asynchronous. A run started on a workdir with checkpoints resumes
+from the latest. Metrics go to ``workdir/metrics.jsonl`` and TensorBoard event files in ``workdir/tensorboard``; at
+the end the params are exported as an orbax params directory (``workdir/export/params``, readable by
+``build_sam2`` and ``eval.py --checkpoint``) and, when torch is installed, an official-format ``.pt``.
+
+Not done here: several hosts (``jax.distributed.initialize`` and per-host data sharding), mixed image/video
+batches, the official augmentations other than the horizontal flip (see ``data.py``).
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from sam2_jax.build_sam import build_sam2
+from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.training import data as data_lib
+from sam2_jax.training import optimizer as opt_lib
+from sam2_jax.training import sam2_train
+from sam2_jax.utils.interpolate import interpolate
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_mesh(config: ml_collections.ConfigDict, devices: list | None = None) -> Mesh:
+    """A ``('data', 'fsdp')`` mesh; ``data = -1`` takes the devices left after ``fsdp``."""
+    devices = devices if devices is not None else jax.devices()
+    m = config.train.mesh
+    fsdp = m.fsdp
+    data = m.data if m.data != -1 else len(devices) // fsdp
+    if data * fsdp != len(devices):
+        raise ValueError(f"mesh data={data} x fsdp={fsdp} does not cover the {len(devices)} devices")
+    return Mesh(np.asarray(devices).reshape(data, fsdp), ("data", "fsdp"))
+
+
+def leaf_sharding(shape: tuple[int, ...], mesh: Mesh, min_size: int) -> NamedSharding:
+    """Split a leaf over ``fsdp`` along its largest dimension divisible by the axis size (if large enough)."""
+    n = mesh.shape["fsdp"]
+    spec = [None] * len(shape)
+    if n > 1 and int(np.prod(shape, dtype=np.int64)) >= min_size:
+        dims = [d for d in np.argsort(shape)[::-1] if shape[d] % n == 0]
+        if dims:
+            spec[int(dims[0])] = "fsdp"
+    return NamedSharding(mesh, P(*spec))
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh, config: ml_collections.ConfigDict) -> Any:
+    """Shardings of a (abstract) train state by the size rule; scalars replicated."""
+    min_size = config.train.mesh.fsdp_min_size
+    return jax.tree.map(lambda x: leaf_sharding(tuple(x.shape), mesh, min_size), abstract_state)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Clips (the leading axis of every batch array) split over ``data``."""
+    return NamedSharding(mesh, P("data"))
+
+
+def make_train_step(module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict, mesh: Mesh, shardings):
+    """The jitted update ``(state, frames, masks, plan, key) -> (state, metrics)``; ``state`` is donated."""
+    fc = ml_collections.FrozenConfigDict(config)
+    deterministic = not config.train.dropout
+    optim = config.train.optim
+
+    def train_step(state: TrainState, frames, masks, plan, key):
+        key = jax.random.fold_in(key, state.step)
+
+        def loss_fn(params):
+            losses, _ = sam2_train.batch_losses(module, params, frames, masks, plan, key, fc, deterministic)
+            return losses["core_loss"], losses
+
+        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        base_lr, vision_lr = opt_lib.learning_rates(state.step, optim, config.train.total_steps)
+        metrics = dict(losses, grad_norm=optax.global_norm(grads), lr=base_lr, vision_lr=vision_lr)
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    rep = NamedSharding(mesh, P())
+    bs = batch_sharding(mesh)
+    return jax.jit(
+        train_step,
+        in_shardings=(shardings, bs, bs, bs, rep),
+        out_shardings=(shardings, rep),
+        donate_argnums=(0,),
+    )
+
+
+def _j_per_object(preds: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Region similarity J (IoU, 1 when both empty) of every object on frames 1..T-1: (B, O)."""
+    pred = preds[:, 1:] > 0
+    gt = masks[:, 1:]
+    inter = (pred & gt).sum((-2, -1))
+    union = (pred | gt).sum((-2, -1))
+    j = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    return j.mean(1)
+
+
+def evaluate(module, params, batch: data_lib.Batch, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Held-out loss and J: mask prompt on frame 0, tracking through the clip (no corrections)."""
+    fc = ml_collections.FrozenConfigDict(config)
+    losses, preds = sam2_train.batch_losses(
+        module, params, batch["frames"], batch["masks"], batch["plan"], jax.random.key(0), fc, True
+    )
+    B, T, O, h, w = preds.shape
+    S = config.model.image_size
+    # (B, T, O, h, w) -> (B*T, h, w, O) -> (B*T, S, S, O) -> (B, T, O, S, S)
+    up = interpolate(preds.reshape(B * T, O, h, w).transpose(0, 2, 3, 1), (S, S), "bilinear")
+    up = np.asarray(up).transpose(0, 3, 1, 2).reshape(B, T, O, S, S)
+    return {"eval_loss": float(losses["core_loss"]), "eval_J": float(_j_per_object(up, batch["masks"]).mean())}
+
+
+class _Logger:
+    """JSONL + TensorBoard event files."""
+
+    def __init__(self, workdir: str):
+        from tensorboardX import SummaryWriter
+
+        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115 (closed in close())
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.jsonl.flush()
+        for k, v in metrics.items():
+            self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        self.tb.close()
+
+
+def _checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=config.train.keep_checkpoints, enable_async_checkpointing=config.train.async_checkpointing
+    )
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+
+
+def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
+    from convert_weights.convert import params_to_state_dict, save_torch_state_dict
+    from convert_weights.mapping import param_table
+    from convert_weights.orbax_io import save_params
+
+    out = os.path.join(workdir, "export")
+    os.makedirs(out, exist_ok=True)
+    host = jax.tree.map(np.asarray, params)
+    path = os.path.join(out, "params")
+    if not os.path.exists(path):
+        save_params(host, path)
+    try:
+        save_torch_state_dict(params_to_state_dict(host, param_table(config)), os.path.join(out, "model.pt"))
+    except ImportError:
+        pass  # the .pt export needs torch; the orbax params are always written
+
+
+def _build_model(config: ml_collections.ConfigDict):
+    """The model at the configured input size. Random params are made at 256 px (``init_params`` runs a forward
+    at that size; no param depends on the input size) and used at any size."""
+    t = config.train
+    if t.init_checkpoint:
+        return build_sam2(config, t.init_checkpoint, dtype=t.compute_dtype)
+    init_config = ml_collections.ConfigDict(config)
+    init_config.model.image_size = 256
+    model = build_sam2(init_config, None, dtype=t.compute_dtype, seed=t.seed)
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model), dtype=model.module.dtype)
+    return dataclasses.replace(model, module=module, config=config)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Train (or resume) in ``workdir`` until ``config.train.total_steps``.
+
+    Args:
+        config: a training config (``configs/train_*.py``).
+        workdir: output directory (checkpoints, metrics, export).
+
+    Returns:
+        dict with ``losses`` (step -> core loss of the steps run here), the last ``metrics`` and ``eval`` results.
+    """
+    import orbax.checkpoint as ocp
+
+    t = config.train
+    os.makedirs(workdir, exist_ok=True)
+    model = _build_model(config)
+    module = sam2_train.training_module(model.module)
+    mesh = make_mesh(config)
+    if t.batch_size % mesh.shape["data"]:
+        raise ValueError(f"batch_size {t.batch_size} is not divisible by the data axis {mesh.shape['data']}")
+    tx = opt_lib.make_optimizer(model.params, config, t.total_steps)
+
+    def init_state(params):
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    abstract = jax.eval_shape(init_state, model.params)
+    shardings = state_shardings(abstract, mesh, config)
+    mngr = _checkpoint_manager(workdir, config)
+    latest = mngr.latest_step()
+    if latest is not None:
+        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+        restored = mngr.restore(
+            latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
+        )
+        state, data_state = restored["state"], restored["data"]
+        if data_state["data_seed"] != t.data.seed:
+            raise ValueError(
+                f"checkpoint was written with data seed {data_state['data_seed']}, the config has {t.data.seed}"
+            )
+        start = int(data_state["next_step"])
+    else:
+        state = jax.jit(init_state, out_shardings=shardings)(model.params)
+        start = 0
+    del model
+
+    step_fn = make_train_step(module, tx, config, mesh, shardings)
+    source = data_lib.synthetic_source(config)
+    held_out = data_lib.held_out_batch(config, t.eval_videos, t.eval_seed) if t.eval_videos else None
+    logger = _Logger(workdir)
+    key = jax.random.key(t.seed)
+    bs = batch_sharding(mesh)
+    losses: dict[int, float] = {}
+    metrics: dict[str, float] = {}
+    evals: dict[int, dict] = {}
+
+    def run_eval(step):
+        if held_out is not None:
+            evals[step] = evaluate(module, state.params, held_out, config)
+            logger.write(step, evals[step])
+
+    if start == 0 and t.eval_at_start:
+        run_eval(0)
+    stop = t.total_steps if not t.stop_after else min(t.total_steps, start + t.stop_after)
+    bar = _progress(start, t.total_steps)
+    t_last = time.perf_counter()
+    batches = data_lib.batches(source, config, start)
+    try:
+        for step, batch in batches:
+            if step >= stop:
+                break
+            put = functools.partial(jax.device_put, device=bs)
+            state, m = step_fn(state, put(batch["frames"]), put(batch["masks"]), jax.tree.map(put, batch["plan"]), key)
+            done = step + 1
+            if done % t.log_every == 0 or done == stop:
+                metrics = {k: float(v) for k, v in m.items()}
+                now = time.perf_counter()
+                metrics["step_time"] = (now - t_last) / (t.log_every if done % t.log_every == 0 else 1)
+                t_last = now
+                logger.write(done, metrics)
+                losses[done] = metrics["core_loss"]
+                bar.update(done, metrics)
+            if done % t.checkpoint_every == 0 or done == t.total_steps:
+                mngr.save(
+                    done,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state),
+                        data=ocp.args.JsonSave({"data_seed": t.data.seed, "next_step": done}),
+                    ),
+                )
+            if t.eval_every and done % t.eval_every == 0:
+                run_eval(done)
+        if int(state.step) >= t.total_steps:
+            if t.total_steps not in evals:
+                run_eval(t.total_steps)
+            _export(state.params, config, workdir)
+    finally:
+        batches.close()
+        mngr.wait_until_finished()
+        mngr.close()
+        bar.close()
+        logger.close()
+    return {"losses": losses, "metrics": metrics, "eval": evals}
+
+
+class _progress:
+    """A tqdm bar with the loss and the step time (quiet when tqdm is missing)."""
+
+    def __init__(self, start: int, total: int):
+        try:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+        except ImportError:  # pragma: no cover
+            self.bar = None
+        self.n = start
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.n)
+            self.bar.set_postfix(loss=f"{metrics['core_loss']:.4g}", s_per_step=f"{metrics['step_time']:.2f}")
+        self.n = step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
