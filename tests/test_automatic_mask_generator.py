@@ -235,3 +235,22 @@ def test_crops_thresholds_and_bad_arguments():
         SAM2AutomaticMaskGenerator(_small_model(), output_mode="png")
     with pytest.raises(ValueError, match="uint8"):
         _gen().generate(image.astype(np.float32))
+
+
+def test_min_mask_region_area_matches_the_image_predictor():
+    """``min_mask_region_area`` is the predictor's hole filling and sprinkle removal, as in the official code: the
+    generator's masks for one grid point equal ``SAM2ImagePredictor(max_hole_area=a, max_sprinkle_area=a)``'s."""
+    from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
+
+    image = _small_image()
+    recs = _gen(min_mask_region_area=30).generate(image)
+    assert len(recs) == 4 * 4 * 3
+    pred = SAM2ImagePredictor(_small_model(), max_hole_area=30, max_sprinkle_area=30)
+    pred.set_image(image)
+    for point in ([17.5, 11.25], [87.5, 56.25]):  # two grid points (cell centres of the 4x4 grid)
+        masks, ious, _ = pred.predict(np.array([point]), np.array([1]), multimask_output=True)
+        mine = sorted((r for r in recs if r["point_coords"] == [point]), key=lambda r: -r["predicted_iou"])
+        assert len(mine) == 3
+        for r, m, s in zip(mine, masks[np.argsort(-ious)], np.sort(ious)[::-1], strict=True):
+            np.testing.assert_allclose(r["predicted_iou"], s, atol=1e-5)
+            assert (r["segmentation"] != m).sum() <= 2  # float32 summation order may flip a pixel at the threshold
