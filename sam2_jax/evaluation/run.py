@@ -48,6 +48,7 @@ class RunConfig:
         quality ``j`` or ``jf``).
       output_dir: results folder.
       progress: show progress bars.
+      compilation_cache: persistent XLA compilation cache folder (empty: none); a second run skips the compiles.
     """
 
     task: str = "vos"
@@ -83,6 +84,7 @@ class RunConfig:
     interactive_quality: str = "j"
     output_dir: str = "eval_out"
     progress: bool = True
+    compilation_cache: str = "~/.cache/sam2_jax/xla"
 
 
 def build_model(cfg: RunConfig):
@@ -205,6 +207,12 @@ def run(cfg: RunConfig):
       the task's result (``vos_eval.EvalResult`` or ``image_eval.ImageEvalResult``).
     """
     start = time.perf_counter()
+    if cfg.compilation_cache and cfg.task != "score":
+        import jax
+
+        if not jax.config.jax_compilation_cache_dir:
+            jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     if cfg.convention not in metrics.CONVENTIONS:
         raise ValueError(f"unknown convention {cfg.convention!r}, expected one of {metrics.CONVENTIONS}")
     if cfg.task == "score":
