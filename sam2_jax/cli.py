@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -601,6 +602,10 @@ EPILOGS = {
 }
 
 
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 100)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(prog="sam2-jax", description=__doc__, formatter_class=fmt)
@@ -613,23 +618,38 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     sp = sub.add_parser(
-        "image", help="masks for clicks / a box on a photo", epilog=EPILOGS["image"], formatter_class=fmt
+        "image",
+        help="masks for clicks / a box on a photo",
+        description=_wrap(
+            "Segment a photo from clicks and/or a box (the official image predictor notebook): writes "
+            "mask_<rank>.png (best first), overlay.png and scores.json to --out."
+        ),
+        epilog=EPILOGS["image"],
+        formatter_class=fmt,
     )
     sp.add_argument("photo", help="image file (JPEG, PNG, ...)")
     sp.add_argument(
         "--point",
         type=parse_point,
         action="append",
-        help="x,y[,label] in pixels; label 1 (default) positive, 0 negative; repeatable",
+        metavar="X,Y[,L]",
+        help="click x,y in pixels; label L 1 (default) positive, 0 negative; repeatable",
     )
-    sp.add_argument("--box", type=parse_box, help="x0,y0,x1,y1 in pixels")
+    sp.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="box in pixels")
     sp.add_argument("--multimask", action="store_true", help="write the three candidate masks (best first)")
     add_model_args(sp)
     common(sp, "out/image")
     sp.set_defaults(func=cmd_image)
 
     sp = sub.add_parser(
-        "auto", help="all masks of a photo (automatic mask generator)", epilog=EPILOGS["auto"], formatter_class=fmt
+        "auto",
+        help="all masks of a photo (automatic mask generator)",
+        description=_wrap(
+            "All masks of a photo from a grid of clicks (the official automatic mask generator, same "
+            "parameters): writes masks.json (records with COCO RLE segmentations) and overlay.png to --out."
+        ),
+        epilog=EPILOGS["auto"],
+        formatter_class=fmt,
     )
     sp.add_argument("photo", help="image file")
     for name, typ, default, help_ in AMG_FLAGS:
@@ -642,13 +662,31 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, "out/auto")
     sp.set_defaults(func=cmd_auto)
 
-    sp = sub.add_parser("video", help="track objects through a video", epilog=EPILOGS["video"], formatter_class=fmt)
+    sp = sub.add_parser(
+        "video",
+        help="track objects through a video",
+        description=_wrap(
+            "Track objects through a video (the official video predictor notebook). Prompts are read in "
+            "order: --point/--box/--mask belong to the object and frame named last before them (--obj 1 and --frame 0 "
+            "until given). Tracking runs forward from the first prompted frame."
+        ),
+        epilog=EPILOGS["video"],
+        formatter_class=fmt,
+    )
     sp.add_argument("video", help="folder of frames (00000.jpg, ...) or a video file (MP4, ...)")
-    sp.add_argument("--obj", type=int, action=_PromptAction, help="object id (1..255) of the prompts that follow")
-    sp.add_argument("--frame", type=int, action=_PromptAction, help="frame index of the prompts that follow")
-    sp.add_argument("--point", type=parse_point, action=_PromptAction, help="x,y[,label] click (repeatable)")
-    sp.add_argument("--box", type=parse_box, action=_PromptAction, help="x0,y0,x1,y1 box")
-    sp.add_argument("--mask", action=_PromptAction, help="PNG mask (nonzero = object) of the video's size")
+    sp.add_argument(
+        "--obj", type=int, action=_PromptAction, metavar="ID", help="object id (1..255) of the prompts that follow"
+    )
+    sp.add_argument(
+        "--frame", type=int, action=_PromptAction, metavar="N", help="frame index of the prompts that follow"
+    )
+    sp.add_argument(
+        "--point", type=parse_point, action=_PromptAction, metavar="X,Y[,L]", help="x,y[,label] click (repeatable)"
+    )
+    sp.add_argument("--box", type=parse_box, action=_PromptAction, metavar="X0,Y0,X1,Y1", help="x0,y0,x1,y1 box")
+    sp.add_argument(
+        "--mask", action=_PromptAction, metavar="PNG", help="PNG mask (nonzero = object) of the video's size"
+    )
     sp.add_argument("--max-frames", type=int, help="track at most this many frames from the first prompted one")
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")
     sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")
