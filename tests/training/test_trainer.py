@@ -31,6 +31,7 @@ def _losses(workdir):
         return {r["step"]: r["core_loss"] for r in map(json.loads, f) if "core_loss" in r}
 
 
+@pytest.mark.slow  # three short runs; about 5 CPU-minutes, most of it compiling the update
 def test_resumed_run_continues_with_the_same_losses(tmp_path):
     c = _config()
     full = trainer.train_and_evaluate(c, str(tmp_path / "full"))["losses"]
