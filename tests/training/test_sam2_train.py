@@ -126,3 +126,27 @@ def test_loss_and_gradients_match_official(scenario):
     worst = sorted(rel.items(), key=lambda kv: -kv[1])[:5]
     print(f"{scenario}: losses {ref_losses}; grad norm {total:.4g}; worst relative errors {worst}")
     assert total > 0 and worst[0][1] < 1e-3, worst
+
+
+def test_prompt_plan_follows_the_official_probabilities():
+    """``sample_prompt_plan`` reproduces ``prepare_prompt_inputs``' distribution (MOSE config): mask / click / box
+    0.5 / 0.25 / 0.25, 1 or 2 initial frames, an extra corrected frame in 1/8 of the clips, GT clicks at 0.1."""
+    cfg = _config()
+    rng = np.random.default_rng(0)
+    n = 4000
+    plans = [st.sample_prompt_plan(rng, 8, cfg.train.prompts) for _ in range(n)]
+    kind = np.array([p.prompt_type[0] for p in plans])
+    for k, expected in ((st.MASK, 0.5), (st.CLICK, 0.25), (st.BOX, 0.25)):
+        assert abs((kind == k).mean() - expected) < 0.03, (k, (kind == k).mean())
+    assert abs(np.mean([p.init_valid[1] for p in plans]) - 0.5) < 0.03
+    assert abs(np.mean([p.extra_correct_frames[0] >= 0 for p in plans]) - 0.125) < 0.02
+    assert abs(np.mean([p.sample_from_gt.mean() for p in plans]) - 0.1) < 0.01
+    for p in plans[:200]:
+        init = p.init_frames[p.init_valid]
+        track = p.track_frames[p.track_valid]
+        assert init[0] == 0 and sorted(np.concatenate([init, track])) == list(range(8))
+        assert list(track) == sorted(track)
+        if p.extra_correct_frames[0] >= 0:
+            assert p.prompt_type[0] != st.MASK and p.extra_correct_frames[0] in track
+        if p.prompt_type[0] == st.MASK:
+            assert (p.prompt_type[p.init_valid] == st.MASK).all()

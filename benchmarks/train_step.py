@@ -1,0 +1,179 @@
+"""One training step, ours against the official ``SAM2Train``, on the same clip, weights and prompts.
+
+    python benchmarks/train_step.py                       # tiny, 256 px, 3 frames, 2 objects, 2 corrections
+    python benchmarks/train_step.py --image-size 512 --frames 8 --objects 3 --corrections 7 --repeats 2
+
+A step is the forward of the clip (the initial prompt, corrective clicks, tracking through the memory), the loss
+(``MultiStepMultiMasksAndIous``, MOSE weights), the backward and an AdamW update, in float32 on CPU:
+- ours: the jitted update of ``sam2_jax.training`` (``sam2_train.clip_losses`` under ``value_and_grad`` plus the
+  optax AdamW with the official param groups), compiled once (the compile time is reported apart);
+- official: ``SAM2Train.forward_tracking`` + the official loss + ``backward`` + ``torch.optim.AdamW``, eager.
+The prompts are fixed (click with ``center`` corrections, as in ``tests/training/test_sam2_train.py``) so both do
+the same work. Timings interleave the two implementations (``common.time_interleaved``); peak memory is the peak
+RSS (``ru_maxrss``) of a fresh process running only one implementation (``--rss``).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import common  # noqa: E402  (before JAX)
+
+common.ensure_repo_on_path()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--frames", type=int, default=3)
+    p.add_argument("--objects", type=int, default=2)
+    p.add_argument("--corrections", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", choices=["ours", "official"], help="run one implementation (used by --rss)")
+    p.add_argument("--rss", action="store_true", help="also measure the peak RSS of each in a fresh process")
+    return p.parse_args(argv)
+
+
+def _clip(args):
+    from sam2_jax.datasets.synthetic import synthetic_video
+
+    S = args.image_size
+    v = synthetic_video(5, args.frames, S, S, args.objects, hide_prob=0.0, late_start_prob=0.0)
+    return v.frames, v.masks
+
+
+def _plan(args):
+    import numpy as np
+
+    from sam2_jax.training import sam2_train as st
+
+    T = args.frames
+    return st.PromptPlan(
+        init_frames=np.array([0, 0], np.int32),
+        init_valid=np.array([True, False]),
+        prompt_type=np.array([st.CLICK, st.MASK], np.int32),
+        track_frames=np.arange(1, T, dtype=np.int32),
+        track_valid=np.ones(T - 1, bool),
+        extra_correct_frames=np.array([T - 1], np.int32),
+        sample_from_gt=np.zeros((3, args.corrections), bool),
+    )
+
+
+def ours(args):
+    """Returns (step function, compile seconds)."""
+    import time
+
+    import jax
+    import ml_collections
+    import optax
+
+    from configs.train_common import train_config
+    from sam2_jax.build_sam import build_sam2
+    from sam2_jax.training import optimizer as opt_lib
+    from sam2_jax.training import sam2_train as st
+    from tests.reference import converted_params
+
+    cfg = train_config(args.model)
+    cfg.model.image_size = args.image_size
+    p = cfg.train.prompts
+    p.num_correction_pt_per_frame, p.point_sampling, p.box_noise = args.corrections, "center", 0.0
+    init_cfg = ml_collections.ConfigDict(cfg)
+    init_cfg.model.image_size = 256
+    model = build_sam2(init_cfg, None)
+    module = st.training_module(
+        st.SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=model.module.dtype)
+    )
+    fc = ml_collections.FrozenConfigDict(cfg)
+    params = jax.tree.map(jax.numpy.asarray, converted_params(args.model))
+    tx = opt_lib.make_optimizer(params, cfg, 1000)
+    frames, masks = _clip(args)
+    plan = _plan(args)
+
+    @jax.jit
+    def step(params, opt_state):
+        def loss(p):
+            losses, _ = st.clip_losses(module, p, st.normalize_images(frames), masks, plan, jax.random.key(0), fc)
+            return losses["core_loss"]
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    state = [params, tx.init(params)]
+    t0 = time.perf_counter()
+    common.block(step(*state))
+    compile_s = time.perf_counter() - t0
+
+    def run():
+        out = common.block(step(*state))
+        return float(out[2])
+
+    return run, compile_s
+
+
+def official(args):
+    import numpy as np
+    import torch
+
+    from sam2_jax.training import sam2_train as st
+    from tests.training.official import official_clip_forward, official_sam2train
+
+    model = official_sam2train(args.model, args.image_size, args.corrections)
+    model.train(False)
+    frames, masks = _clip(args)
+    images = torch.from_numpy(np.asarray(st.normalize_images(frames)).transpose(0, 3, 1, 2).copy())
+    masks_t = torch.from_numpy(masks)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, weight_decay=0.1)
+
+    def run():
+        opt.zero_grad()
+        losses = official_clip_forward(model, images, masks_t, [0], ["click"], [0, args.frames - 1])
+        losses["core_loss"].backward()
+        opt.step()
+        return float(losses["core_loss"].detach())
+
+    return run
+
+
+def _rss(args, which: str) -> float:
+    argv = [sys.executable, __file__, "--only", which, "--repeats", "1"]
+    argv += ["--model", args.model, "--image-size", str(args.image_size), "--frames", str(args.frames)]
+    argv += ["--objects", str(args.objects), "--corrections", str(args.corrections)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=dict(os.environ))
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    if args.only:
+        fn = ours(args)[0] if args.only == "ours" else official(args)
+        for _ in range(args.repeats):
+            fn()
+        print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
+    ours_fn, compile_s = ours(args)
+    official_fn = official(args)
+    timings = common.time_interleaved({"ours": ours_fn, "official": official_fn}, repeats=args.repeats)
+    print(
+        f"{args.model} {args.image_size}px, {args.frames} frames, {args.objects} objects, "
+        f"{args.corrections} corrections, CPU float32 ({os.cpu_count()} cores)"
+    )
+    print(f"ours: compile {compile_s:.1f} s (first call), loss {ours_fn():.4f}")
+    print(f"official loss {official_fn():.4f} (its AdamW step changes its weights, so later losses drift)")
+    for k, t in timings.items():
+        print(f"{k:9s} {t.median:8.3f} s/step ({t.spread()})")
+    print(f"official / ours: {timings['official'].median / timings['ours'].median:.2f}x")
+    if args.rss:
+        for which in ("ours", "official"):
+            print(f"peak RSS {which}: {_rss(args, which):.0f} MB (fresh process, {args.repeats} step(s) + setup)")
+
+
+if __name__ == "__main__":
+    main()
