@@ -277,9 +277,10 @@ class SAM2ImagePredictor:
             m = np.asarray(mask_logits, np.float32)
             if m.ndim == 3:
                 m = m[None]
-            if m.ndim != 4 or m.shape[1:] != (1, 256, 256):
+            r = self.model.image_size // 4  # the low-res logits' side (256 at the official 1024)
+            if m.ndim != 4 or m.shape[1:] != (1, r, r):
                 raise ValueError(
-                    f"mask_input must be (1, 256, 256) or (B, 1, 256, 256) low-res logits, got {np.shape(mask_logits)}"
+                    f"mask_input must be (1, {r}, {r}) or (B, 1, {r}, {r}) low-res logits, got {np.shape(mask_logits)}"
                 )
             mask = m
         if coords is not None:

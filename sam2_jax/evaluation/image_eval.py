@@ -9,8 +9,6 @@ independent prompts on one image embedding):
 - clicks 2..N at the centre of the larger error region of the current mask (positive on a false negative,
   negative on a false positive), all clicks so far given together, with the previous low-resolution logits as
   ``mask_input`` and ``multimask_output=False``;
-  (a model whose input is not 1024 px has low-res logits of another size, which the port's image predictor does
-  not take as ``mask_input``: its later clicks go without the previous mask);
 - the IoU (``metrics.region_similarity``; 1 when both masks are empty) of the binary mask (logits > 0) at image
   resolution after each click; k-click mIoU is the mean over all masks of all images.
 """
@@ -75,8 +73,7 @@ def click_ious(predictor, image: np.ndarray, gts: np.ndarray, num_clicks: int) -
         masks, scores, logits = predictor.predict(
             point_coords=points,
             point_labels=labels,
-            # The port's image predictor takes 256x256 mask inputs only (a 1024 model's low-res size).
-            mask_input=None if low is None or low.shape[-2:] != (256, 256) else low[:, None],
+            mask_input=None if low is None else low[:, None],
             multimask_output=c == 0,
             return_logits=True,
         )
