@@ -329,7 +329,12 @@ def clip_losses(
     gt = masks.astype(bool)
     k_img, k_init, k_track = jax.random.split(key, 3)
     rngs = None if deterministic else {"dropout": k_img}
-    backbone_out = _apply(module, params, "forward_image", images, deterministic, rngs=rngs)
+    image_params = params
+    if config.train.freeze_image_encoder:
+        # Not updated by the optimiser: no gradient, so XLA drops the encoder's backward pass (the mask decoder's
+        # high-res projections, also applied in forward_image, keep theirs).
+        image_params = {**params, "image_encoder": jax.lax.stop_gradient(params["image_encoder"])}
+    backbone_out = _apply(module, image_params, "forward_image", images, deterministic, rngs=rngs)
     fl, pl = _apply(module, params, "prepare_backbone_features", backbone_out)
     feats = FrameFeatures(fl[-1], pl[-1], tuple(fl[:-1]))  # each (T, ...)
 
