@@ -142,10 +142,11 @@ def test_parity_with_official(photo):
     [
         ("truck.jpg", dict(points_per_side=16)),
         ("groceries.jpg", dict(points_per_side=16)),
-        ("truck.jpg", dict(points_per_side=8, crop_n_layers=1, crop_n_points_downscale_factor=2)),
-        ("groceries.jpg", dict(points_per_side=8, use_m2m=True)),
+        ("truck.jpg", dict(points_per_side=8, crop_n_layers=1, crop_n_points_downscale_factor=2, crop_nms_thresh=1.0)),
+        ("groceries.jpg", dict(points_per_side=8, use_m2m=True, pred_iou_thresh=0.0, stability_score_thresh=0.0)),
         ("truck.jpg", dict(points_per_side=8, multimask_output=False, points_per_batch=24, pred_iou_thresh=0.0)),
     ],
+    ids=["truck-16x16", "groceries-16x16", "truck-crops", "groceries-m2m", "truck-single-mask"],
 )
 def test_parity_with_official_more(photo, extra):
     kwargs = dict(dict(points_per_batch=64, **RELAXED), **extra)
