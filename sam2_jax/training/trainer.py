@@ -259,6 +259,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar = _progress(start, t.total_steps)
     t_last = time.perf_counter()
     batches = data_lib.batches(source, config, start)
+    acc, n_acc = None, 0
+    last_logged = start
     try:
         for step, batch in batches:
             if step >= stop:
@@ -266,10 +268,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             put = functools.partial(jax.device_put, device=bs)
             state, m = step_fn(state, put(batch["frames"]), put(batch["masks"]), jax.tree.map(put, batch["plan"]), key)
             done = step + 1
+            # Logged metrics are means over the steps since the last log (summed on the device, no sync).
+            acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
+            n_acc += 1
             if done % t.log_every == 0 or done == stop:
-                metrics = {k: float(v) for k, v in m.items()}
+                metrics = {k: float(v) / n_acc for k, v in acc.items()}
+                metrics["last_core_loss"] = float(m["core_loss"])
+                acc, n_acc = None, 0
                 now = time.perf_counter()
-                metrics["step_time"] = (now - t_last) / (t.log_every if done % t.log_every == 0 else 1)
+                metrics["step_time"] = (now - t_last) / max(done - last_logged, 1)
+                last_logged = done
                 t_last = now
                 logger.write(done, metrics)
                 losses[done] = metrics["core_loss"]
