@@ -243,6 +243,11 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     compiled = tstep.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), 0).compile()
     seconds = time.perf_counter() - t0
     xla = common.compiled_flops(compiled)
+    try:
+        temp = compiled.memory_analysis().temp_size_in_bytes
+    except Exception:  # optional per backend
+        temp = None
+    pred._aot_temp_bytes = temp
 
     def fn(params, st, images, idxs):
         return tstep.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
@@ -268,10 +273,12 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
         r[f"compile {dt}"] = secs
         r[f"xla flops {dt}"] = xla
         r[f"jaxpr flops {dt}"] = jaxpr_per_frame
+        temp = getattr(pred, "_aot_temp_bytes", None)
         print(
             f"  {n_obj} obj: ahead-of-time compile of our {dt} chunk ({chunk} frames): {secs:.1f} s; "
             f"XLA cost analysis {0 if xla is None else xla / 1e9:.0f} GFLOP per step; "
-            f"matmul+conv on the jaxpr {jaxpr_per_frame / 1e9:.0f}{'+' if inexact else ''} GFLOP per frame",
+            f"matmul+conv on the jaxpr {jaxpr_per_frame / 1e9:.0f}{'+' if inexact else ''} GFLOP per frame; "
+            f"XLA temp buffers {'?' if temp is None else f'{temp / 2**30:.2f} GiB'}",
             flush=True,
         )
 
@@ -382,6 +389,14 @@ def print_speed_table(report, args, peaks) -> None:
         f"{args.frames // args.chunk} chunks of {args.chunk} frames after {args.warmup_frames} warm-up frames; "
         "official/ours > 1: ours is faster; bf16 lines compare with the official float32",
     )
+    if peaks and "torch f32" in peaks:
+        k = peaks["torch f32"] / peaks["jax f32"]
+        pf = [(r["objects"], r["per frame"]) for r in report]
+        adj = ", ".join(f"{n} obj {k * p['official'] / p['float32']:.2f}x" for n, p in pf)
+        print(
+            f"  same-run 2048^2 matmul: torch f32 {peaks['torch f32']:.0f} / jax f32 {peaks['jax f32']:.0f} GFLOP/s "
+            f"= {k:.2f} (under load torch's OpenMP threads lose more than XLA's pool); off/ours f32 scaled by it: {adj}"
+        )
     for r in report:
         lo, hi = r["spread"]["official"]
         s = f"  {r['objects']} obj: official s/frame min {lo:.2f} max {hi:.2f}"
