@@ -80,15 +80,17 @@ def resolve_config(config: Any) -> ml_collections.ConfigDict:
 
 def param_shapes(module: SAM2Base) -> dict[tuple[str, ...], tuple[int, ...]]:
     """Shapes of every param of ``module`` (from ``jax.eval_shape``, nothing is computed)."""
-    size = 64  # any multiple of the backbone's stride works for shapes; small keeps tracing cheap
-    x = jax.ShapeDtypeStruct((1, size * 16, size * 16, 3), jnp.float32)
+    s = module.image_size  # the prompt encoder's dense position encoding is sized by the config
+    x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
     return {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
 
 
 def init_params(module: SAM2Base, seed: int = 0) -> dict:
-    """Fresh random params (training from scratch); computed at a small input size."""
-    x = jnp.zeros((1, 256, 256, 3), jnp.float32)
+    """Fresh random params (training from scratch). Traced at the model's own input size (the prompt encoder's
+    dense position encoding is sized by it); only the params are returned, so XLA drops the forward pass."""
+    s = module.image_size
+    x = jnp.zeros((1, s, s, 3), jnp.float32)
     return jax.jit(lambda x: module.init(jax.random.PRNGKey(seed), x))(x)["params"]
 
 
