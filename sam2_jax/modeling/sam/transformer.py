@@ -27,6 +27,37 @@ from sam2_jax.modeling.sam2_utils import MLP
 Dtype = Any
 
 
+# Most attention-score elements held at once (128 MB in float32). Larger score matrices are computed a block of
+# queries at a time: 8 objects attending 4096 queries to 28,736 memory tokens would otherwise hold 3.8 GB of scores
+# per layer (plus the softmax's copies) and exhaust a 24 GB host; each query row's numbers are unchanged.
+SCORE_BUDGET = 2**25
+
+
+def _query_block(batch_heads: int, num_queries: int, num_keys: int) -> int:
+    """The largest divisor of ``num_queries`` whose score block fits ``SCORE_BUDGET`` elements (at least 1)."""
+    limit = max(1, SCORE_BUDGET // max(1, batch_heads * num_keys))
+    if num_queries <= limit:
+        return num_queries
+    block = limit
+    while num_queries % block:
+        block -= 1
+    return block
+
+
+def _sdpa(q, k, v, dtype, key_mask, dropout_rate, dropout_rng):
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    # (B, h, Nq, d) x (B, h, Nk, d) -> (B, h, Nq, Nk)
+    s = jnp.einsum("bhqd,bhkd->bhqk", (q * scale).astype(dtype), k.astype(dtype), preferred_element_type=jnp.float32)
+    if key_mask is not None:
+        s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
+    p = jax.nn.softmax(s, axis=-1)
+    if dropout_rate > 0.0 and dropout_rng is not None:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, p.shape)
+        p = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
+    # (B, h, Nq, Nk) x (B, h, Nk, d) -> (B, h, Nq, d)
+    return jnp.einsum("bhqk,bhkd->bhqd", p.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+
+
 def scaled_dot_product_attention(
     q: jax.Array,
     k: jax.Array,
@@ -36,20 +67,20 @@ def scaled_dot_product_attention(
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
 ) -> jax.Array:
-    """softmax(q k^T / sqrt(d)) v for q (B, h, Nq, d), k/v (B, h, Nk, d); key_mask (B, Nk) bool or None."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    # (B, h, Nq, d) x (B, h, Nk, d) -> (B, h, Nq, Nk)
-    s = jnp.einsum(
-        "bhqd,bhkd->bhqk", (q * scale).astype(dtype), k.astype(dtype), preferred_element_type=jnp.float32
-    )
-    if key_mask is not None:
-        s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
-    p = jax.nn.softmax(s, axis=-1)
-    if dropout_rate > 0.0 and dropout_rng is not None:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, p.shape)
-        p = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
-    # (B, h, Nq, Nk) x (B, h, Nk, d) -> (B, h, Nq, d)
-    return jnp.einsum("bhqk,bhkd->bhqd", p.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+    """softmax(q k^T / sqrt(d)) v for q (B, h, Nq, d), k/v (B, h, Nk, d); key_mask (B, Nk) bool or None.
+
+    Without dropout, score matrices above ``SCORE_BUDGET`` elements are computed in blocks of queries
+    (``lax.map``, differentiable), so memory stays bounded however many objects are batched.
+    """
+    B, h, Nq, d = q.shape
+    block = Nq if dropout_rate > 0.0 and dropout_rng is not None else _query_block(B * h, Nq, k.shape[2])
+    if block == Nq:
+        return _sdpa(q, k, v, dtype, key_mask, dropout_rate, dropout_rng)
+    # (B, h, Nq, d) -> (Nq / block, B, h, block, d)
+    qs = q.reshape(B, h, Nq // block, block, d).transpose(2, 0, 1, 3, 4)
+    out = jax.lax.map(lambda qb: _sdpa(qb, k, v, dtype, key_mask, 0.0, None), qs)
+    # (Nq / block, B, h, block, d) -> (B, h, Nq, d)
+    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, Nq, d)
 
 
 class Attention(nn.Module):
@@ -84,9 +115,7 @@ class Attention(nn.Module):
     def _attend(self, q, k, v, key_mask, deterministic):
         use_dropout = not deterministic and self.dropout > 0.0
         rng = self.make_rng("dropout") if use_dropout else None
-        out = scaled_dot_product_attention(
-            q, k, v, self.dtype, key_mask, self.dropout if use_dropout else 0.0, rng
-        )
+        out = scaled_dot_product_attention(q, k, v, self.dtype, key_mask, self.dropout if use_dropout else 0.0, rng)
         return self.out_proj(self._recombine_heads(out))
 
     def __call__(
@@ -232,13 +261,9 @@ class TwoWayTransformer(nn.Module):
           ``(queries (B, N, C), keys (B, h*w, C))``: the processed tokens and image features.
         """
         if image_embedding.ndim != 4 or image_embedding.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"image_embedding should be (B, h, w, {self.embedding_dim}), got {image_embedding.shape}"
-            )
+            raise ValueError(f"image_embedding should be (B, h, w, {self.embedding_dim}), got {image_embedding.shape}")
         if image_pe.shape != image_embedding.shape:
-            raise ValueError(
-                f"image_pe shape {image_pe.shape} differs from image_embedding {image_embedding.shape}"
-            )
+            raise ValueError(f"image_pe shape {image_pe.shape} differs from image_embedding {image_embedding.shape}")
         b, h, w, c = image_embedding.shape
         # (B, h, w, C) -> (B, h*w, C)
         keys = image_embedding.reshape(b, h * w, c)
