@@ -17,7 +17,6 @@ Not done here: several hosts (``jax.distributed.initialize`` and per-host data s
 batches, the official augmentations other than the horizontal flip (see ``data.py``).
 """
 
-import dataclasses
 import functools
 import json
 import os
@@ -34,7 +33,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sam2_jax.build_sam import build_sam2
-from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.training import data as data_lib
 from sam2_jax.training import optimizer as opt_lib
 from sam2_jax.training import sam2_train
@@ -182,16 +180,9 @@ def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def _build_model(config: ml_collections.ConfigDict):
-    """The model at the configured input size. Random params are made at 256 px (``init_params`` runs a forward
-    at that size; no param depends on the input size) and used at any size."""
+    """The model at the configured input size: from ``train.init_checkpoint``, or random params (``train.seed``)."""
     t = config.train
-    if t.init_checkpoint:
-        return build_sam2(config, t.init_checkpoint, dtype=t.compute_dtype)
-    init_config = ml_collections.ConfigDict(config)
-    init_config.model.image_size = 256
-    model = build_sam2(init_config, None, dtype=t.compute_dtype, seed=t.seed)
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model), dtype=model.module.dtype)
-    return dataclasses.replace(model, module=module, config=config)
+    return build_sam2(config, t.init_checkpoint or None, dtype=t.compute_dtype, seed=t.seed)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
