@@ -95,9 +95,7 @@ def time_fn(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> Timing:
     return Timing(warmup=times[:warmup], runs=times[warmup:])
 
 
-def time_interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1
-) -> dict[str, Timing]:
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1) -> dict[str, Timing]:
     """Times several implementations of the same work, alternating them run by run (each warmed up first).
 
     On a machine shared with other jobs the load drifts over minutes; alternating puts each implementation

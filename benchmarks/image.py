@@ -37,9 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-images", type=int, default=4, help="images for set_image_batch (0: skip)")
     p.add_argument("--image", default=None, help="photo (default ../shared/data/images/truck.jpg)")
     p.add_argument("--malloc", action="store_true", help="re-exec with GLIBC_TUNABLES (see REFERENCE.md)")
-    p.add_argument(
-        "--profile", action="store_true", help="time the encoder's pieces (auto if ours is slower)"
-    )
+    p.add_argument("--profile", action="store_true", help="time the encoder's pieces (auto if ours is slower)")
     p.add_argument("--no-profile", action="store_true", help="never time the encoder's pieces")
     p.add_argument("--skip-peaks", action="store_true", help="skip the matmul peak measurement")
     p.add_argument(
@@ -209,9 +207,7 @@ def check_bf16(ref, preds, image) -> tuple[bool, list[str]]:
     out = {}
     for name, p in (("official", ref), *preds.items()):
         p.set_image(image)
-        logits, iou, _ = p.predict(
-            point_coords=pt, point_labels=lbl, multimask_output=True, return_logits=True
-        )
+        logits, iou, _ = p.predict(point_coords=pt, point_labels=lbl, multimask_output=True, return_logits=True)
         emb = p.get_image_embedding()
         emb = emb.numpy() if hasattr(emb, "numpy") else np.asarray(emb)
         out[name] = (np.asarray(logits, np.float32), np.asarray(iou, np.float32), emb)
@@ -253,9 +249,7 @@ def profile_encoder(official, ours, image, repeats) -> None:
     from sam2_jax.utils.transforms import SAM2Transforms
 
     m32 = ours["float32"]
-    x = jnp.asarray(SAM2Transforms(resolution=m32.image_size, mask_threshold=0.0)(image))[
-        None
-    ]  # (1, S, S, 3)
+    x = jnp.asarray(SAM2Transforms(resolution=m32.image_size, mask_threshold=0.0)(image))[None]  # (1, S, S, 3)
     trunk_t = official.image_encoder.trunk
     totals = np.zeros(3)
 
@@ -270,9 +264,7 @@ def profile_encoder(official, ours, image, repeats) -> None:
             t = common.time_interleaved(fns, repeats)
         ms = np.array([t[k].median for k in ("float32", "bfloat16", "official")])
         totals[:] += ms
-        print(
-            f"{what:<46}" + "".join(f"{v * 1e3:>10.1f}" for v in ms) + f"{ms[2] / ms[0]:>9.2f}x", flush=True
-        )
+        print(f"{what:<46}" + "".join(f"{v * 1e3:>10.1f}" for v in ms) + f"{ms[2] / ms[0]:>9.2f}x", flush=True)
         return fns["float32"]()
 
     print(f"{'piece (batch 1)':<46}{'f32 ms':>10}{'bf16 ms':>10}{'off ms':>10}{'off/f32':>10}")
@@ -321,11 +313,7 @@ def profile_encoder(official, ours, image, repeats) -> None:
             (feats[0], feats[1]),
             lambda: (dec.conv_s0(f0t), dec.conv_s1(f1t)),
         )
-    print(
-        f"{'sum of pieces':<46}"
-        + "".join(f"{v * 1e3:>10.1f}" for v in totals)
-        + f"{totals[2] / totals[0]:>9.2f}x"
-    )
+    print(f"{'sum of pieces':<46}" + "".join(f"{v * 1e3:>10.1f}" for v in totals) + f"{totals[2] / totals[0]:>9.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,9 +45,7 @@ def test_recorder_forward_and_reverse(tmp_path):
     casts = memory_casts(predictor)
 
     with VideoRecorder(predictor) as rec:
-        _, obj_ids, click_masks = predictor.add_new_points_or_box(
-            state, 0, 5, points=[[480, 270]], labels=[1]
-        )
+        _, obj_ids, click_masks = predictor.add_new_points_or_box(state, 0, 5, points=[[480, 270]], labels=[1])
         forward = propagate(predictor, state)
     assert obj_ids == [5] and [t for t, _, _ in forward] == [0, 1, 2, 3]
     clicks, memories, tracked = rec.of_kind("points"), rec.of_kind("memory"), rec.of_kind("propagate")
@@ -58,9 +56,7 @@ def test_recorder_forward_and_reverse(tmp_path):
     # The records are the tensors the predictor itself uses: its video-resolution outputs are their resizes.
     np.testing.assert_allclose(click_masks.numpy(), video_res(clicks[0].pred_masks, hw), rtol=0, atol=1e-5)
     for (t, _, masks), r in zip(forward, [clicks[0], *tracked], strict=True):
-        np.testing.assert_allclose(
-            masks, video_res(r.pred_masks, hw), rtol=0, atol=1e-5, err_msg=f"frame {t}"
-        )
+        np.testing.assert_allclose(masks, video_res(r.pred_masks, hw), rtol=0, atol=1e-5, err_msg=f"frame {t}")
     assert memory_casts(predictor) == casts  # forward memories always meet a float32 pointer
 
     # Reverse from frame 3: no prompted frame at or after it and no frame 4, so no pointer joins the bfloat16

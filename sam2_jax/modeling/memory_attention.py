@@ -104,9 +104,7 @@ class MemoryAttentionLayer(nn.Module):
         attn = self.cross_attn_image
         if self.pos_enc_at_cross_attn_keys:
             if pos is None:
-                raise ValueError(
-                    "pos_enc_at_cross_attn_keys=True needs the memory position encoding, got None"
-                )
+                raise ValueError("pos_enc_at_cross_attn_keys=True needs the memory position encoding, got None")
             k_in = memory + pos
         else:
             k_in = memory
@@ -114,9 +112,7 @@ class MemoryAttentionLayer(nn.Module):
         v = attn._separate_heads(attn.v_proj(memory))
         num_k_rope = k.shape[2] - num_k_exclude_rope
         if num_k_rope < 0:
-            raise ValueError(
-                f"num_k_exclude_rope={num_k_exclude_rope} exceeds the {k.shape[2]} memory tokens"
-            )
+            raise ValueError(f"num_k_exclude_rope={num_k_exclude_rope} exceeds the {k.shape[2]} memory tokens")
         if num_k_rope % num_queries or (num_k_rope not in (0, num_queries) and not attn.rope_k_repeat):
             raise ValueError(
                 f"{num_k_rope} rotated memory tokens are not a whole number of {num_queries}-token frames "
@@ -163,9 +159,7 @@ class MemoryAttentionLayer(nn.Module):
         tgt = self._forward_ca(tgt, memory_kv, query_pos, memory_mask, deterministic)
         tgt2 = self.norm3(tgt)
         tgt2 = self.linear1(tgt2)
-        tgt2 = self.linear2(
-            self.ff_dropout(get_activation_fn(self.activation)(tgt2), deterministic=deterministic)
-        )
+        tgt2 = self.linear2(self.ff_dropout(get_activation_fn(self.activation)(tgt2), deterministic=deterministic))
         return tgt + self.dropout3(tgt2, deterministic=deterministic)
 
     def __call__(
@@ -231,9 +225,7 @@ class MemoryAttention(nn.Module):
         """
         if memory_pos is not None and memory_pos.shape != memory.shape:
             raise ValueError(f"memory_pos shape {memory_pos.shape} differs from memory shape {memory.shape}")
-        return tuple(
-            layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens) for layer in self.layers
-        )
+        return tuple(layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens) for layer in self.layers)
 
     def attend(
         self,

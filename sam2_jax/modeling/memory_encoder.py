@@ -175,9 +175,7 @@ class MemoryEncoder(nn.Module):
           ``{"vision_features": (B, H, W, out_dim), "vision_pos_enc": [(B, H, W, out_dim)]}``.
         """
         if pix_feat.ndim != 4 or masks.ndim != 4 or masks.shape[-1] != 1:
-            raise ValueError(
-                f"expected NHWC pix_feat and (B, H, W, 1) masks, got {pix_feat.shape}, {masks.shape}"
-            )
+            raise ValueError(f"expected NHWC pix_feat and (B, H, W, 1) masks, got {pix_feat.shape}, {masks.shape}")
         if not skip_mask_sigmoid:
             # Logits become probabilities, closer to the binary ground-truth masks seen in training.
             masks = jax.nn.sigmoid(masks)

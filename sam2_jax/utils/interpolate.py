@@ -165,9 +165,7 @@ def interpolate(
         raise ValueError(f"expected an (..., H, W, C) array, got shape {x.shape}")
     in_hw = tuple(int(d) for d in x.shape[-3:-1])
     if (size is None) == (scale_factor is None):
-        raise ValueError(
-            f"give exactly one of size and scale_factor, got size={size}, scale_factor={scale_factor}"
-        )
+        raise ValueError(f"give exactly one of size and scale_factor, got size={size}, scale_factor={scale_factor}")
     if size is not None:
         out_hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
         scales = (None, None)

@@ -33,9 +33,7 @@ def _fan_in(shape: tuple[int, ...], tf: str) -> int:
     return int(shape[1] * np.prod(shape[2:])) if len(shape) > 1 else int(shape[0])
 
 
-def random_state_dict(
-    shapes: dict[str, tuple[int, ...]], table: list[Entry], seed: int = 0
-) -> dict[str, np.ndarray]:
+def random_state_dict(shapes: dict[str, tuple[int, ...]], table: list[Entry], seed: int = 0) -> dict[str, np.ndarray]:
     """Random float32 tensors for every key of ``table`` with the given official (torch-layout) shapes."""
     by_key = {k: (p, tf) for p, k, tf in table}
     missing = set(by_key) - set(shapes)
@@ -50,9 +48,11 @@ def random_state_dict(
         if leaf == "kernel":
             b = WEIGHT_GAIN / np.sqrt(_fan_in(shape, tf))
             v = rng.uniform(-b, b, shape)
-        elif leaf == "bias" and key.replace(".bias", ".weight") in by_key and by_key[
-            key.replace(".bias", ".weight")
-        ][0][-1] == "kernel":
+        elif (
+            leaf == "bias"
+            and key.replace(".bias", ".weight") in by_key
+            and by_key[key.replace(".bias", ".weight")][0][-1] == "kernel"
+        ):
             wkey = key.replace(".bias", ".weight")
             b = 1.0 / np.sqrt(_fan_in(tuple(shapes[wkey]), by_key[wkey][1]))
             v = rng.uniform(-b, b, shape)

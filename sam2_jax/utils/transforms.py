@@ -99,9 +99,7 @@ class SAM2Transforms:
         """A list of images (any sizes) -> ``(B, resolution, resolution, 3)``."""
         return jnp.stack([self(img) for img in img_list], axis=0)
 
-    def transform_coords(
-        self, coords, normalize: bool = False, orig_hw: tuple[int, int] | None = None
-    ) -> jax.Array:
+    def transform_coords(self, coords, normalize: bool = False, orig_hw: tuple[int, int] | None = None) -> jax.Array:
         """Point coordinates ``(..., 2)`` as ``(x, y)`` -> model input coordinates in ``[0, resolution]``.
 
         Args:
@@ -120,9 +118,7 @@ class SAM2Transforms:
             coords = _divide(coords, jnp.asarray([w, h], jnp.float32))
         return coords * self.resolution
 
-    def transform_boxes(
-        self, boxes, normalize: bool = False, orig_hw: tuple[int, int] | None = None
-    ) -> jax.Array:
+    def transform_boxes(self, boxes, normalize: bool = False, orig_hw: tuple[int, int] | None = None) -> jax.Array:
         """Boxes ``(B, 4)`` as ``(x0, y0, x1, y1)`` -> corners ``(B, 2, 2)`` in model input coordinates."""
         boxes = jnp.asarray(boxes, jnp.float32)
         if boxes.size % 4:

@@ -49,9 +49,7 @@ def _encoder_fn(name: str):
 
     @jax.jit
     def run(params, x):
-        out, state = enc.apply(
-            {"params": params}, x, capture_intermediates=lambda m, method: isinstance(m, Hiera)
-        )
+        out, state = enc.apply({"params": params}, x, capture_intermediates=lambda m, method: isinstance(m, Hiera))
         return out, state["intermediates"]["trunk"]["__call__"][0]
 
     return run
@@ -73,9 +71,7 @@ def run_both(name: str, image: str, size: int):
     finally:
         hook.remove()
     ref_trunk = captured[0]
-    ref = {
-        k: [nchw_to_nhwc(t) for t in v] if isinstance(v, list) else nchw_to_nhwc(v) for k, v in ref.items()
-    }
+    ref = {k: [nchw_to_nhwc(t) for t in v] if isinstance(v, list) else nchw_to_nhwc(v) for k, v in ref.items()}
     return (ours, trunk), (ref, [nchw_to_nhwc(t) for t in ref_trunk])
 
 
@@ -131,9 +127,7 @@ def test_neck_on_official_trunk_outputs():
 
     feats = run_both(TINY, "random", 512)[1][1]
     with torch.no_grad():
-        ref_out, ref_pos = official_model(TINY).image_encoder.neck(
-            [to_torch(f.transpose(0, 3, 1, 2)) for f in feats]
-        )
+        ref_out, ref_pos = official_model(TINY).image_encoder.neck([to_torch(f.transpose(0, 3, 1, 2)) for f in feats])
     neck = image_encoder_from_config(get_config(TINY).model.image_encoder).neck
     out, pos = jax.jit(neck.apply)({"params": component_params("image_encoder.neck", TINY)}, feats)
     for i in range(4):
@@ -153,10 +147,7 @@ def test_neck_bilinear_avg_all_levels():
     theirs = TorchFpnNeck(TorchSine(256), 256, channels, fpn_interp_model="bilinear", fuse_type="avg").eval()
     theirs.load_state_dict({k: to_torch(v) for k, v in _neck_state_dict().items()})
     rng = np.random.default_rng(2)
-    xs = [
-        rng.standard_normal((1, 32 // 2**i, 24 // 2**i, c)).astype(np.float32)
-        for i, c in enumerate(channels[::-1])
-    ]
+    xs = [rng.standard_normal((1, 32 // 2**i, 24 // 2**i, c)).astype(np.float32) for i, c in enumerate(channels[::-1])]
     with torch.no_grad():
         ref_out, ref_pos = theirs([to_torch(x.transpose(0, 3, 1, 2)) for x in xs])
     ours = FpnNeck(PositionEmbeddingSine(256), 256, channels, fpn_interp_model="bilinear", fuse_type="avg")

@@ -35,9 +35,7 @@ def _official_attention(name, curr, memory, curr_pos, memory_pos, num_ptr):
     import torch
 
     torch.set_num_threads(2)
-    seq = [
-        to_torch(a.transpose(1, 0, 2)) for a in (curr, memory, curr_pos, memory_pos)
-    ]  # (B, N, C) -> (N, B, C)
+    seq = [to_torch(a.transpose(1, 0, 2)) for a in (curr, memory, curr_pos, memory_pos)]  # (B, N, C) -> (N, B, C)
     with torch.no_grad():
         out = official_model(name).memory_attention(
             curr=seq[0], memory=seq[1], curr_pos=seq[2], memory_pos=seq[3], num_obj_ptr_tokens=num_ptr
@@ -51,9 +49,7 @@ def _check_attention(name, side, num_frames, num_ptr, atol):
     ours = np.asarray(_run_attention(module, component_params("memory_attention", name), *inputs, num_ptr))
     ref = _official_attention(name, *inputs, num_ptr)
     err = np.abs(ours - ref).max()
-    print(
-        f"memory attention {name} {side}x{side}, {num_frames} frames + {num_ptr} ptrs: max abs err {err:.2e}"
-    )
+    print(f"memory attention {name} {side}x{side}, {num_frames} frames + {num_ptr} ptrs: max abs err {err:.2e}")
     np.testing.assert_allclose(ours, ref, rtol=0, atol=atol)
 
 
@@ -71,9 +67,7 @@ def test_memory_attention_full_size_matches_official():
 
 def _random_params(module, *args, seed: int = 0, **static_kwargs):
     """PyTorch-like random params from the shapes alone (``module.init`` compiles for half a minute here)."""
-    shapes = jax.eval_shape(functools.partial(module.init, jax.random.key(0), **static_kwargs), *args)[
-        "params"
-    ]
+    shapes = jax.eval_shape(functools.partial(module.init, jax.random.key(0), **static_kwargs), *args)["params"]
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
@@ -99,9 +93,7 @@ def test_memory_mask_equals_removed_slots():
     keep[num_frames * hw + np.array([0, 3])] = False
     mask = np.broadcast_to(keep, memory.shape[:2])
     masked = _run_attention(module, params, curr, memory, curr_pos, memory_pos, num_ptr, mask)
-    removed = _run_attention(
-        module, params, curr, memory[:, keep], curr_pos, memory_pos[:, keep], num_ptr - 2
-    )
+    removed = _run_attention(module, params, curr, memory[:, keep], curr_pos, memory_pos[:, keep], num_ptr - 2)
     full = _run_attention(module, params, curr, memory, curr_pos, memory_pos, num_ptr)
     print(f"memory mask vs removed slots: max abs err {np.abs(masked - removed).max():.2e}")
     np.testing.assert_allclose(masked, removed, rtol=0, atol=1e-5)
@@ -119,9 +111,7 @@ def test_memory_mask_per_batch_row():
     mask[1, :hw] = False
     masked = np.asarray(_run_attention(module, params, curr, memory, curr_pos, memory_pos, num_ptr, mask))
     full = np.asarray(_run_attention(module, params, curr, memory, curr_pos, memory_pos, num_ptr))
-    removed = np.asarray(
-        _run_attention(module, params, curr, memory[:, hw:], curr_pos, memory_pos[:, hw:], num_ptr)
-    )
+    removed = np.asarray(_run_attention(module, params, curr, memory[:, hw:], curr_pos, memory_pos[:, hw:], num_ptr))
     np.testing.assert_allclose(masked[0], full[0], rtol=0, atol=1e-5)
     np.testing.assert_allclose(masked[1], removed[1], rtol=0, atol=1e-5)
 
@@ -188,9 +178,7 @@ def _check_encoder(name, skip_mask_sigmoid, side, atol):
     if skip_mask_sigmoid:
         masks = (masks > 0).astype(np.float32)
     module = MemoryEncoder.from_config(get_config(name).model.memory_encoder)
-    feats, pos = _run_encoder(
-        module, component_params("memory_encoder", name), pix_feat, masks, skip_mask_sigmoid
-    )
+    feats, pos = _run_encoder(module, component_params("memory_encoder", name), pix_feat, masks, skip_mask_sigmoid)
     with torch.no_grad():
         ref = official_model(name).memory_encoder(
             to_torch(pix_feat.transpose(0, 3, 1, 2)),  # (B, H, W, C) -> (B, C, H, W)

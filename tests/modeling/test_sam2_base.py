@@ -53,8 +53,12 @@ def _compare_heads(ref, ours, atol):
 @requires_torch
 @pytest.mark.parametrize(
     "multimask,with_mask",
-    [(True, False), (False, True), pytest.param(True, True, marks=pytest.mark.slow),
-     pytest.param(False, False, marks=pytest.mark.slow)],
+    [
+        (True, False),
+        (False, True),
+        pytest.param(True, True, marks=pytest.mark.slow),
+        pytest.param(False, False, marks=pytest.mark.slow),
+    ],
 )
 def test_forward_sam_heads(multimask, with_mask):
     import torch

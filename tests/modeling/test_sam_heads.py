@@ -153,9 +153,7 @@ def decoder_inputs(batch: int, image_batch: int, seed: int = 0):
     return img, (f0, f1)
 
 
-def run_decoders(
-    dec_t, decoder, params, img, pe_t, sparse, dense, multimask, repeat_image, high_res, training=False
-):
+def run_decoders(dec_t, decoder, params, img, pe_t, sparse, dense, multimask, repeat_image, high_res, training=False):
     """Both decoders on the same inputs (official layout in); returns (ours, official) as numpy tuples."""
     import torch
 
@@ -207,14 +205,9 @@ def official_decoder_variant(**kw):
     )
     args.update(kw)
     torch.manual_seed(1)
-    dec_t = TorchMaskDecoder(
-        transformer=TorchTwoWay(depth=2, embedding_dim=DIM, mlp_dim=2048, num_heads=8), **args
-    )
+    dec_t = TorchMaskDecoder(transformer=TorchTwoWay(depth=2, embedding_dim=DIM, mlp_dim=2048, num_heads=8), **args)
     base_sd = base.state_dict()
-    sd = {
-        k: (base_sd[k] if k in base_sd and base_sd[k].shape == v.shape else v)
-        for k, v in dec_t.state_dict().items()
-    }
+    sd = {k: (base_sd[k] if k in base_sd and base_sd[k].shape == v.shape else v) for k, v in dec_t.state_dict().items()}
     dec_t.load_state_dict(sd, strict=True)
     dec_t.eval()
     cfg = types.SimpleNamespace(
@@ -313,9 +306,7 @@ def test_mask_decoder_multimask_chain_matches_official():
     import torch
 
     with torch.no_grad():
-        ref = dec_t(
-            t(img), t(pe_t), t(s_t), t(d_t.transpose(0, 3, 1, 2)), True, False, [t(f) for f in high_res]
-        )
+        ref = dec_t(t(img), t(pe_t), t(s_t), t(d_t.transpose(0, 3, 1, 2)), True, False, [t(f) for f in high_res])
     ours = jitted_decoder(our_mask_decoder(), True, False)(
         {"params": component_params("sam_mask_decoder")},
         nhwc(img),
@@ -521,9 +512,7 @@ def test_mask_decoder_rejects_mismatched_batches():
     dec = our_mask_decoder(use_high_res_features=False)
     img = jnp.zeros((2, 8, 8, DIM))
     with pytest.raises(ValueError, match="repeat_image"):
-        dec.init(
-            jax.random.key(0), img, img[:1], jnp.zeros((3, 2, DIM)), jnp.zeros((3, 8, 8, DIM)), True, False
-        )
+        dec.init(jax.random.key(0), img, img[:1], jnp.zeros((3, 2, DIM)), jnp.zeros((3, 8, 8, DIM)), True, False)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -47,9 +47,7 @@ def test_folder_equals_official_loader(tmp_path):
     # Same PIL calls and the same float32 operations: bit for bit (measured max |diff| 0).
     np.testing.assert_array_equal(ours, ref)
     # The official lazy loader normalises in float64: one float32 ulp apart (measured 2.4e-7).
-    lazy, _, _ = official_load(
-        str(clip), 1024, True, async_loading_frames=True, compute_device=torch.device("cpu")
-    )
+    lazy, _, _ = official_load(str(clip), 1024, True, async_loading_frames=True, compute_device=torch.device("cpu"))
     for t in range(5):
         np.testing.assert_allclose(ours[t], lazy[t].float().numpy().transpose(1, 2, 0), rtol=0, atol=1e-6)
 

@@ -232,9 +232,7 @@ class Hiera(nn.Module):
         self.pos_embed = self.param(
             "pos_embed", nn.initializers.zeros, (1, *self.window_pos_embed_bkg_spatial_size, self.embed_dim)
         )
-        self.pos_embed_window = self.param(
-            "pos_embed_window", nn.initializers.zeros, (1, ws0, ws0, self.embed_dim)
-        )
+        self.pos_embed_window = self.param("pos_embed_window", nn.initializers.zeros, (1, ws0, ws0, self.embed_dim))
         self.blocks = [MultiScaleBlock(**spec, dtype=self.dtype) for spec in self._block_specs()]
 
     def _get_pos_embed(self, hw: tuple[int, int]) -> jax.Array:
@@ -243,8 +241,7 @@ class Hiera(nn.Module):
         ws = self.window_spec[0]
         if h % ws or w % ws:
             raise ValueError(
-                f"token grid {(h, w)} must be a multiple of window_spec[0]={ws} "
-                f"(image size a multiple of {4 * ws})"
+                f"token grid {(h, w)} must be a multiple of window_spec[0]={ws} (image size a multiple of {4 * ws})"
             )
         pos_embed = interpolate(self.pos_embed, (h, w), mode="bicubic")
         # (1, ws, ws, C) tiled to (1, h, w, C)

@@ -39,9 +39,7 @@ def window_partition(x: jax.Array, window_size: int) -> tuple[jax.Array, tuple[i
     return x.reshape(-1, ws, ws, C), (Hp, Wp)
 
 
-def window_unpartition(
-    windows: jax.Array, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]
-) -> jax.Array:
+def window_unpartition(windows: jax.Array, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]) -> jax.Array:
     """Inverse of ``window_partition``: ``(B * nW, ws, ws, C)`` -> ``(B, H, W, C)``, padding removed."""
     Hp, Wp = pad_hw
     H, W = hw

@@ -99,15 +99,11 @@ class MaskDecoder(nn.Module):
             else:
                 self.pred_obj_score_head = Linear(1, dtype=self.dtype)
 
-    def project_high_res_features(
-        self, feat_s0: jax.Array, feat_s1: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+    def project_high_res_features(self, feat_s0: jax.Array, feat_s1: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(conv_s0(feat_s0), conv_s1(feat_s1))``: the backbone's stride-4 and stride-8 levels (NHWC, C
         channels) projected to C/8 and C/4 channels, as SAM2Base's ``forward_image`` does."""
         if not self.use_high_res_features:
-            raise ValueError(
-                "project_high_res_features needs use_high_res_features=True (no conv_s0/conv_s1)"
-            )
+            raise ValueError("project_high_res_features needs use_high_res_features=True (no conv_s0/conv_s1)")
         return self.conv_s0(feat_s0), self.conv_s1(feat_s1)
 
     def __call__(
@@ -177,9 +173,7 @@ class MaskDecoder(nn.Module):
         """All ``num_mask_tokens`` masks and IoUs, the mask tokens and the object-score logits."""
         dim = self.transformer_dim
         if sparse_prompt_embeddings.ndim != 3 or sparse_prompt_embeddings.shape[-1] != dim:
-            raise ValueError(
-                f"sparse_prompt_embeddings should be (B, N, {dim}), got {sparse_prompt_embeddings.shape}"
-            )
+            raise ValueError(f"sparse_prompt_embeddings should be (B, N, {dim}), got {sparse_prompt_embeddings.shape}")
         if image_embeddings.ndim != 4 or image_embeddings.shape[-1] != dim:
             raise ValueError(f"image_embeddings should be (B, h, w, {dim}), got {image_embeddings.shape}")
         if image_pe.shape != (1, *image_embeddings.shape[1:]):
@@ -209,9 +203,7 @@ class MaskDecoder(nn.Module):
                 )
             src = image_embeddings
         if dense_prompt_embeddings.shape != src.shape:
-            raise ValueError(
-                f"dense_prompt_embeddings should be {src.shape}, got {dense_prompt_embeddings.shape}"
-            )
+            raise ValueError(f"dense_prompt_embeddings should be {src.shape}, got {dense_prompt_embeddings.shape}")
         src = src + dense_prompt_embeddings
         # (1, h, w, C) -> (B, h, w, C)
         pos_src = jnp.broadcast_to(image_pe, src.shape)

@@ -126,8 +126,7 @@ class PromptEncoder(nn.Module):
             coords, labels = points
             if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
                 raise ValueError(
-                    f"points should be coords (B, N, 2) and labels (B, N), "
-                    f"got {coords.shape} and {labels.shape}"
+                    f"points should be coords (B, N, 2) and labels (B, N), got {coords.shape} and {labels.shape}"
                 )
             bs = coords.shape[0]
         elif boxes is not None:
