@@ -223,7 +223,35 @@ def _read_list(path: str) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-class DavisFolder(_Reader):
+class _FolderOfVideos(_Reader):
+    """A reader over ``image_dir/<video>`` frame folders and ``ann_dir/<video>`` annotation folders."""
+
+    image_dir: str
+    ann_dir: str
+    _videos: list[str]
+
+    def video_ids(self) -> list[str]:
+        return list(self._videos)
+
+    def _list_videos(self, videos: Sequence[str] | None, listing: str | None) -> list[str]:
+        """Explicit names, else the listing file when it exists, else every annotated video folder."""
+        if videos is not None:
+            return list(videos)
+        if listing and os.path.exists(listing):
+            return _read_list(listing)
+        return sorted(v for v in os.listdir(self.ann_dir) if os.path.isdir(os.path.join(self.ann_dir, v)))
+
+    def _video_dirs(self, video_id: str) -> tuple[str, str]:
+        frame_dir = os.path.join(self.image_dir, video_id)
+        ann_dir = os.path.join(self.ann_dir, video_id)
+        if not os.path.isdir(frame_dir):
+            raise DataError(f"video {video_id}: frame folder {frame_dir} not found")
+        if not os.path.isdir(ann_dir):
+            raise DataError(f"video {video_id}: annotation folder {ann_dir} not found")
+        return frame_dir, ann_dir
+
+
+class DavisFolder(_FolderOfVideos):
     """DAVIS 2017 / YouTube-VOS / MOSE layout (module docstring).
 
     Args:
@@ -257,23 +285,10 @@ class DavisFolder(_Reader):
             if not os.path.isdir(d):
                 raise ValueError(f"{d!r} not found: expected the DAVIS layout JPEGImages[/<res>], Annotations[/<res>]")
         listing = os.path.join(root, "ImageSets", year, f"{split}.txt") if split else None
-        if videos is not None:
-            self._videos = list(videos)
-        elif listing and os.path.exists(listing):
-            self._videos = _read_list(listing)
-        else:
-            self._videos = sorted(v for v in os.listdir(self.ann_dir) if os.path.isdir(os.path.join(self.ann_dir, v)))
-
-    def video_ids(self) -> list[str]:
-        return list(self._videos)
+        self._videos = self._list_videos(videos, listing)
 
     def load(self, video_id: str) -> VOSVideo:
-        frame_dir = os.path.join(self.image_dir, video_id)
-        ann_dir = os.path.join(self.ann_dir, video_id)
-        if not os.path.isdir(frame_dir):
-            raise DataError(f"video {video_id}: frame folder {frame_dir} not found")
-        if not os.path.isdir(ann_dir):
-            raise DataError(f"video {video_id}: annotation folder {ann_dir} not found")
+        frame_dir, ann_dir = self._video_dirs(video_id)
         names, nums, files = _frames_folder(frame_dir, video_id)
         pngs = _int_stem_files(ann_dir, (".png",), "annotation")
         if not pngs:
@@ -314,7 +329,7 @@ class DavisFolder(_Reader):
         )
 
 
-class SAVFolder(_Reader):
+class SAVFolder(_FolderOfVideos):
     """SA-V val/test layout (module docstring).
 
     Args:
@@ -334,23 +349,10 @@ class SAVFolder(_Reader):
                 raise ValueError(f"{d!r} not found: expected the SA-V layout JPEGImages_24fps, Annotations_6fps")
         listings = [os.path.join(root, f"{n}.txt") for n in (split, f"sav_{split}")] if split else []
         listings = [p for p in listings if os.path.exists(p)]
-        if videos is not None:
-            self._videos = list(videos)
-        elif listings:
-            self._videos = _read_list(listings[0])
-        else:
-            self._videos = sorted(v for v in os.listdir(self.ann_dir) if os.path.isdir(os.path.join(self.ann_dir, v)))
-
-    def video_ids(self) -> list[str]:
-        return list(self._videos)
+        self._videos = self._list_videos(videos, listings[0] if listings else None)
 
     def load(self, video_id: str) -> VOSVideo:
-        frame_dir = os.path.join(self.image_dir, video_id)
-        ann_dir = os.path.join(self.ann_dir, video_id)
-        if not os.path.isdir(frame_dir):
-            raise DataError(f"video {video_id}: frame folder {frame_dir} not found")
-        if not os.path.isdir(ann_dir):
-            raise DataError(f"video {video_id}: annotation folder {ann_dir} not found")
+        frame_dir, ann_dir = self._video_dirs(video_id)
         names, nums, files = _frames_folder(frame_dir, video_id)
         index = {n: i for i, n in enumerate(nums)}
         height, width = _image_size(os.path.join(frame_dir, files[nums[0]]))
