@@ -19,6 +19,7 @@ exit code 2; ``--debug`` shows the traceback instead.
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import sys
@@ -450,10 +451,16 @@ def cmd_video(args) -> int:
     mask_dir.mkdir(parents=True, exist_ok=True)
     names = _frame_names(args.video, n)
     images = state["images"]
-    overlays, sheet_idx, obj_stats = [], [], {}
+    overlays, sheet_idx, obj_stats, frame_of = [], [], {}, {}
     t0 = time.perf_counter()
     frames = predictor.propagate_in_video(state, start_frame_idx=start, max_frame_num_to_track=last - start)
-    for t, obj_ids, logits in _progress(frames, args.quiet, total=last - start + 1, desc="frames", unit="frame"):
+    total = last - start + 1
+    if args.max_frames is None and start > 0:
+        # frames before the first prompt: the official notebooks' reverse pass (its first frame is already done)
+        backward = predictor.propagate_in_video(state, start_frame_idx=start, reverse=True)
+        frames = itertools.chain(frames, itertools.islice(backward, 1, None))
+        total = n
+    for t, obj_ids, logits in _progress(frames, args.quiet, total=total, desc="frames", unit="frame"):
         masks = {int(o): logits[k, 0] > 0 for k, o in enumerate(obj_ids)}
         label_map = np.zeros(hw, np.uint8)
         for o in sorted(masks, reverse=True):  # lower ids win where objects overlap (as the official VOS writer)
@@ -461,9 +468,13 @@ def cmd_video(args) -> int:
         palette_png(label_map).save(mask_dir / f"{names[t]}.png")
         for o, m in masks.items():
             obj_stats.setdefault(o, []).append(int(m.sum()))
+            frame_of.setdefault(o, []).append(t)
         overlays.append(overlay_objects(images.original_frame(t), masks, drawn.get(t)))
         sheet_idx.append(t)
     seconds = time.perf_counter() - t0
+    order = np.argsort(sheet_idx, kind="stable")  # the reverse pass's frames come last: put them in video order
+    overlays, sheet_idx = [overlays[i] for i in order], [sheet_idx[i] for i in order]
+    obj_stats = {o: [a for _, a in sorted(zip(frame_of[o], areas, strict=True))] for o, areas in obj_stats.items()}
     write_video(overlays, overlay_path, fps=args.fps)
     k = min(args.sheet_frames, len(overlays))
     pick = sorted({round(i * (len(overlays) - 1) / max(k - 1, 1)) for i in range(k)})
@@ -687,7 +698,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--mask", action=_PromptAction, metavar="PNG", help="PNG mask (nonzero = object) of the video's size"
     )
-    sp.add_argument("--max-frames", type=int, help="track at most this many frames from the first prompted one")
+    sp.add_argument(
+        "--max-frames",
+        type=int,
+        help="track at most this many frames forward from the first prompted one; without it the whole video is tracked (frames before the first prompt by a reverse pass)",
+    )
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")
     sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")
     sp.add_argument("--sheet-frames", type=int, default=6, help="frames on the contact sheet (default %(default)s)")

@@ -179,6 +179,19 @@ def test_video_folder(tmp_path, capsys):
     assert rc == 0, err
     _check_davis(out2 / "masks", ["00002", "00003"], (540, 960), [5])
 
+    # Without --max-frames the whole video is tracked: frames before the prompt by a reverse pass.
+    from tests.video_reference import link_frames
+
+    clip = link_frames(tmp_path / "clip", range(4))
+    out3 = tmp_path / "clip_out"
+    rc, _, err = run(
+        ["video", clip, "--obj", 5, "--frame", 2, "--mask", tmp_path / "m.png", "--out", out3] + SMALL, capsys
+    )
+    assert rc == 0, err
+    meta = json.loads((out3 / "video.json").read_text())
+    assert meta["frames"] == ["00000", "00001", "00002", "00003"]
+    _check_davis(out3 / "masks", meta["frames"], (540, 960), [5])
+
 
 @requires_data
 def test_video_mp4(tmp_path, capsys):
