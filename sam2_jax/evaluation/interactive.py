@@ -1,30 +1,46 @@
-"""Interactive video segmentation: the offline and online protocols of the SAM 2 paper (§6.1, App. F.1.2).
+"""Interactive video segmentation: the offline and online protocols of the SAM 2 paper (§6.1.1, App. F.1.2).
 
-Every object of a video is evaluated on its own (the predictor's state is reset between objects), with
-``clicks_per_frame`` (3) simulated clicks on each interacted frame (``prompts.next_click``; on the first frame the
-first click is at the mask's centre and the next ones at the centre of the error of the model's mask for that
-frame after the clicks so far; on a correction frame every click is at the centre of the current error). The first
-interacted frame is the object's first annotated frame where it is present (frame 0 on the paper's datasets).
+Source: arXiv 2408.00714, §6.1.1 and the appendix "Interactive offline and online evaluation details" (F.1.2 in the
+numbering used here; E.1.2 in the ar5iv rendering that was read). What the paper says, paraphrased, and what we do:
 
-- Offline (multiple passes): pass 1 clicks on the first frame and tracks the whole video forward; each later pass
-  adds ``clicks_per_frame`` correction clicks on the annotated frame, not yet interacted, where the last pass's
-  mask is worst (lowest quality, the earliest on a tie; quality below), and tracks the video again from the first
-  frame with all the prompts so far (our predictor keeps every correction as a conditioning frame). The result
-  with N interacted frames is the scores after pass N, for N = 1 .. ``max_frames``.
-- Online (one pass): clicks on the first frame, then tracking forward, pausing on the first annotated frame whose
-  quality is below ``threshold`` (0.75) while fewer than N frames have been interacted with: correction clicks
-  there, then tracking resumes from that frame; frames before a pause keep their masks. One run per N (a run that
-  used fewer than N interactions also stands for every larger N).
-- Quality of a frame's mask (``quality``): ``"j"``, the IoU with the ground truth (our reading of App. F.1.2,
-  "IoU < 0.75" for online pauses and the lowest IoU for offline selection), or ``"jf"``, (J + F) / 2.
-- Scores: J and F on every annotated frame (the first and last are not skipped in this setting), per object, under
-  the chosen metric convention; the dataset value for each N is the mean over objects, and the reported number is
-  the average of J&F over N = 1 .. ``max_frames``.
-- Annotation time (App. F.1.2, after Delatolas et al. 2024): locating the object ``t_loc`` = 1 s and each click
-  ``t_click`` = 1.5 s per interacted frame, and examining the video ``t_frame`` = 30 s per 300 frames (in
-  proportion to its length L), once per pass offline and once in total online:
-  offline T(N) = N (t_frame L/300 + t_loc + n_click t_click); online T(N) = t_frame L/300 + N' (t_loc + n_click
-  t_click), N' <= N the frames actually interacted with.
+- Objects: with several objects in a video, each is inferred on its own (we reset the predictor's state between
+  objects). N_click = 3 clicks on every interacted frame (``clicks_per_frame``).
+- Clicks (paper): on the first pass, one click at the centre of the ground-truth mask on the first frame, then two
+  more at the centre of the error region between the ground truth and the prediction on that frame; on every later
+  interacted frame, three clicks at the centre of the error region on that frame. We do exactly that, each click
+  computed from the model's mask after the clicks so far (``prompts.next_click``). The paper's footnote defining
+  "centre" was not in the text we could read; App. F.1.3 says its click simulation follows SAM and RITM, whose
+  centre is the pixel farthest from the region's boundary, which is what ``next_click`` takes.
+- Offline (paper): several passes over the whole video. Pass 1 clicks on the first frame and segments the whole
+  video; each next pass prompts the frame whose IoU with the ground truth is lowest, then segments the whole
+  video again from all prompts so far, up to N_frame passes, one new prompted frame per pass. We: the candidates
+  are the annotated frames not yet prompted ("one new prompted frame"; the paper does not say whether a prompted
+  frame may be chosen again), the earliest on a tie; every pass tracks forward from the first prompted frame with
+  all prompts (our predictor keeps each correction as a conditioning frame). The result with N interacted frames
+  is the scores after pass N, N = 1 .. ``max_frames``.
+- Online (paper): one pass. Click on the first frame and propagate, pausing at the first frame whose IoU with the
+  ground truth is below 0.75 (``threshold``, strict); clicks there, then propagation resumes forward until the
+  next such frame, while fewer than N_frame frames have been prompted. New prompts affect only the frames after
+  the paused one. We: one run per N (a run that paused fewer times than it was allowed also stands for every
+  larger N, being identical); frames before a pause keep their masks; only annotated frames can pause.
+- Quality of a frame (``quality``): the paper uses IoU (``"j"``, the default) for both the offline choice and the
+  online pause; ``"jf"``, (J + F) / 2, is our extension, not the paper's.
+- Reported (paper): the J&F averaged over N_frame = 1 .. 8 interacted frames (``InteractiveResult.average_jf``),
+  and J&F against the estimated annotation time. We: per object, J and F over all its annotated frames (the paper
+  does not say to skip the first and last, so none is skipped), under the chosen metric convention; the dataset
+  value for each N is the mean over objects (the paper does not say how objects and videos are weighted).
+- Annotation time (paper, with T_loc and T_click from EVA-VOS, Delatolas et al. 2024): per interacted frame
+  T_loc = 1 s to locate the object and T_click = 1.5 s per click; examining the results takes T_exam = 30 s for a
+  300-frame video, in proportion to its length L (10 fps), once per round offline (which includes finding the worst
+  frame) and once in total online (including the pauses):
+  offline T = (T_exam L/300 + T_loc + N_click T_click) N_frame; online T = T_exam L/300 + (T_loc + N_click
+  T_click) N_frame. The paper calls N_frame "the number of frames annotated"; we count the frames actually
+  prompted (``interacted``): offline that is N unless the video runs out of frames; online it is below N when the
+  model never fell below the threshold again (ambiguity: reading N_frame as the nominal N would charge clicks that
+  were never made). As the paper notes, the estimate leaves out the model's own tracking time.
+- Ambiguity: the paper clicks "on the first frame"; on its dense datasets every object is in frame 0. We start on
+  the object's first annotated frame where it is present (frame 0 there); earlier annotated frames are scored
+  against an empty prediction.
 """
 
 import csv
@@ -49,13 +65,14 @@ class InteractiveConfig:
 
     Attributes:
       mode: ``offline`` or ``online``.
-      max_frames: most interacted frames (the paper's N_frame up to 8).
+      max_frames: most interacted frames (the paper's N_frame = 1 .. 8).
       clicks_per_frame: clicks on each interacted frame.
-      threshold: online pause when a frame's quality is below this.
+      threshold: online pause when a frame's quality is strictly below this (the paper's IoU < 0.75).
       quality: ``j`` or ``jf``.
       convention: metric convention.
       score_thresh: mask logit threshold.
-      t_loc, t_click, t_frame: annotation-time model, seconds (``t_frame`` per 300 frames).
+      t_loc, t_click, t_exam: the paper's annotation-time model T_loc, T_click, T_exam, seconds (``t_exam`` for a
+        300-frame video, in proportion to its length).
       output_dir: where CSVs and plots go (None: nothing written).
     """
 
@@ -68,7 +85,7 @@ class InteractiveConfig:
     score_thresh: float = 0.0
     t_loc: float = 1.0
     t_click: float = 1.5
-    t_frame: float = 30.0
+    t_exam: float = 30.0
     output_dir: str | None = None
 
 
@@ -182,7 +199,7 @@ def offline_object(predictor, state, video, k: int, cfg: InteractiveConfig) -> I
         )
     used = np.array(used)
     per_frame = cfg.t_loc + cfg.clicks_per_frame * cfg.t_click
-    review = cfg.t_frame * video.num_frames / 300
+    review = cfg.t_exam * video.num_frames / 300
     seconds = used * (review + per_frame)
     return InteractiveObjectResult(video.video_id, oid, np.array(js), np.array(fs), used, seconds)
 
@@ -232,7 +249,7 @@ def online_object(predictor, state, video, k: int, cfg: InteractiveConfig) -> In
         fs.append(f)
         used.append(count)
     used = np.array(used)
-    seconds = cfg.t_frame * video.num_frames / 300 + used * (cfg.t_loc + cfg.clicks_per_frame * cfg.t_click)
+    seconds = cfg.t_exam * video.num_frames / 300 + used * (cfg.t_loc + cfg.clicks_per_frame * cfg.t_click)
     return InteractiveObjectResult(video.video_id, oid, np.array(js), np.array(fs), used, seconds)
 
 

@@ -1,4 +1,8 @@
-"""Simulated user prompts of the SAM 2 evaluation protocols (paper §6.2, App. F.1.2, F.1.3).
+"""Simulated user prompts of the SAM 2 evaluation protocols (paper §6.1, §6.2, App. F.1.2, F.1.3).
+
+The paper places the first click at the object's centre and each later click at the centre of the error region
+(F.1.2, F.1.3), citing SAM and RITM for the click simulation; its footnote defining "centre" was not in the text we
+read, so we take the RITM/SAM definition below (the pixel farthest from the region's boundary).
 
 - ``next_click``: the RITM click (``sam2/modeling/sam2_utils.py`` ``sample_one_point_from_error_center``, used by
   the official training and interactive evaluation): with the error regions false negative = gt & ~pred and false

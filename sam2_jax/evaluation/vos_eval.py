@@ -1,5 +1,14 @@
-"""Semi-supervised video object segmentation evaluation (paper §6.2, App. F.1.3), and scoring of a folder of
-predicted PNGs against ground truth without a model (the official ``sav_evaluator.py --gt_root --pred_root``).
+"""Semi-supervised video object segmentation evaluation (paper §6.1.2 and §7, App. F.1.3), and scoring of a folder
+of predicted PNGs against ground truth without a model (the official ``sav_evaluator.py --gt_root --pred_root``).
+
+What the paper says (arXiv 2408.00714, §6.1.2 and the appendix "Semi-supervised VOS evaluation details", F.1.3 in
+the numbering used here, E.1.3 in the ar5iv rendering), paraphrased: prompts are given on the first frame only: a
+ground-truth mask (the standard VOS setting, §7), a box, or 1, 3 or 5 clicks sampled interactively on that frame,
+the first at the object's centre and each later one at the centre of the error region, following SAM and RITM;
+then the object is tracked. Every object must have a non-empty mask on its first frame; an object absent from the
+first frame gets a separate video starting at the first frame where it appears. The metric is the standard J&F
+(the official toolkit of a dataset where it has one; J alone on VOST, which we do not special-case). The paper does
+not say how the box is made; we take the ground-truth mask's tight box.
 
 Protocol, as the official ``tools/vos_inference.py`` followed by ``sav_evaluator.py``, with our choices stated:
 

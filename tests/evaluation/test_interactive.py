@@ -105,3 +105,69 @@ def test_interactive_with_the_tiny_model():
         o = res.objects[0]
         assert res.skipped == [] and o.j.shape == (2,) and np.all((0 <= o.j) & (o.j <= 1))
         assert o.interacted[0] == 1 and o.interacted[1] <= 2
+
+
+class DegradedTracker(HorizonTracker):
+    """Right on every frame except ``bad``, where ``drop`` of the 100 object pixels are missing (IoU 1 - drop/100),
+    until that frame is prompted."""
+
+    def __init__(self, video, bad, drop):
+        super().__init__(video)
+        self.bad, self.drop = bad, drop
+
+    def _logits(self, state, t):
+        m = self.video.masks(t)[0].copy()
+        if t == self.bad and t not in state["prompted"]:
+            ys, xs = np.nonzero(m)
+            m[ys[: self.drop], xs[: self.drop]] = False
+        return np.where(m, 10.0, -10.0)[None, None]
+
+
+@pytest.mark.parametrize("drop, pauses", [(25, False), (26, True)])
+def test_online_pause_is_iou_strictly_below_075(drop, pauses):
+    # Frame 5 has IoU 0.75 (no pause: the paper pauses at IoU < 0.75) or 0.74 (pause there).
+    video = _video()
+    tracker = DegradedTracker(video, bad=5, drop=drop)
+    cfg = interactive.InteractiveConfig(mode="online", max_frames=2)
+    o = interactive.evaluate_interactive(tracker, [video], cfg, progress=False).objects[0]
+    np.testing.assert_array_equal(o.interacted, [1, 2] if pauses else [1, 1])
+    clicked = sorted({c[1] for c in tracker.calls if c[0] == "click"})
+    assert clicked == ([0, 5] if pauses else [0])
+    # N=1 never pauses: frame 5 keeps its 1 - drop/100 IoU among 12 frames.
+    assert o.j[0] == pytest.approx((11 + 1 - drop / 100) / 12)
+    assert o.j[1] == pytest.approx(1.0 if pauses else o.j[0])
+
+
+def test_offline_picks_the_lowest_iou_frame():
+    # Every frame right but frame 7 (IoU 0.9): pass 2 prompts frame 7, not the first imperfect-by-index frame.
+    video = _video()
+    tracker = DegradedTracker(video, bad=7, drop=10)
+    cfg = interactive.InteractiveConfig(mode="offline", max_frames=2)
+    o = interactive.evaluate_interactive(tracker, [video], cfg, progress=False).objects[0]
+    assert [c[1] for c in tracker.calls if c[0] == "click"] == [0] * 3 + [7] * 3
+    assert o.j[0] == pytest.approx((11 + 0.9) / 12) and o.j[1] == pytest.approx(1.0)
+
+
+def test_annotation_time_on_a_300_frame_video():
+    # The paper's model at L = 300: T_exam L/300 = 30 s, T_loc + 3 T_click = 5.5 s per interacted frame.
+    # Offline (30 + 5.5) N_frame; online 30 + 5.5 N_frame. A tracker that is always right: offline still prompts
+    # one new frame per pass (the lowest IoU, all tied at 1: the earliest unprompted), online never pauses.
+    t = 300
+    masks = np.zeros((t, 1, 24, 32), bool)
+    masks[:, 0, 4:14, 2:12] = True
+    video = vos.vos_video_from_arrays("long", np.zeros((t, 24, 32, 3), np.uint8), masks, [1])
+    tracker = DegradedTracker(video, bad=-1, drop=0)
+    off = interactive.evaluate_interactive(
+        tracker, [video], interactive.InteractiveConfig(mode="offline", max_frames=3), progress=False
+    ).objects[0]
+    np.testing.assert_array_equal(off.interacted, [1, 2, 3])
+    np.testing.assert_allclose(off.seconds, [35.5, 71.0, 106.5])
+    assert [c[1] for c in tracker.calls if c[0] == "click"] == [0] * 3 + [1] * 3 + [2] * 3
+    on = interactive.evaluate_interactive(
+        tracker, [video], interactive.InteractiveConfig(mode="online", max_frames=3), progress=False
+    ).objects[0]
+    np.testing.assert_array_equal(on.interacted, [1, 1, 1])
+    np.testing.assert_allclose(on.seconds, [35.5, 35.5, 35.5])
+    cfg = interactive.InteractiveConfig(mode="online", max_frames=1, t_exam=60.0, t_loc=2.0, t_click=1.0)
+    on = interactive.evaluate_interactive(tracker, [video], cfg, progress=False).objects[0]
+    np.testing.assert_allclose(on.seconds, [60.0 + 2.0 + 3 * 1.0])
