@@ -8,6 +8,11 @@
     python eval.py --task interactive --interactive_mode online --dataset_format davis --data_root /data/DAVIS
 
 Every field of ``RunConfig`` is a flag of the same name (``--help`` lists them); booleans take true/false.
+
+Several devices: videos run one after another, and each video's batch of objects is spread over all local devices
+by ``SAM2VideoPredictor`` (the object axis of its tracker state sharded over a one-axis mesh; replicated, so not
+spread, when the object count does not divide the device count). The numbers equal a one-device run's
+(``tests/test_eval.py``, two forced host devices).
 """
 
 import argparse

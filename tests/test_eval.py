@@ -123,3 +123,59 @@ def test_eval_cli_and_scoring_its_pngs(data, tmp_path):
     )
     assert _values(again) == _values(result)
     np.testing.assert_equal(again.summary, result.summary)
+
+
+_TWO_DEVICE_SCRIPT = r"""
+import json, sys
+import jax
+from jax.sharding import PartitionSpec
+from sam2_jax import sam2_video_predictor as P
+from eval import parse
+from sam2_jax.evaluation.run import run
+
+sharded = []
+_orig = P.SAM2VideoPredictor._shard
+def _record(self, tstate):
+    out = _orig(self, tstate)
+    sharded.append(any(getattr(x.sharding, "spec", None) == PartitionSpec("obj") for x in jax.tree.leaves(out)))
+    return out
+P.SAM2VideoPredictor._shard = _record
+run(parse(sys.argv[1:]))
+print("RESULT", json.dumps({"devices": jax.device_count(), "sharded": any(sharded)}))
+"""
+
+
+@pytest.mark.slow
+def test_eval_on_two_devices_gives_the_one_device_numbers(tmp_path):
+    """eval.py with 2 (forced host) devices: each video's object batch is sharded over them by the predictor, and
+    the CSVs and PNGs are the one-device run's, bit for bit."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"d{n}"
+        args = "--dataset_format synthetic --num_synthetic 2 --synthetic_frames 4 --synthetic_objects 2"
+        args += f" --synthetic_size 64 --image_size 256 --progress false --output_dir {out}"
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        proc = subprocess.run(
+            [sys.executable, "-c", _TWO_DEVICE_SCRIPT, *args.split()],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+        outs[n] = (out, json.loads(line[len("RESULT ") :]))
+    assert outs[1][1] == {"devices": 1, "sharded": False}
+    assert outs[2][1] == {"devices": 2, "sharded": True}
+    for name in ("per_object.csv", "per_video.csv", "per_frame.csv", "summary.csv"):
+        assert (outs[1][0] / name).read_text() == (outs[2][0] / name).read_text(), name
+    pngs = sorted(p.relative_to(outs[1][0]) for p in (outs[1][0] / "pred").rglob("*.png"))
+    assert pngs and pngs == sorted(p.relative_to(outs[2][0]) for p in (outs[2][0] / "pred").rglob("*.png"))
+    for p in pngs:
+        assert (outs[1][0] / p).read_bytes() == (outs[2][0] / p).read_bytes(), p
