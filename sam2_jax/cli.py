@@ -679,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=_wrap(
             "Track objects through a video (the official video predictor notebook). Prompts are read in "
             "order: --point/--box/--mask belong to the object and frame named last before them (--obj 1 and --frame 0 "
-            "until given). Tracking runs forward from the first prompted frame."
+            "until given). The whole video is tracked (a reverse pass covers the frames before the first prompt); "
+            "--max-frames tracks forward from the first prompted frame only."
         ),
         epilog=EPILOGS["video"],
         formatter_class=fmt,
@@ -701,7 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--max-frames",
         type=int,
-        help="track at most this many frames forward from the first prompted one; without it the whole video is tracked (frames before the first prompt by a reverse pass)",
+        help=(
+            "track at most this many frames forward from the first prompted one; without it the whole video "
+            "is tracked (frames before the first prompt by a reverse pass)"
+        ),
     )
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")
     sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")
