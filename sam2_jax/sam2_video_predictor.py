@@ -553,14 +553,14 @@ class SAM2VideoPredictor:
         if queue is not None:
             if frame is None:
                 raise ValueError("track_frame on a stream needs the new frame")
-            t = queue.push(frame)
-            # reading it now checks its size and keeps it in the source's window, where a click can reach it
-            s["images"][t]
+            t = queue.push(frame)  # a bad frame raises here and is not counted
         else:
             if frame is not None:
                 raise ValueError("track_frame(frame=...) needs a state from init_stream; this one reads its video")
-            t = s.get("stream_next", self._last_touched_frame(s) + 1)
+            t = s["stream_next"] if "stream_next" in s else self._last_touched_frame(s) + 1
             self._check_frame(s, t)
+        # read now, also with no object yet: a pushed frame enters the source's window, where a click can reach it
+        image = jnp.asarray(s["images"][t])[None]
         s["stream_next"] = t + 1
         objs = list(range(len(s["obj_ids"])))
         if not objs:
@@ -569,7 +569,6 @@ class SAM2VideoPredictor:
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)
             tstate = self._shard(self._object_state(s, objs, t, False))
-        image = jnp.asarray(s["images"][t])[None]
         tstate, out = tstep.propagate_chunk(
             self.module, self.params, tstate, image, jnp.asarray([t], jnp.int32), jnp.bool_(False), self.fill_hole_area
         )

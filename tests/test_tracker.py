@@ -191,8 +191,13 @@ def test_stream_equals_propagation_and_takes_new_objects():
         list(pred.propagate_in_video(state))
     with pytest.raises(ValueError, match="needs the new frame"):
         pred.track_frame(state)
-    with pytest.raises(ValueError, match="frame of another size|size"):
+    with pytest.raises(ValueError, match="frame 7 of the stream is 128x50 but frame 0 is 128x96"):
         pred.track_frame(state, video[0, :50])
+    with pytest.raises(ValueError, match=r"frame 7 of the stream must be an \(H, W, 3\) uint8"):
+        pred.track_frame(state, video[0].astype(np.float32))
+    # bad frames are not counted: the stream goes on at frame 7
+    ft, ids, m = pred.track_frame(state, video[7])
+    assert (ft, ids) == (7, [1, 2]) and m.shape == (2, 1, 96, 128)
 
 
 RSS_SCRIPT = textwrap.dedent(

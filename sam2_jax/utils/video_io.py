@@ -220,13 +220,25 @@ class FrameQueue:
 
     def __init__(self) -> None:
         self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._first_shape: tuple[int, ...] | None = None
         self.num_pushed = 0
 
     def push(self, frame: np.ndarray) -> int:
-        """Append a frame; returns its index in the stream."""
+        """Append a frame; returns its index in the stream.
+
+        A bad frame (not ``(H, W, 3)`` uint8, or another size than frame 0) raises ``ValueError`` here and is not
+        queued, so the stream's indices stay those of the good frames.
+        """
+        index = self.num_pushed
+        frame = _check_frame_array(frame, f"frame {index} of the stream")
+        if self._first_shape is None:
+            self._first_shape = frame.shape
+        elif frame.shape != self._first_shape:
+            (h, w, _), (h0, w0, _) = frame.shape, self._first_shape
+            raise ValueError(f"frame {index} of the stream is {w}x{h} but frame 0 is {w0}x{h0}")
         self._queue.append(frame)
         self.num_pushed += 1
-        return self.num_pushed - 1
+        return index
 
     def __iter__(self) -> "FrameQueue":
         return self

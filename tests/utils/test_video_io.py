@@ -230,3 +230,9 @@ def test_frame_queue_is_fed_by_the_caller():
     assert queue.push(frames[1]) == 1
     np.testing.assert_array_equal(src.original_frame(1), frames[1])
     np.testing.assert_array_equal(src[1], VideoSource(frames, 16)[1])
+    with pytest.raises(ValueError, match="frame 2 of the stream is 10x10 but frame 0 is 30x20"):
+        queue.push(synthetic(1, 10, 10)[0])
+    with pytest.raises(ValueError, match=r"frame 2 of the stream must be an \(H, W, 3\) uint8"):
+        queue.push(frames[2].astype(np.float32))
+    assert queue.push(frames[2]) == 2  # rejected frames take no index
+    np.testing.assert_array_equal(src.original_frame(2), frames[2])
