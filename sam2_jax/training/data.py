@@ -42,21 +42,27 @@ def synthetic_source(config: ml_collections.ConfigDict) -> SyntheticVideoDataset
     )
 
 
-def make_batch(source: SyntheticVideoDataset, config: ml_collections.ConfigDict, step: int) -> Batch:
+def make_batch(
+    source: SyntheticVideoDataset, config: ml_collections.ConfigDict, step: int, clip_slice: slice | None = None
+) -> Batch:
     """The batch of training step ``step`` (a pure function of the data seed and the step).
+
+    Clip ``i`` is drawn with its own generator ``np.random.default_rng([seed, step, i])``, so a host of a multi-host
+    run can make only its clips (``clip_slice``) and the hosts' parts concatenate to the full batch.
 
     Args:
         source: the video dataset.
         config: full config (``train.batch_size``, ``train.num_frames``, ``train.prompts``, ``train.data``).
         step: the step index.
+        clip_slice: which of the ``train.batch_size`` clips to make; ``None``: all.
 
     Returns:
         A ``Batch`` of numpy arrays.
     """
     t = config.train
-    rng = np.random.default_rng([t.data.seed, step])
     frames, masks, plans = [], [], []
-    for _ in range(t.batch_size):
+    for i in range(t.batch_size)[clip_slice or slice(None)]:
+        rng = np.random.default_rng([t.data.seed, step, i])
         video = source[int(rng.integers(len(source)))]
         T = t.num_frames
         if video.frames.shape[0] < T:
@@ -70,6 +76,8 @@ def make_batch(source: SyntheticVideoDataset, config: ml_collections.ConfigDict,
         frames.append(np.ascontiguousarray(f))
         masks.append(np.ascontiguousarray(m))
         plans.append(sample_prompt_plan(rng, T, t.prompts))
+    if not frames:
+        raise ValueError(f"clip_slice {clip_slice} selects none of the {t.batch_size} clips")
     plan = PromptPlan(*(np.stack(x) for x in zip(*plans, strict=True)))
     return Batch(frames=np.stack(frames), masks=np.stack(masks), plan=plan)
 

@@ -37,3 +37,15 @@ def test_prefetching_iterator_resumes_at_a_step():
     it.close()
     assert [s for s, _ in steps] == [3, 4, 5]
     np.testing.assert_array_equal(steps[1][1]["frames"], data.make_batch(src, c, 4)["frames"])
+
+
+def test_clip_slices_concatenate_to_the_full_batch():
+    c = _config()
+    c.train.batch_size = 4
+    src = data.synthetic_source(c)
+    full = data.make_batch(src, c, 5)
+    halves = [data.make_batch(src, c, 5, clip_slice=slice(0, 2)), data.make_batch(src, c, 5, clip_slice=slice(2, 4))]
+    for key in ("frames", "masks"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), full[key])
+    for i, x in enumerate(full["plan"]):
+        np.testing.assert_array_equal(np.concatenate([h["plan"][i] for h in halves]), x)
