@@ -72,7 +72,34 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
         )
     )
     t.data = ml_collections.ConfigDict(
-        dict(num_videos=1000, seed=1000, video_frames=16, hide_prob=0.5, late_start_prob=0.25, hflip_prob=0.5)
+        dict(
+            seed=1000,
+            workers=2,  # threads making batches ahead (data.batches)
+            # The synthetic source's videos (kind "synthetic").
+            num_videos=1000,
+            video_frames=16,
+            hide_prob=0.5,
+            late_start_prob=0.25,
+            # The official vos.train_transforms (sam2_jax/training/transforms.py), then the mosaic of the issue.
+            hflip_prob=0.5,
+            degrees=25.0,
+            shear=20.0,
+            translate=None,
+            scale=None,
+            affine_tentatives=1,
+            affine_interpolation="bilinear",
+            jitter=(0.1, 0.03, 0.03),  # consistent ColorJitter (brightness, contrast, saturation)
+            grayscale_prob=0.05,
+            frame_jitter=(0.1, 0.05, 0.05),  # per-frame ColorJitter
+            mosaic_prob=0.1,
+            mosaic_grid=(2, 2),
+            mosaic_hflip=False,
+            # Named sources, mixed step by step (sam2_jax/training/data.py). Per source: kind (synthetic,
+            # vos_folder, sav, sav_train, sa1b), root, split / resolution (vos_folder, sav), annotation (sav_train),
+            # mask_area_frac_thresh (sa1b), batch_size / num_frames / max_num_objects (0: train.batch_size,
+            # train.num_frames or 1 for sa1b, train.max_num_objects), multiplier, prob (0: by size).
+            sources=dict(synthetic=dict(kind="synthetic", batch_size=0, num_frames=0, max_num_objects=0)),
+        )
     )
     t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**18))
     t.log_every = 10

@@ -1,33 +1,209 @@
-"""Training clips from the synthetic video source, seeded per step so the iterator state is one integer.
+"""Training batches: clips of one or more sources (synthetic, DAVIS/YouTube-VOS/MOSE folders, SA-V, SA-1B) mixed
+step by step, with the official augmentations, seeded per step and clip so the iterator state is one integer.
 
-No official counterpart for the source (the official trainer reads SA-V / MOSE folders through ``VOSDataset``);
-the sampling follows the official ``RandomUniformSampler`` and ``VOSDataset``: T consecutive frames of a random
-video, the temporal order reversed with probability ``reverse_time_prob``, the objects of the clip, and the
-prompt decisions of ``SAM2Train.prepare_prompt_inputs`` drawn with the same generator (``sample_prompt_plan``).
+Ports the data side of the official trainer (sam2 1.1.0, ``training/dataset/``):
 
-Of the official transforms only the consistent horizontal flip is applied (the affine, colour jitter, grayscale
-and mosaic augmentations are not ported). Batch ``s`` depends only on ``(seed, s)``, so resuming at step ``s``
-reproduces the batches an uninterrupted run would have seen; a background thread prefetches.
+- Mixing (``TorchTrainMixedDataset`` / ``MixedDataLoader``): each step's batch comes from one source, drawn with
+  probability proportional to its number of batches ``floor(len * multiplier / batch_size)`` or to its configured
+  ``prob``; every source has its own batch size, clip length (1 for images) and number of objects, so batch shapes
+  differ between sources (two jit shapes for a video and an image source).
+- Clips (``VOSDataset`` + ``RandomUniformSampler``): a random video; T consecutive annotated frames from a random
+  start, in reverse with probability ``train.prompts.reverse_time_prob``; the objects visible on the first frame of
+  the clip (another start is drawn, up to 1000 times, when none is), of which up to ``max_num_objects`` are chosen
+  at random (``random.sample``: random order). An object absent from a later frame gets an empty mask (the
+  official ``always_target``). A video that fails to load or is too short is replaced by another random one, up
+  to 100 times. SA-1B images (``SA1BRawDataset``): the image repeated ``num_frames`` times, objects drawn from its
+  masks of nonzero area (optionally below ``mask_area_frac_thresh`` of the image).
+- Augmentation: ``sam2_jax.training.transforms.augment_clip`` (flip, affine, resize to ``model.image_size``,
+  mosaic, colour jitter, grayscale, per-frame colour jitter).
+- Prompts: ``sample_prompt_plan`` for videos; for single images the official special case of
+  ``prepare_prompt_inputs`` (points or a box always, one conditioning frame, no extra corrected frame).
+
+Clips with fewer objects than ``max_num_objects`` are padded with empty masks and ``obj_valid`` False.
+
+Deviations: the official loaders walk each dataset once per epoch in a shuffled order (``DistributedSampler``) and
+stop a source when it is exhausted; here every clip draws its video independently (with replacement) and steps
+never run out, so that batch ``s`` is a pure function of ``(train.data.seed, s)``: the source from
+``default_rng([seed, s])``, clip ``i`` (video, frames, objects, augmentation, prompt plan) from
+``default_rng([seed, s, i])``. Resuming at step ``s`` reproduces the batches an uninterrupted run would have seen,
+and each host of a multi-host run can make only its clips (``clip_slice``). Sparse annotations (YouTube-VOS,
+SA-V at 6 fps) are sampled on the annotated frames only, as the official ``JSONRawDataset(rm_unannotated=True)``
+does for SA-V. The input pipeline runs on the host (numpy and PIL); ``batches`` makes steps ahead on a pool of
+threads (``train.data.workers``) and yields them in order.
 """
 
-import queue
-import threading
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
+from sam2_jax.datasets.sa1b import SA1BFolder
 from sam2_jax.datasets.synthetic import SyntheticVideoDataset
-from sam2_jax.training.sam2_train import PromptPlan, sample_prompt_plan
+from sam2_jax.datasets.vos import DataError, DavisFolder, SAVFolder, SAVTrainFolder, unpack_masks
+from sam2_jax.training import transforms
+from sam2_jax.training.sam2_train import BOX, CLICK, MASK, PromptPlan, sample_prompt_plan
+
+log = logging.getLogger(__name__)
+
+SOURCE_KINDS = ("synthetic", "vos_folder", "sav", "sav_train", "sa1b")
+MAX_START_RETRIES = 1000  # RandomUniformSampler's MAX_RETRIES: starts tried for a visible first-frame object
+MAX_VIDEO_RETRIES = 100  # VOSDataset's MAX_RETRIES: videos tried when one fails to load
 
 
 class Batch(dict):
-    """``frames (B, T, S, S, 3) uint8``, ``masks (B, T, O, S, S) bool``, ``plan`` (``PromptPlan`` of (B, ...))."""
+    """``frames (B, T, S, S, 3) uint8``, ``masks (B, T, O, S, S) bool``, ``obj_valid (B, O) bool`` (False for the
+    padding of clips with fewer objects, whose masks are empty), ``plan`` (``PromptPlan`` of (B, ...))."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One training source: a reader and its batch geometry.
+
+    Attributes:
+      name: the key in ``config.train.data.sources``.
+      kind: one of ``SOURCE_KINDS``.
+      reader: ``SyntheticVideoDataset``, ``DavisFolder``, ``SAVFolder``, ``SAVTrainFolder`` or ``SA1BFolder``.
+      batch_size, num_frames, max_num_objects: clips per batch, frames per clip, object slots per clip.
+      weight: the unnormalised mixing weight (its number of batches, or the configured ``prob``).
+      mask_area_frac_thresh: SA-1B only: masks covering at least this fraction of the image are skipped.
+    """
+
+    name: str
+    kind: str
+    reader: Any
+    batch_size: int
+    num_frames: int
+    max_num_objects: int
+    weight: float
+    mask_area_frac_thresh: float = 1.1
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    @functools.cached_property
+    def _ids(self) -> list[str]:
+        if self.kind == "sa1b":
+            return self.reader.image_ids()
+        return self.reader.video_ids()
+
+    def clip(self, rng: np.random.Generator, index: int, reverse_prob: float) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``(T, H, W, 3)`` uint8 and masks ``(T, K, H, W)`` bool of a clip of item ``index`` (K >= 1
+        objects, each visible on frame 0); DataError when the item cannot give one."""
+        if self.kind == "synthetic":
+            v = self.reader[index]
+            present = v.masks.reshape(*v.masks.shape[:2], -1).any(-1)  # (T, O)
+            rows = _sample_rows(rng, present, self.num_frames, reverse_prob, v.video_id)
+            objs = _sample_objects(rng, np.flatnonzero(present[rows[0]]), self.max_num_objects)
+            return v.frames[rows], v.masks[rows][:, objs]
+        if self.kind == "sa1b":
+            return self._image_clip(rng, index)
+        video = _load_video(self.reader, self._ids[index])
+        present = video.packed_masks.any(-1) & video.annotated  # (A, O)
+        rows = _sample_rows(rng, present, self.num_frames, reverse_prob, video.video_id)
+        objs = _sample_objects(rng, np.flatnonzero(present[rows[0]]), self.max_num_objects)
+        masks = unpack_masks(video.packed_masks[rows][:, objs], video.height, video.width)
+        masks &= video.annotated[rows][:, objs, None, None]
+        frames = _read_frames(video, video.mask_frames[rows])
+        return frames, masks
+
+    def _image_clip(self, rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray]:
+        from pycocotools import mask as mask_utils
+
+        rec = _load_image(self.reader, self._ids[index])
+        area = np.asarray(mask_utils.area(rec.rles), np.float64) if rec.rles else np.zeros(0)
+        keep = area > 0
+        if self.mask_area_frac_thresh <= 1.0:
+            keep &= area / (rec.height * rec.width) < self.mask_area_frac_thresh
+        objs = _sample_objects(rng, np.flatnonzero(keep), self.max_num_objects)
+        if objs.size == 0:
+            raise DataError(f"image {rec.image_id}: no mask of nonzero area")
+        masks = rec.masks(objs.tolist())
+        image = rec.load_image()
+        T = self.num_frames
+        return np.broadcast_to(image, (T, *image.shape)).copy(), np.broadcast_to(masks, (T, *masks.shape)).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _load_video(reader, video_id: str):
+    return reader.load(video_id)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_image(reader, image_id: str):
+    return reader.load(image_id)
+
+
+def _read_frames(video, indices: np.ndarray) -> np.ndarray:
+    """Frames ``indices`` of a ``VOSVideo`` at video size, ``(T, H, W, 3)`` uint8."""
+    from sam2_jax.utils.video_io import VideoSource
+
+    if isinstance(video.frames, np.ndarray):
+        return video.frames[indices]
+    try:
+        with VideoSource(video.frames, image_size=16, cache_size=2) as src:
+            return np.stack([src.original_frame(int(i)) for i in indices])
+    except ValueError as e:
+        raise DataError(f"video {video.video_id}: {e}") from e
+
+
+def _sample_rows(
+    rng: np.random.Generator, present: np.ndarray, num_frames: int, reverse_prob: float, name: str
+) -> np.ndarray:
+    """``RandomUniformSampler``: ``num_frames`` consecutive rows of ``present (A, O)`` from a random start, reversed
+    with ``reverse_prob``, redrawn until some object is present on the first."""
+    A = present.shape[0]
+    if A < num_frames:
+        raise DataError(f"video {name}: {A} annotated frames, fewer than num_frames={num_frames}")
+    for _ in range(MAX_START_RETRIES):
+        start = int(rng.integers(A - num_frames + 1))
+        rows = np.arange(start, start + num_frames)
+        if rng.random() < reverse_prob:
+            rows = rows[::-1]
+        if present[rows[0]].any():
+            return rows
+    raise DataError(f"video {name}: no object visible on the first frame of {MAX_START_RETRIES} sampled clips")
+
+
+def _sample_objects(rng: np.random.Generator, visible: np.ndarray, max_num_objects: int) -> np.ndarray:
+    """Up to ``max_num_objects`` of ``visible`` without replacement, in random order (``random.sample``)."""
+    k = min(len(visible), max_num_objects)
+    return rng.choice(visible, size=k, replace=False) if k else visible[:0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config -> sources
+
+
+def augment_config(config: ml_collections.ConfigDict) -> transforms.AugmentConfig:
+    """``transforms.AugmentConfig`` from ``config.train.data``."""
+    d = config.train.data
+    opt = lambda v: tuple(v) if v is not None else None  # noqa: E731
+    return transforms.AugmentConfig(
+        hflip_prob=d.hflip_prob,
+        degrees=d.degrees,
+        shear=d.shear,
+        translate=opt(d.get("translate")),
+        scale=opt(d.get("scale")),
+        affine_tentatives=d.affine_tentatives,
+        affine_interpolation=d.affine_interpolation,
+        jitter=tuple(d.jitter),
+        grayscale_prob=d.grayscale_prob,
+        frame_jitter=tuple(d.frame_jitter),
+        mosaic_prob=d.mosaic_prob,
+        mosaic_grid=tuple(d.mosaic_grid),
+        mosaic_hflip=d.mosaic_hflip,
+    )
 
 
 def synthetic_source(config: ml_collections.ConfigDict) -> SyntheticVideoDataset:
-    """The training videos (``config.train.data``), rendered at the model's input size."""
+    """The synthetic training videos (``config.train.data``), rendered at the model's input size."""
     d = config.train.data
     S = config.model.image_size
     return SyntheticVideoDataset(
@@ -42,72 +218,188 @@ def synthetic_source(config: ml_collections.ConfigDict) -> SyntheticVideoDataset
     )
 
 
-def make_batch(
-    source: SyntheticVideoDataset, config: ml_collections.ConfigDict, step: int, clip_slice: slice | None = None
-) -> Batch:
+def _make_source(config: ml_collections.ConfigDict, name: str, sc: ml_collections.ConfigDict) -> Source:
+    t = config.train
+    kind = sc.kind
+    bs = sc.get("batch_size", 0) or t.batch_size
+    T = sc.get("num_frames", 0) or (1 if kind == "sa1b" else t.num_frames)
+    O = sc.get("max_num_objects", 0) or t.max_num_objects
+    root = sc.get("root", "")
+    if kind == "synthetic":
+        d = t.data
+        reader = SyntheticVideoDataset(
+            d.num_videos, d.seed, d.video_frames, config.model.image_size, config.model.image_size, O,
+            d.hide_prob, d.late_start_prob,
+        )  # fmt: skip
+    elif kind == "vos_folder":
+        reader = DavisFolder(root, split=sc.get("split", "train") or None, resolution=sc.get("resolution") or None)
+    elif kind == "sav":
+        reader = SAVFolder(root, split=sc.get("split") or None)
+    elif kind == "sav_train":
+        reader = SAVTrainFolder(root, annotation=sc.get("annotation", "manual"))
+    elif kind == "sa1b":
+        reader = SA1BFolder(root)
+    else:
+        raise ValueError(f"source {name!r}: kind {kind!r} is not one of {SOURCE_KINDS}")
+    if len(reader) == 0:
+        raise ValueError(f"source {name!r} ({kind}, root {root!r}) has no videos or images")
+    if bs < 1 or T < 1 or O < 1:
+        raise ValueError(f"source {name!r}: batch_size {bs}, num_frames {T}, max_num_objects {O} must be >= 1")
+    prob = sc.get("prob", 0.0)
+    weight = prob if prob else float(len(reader) * sc.get("multiplier", 1) // bs)
+    return Source(name, kind, reader, bs, T, O, weight, sc.get("mask_area_frac_thresh", 1.1))
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedSource:
+    """The sources of ``config.train.data.sources`` (sorted by name) and their mixing probabilities."""
+
+    sources: tuple[Source, ...]
+    probs: np.ndarray
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+
+def training_source(config: ml_collections.ConfigDict) -> MixedSource:
+    """The training sources of ``config.train.data.sources`` with their mixing probabilities.
+
+    Probabilities are the configured ``prob`` of every source (all or none set; normalised), else proportional
+    to each source's number of batches ``floor(len * multiplier / batch_size)`` (``TorchTrainMixedDataset``).
+    """
+    items = sorted(config.train.data.sources.items())
+    if not items:
+        raise ValueError("config.train.data.sources is empty")
+    sources = tuple(_make_source(config, name, sc) for name, sc in items)
+    probs = {name: sc.get("prob", 0.0) for name, sc in items}
+    if any(probs.values()) and not all(probs.values()):
+        raise ValueError(f"set prob for all sources or none, got {probs}")
+    w = np.array([s.weight for s in sources], np.float64)
+    if w.sum() <= 0:
+        raise ValueError(f"no source has a full batch: weights {[(s.name, s.weight) for s in sources]}")
+    return MixedSource(sources, w / w.sum())
+
+
+def _as_mixed(source, config: ml_collections.ConfigDict) -> MixedSource:
+    if isinstance(source, MixedSource):
+        return source
+    if isinstance(source, Source):
+        return MixedSource((source,), np.ones(1))
+    if isinstance(source, SyntheticVideoDataset):  # the trainer's synthetic_source
+        t = config.train
+        src = Source("synthetic", "synthetic", source, t.batch_size, t.num_frames, t.max_num_objects, 1.0)
+        return MixedSource((src,), np.ones(1))
+    raise TypeError(f"unknown training source {type(source).__name__}")
+
+
+def step_source(source, config: ml_collections.ConfigDict, step: int) -> Source:
+    """The source that batch ``step`` comes from (its ``batch_size`` is that batch's number of clips)."""
+    mixed = _as_mixed(source, config)
+    if len(mixed.sources) == 1:
+        return mixed.sources[0]
+    j = np.random.default_rng([config.train.data.seed, step]).choice(len(mixed.sources), p=mixed.probs)
+    return mixed.sources[int(j)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+def image_prompt_plan(rng: np.random.Generator, p: ml_collections.ConfigDict) -> PromptPlan:
+    """``prepare_prompt_inputs`` for a single image (its ``num_frames == 1`` case): points always (a box with
+    ``prob_to_use_box_input``), one conditioning frame, corrections on it only; same shapes as a video plan."""
+    I, E = p.num_init_cond_frames, max(p.num_frames_to_correct - 1, 0)
+    types = [BOX if rng.random() < p.prob_to_use_box_input else CLICK] + [MASK] * (I - 1)
+    return PromptPlan(
+        init_frames=np.zeros(I, np.int32),
+        init_valid=np.arange(I) < 1,
+        prompt_type=np.array(types, np.int32),
+        track_frames=np.zeros(0, np.int32),
+        track_valid=np.zeros(0, bool),
+        extra_correct_frames=np.full(E, -1, np.int32),
+        sample_from_gt=rng.random((I + E, p.num_correction_pt_per_frame)) < p.prob_to_sample_from_gt,
+    )
+
+
+def make_clip(
+    source: Source, config: ml_collections.ConfigDict, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, PromptPlan]:
+    """One augmented clip: ``frames (T, S, S, 3)``, ``masks (T, O, S, S)``, ``obj_valid (O,)``, its plan."""
+    t = config.train
+    for attempt in range(MAX_VIDEO_RETRIES):
+        index = int(rng.integers(len(source)))
+        try:
+            frames, masks = source.clip(rng, index, t.prompts.reverse_time_prob)
+            break
+        except DataError as e:
+            log.warning("source %s: item %d failed (retry %d): %s", source.name, index, attempt, e)
+    else:
+        raise DataError(f"source {source.name}: {MAX_VIDEO_RETRIES} items in a row failed to give a clip")
+    S = config.model.image_size
+    frames, masks = transforms.augment_clip(rng, frames, masks, S, augment_config(config))
+    T, K = masks.shape[:2]
+    O = source.max_num_objects
+    padded = np.zeros((T, O, S, S), bool)
+    padded[:, :K] = masks
+    plan = sample_prompt_plan(rng, T, t.prompts) if T > 1 else image_prompt_plan(rng, t.prompts)
+    return frames, padded, np.arange(O) < K, plan
+
+
+def make_batch(source, config: ml_collections.ConfigDict, step: int, clip_slice: slice | None = None) -> Batch:
     """The batch of training step ``step`` (a pure function of the data seed and the step).
 
     Clip ``i`` is drawn with its own generator ``np.random.default_rng([seed, step, i])``, so a host of a multi-host
     run can make only its clips (``clip_slice``) and the hosts' parts concatenate to the full batch.
 
     Args:
-        source: the video dataset.
-        config: full config (``train.batch_size``, ``train.num_frames``, ``train.prompts``, ``train.data``).
+        source: ``training_source(config)``, one ``Source``, or ``synthetic_source(config)`` (then the batch
+            geometry is ``train.batch_size``, ``train.num_frames``, ``train.max_num_objects``).
+        config: full config (``train.data``, ``train.prompts``, ``model.image_size``).
         step: the step index.
-        clip_slice: which of the ``train.batch_size`` clips to make; ``None``: all.
+        clip_slice: which of the step's ``step_source(...).batch_size`` clips to make; ``None``: all.
 
     Returns:
         A ``Batch`` of numpy arrays.
     """
-    t = config.train
-    frames, masks, plans = [], [], []
-    for i in range(t.batch_size)[clip_slice or slice(None)]:
-        rng = np.random.default_rng([t.data.seed, step, i])
-        video = source[int(rng.integers(len(source)))]
-        T = t.num_frames
-        if video.frames.shape[0] < T:
-            raise ValueError(f"videos have {video.frames.shape[0]} frames, fewer than num_frames={T}")
-        start = int(rng.integers(video.frames.shape[0] - T + 1))
-        f, m = video.frames[start : start + T], video.masks[start : start + T]
-        if rng.random() < t.prompts.reverse_time_prob:
-            f, m = f[::-1], m[::-1]
-        if rng.random() < t.data.hflip_prob:
-            f, m = f[:, :, ::-1], m[:, :, :, ::-1]
-        frames.append(np.ascontiguousarray(f))
-        masks.append(np.ascontiguousarray(m))
-        plans.append(sample_prompt_plan(rng, T, t.prompts))
-    if not frames:
-        raise ValueError(f"clip_slice {clip_slice} selects none of the {t.batch_size} clips")
+    src = step_source(source, config, step)
+    clips = range(src.batch_size)[clip_slice or slice(None)]
+    if not clips:
+        raise ValueError(f"clip_slice {clip_slice} selects none of the {src.batch_size} clips")
+    made = [make_clip(src, config, np.random.default_rng([config.train.data.seed, step, i])) for i in clips]
+    frames, masks, valid, plans = zip(*made, strict=True)
     plan = PromptPlan(*(np.stack(x) for x in zip(*plans, strict=True)))
-    return Batch(frames=np.stack(frames), masks=np.stack(masks), plan=plan)
+    return Batch(frames=np.stack(frames), masks=np.stack(masks), obj_valid=np.stack(valid), plan=plan)
 
 
 def batches(
-    source: SyntheticVideoDataset, config: ml_collections.ConfigDict, start_step: int, prefetch: int = 2
+    source, config: ml_collections.ConfigDict, start_step: int, prefetch: int = 2, workers: int | None = None
 ) -> Iterator[tuple[int, Batch]]:
-    """``(step, batch)`` from ``start_step`` on, made by a background thread ``prefetch`` batches ahead."""
-    q: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
-    stop = threading.Event()
+    """``(step, batch)`` from ``start_step`` on, in order, made ahead by a pool of background threads.
 
-    def work():
-        s = start_step
-        while not stop.is_set():
-            item = (s, make_batch(source, config, s))
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            s += 1
+    Args:
+        source: as for ``make_batch``.
+        config: full config; ``train.data.workers`` is the default number of threads.
+        start_step: the first step.
+        prefetch: batches made ahead (at least ``workers``).
+        workers: threads making batches (PIL and numpy release the GIL for most of the work).
 
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
+    Yields:
+        ``(step, batch)``; an error making a batch is raised here, at its step.
+    """
+    workers = max(1, workers or config.train.data.get("workers", 1))
+    window = max(prefetch, workers, 1)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sam2-data")
+    pending: collections.deque = collections.deque()
+    next_step = start_step
     try:
         while True:
-            yield q.get()
+            while len(pending) < window:
+                pending.append((next_step, pool.submit(make_batch, source, config, next_step)))
+                next_step += 1
+            step, future = pending.popleft()
+            yield step, future.result()
     finally:
-        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def held_out_batch(config: ml_collections.ConfigDict, num_videos: int, seed: int) -> Batch:
@@ -134,5 +426,6 @@ def held_out_batch(config: ml_collections.ConfigDict, num_videos: int, seed: int
     return Batch(
         frames=np.stack([v.frames[:T] for v in videos]),
         masks=np.stack([v.masks[:T] for v in videos]),
+        obj_valid=np.ones((num_videos, t.max_num_objects), bool),
         plan=jax.tree.map(lambda x: np.stack([x] * num_videos), plan),
     )
