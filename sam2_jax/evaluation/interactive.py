@@ -253,13 +253,39 @@ def online_object(predictor, state, video, k: int, cfg: InteractiveConfig) -> In
     return InteractiveObjectResult(video.video_id, oid, np.array(js), np.array(fs), used, seconds)
 
 
+def evaluate_video(predictor, video: vos.VOSVideo, cfg: InteractiveConfig):
+    """The protocol for every object of one video (one step of ``evaluate_interactive``).
+
+    Args:
+      predictor: a ``SAM2VideoPredictor``.
+      video: the video and its ground truth.
+      cfg: the settings.
+
+    Returns:
+      ``(objects, skipped)``: the ``InteractiveObjectResult``s of the objects with scores, and ``(video, reason)``
+      when the video is bad data (then no objects) or None.
+    """
+    run_object = offline_object if cfg.mode == "offline" else online_object
+    try:
+        state = predictor.init_state(video.frames)
+        res = []
+        for k in np.flatnonzero(video.first_annotated() >= 0):
+            predictor.reset_state(state)
+            res.append(run_object(predictor, state, video, int(k), cfg))
+    except (vos.DataError, ValueError) as e:
+        log.warning("skipping video %s: %s", video.video_id, e)
+        return [], (video.video_id, str(e))
+    return [r for r in res if not np.isnan(r.j).any()], None
+
+
 def evaluate_interactive(
     predictor, videos: Iterable[vos.VOSVideo], cfg: InteractiveConfig, progress: bool = True
 ) -> InteractiveResult:
     """The offline or online interactive protocol over a dataset (module docstring).
 
     Args:
-      predictor: a ``SAM2VideoPredictor``.
+      predictor: a ``SAM2VideoPredictor``, or a list of them, one per device group (``parallel.group_predictors``):
+        each idle one takes the next video; the result does not depend on how many there are.
       videos: ``VOSVideo``s (a reader's ``errors`` join the skipped ones).
       cfg: the settings.
       progress: progress bar over videos.
@@ -268,26 +294,17 @@ def evaluate_interactive(
       the ``InteractiveResult``; with ``cfg.output_dir`` also ``interactive_<mode>_per_object.csv``,
       ``interactive_<mode>_summary.csv`` and ``interactive_<mode>.png`` (J&F against N and against time).
     """
-    from tqdm import tqdm
+    from sam2_jax.evaluation import parallel
 
     if cfg.mode not in ("offline", "online"):
         raise ValueError(f"unknown interactive mode {cfg.mode!r}, expected offline or online")
-    run_object = offline_object if cfg.mode == "offline" else online_object
     start = time.perf_counter()
+    workers = list(predictor) if isinstance(predictor, list | tuple) else [predictor]
     objects, skipped = [], []
-    total = len(videos) if hasattr(videos, "__len__") else None
-    for video in tqdm(videos, total=total, disable=not progress, desc="videos", unit="video"):
-        try:
-            state = predictor.init_state(video.frames)
-            res = []
-            for k in np.flatnonzero(video.first_annotated() >= 0):
-                predictor.reset_state(state)
-                res.append(run_object(predictor, state, video, int(k), cfg))
-        except (vos.DataError, ValueError) as e:
-            log.warning("skipping video %s: %s", video.video_id, e)
-            skipped.append((video.video_id, str(e)))
-            continue
-        objects += [r for r in res if not np.isnan(r.j).any()]
+    # Assembled in the dataset's order, whichever group ran each video (parallel module docstring).
+    for res, bad in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, workers, progress):
+        objects += res
+        skipped += [bad] if bad else []
     skipped += getattr(videos, "errors", [])
     if objects:
         jf = np.mean([(o.j + o.f) / 2 for o in objects], axis=0)

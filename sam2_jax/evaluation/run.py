@@ -1,6 +1,9 @@
 """The library behind ``eval.py``: build the model and the dataset a run names, evaluate, report.
 
 Tasks:
+Videos are spread over the local devices (``parallel``, ``--devices_per_video``) in the ``vos`` and ``interactive``
+tasks.
+
   ``vos``: semi-supervised VOS (``vos_eval.evaluate_vos``) on a dataset read from a folder in place, through its
     tfds builder (``--reader tfds``), or from the synthetic source.
   ``score``: score a folder of predicted PNGs against ground truth without a model (``vos_eval.score_folder``).
@@ -46,6 +49,9 @@ class RunConfig:
       interactive_mode, max_frames, clicks_per_frame, interactive_threshold, interactive_quality: the
         ``interactive`` task's ``InteractiveConfig`` (mode, N_frame, clicks per frame, online pause threshold,
         quality ``j`` or ``jf``).
+      devices_per_video: devices each video runs on; the local devices are split into groups of this many and
+        each idle group takes the next video (``parallel``). 0: 1 when there are at least as many videos as
+        devices, else devices // videos; the device count: one video at a time, its objects sharded over all.
       output_dir: results folder.
       progress: show progress bars.
       compilation_cache: persistent XLA compilation cache folder (empty: none); a second run skips the compiles.
@@ -82,6 +88,7 @@ class RunConfig:
     clicks_per_frame: int = 3
     interactive_threshold: float = 0.75
     interactive_quality: str = "j"
+    devices_per_video: int = 0
     output_dir: str = "eval_out"
     progress: bool = True
     compilation_cache: str = "~/.cache/sam2_jax/xla"
@@ -197,6 +204,15 @@ def vos_config(cfg: RunConfig) -> vos_eval.VOSEvalConfig:
     )
 
 
+def video_predictors(cfg: RunConfig, videos) -> list:
+    """One ``SAM2VideoPredictor`` per device group (``parallel``), sized for the dataset ``videos``."""
+    from sam2_jax.evaluation import parallel
+
+    groups = parallel.device_groups(cfg.devices_per_video, len(videos) if hasattr(videos, "__len__") else None)
+    log.info("videos spread over %d device groups: %s", len(groups), [[d.id for d in g] for g in groups])
+    return parallel.group_predictors(build_model(cfg), groups)
+
+
 def run(cfg: RunConfig):
     """Runs the task of ``cfg``, prints the summary and writes the outputs to ``cfg.output_dir``.
 
@@ -222,10 +238,8 @@ def run(cfg: RunConfig):
         result = vos_eval.score_folder(cfg.gt_root, cfg.pred_root, vos_config(cfg), names, cfg.progress)
         print(vos_eval.format_summary(result, f"scores of {cfg.pred_root} against {cfg.gt_root}"))
     elif cfg.task == "vos":
-        from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-
-        predictor = SAM2VideoPredictor(build_model(cfg))
-        result = vos_eval.evaluate_vos(predictor, dataset_videos(cfg), vos_config(cfg), cfg.progress)
+        videos = dataset_videos(cfg)
+        result = vos_eval.evaluate_vos(video_predictors(cfg, videos), videos, vos_config(cfg), cfg.progress)
         title = f"semi-supervised VOS, prompt {cfg.prompt}, {cfg.dataset_format} {cfg.split} ({cfg.convention} metrics)"
         print(vos_eval.format_summary(result, title))
     elif cfg.task == "image":
@@ -234,7 +248,6 @@ def run(cfg: RunConfig):
         result = image_eval.run_image_task(cfg, build_model(cfg))
     elif cfg.task == "interactive":
         from sam2_jax.evaluation import interactive
-        from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
         icfg = interactive.InteractiveConfig(
             mode=cfg.interactive_mode,
@@ -246,8 +259,8 @@ def run(cfg: RunConfig):
             score_thresh=cfg.score_thresh,
             output_dir=cfg.output_dir or None,
         )
-        predictor = SAM2VideoPredictor(build_model(cfg))
-        result = interactive.evaluate_interactive(predictor, dataset_videos(cfg), icfg, cfg.progress)
+        videos = dataset_videos(cfg)
+        result = interactive.evaluate_interactive(video_predictors(cfg, videos), videos, icfg, cfg.progress)
         print(interactive.format_interactive_summary(result, cfg.interactive_mode))
     else:
         raise ValueError(f"unknown task {cfg.task!r}, expected vos, score, image or interactive")

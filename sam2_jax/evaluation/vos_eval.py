@@ -327,11 +327,44 @@ def _finish(result: EvalResult, cfg: VOSEvalConfig, extra: dict | None = None) -
     return result
 
 
+def evaluate_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig):
+    """Tracks, writes and scores one video (one step of ``evaluate_vos``).
+
+    Args:
+      predictor: a ``SAM2VideoPredictor``.
+      video: the video and its ground truth.
+      cfg: the run's settings.
+
+    Returns:
+      ``(scores, skipped, frames)``: the per-object scores, ``(video, reason)`` when the video is bad data (then no
+      scores) or None, and the number of frames tracked.
+    """
+    layout = cfg.output_layout or video.layout
+    try:
+        pred, n = track_video(predictor, video, cfg)
+        pred = np.stack([as_layout(p, video.object_ids, layout) for p in pred])
+    except (vos.DataError, ValueError) as e:
+        log.warning("skipping video %s: %s", video.video_id, e)
+        return [], (video.video_id, str(e)), 0
+    names = [video.frame_names[t] for t in video.mask_frames]
+    if cfg.output_dir and cfg.write_pngs:
+        for a, name in enumerate(names):
+            write_prediction(
+                os.path.join(cfg.output_dir, "pred"), video.video_id, name, pred[a], video.object_ids, layout
+            )
+    gts = (video.masks(a) for a in range(len(names)))
+    res, unreported = _score_video(video.video_id, video.object_ids, names, pred, gts, video.annotated, cfg)
+    if unreported:
+        log.info("video %s: objects %s never present in the scored ground truth", video.video_id, unreported)
+    return res, None, n
+
+
 def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, progress: bool = True) -> EvalResult:
     """Semi-supervised VOS over a dataset: track, write, score (module docstring).
 
     Args:
-      predictor: a ``SAM2VideoPredictor``.
+      predictor: a ``SAM2VideoPredictor``, or a list of them, one per device group (``parallel.group_predictors``):
+        each idle one takes the next video; the result does not depend on how many there are.
       videos: ``VOSVideo``s (a reader; a reader's own skipped videos are added to the result's).
       cfg: the run's settings.
       progress: show a progress bar over videos.
@@ -339,36 +372,20 @@ def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, 
     Returns:
       the ``EvalResult``; with ``cfg.output_dir`` also CSVs, ``pred/`` PNGs and ``per_frame_jf.png`` written there.
     """
-    from tqdm import tqdm
+    from sam2_jax.evaluation import parallel
 
     if cfg.prompt not in PROMPTS:
         raise ValueError(f"unknown prompt {cfg.prompt!r}, expected one of {PROMPTS}")
     start = time.perf_counter()
+    workers = list(predictor) if isinstance(predictor, list | tuple) else [predictor]
     scores: list[metrics.ObjectScore] = []
     skipped: list[tuple[str, str]] = []
     tracked = 0
-    total = len(videos) if hasattr(videos, "__len__") else None
-    for video in tqdm(videos, total=total, disable=not progress, desc="videos", unit="video"):
-        layout = cfg.output_layout or video.layout
-        try:
-            pred, n = track_video(predictor, video, cfg)
-            pred = np.stack([as_layout(p, video.object_ids, layout) for p in pred])
-        except (vos.DataError, ValueError) as e:
-            log.warning("skipping video %s: %s", video.video_id, e)
-            skipped.append((video.video_id, str(e)))
-            continue
-        tracked += n
-        names = [video.frame_names[t] for t in video.mask_frames]
-        if cfg.output_dir and cfg.write_pngs:
-            for a, name in enumerate(names):
-                write_prediction(
-                    os.path.join(cfg.output_dir, "pred"), video.video_id, name, pred[a], video.object_ids, layout
-                )
-        gts = (video.masks(a) for a in range(len(names)))
-        res, unreported = _score_video(video.video_id, video.object_ids, names, pred, gts, video.annotated, cfg)
-        if unreported:
-            log.info("video %s: objects %s never present in the scored ground truth", video.video_id, unreported)
+    # Assembled in the dataset's order, whichever group ran each video (parallel module docstring).
+    for res, bad, n in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, workers, progress):
         scores.extend(res)
+        skipped += [bad] if bad else []
+        tracked += n
     skipped.extend(getattr(videos, "errors", []))
     result = EvalResult(scores, metrics.summarize(scores), skipped, tracked, time.perf_counter() - start)
     return _finish(result, cfg, {"prompt": cfg.prompt, "convention": cfg.convention})
