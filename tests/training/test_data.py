@@ -243,3 +243,32 @@ def test_bad_sources_are_rejected(tmp_path):
     c.train.data.sources = dict(x=dict(kind="sa1b", root=str(tmp_path)))
     with pytest.raises(ValueError, match="no videos or images"):
         data.training_source(c)
+
+
+@pytest.mark.parametrize("kind", ["sav", "sav_train"])
+def test_sav_clips_use_the_annotated_frames(tmp_path, kind):
+    # SA-V annotates every 4th frame: clips are consecutive annotated frames (0, 4, 8 or 4, 8, 12, maybe reversed),
+    # read from JPEG folders (val/test) or the mp4 (train).
+    from sam2_jax.datasets.writers import write_sav, write_sav_train
+
+    v = SyntheticVideoDataset(1, seed=5, num_frames=16, height=24, width=24, num_objects=2, hide_prob=0.0)[0]
+    if kind == "sav":
+        write_sav([v], str(tmp_path), split="val")
+        frames = jpeg_roundtrip(v.frames)
+    else:
+        write_sav_train([v], str(tmp_path))
+        frames = v.frames
+    c = _no_augment(_config())
+    c.model.image_size = 24
+    c.train.data.sources = dict(s=dict(kind=kind, root=str(tmp_path), split="val", batch_size=1, num_frames=3))
+    mixed = data.training_source(c)
+    starts = set()
+    for step in range(6):
+        b = data.make_batch(mixed, c, step)
+        for f, m, valid in zip(b["frames"], b["masks"], b["obj_valid"], strict=True):
+            match = [r for s in (0, 4) for r in ([s, s + 4, s + 8], [s + 8, s + 4, s]) if np.array_equal(frames[r], f)]
+            assert len(match) == 1
+            starts.add(match[0][0])
+            for j in range(int(valid.sum())):
+                assert any(np.array_equal(v.masks[match[0], o], m[:, j]) for o in range(2))
+    assert len(starts) > 1
