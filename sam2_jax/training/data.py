@@ -13,7 +13,8 @@ Ports the data side of the official trainer (sam2 1.1.0, ``training/dataset/``):
   at random (``random.sample``: random order). An object absent from a later frame gets an empty mask (the
   official ``always_target``). A video that fails to load or is too short is replaced by another random one, up
   to 100 times. SA-1B images (``SA1BRawDataset``): the image repeated ``num_frames`` times, objects drawn from its
-  masks of nonzero area (optionally below ``mask_area_frac_thresh`` of the image).
+  masks of nonzero area (optionally below ``mask_area_frac_thresh`` of the image). SA-V train clips decode only
+  their own masks from the JSON's RLEs (first-frame visibility from the RLE areas).
 - Augmentation: ``sam2_jax.training.transforms.augment_clip`` (flip, affine, resize to ``model.image_size``,
   mosaic, colour jitter, grayscale, per-frame colour jitter).
 - Prompts: ``sample_prompt_plan`` for videos; for single images the official special case of
@@ -37,6 +38,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +48,16 @@ import numpy as np
 
 from sam2_jax.datasets.sa1b import SA1BFolder
 from sam2_jax.datasets.synthetic import SyntheticVideoDataset
-from sam2_jax.datasets.vos import DataError, DavisFolder, SAVFolder, SAVTrainFolder, unpack_masks
+from sam2_jax.datasets.vos import (
+    SAV_TRAIN_STRIDE,
+    DataError,
+    DavisFolder,
+    SAVFolder,
+    SAVTrainFolder,
+    decode_rles,
+    read_sav_json,
+    unpack_masks,
+)
 from sam2_jax.training import transforms
 from sam2_jax.training.sam2_train import BOX, CLICK, MASK, PromptPlan, sample_prompt_plan
 
@@ -104,14 +115,31 @@ class Source:
             return v.frames[rows], v.masks[rows][:, objs]
         if self.kind == "sa1b":
             return self._image_clip(rng, index)
+        if self.kind == "sav_train":
+            return self._sav_train_clip(rng, index, reverse_prob)
         video = _load_video(self.reader, self._ids[index])
         present = video.packed_masks.any(-1) & video.annotated  # (A, O)
         rows = _sample_rows(rng, present, self.num_frames, reverse_prob, video.video_id)
         objs = _sample_objects(rng, np.flatnonzero(present[rows[0]]), self.max_num_objects)
         masks = unpack_masks(video.packed_masks[rows][:, objs], video.height, video.width)
         masks &= video.annotated[rows][:, objs, None, None]
-        frames = _read_frames(video, video.mask_frames[rows])
+        frames = _read_frames(video.frames, video.mask_frames[rows], video.video_id)
         return frames, masks
+
+    def _sav_train_clip(self, rng: np.random.Generator, index: int, reverse_prob: float):
+        # Only the clip's masks are decoded: an SA-V train video holds hundreds of 1080p RLE masks.
+        video_id = self._ids[index]
+        ann, present = _load_sav_json(self.reader.root, video_id, self.reader.annotation)
+        rows = _sample_rows(rng, present, self.num_frames, reverse_prob, video_id)
+        objs = _sample_objects(rng, np.flatnonzero(present[rows[0]]), self.max_num_objects)
+        h, w = int(ann["video_height"]), int(ann["video_width"])
+        masks = np.stack(
+            [decode_rles([ann["masklet"][r][o] for o in objs], h, w, f"video {video_id} frame {r}") for r in rows]
+        )
+        mp4 = os.path.join(self.reader.root, f"{video_id}.mp4")
+        if not os.path.isfile(mp4):
+            raise DataError(f"video {video_id}: video file {mp4} not found")
+        return _read_frames(mp4, rows * SAV_TRAIN_STRIDE, video_id), masks
 
     def _image_clip(self, rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray]:
         from pycocotools import mask as mask_utils
@@ -130,9 +158,20 @@ class Source:
         return np.broadcast_to(image, (T, *image.shape)).copy(), np.broadcast_to(masks, (T, *masks.shape)).copy()
 
 
-@functools.lru_cache(maxsize=16)
+# Loaded videos keep their masks bit-packed; a few are cached so that consecutive clips of a video are cheap.
+@functools.lru_cache(maxsize=4)
 def _load_video(reader, video_id: str):
     return reader.load(video_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_sav_json(root: str, video_id: str, annotation: str) -> tuple[dict, np.ndarray]:
+    """An SA-V train JSON and ``(A, O)`` whether each masklet is nonempty on each annotated frame (RLE areas)."""
+    from pycocotools import mask as mask_utils
+
+    ann = read_sav_json(os.path.join(root, f"{video_id}_{annotation}.json"), video_id)
+    present = np.array([[a > 0 for a in mask_utils.area(objs)] if objs else [] for objs in ann["masklet"]], bool)
+    return ann, present.reshape(len(ann["masklet"]), len(ann["masklet_id"]))
 
 
 @functools.lru_cache(maxsize=16)
@@ -140,17 +179,17 @@ def _load_image(reader, image_id: str):
     return reader.load(image_id)
 
 
-def _read_frames(video, indices: np.ndarray) -> np.ndarray:
-    """Frames ``indices`` of a ``VOSVideo`` at video size, ``(T, H, W, 3)`` uint8."""
+def _read_frames(video: Any, indices: np.ndarray, video_id: str) -> np.ndarray:
+    """Frames ``indices`` of a ``VideoSource`` input (folder, video file, array) at video size, ``(T, H, W, 3)``."""
     from sam2_jax.utils.video_io import VideoSource
 
-    if isinstance(video.frames, np.ndarray):
-        return video.frames[indices]
+    if isinstance(video, np.ndarray):
+        return video[indices]
     try:
-        with VideoSource(video.frames, image_size=16, cache_size=2) as src:
+        with VideoSource(video, image_size=16, cache_size=2) as src:
             return np.stack([src.original_frame(int(i)) for i in indices])
     except ValueError as e:
-        raise DataError(f"video {video.video_id}: {e}") from e
+        raise DataError(f"video {video_id}: {e}") from e
 
 
 def _sample_rows(
