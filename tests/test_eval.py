@@ -1,6 +1,7 @@
 """End to end: a small synthetic dataset written in every format, read back (folders in place and tfds builders),
 evaluated with a random-weight tiny model (image_size 256): the same numbers from every format; eval.py's CLI on
-the same data; its predicted PNGs scored without the model give the run's numbers."""
+the same data; its predicted PNGs scored without the model give the run's numbers; (slow) four forced host devices
+running videos at the same time give the one-device outputs."""
 
 import csv
 import functools
@@ -125,57 +126,98 @@ def test_eval_cli_and_scoring_its_pngs(data, tmp_path):
     np.testing.assert_equal(again.summary, result.summary)
 
 
-_TWO_DEVICE_SCRIPT = r"""
-import json, sys
+_DEVICES_SCRIPT = r"""
+import json, sys, threading, time
 import jax
 from jax.sharding import PartitionSpec
 from sam2_jax import sam2_video_predictor as P
+from sam2_jax.evaluation import vos_eval
 from eval import parse
 from sam2_jax.evaluation.run import run
 
-sharded = []
-_orig = P.SAM2VideoPredictor._shard
-def _record(self, tstate):
-    out = _orig(self, tstate)
+runs, sharded = {}, []
+_init, _track, _shard = P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard
+
+def init_state(self, *args, **kwargs):  # the devices the video's image features were computed on
+    s = _init(self, *args, **kwargs)
+    leaves = jax.tree.leaves(s["cached_features"])
+    runs[threading.get_ident()]["features"] = sorted({d.id for x in leaves for d in x.devices()})
+    return s
+
+def track_video(predictor, video, cfg):  # which group ran the video, and when
+    mesh = None if predictor.mesh is None else sorted(d.id for d in predictor.mesh.devices.flat)
+    r = runs[threading.get_ident()] = {"mesh": mesh, "start": time.perf_counter()}
+    out = _track(predictor, video, cfg)
+    r["end"] = time.perf_counter()
+    runs[video.video_id] = runs.pop(threading.get_ident())
+    return out
+
+def shard(self, tstate):
+    out = _shard(self, tstate)
     sharded.append(any(getattr(x.sharding, "spec", None) == PartitionSpec("obj") for x in jax.tree.leaves(out)))
     return out
-P.SAM2VideoPredictor._shard = _record
+
+P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard = init_state, track_video, shard
 run(parse(sys.argv[1:]))
-print("RESULT", json.dumps({"devices": jax.device_count(), "sharded": any(sharded)}))
+print("RESULT", json.dumps({"devices": jax.device_count(), "runs": runs, "sharded": any(sharded)}))
 """
 
 
+def _max_overlap(runs: dict) -> int:
+    events = sorted([(r["start"], 1) for r in runs.values()] + [(r["end"], -1) for r in runs.values()])
+    level = best = 0
+    for _, d in events:
+        level += d
+        best = max(best, level)
+    return best
+
+
 @pytest.mark.slow
-def test_eval_on_two_devices_gives_the_one_device_numbers(tmp_path):
-    """eval.py with 2 (forced host) devices: each video's object batch is sharded over them by the predictor, and
-    the CSVs and PNGs are the one-device run's, bit for bit."""
+def test_eval_on_four_devices_gives_the_one_device_outputs(tmp_path):
+    """eval.py with 4 (forced host) devices: 4 videos run at once, one per device (the default), or two at a time
+    on groups of 2 devices with each video's 2 objects sharded over its group; the CSVs, PNGs and plot are the
+    one-device run's, byte for byte."""
     import json
     import subprocess
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outs = {}
-    for n in (1, 2):
-        out = tmp_path / f"d{n}"
-        args = "--dataset_format synthetic --num_synthetic 2 --synthetic_frames 4 --synthetic_objects 2"
-        args += f" --synthetic_size 64 --image_size 256 --progress false --output_dir {out}"
+    for name, n, extra in (("d1", 1, ""), ("d4", 4, ""), ("d4g2", 4, " --devices_per_video 2")):
+        out = tmp_path / name
+        args = "--dataset_format synthetic --num_synthetic 4 --synthetic_frames 4 --synthetic_objects 2"
+        args += f" --synthetic_size 64 --image_size 128 --progress false --output_dir {out}{extra}"
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
         proc = subprocess.run(
-            [sys.executable, "-c", _TWO_DEVICE_SCRIPT, *args.split()],
+            [sys.executable, "-c", _DEVICES_SCRIPT, *args.split()],
             cwd=root,
             env=env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=900,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-        outs[n] = (out, json.loads(line[len("RESULT ") :]))
-    assert outs[1][1] == {"devices": 1, "sharded": False}
-    assert outs[2][1] == {"devices": 2, "sharded": True}
-    for name in ("per_object.csv", "per_video.csv", "per_frame.csv", "summary.csv"):
-        assert (outs[1][0] / name).read_text() == (outs[2][0] / name).read_text(), name
-    pngs = sorted(p.relative_to(outs[1][0]) for p in (outs[1][0] / "pred").rglob("*.png"))
-    assert pngs and pngs == sorted(p.relative_to(outs[2][0]) for p in (outs[2][0] / "pred").rglob("*.png"))
-    for p in pngs:
-        assert (outs[1][0] / p).read_bytes() == (outs[2][0] / p).read_bytes(), p
+        outs[name] = (out, json.loads(line[len("RESULT ") :]))
+    videos = [f"video_{i:05d}" for i in range(4)]
+    one, four, pairs = (outs[k][1] for k in ("d1", "d4", "d4g2"))
+    assert one["devices"] == 1 and not one["sharded"] and sorted(one["runs"]) == videos
+    assert all(r["mesh"] is None and r["features"] == [0] for r in one["runs"].values())
+    assert _max_overlap(one["runs"]) == 1
+    # Default on 4 devices: one group per device, the 4 videos at the same time, each on its own device.
+    assert four["devices"] == 4 and sorted(four["runs"]) == videos
+    assert all(len(r["mesh"]) == 1 and r["features"] == r["mesh"] for r in four["runs"].values())
+    assert sorted(r["mesh"][0] for r in four["runs"].values()) == [0, 1, 2, 3]
+    assert _max_overlap(four["runs"]) == 4
+    # Groups of 2: two videos at a time, each one's objects sharded over its group's 2 devices.
+    assert pairs["sharded"] and sorted(pairs["runs"]) == videos
+    assert {tuple(r["mesh"]) for r in pairs["runs"].values()} == {(0, 1), (2, 3)}
+    assert all(r["features"] == r["mesh"] for r in pairs["runs"].values())  # replicated over the group
+    assert _max_overlap(pairs["runs"]) == 2
+    ref = outs["d1"][0]
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
+    assert len([p for p in files if p.suffix == ".png"]) > 10 and len([p for p in files if p.suffix == ".csv"]) == 5
+    for name in ("d4", "d4g2"):
+        assert files == sorted(p.relative_to(outs[name][0]) for p in outs[name][0].rglob("*") if p.is_file()), name
+        for p in files:
+            assert (ref / p).read_bytes() == (outs[name][0] / p).read_bytes(), (name, p)
