@@ -6,13 +6,17 @@
     python eval.py --dataset_format synthetic --num_synthetic 20 --image_size 256   # no data, random weights
     python eval.py --task image --data_root /data/sa1b_sample --prompt click5
     python eval.py --task interactive --interactive_mode online --dataset_format davis --data_root /data/DAVIS
+    python eval.py --dataset_format davis --data_root /data/DAVIS --devices_per_video 2   # 8 GPUs: 4 videos at once
 
 Every field of ``RunConfig`` is a flag of the same name (``--help`` lists them); booleans take true/false.
 
-Several devices: videos run one after another, and each video's batch of objects is spread over all local devices
-by ``SAM2VideoPredictor`` (the object axis of its tracker state sharded over a one-axis mesh; replicated, so not
-spread, when the object count does not divide the device count). The numbers equal a one-device run's
-(``tests/test_eval.py``, two forced host devices).
+Several devices (``vos`` and ``interactive`` tasks): the local devices are split into groups of
+``--devices_per_video`` (default 1 when there are at least as many videos as devices), each group with its own
+predictor (params replicated on the group, each video's object batch sharded over it when the object count divides
+the group size), and a host thread per group takes the next video when idle (``sam2_jax.evaluation.parallel``).
+Results are assembled in the dataset's order, so the CSVs and PNGs equal a one-device run's byte for byte
+(``tests/test_eval.py``, four forced host devices). ``--devices_per_video`` = the device count runs one video at a
+time with its objects sharded over all devices.
 """
 
 import argparse
