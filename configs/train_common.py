@@ -102,6 +102,8 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
         )
     )
     t.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**18))
+    # Several hosts: jax.distributed.initialize when an address, num_processes > 1 or auto (cluster detection) is set.
+    t.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1, auto=False))
     t.log_every = 10
     t.checkpoint_every = 100
     t.keep_checkpoints = 3
