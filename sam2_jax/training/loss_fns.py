@@ -113,6 +113,7 @@ def step_losses(
     pred_obj_scores: bool = True,
     focal_alpha_obj_score: float = -1.0,
     focal_gamma_obj_score: float = 0.0,
+    obj_valid: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """The four unweighted losses of one prediction step (official ``_update_losses``).
 
@@ -129,6 +130,8 @@ def step_losses(
         iou_use_l1_loss: L1 (official configs) or squared error.
         pred_obj_scores: supervise the object score; else every object counts as present and the class loss is 0.
         focal_alpha_obj_score, focal_gamma_obj_score: focal parameters of the object-score loss (-1, 0: plain BCE).
+        obj_valid: (N,) bool, real objects (default all); a padded object adds nothing, as if it were absent
+            (``num_objects`` must then count the real objects only).
 
     Returns:
         dict ``loss_mask``, ``loss_dice``, ``loss_iou``, ``loss_class`` (scalars, summed over objects).
@@ -141,7 +144,8 @@ def step_losses(
     if pred_obj_scores:
         target_obj = jnp.any(target_masks.reshape(N, -1) > 0, axis=-1)[:, None].astype(focal.dtype)
         cls = sigmoid_focal_loss(object_score_logits, target_obj, focal_alpha_obj_score, focal_gamma_obj_score)
-        loss_class = cls.mean(1).sum() / num_objects
+        cls = cls.mean(1) if obj_valid is None else jnp.where(obj_valid, cls.mean(1), 0.0)
+        loss_class = cls.sum() / num_objects
     else:
         target_obj = jnp.ones((N, 1), focal.dtype)
         loss_class = jnp.zeros((), focal.dtype)
@@ -159,6 +163,8 @@ def step_losses(
     else:
         loss_mask, loss_dice, loss_iou = focal, dice, iou
     # Mask, dice and IoU losses only where the object is present; the object score is always supervised.
+    if obj_valid is not None:
+        target_obj = jnp.where(obj_valid[:, None], target_obj, 0.0)
     return {
         "loss_mask": (loss_mask * target_obj).sum(),
         "loss_dice": (loss_dice * target_obj).sum(),

@@ -27,7 +27,10 @@ Deviations from the official code:
   (``only_obj_ptrs_in_the_past_for_eval = False`` is the eval-only switch).
 - The loss is computed inside the frame step, so the multi-step high-resolution masks are never stacked.
 - Only videos: the official image-batch special case (one frame, forced clicks) is not provided.
-- Objects per clip are fixed (O); a clip with fewer objects would need padded objects with a loss mask.
+- Objects per clip are fixed (O): a clip with fewer objects is padded, ``obj_valid`` marks the real ones. A padded
+  object is computed (objects never interact in the model) but adds no loss and no gradient, and the normaliser
+  counts the real objects of the batch, so the loss is that of the clip without it (the official code concatenates
+  the clips' variable object counts and divides by their total).
 """
 
 import functools
@@ -157,7 +160,8 @@ class _Ctx(NamedTuple):
 
     module: SAM2Base
     params: Any
-    num_objects: float  # loss normaliser (objects per global batch)
+    num_objects: jax.Array  # loss normaliser (real objects per global batch)
+    obj_valid: jax.Array | None  # (O,) bool: real objects; None: all
     loss_kw: dict
     weights: loss_fns.LossWeights
     num_correction: int
@@ -168,7 +172,9 @@ class _Ctx(NamedTuple):
 
 def _step_loss(ctx: _Ctx, outs, gt_t: jax.Array) -> dict[str, jax.Array]:
     # outs[1]: high-res multimasks (O, M, S, S); outs[2]: ious (O, M); outs[6]: object score logits (O, 1)
-    return loss_fns.step_losses(outs[1], gt_t, outs[2], outs[6], ctx.num_objects, None, ctx.weights, **ctx.loss_kw)
+    return loss_fns.step_losses(
+        outs[1], gt_t, outs[2], outs[6], ctx.num_objects, None, ctx.weights, obj_valid=ctx.obj_valid, **ctx.loss_kw
+    )
 
 
 def _heads(ctx: _Ctx, pix, hr, coords, labels, mask_in, multimask: bool):
@@ -291,8 +297,9 @@ def clip_losses(
     plan: PromptPlan,
     key: jax.Array,
     config: ml_collections.ConfigDict,
-    num_objects: float | None = None,
+    num_objects: float | jax.Array | None = None,
     deterministic: bool = True,
+    obj_valid: jax.Array | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """The official ``SAM2Train.forward`` + ``MultiStepMultiMasksAndIous`` on one clip.
 
@@ -304,8 +311,9 @@ def clip_losses(
         plan: the clip's ``PromptPlan`` (jnp or np arrays).
         key: PRNG key (clicks, box noise, dropout).
         config: full config (``.train.loss``, ``.train.prompts``).
-        num_objects: loss normaliser (objects in the global batch; default O).
+        num_objects: loss normaliser (real objects in the global batch; default: the real objects of this clip).
         deterministic: no drop path / dropout.
+        obj_valid: (O,) bool, real objects (padded ones add no loss); default all.
 
     Returns:
         (losses dict with ``core_loss``, final low-res mask logits per frame (T, O, 4h, 4w)).
@@ -317,7 +325,10 @@ def clip_losses(
     ctx = _Ctx(
         module=module,
         params=params,
-        num_objects=float(num_objects or O),
+        num_objects=jnp.asarray(
+            num_objects if num_objects is not None else (O if obj_valid is None else jnp.sum(obj_valid)), jnp.float32
+        ),
+        obj_valid=obj_valid,
         loss_kw=lc,
         weights=weights,
         num_correction=config.train.prompts.num_correction_pt_per_frame,
@@ -431,14 +442,22 @@ def batch_losses(
     key: jax.Array,
     config: ml_collections.FrozenConfigDict,
     deterministic: bool = True,
+    obj_valid: jax.Array | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Losses of a batch of clips: frames (B, T, S, S, 3) uint8, masks (B, T, O, S, S); plan with a leading B.
+    """Losses of a batch of clips: frames (B, T, S, S, 3) uint8, masks (B, T, O, S, S); plan with a leading B;
+    ``obj_valid`` (B, O) bool marks the real objects (default all).
 
-    Returns the losses summed over clips (each normalised by B * O, as the official normaliser counts the objects
-    of the whole batch) and the final low-res predictions (B, T, O, 4h, 4w).
+    Returns the losses summed over clips (each normalised by the real objects of the batch, at least 1, as the
+    official normaliser counts the objects of the whole batch) and the final low-res predictions (B, T, O, 4h, 4w).
     """
     B, _, O = masks.shape[:3]
+    if obj_valid is None:
+        obj_valid = jnp.ones((B, O), bool)
+    n = jnp.maximum(jnp.sum(obj_valid), 1).astype(jnp.float32)
     keys = jax.random.split(key, B)
-    fn = lambda f, m, p, k: clip_losses(module, params, normalize_images(f), m, p, k, config, B * O, deterministic)
-    losses, preds = jax.vmap(fn)(frames, masks, plan, keys)
+
+    def fn(f, m, p, k, v):
+        return clip_losses(module, params, normalize_images(f), m, p, k, config, n, deterministic, v)
+
+    losses, preds = jax.vmap(fn)(frames, masks, plan, keys, obj_valid)
     return {k: v.sum() for k, v in losses.items()}, preds

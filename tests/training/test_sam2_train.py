@@ -1,4 +1,5 @@
-"""The training forward against the official ``SAM2Train`` forward + loss, and its own invariants.
+"""The training forward against the official ``SAM2Train`` forward + loss, and its own invariants (padded objects,
+bfloat16 compute, drop path).
 
 The official model runs in eval mode with ``center`` corrective clicks and noise-free boxes, so that both sides see
 the same prompts; the training-mode pointer rule is kept (see ``official_sam2train``). Tiny model at 256 px.
@@ -150,3 +151,157 @@ def test_prompt_plan_follows_the_official_probabilities():
             assert p.prompt_type[0] != st.MASK and p.extra_correct_frames[0] in track
         if p.prompt_type[0] == st.MASK:
             assert (p.prompt_type[p.init_valid] == st.MASK).all()
+
+
+def _tiny_module(**trunk):
+    """The 4-block model of ``tiny_train_config`` (64 px), params and a training module; trunk fields overridden."""
+    from sam2_jax.build_sam import build_sam2
+    from tests.training.tiny_train_config import get_config as tiny_train_config
+
+    cfg = tiny_train_config()
+    cfg.model.image_encoder.trunk.update(trunk)
+    model = build_sam2(cfg, None, seed=0)
+    return cfg, model.params, st.training_module(model.module)
+
+
+def _mask_plan(num_frames):
+    """Mask prompt on frame 0, the rest tracked: no random prompt, so only the model's own randomness is left."""
+    return st.PromptPlan(
+        init_frames=np.zeros(2, np.int32),
+        init_valid=np.array([True, False]),
+        prompt_type=np.full(2, st.MASK, np.int32),
+        track_frames=np.arange(1, num_frames, dtype=np.int32),
+        track_valid=np.ones(num_frames - 1, bool),
+        extra_correct_frames=np.full(0, -1, np.int32),
+        sample_from_gt=np.zeros((2, 0), bool),
+    )
+
+
+def _tiny_clip(cfg, num_objects):
+    S, n = cfg.model.image_size, cfg.train.num_frames
+    v = synthetic_video(3, num_frames=n, height=S, width=S, num_objects=num_objects, hide_prob=0, late_start_prob=0)
+    return v.frames[None], v.masks[None]
+
+
+@pytest.mark.slow  # two compiles of the backward (about a minute each on a busy CPU)
+def test_padded_object_counts_as_absent():
+    """A clip with 3 objects of which one is padded (all-False masks, ``obj_valid`` False) has the loss and the
+    gradients of the same clip with its 2 real objects (the official loss divides by the real objects)."""
+    cfg, params, module = _tiny_module()
+    cfg.train.prompts.num_frames_to_correct = 1
+    fc = ml_collections.FrozenConfigDict(cfg)
+    frames, masks = _tiny_clip(cfg, 2)
+    padded = np.concatenate([masks, np.zeros_like(masks[:, :, :1])], axis=2)  # (1, T, 3, S, S)
+    plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
+
+    def value_and_grad(masks, valid):
+        def loss(p):
+            losses, _ = st.batch_losses(module, p, frames, masks, plan, jax.random.key(0), fc, True, valid)
+            return losses["core_loss"], losses
+
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+
+    (_, two), g2 = value_and_grad(masks, None)
+    (_, three), g3 = value_and_grad(padded, np.array([[True, True, False]]))
+    for k, v in two.items():
+        np.testing.assert_allclose(float(three[k]), float(v), rtol=1e-6, err_msg=k)
+    # Without the validity mask the padded object would count (as an absent object): a different loss.
+    (_, unmasked), _ = value_and_grad(padded, None)
+    assert abs(float(unmasked["core_loss"]) - float(two["core_loss"])) > 1e-3
+    scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(g2))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g3), strict=True))
+    print(
+        f"padded object: loss {float(two['core_loss']):.6f} vs {float(three['core_loss']):.6f}; "
+        f"max grad difference {diff:.2e} (max |grad| {scale:.2e})"
+    )
+    assert diff <= 1e-5 * scale
+
+
+@pytest.mark.slow  # two compiles of the backward
+def test_bfloat16_compute_stays_close_to_float32():
+    """``compute_dtype=bfloat16`` (matmuls in bfloat16, params float32): loss within 2% of float32, finite grads."""
+    from sam2_jax.build_sam import build_sam2
+
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg, params, _ = _tiny_module()
+        cfg.train.prompts.num_frames_to_correct = 1
+        module = st.training_module(build_sam2(cfg, None, dtype=dtype, seed=0).module)
+        fc = ml_collections.FrozenConfigDict(cfg)
+        frames, masks = _tiny_clip(cfg, 2)
+        plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
+
+        def loss(p, module=module, fc=fc, frames=frames, masks=masks, plan=plan):
+            return st.batch_losses(module, p, frames, masks, plan, jax.random.key(0), fc, True)[0]["core_loss"]
+
+        value, grads = jax.jit(jax.value_and_grad(loss))(params)
+        results[dtype] = (float(value), grads)
+    (l32, g32), (l16, g16) = results["float32"], results["bfloat16"]
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(g16))
+    cos = sum(float(np.sum(a * b)) for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16), strict=True))
+    cos /= np.sqrt(sum(float(np.sum(a * a)) for a in jax.tree.leaves(g32)))
+    cos /= np.sqrt(sum(float(np.sum(b * b)) for b in jax.tree.leaves(g16)))
+    print(f"float32 loss {l32:.5f}, bfloat16 {l16:.5f} (relative {abs(l16 - l32) / l32:.2e}); grad cosine {cos:.4f}")
+    assert abs(l16 - l32) <= 0.02 * abs(l32)
+    assert cos > 0.95
+
+
+def test_drop_path_is_active_in_train_mode_only():
+    """The trunk's ``drop_path_rate`` reaches the Hiera blocks: in train mode (``deterministic=False``) two dropout
+    keys give different features, in eval mode the features do not depend on the key."""
+    cfg, params, module = _tiny_module(drop_path_rate=0.5)
+    frames, _ = _tiny_clip(cfg, 1)
+    images = st.normalize_images(frames[0])
+
+    @functools.partial(jax.jit, static_argnums=(0, 2))
+    def feats(module, key, deterministic):
+        out = module.apply(
+            {"params": params}, images, deterministic, method=st.SAM2Base.forward_image, rngs={"dropout": key}
+        )
+        return out["vision_features"]
+
+    k0, k1 = jax.random.key(0), jax.random.key(1)
+    assert float(np.abs(feats(module, k0, False) - feats(module, k1, False)).max()) > 1e-3
+    np.testing.assert_array_equal(feats(module, k0, True), feats(module, k1, True))
+    # With the rate at 0 the train mode is the eval mode.
+    module0 = _tiny_module()[2]
+    np.testing.assert_array_equal(feats(module0, k0, False), feats(module0, k1, True))
+
+
+@requires_torch
+def test_drop_path_scales_kept_samples_as_the_official():
+    """Stochastic depth per sample: a sample is dropped (0) or kept and divided by the keep probability, as the
+    official ``DropPath(scale_by_keep=True)``; the kept fraction is the keep probability on both sides."""
+    import torch
+    from sam2.modeling.sam2_utils import DropPath as OfficialDropPath
+
+    from sam2_jax.modeling.sam2_utils import DropPath
+
+    rate, n = 0.3, 4000
+    x = np.random.default_rng(0).normal(size=(n, 2, 3)).astype(np.float32) + 5.0  # no zeros in x
+    ours = np.asarray(DropPath(rate).apply({}, x, False, rngs={"dropout": jax.random.key(0)}))
+    torch.manual_seed(0)
+    official = OfficialDropPath(rate).train()(torch.from_numpy(x)).numpy()
+    for y in (ours, official):
+        kept = np.all(y != 0, axis=(1, 2))
+        np.testing.assert_allclose(y[kept], x[kept] / (1 - rate), rtol=1e-6)
+        assert np.all(y[~kept] == 0)
+        assert abs(kept.mean() - (1 - rate)) < 0.03
+    np.testing.assert_array_equal(DropPath(rate).apply({}, x, True), x)
+
+
+def test_step_losses_ignore_a_padded_object():
+    """``loss_fns.step_losses`` with a padded third object (``obj_valid`` False, normaliser 2) equals the loss of the
+    two real objects, whatever the padded object's predictions."""
+    from sam2_jax.training import loss_fns
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 3, 16, 16)).astype(np.float32)
+    gt = rng.random((3, 16, 16)) < 0.3
+    gt[2] = False
+    ious, scores = rng.random((3, 3)).astype(np.float32), rng.normal(size=(3, 1)).astype(np.float32)
+    two = loss_fns.step_losses(logits[:2], gt[:2], ious[:2], scores[:2], 2.0)
+    three = loss_fns.step_losses(logits, gt, ious, scores, 2.0, obj_valid=np.array([True, True, False]))
+    for k, v in two.items():
+        np.testing.assert_allclose(float(three[k]), float(v), rtol=1e-6, err_msg=k)
+    assert float(loss_fns.step_losses(logits, gt, ious, scores, 2.0)["loss_class"]) > float(two["loss_class"])
