@@ -4,20 +4,32 @@ One jitted update (``train_step``, state donated) computes the ``SAM2Train`` los
 (``sam2_train.batch_losses``), their gradients and the AdamW update with the official param groups
 (``optimizer.make_optimizer``). Arrays are placed on a ``Mesh`` with axes ``('data', 'fsdp')`` whose sizes come from
 ``config.train.mesh``: the batch is split over ``data``; every parameter (and its optimiser moments) whose size
-reaches ``fsdp_min_size`` is split over ``fsdp`` along its largest divisible dimension, the rest replicated.
+reaches ``fsdp_min_size`` is split over ``fsdp`` along its largest divisible dimension, the rest replicated. The
+same run on 1 device, on ``data=8`` and on ``data=4, fsdp=2`` gives the same losses up to float32 rounding
+(``tests/training/test_trainer_scale.py``).
+
+Several hosts: with ``config.train.distributed`` set, ``jax.distributed.initialize`` runs first; each process makes
+only the clips its devices hold (``data.make_batch(..., clip_slice)``, clip ``i`` seeded by ``[seed, step, i]``) and
+the global batch is assembled with ``jax.make_array_from_process_local_data``. Orbax coordinates the checkpoints;
+metrics, TensorBoard and the export are written by process 0 (params gathered first).
 
 Checkpoints: an orbax ``CheckpointManager`` in ``workdir/checkpoints`` keeps the last ``keep_checkpoints`` (params,
 optimiser state, step) plus the data-iterator state (JSON: the data seed and the next step, from which the
 per-step batches are remade exactly); saving is asynchronous. A run started on a workdir with checkpoints resumes
-from the latest. Metrics go to ``workdir/metrics.jsonl`` and TensorBoard event files in ``workdir/tensorboard``; at
-the end the params are exported as an orbax params directory (``workdir/export/params``, readable by
-``build_sam2`` and ``eval.py --checkpoint``) and, when torch is installed, an official-format ``.pt``.
+from the latest finalised one (a save cut short by a kill leaves only a temporary directory, removed at start) and
+logs bit-identical losses. Metrics go to ``workdir/metrics.jsonl`` and TensorBoard event files in
+``workdir/tensorboard``; at the end the params are exported as an orbax params directory
+(``workdir/export/params``, readable by ``build_sam2`` and ``eval.py --checkpoint``) and, when torch is installed,
+an official-format ``.pt``.
 
-Not done here: several hosts (``jax.distributed.initialize`` and per-host data sharding), mixed image/video
-batches, the official augmentations other than the horizontal flip (see ``data.py``).
+Clips may hold padded objects (``batch["obj_valid"]`` False): they add no loss and are not counted by the
+normaliser (``sam2_train``). ``train.compute_dtype = "bfloat16"`` runs the matmuls in bfloat16 (params, optimiser
+and memories stay float32); drop path and memory-attention dropout are on when ``train.dropout``.
+
+Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there), mixed image/video
+batches.
 """
 
-import functools
 import json
 import os
 import time
@@ -44,6 +56,22 @@ class TrainState:
     step: jax.Array
     params: Any
     opt_state: Any
+
+
+def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
+    """``jax.distributed.initialize`` when ``config.train.distributed`` asks for several processes (or ``auto``).
+
+    Must run before anything touches the devices. Unset fields (empty address, ``num_processes`` 0, ``process_id``
+    -1) are left to jax, which reads them from a detected cluster (SLURM, Open MPI, TPU pods, ...).
+    """
+    d = config.train.get("distributed")
+    if d is None or not (d.auto or d.coordinator_address or d.num_processes > 1):
+        return
+    jax.distributed.initialize(
+        coordinator_address=d.coordinator_address or None,
+        num_processes=d.num_processes or None,
+        process_id=d.process_id if d.process_id >= 0 else None,
+    )
 
 
 def make_mesh(config: ml_collections.ConfigDict, devices: list | None = None) -> Mesh:
@@ -79,17 +107,56 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+def local_clips(sharding: NamedSharding, batch_size: int) -> slice:
+    """The clips of the global batch that this process's devices hold (one contiguous range of the data axis)."""
+    idx = sharding.addressable_devices_indices_map((batch_size,)).values()
+    starts = sorted({i[0].indices(batch_size)[:2] for i in idx})
+    a, b = starts[0][0], max(e for _, e in starts)
+    if sum(e - s for s, e in starts) != b - a:
+        raise ValueError(f"this process's devices hold the clips {starts}, not one contiguous range")
+    return slice(a, b)
+
+
+def global_batch(local: data_lib.Batch, sharding: NamedSharding, batch_size: int) -> dict:
+    """Every process's clips assembled into global arrays (``jax.make_array_from_process_local_data``); a batch
+    without ``obj_valid`` has only real objects."""
+    if "obj_valid" not in local:
+        local = data_lib.Batch(local, obj_valid=np.ones(local["masks"].shape[:1] + local["masks"].shape[2:3], bool))
+
+    def put(x):
+        return jax.make_array_from_process_local_data(sharding, x, (batch_size, *x.shape[1:]))
+
+    return {k: jax.tree.map(put, v) for k, v in local.items()}
+
+
+def _local_batches(source, config: ml_collections.ConfigDict, start: int, clips: slice):
+    """``(step, batch)`` of this process's clips; the whole batch (prefetched) on one process."""
+    if clips == slice(0, config.train.batch_size):
+        yield from data_lib.batches(source, config, start)
+        return
+    step = start
+    while True:
+        yield step, data_lib.make_batch(source, config, step, clip_slice=clips)
+        step += 1
+
+
+def _put_global(x, sharding: NamedSharding) -> jax.Array:
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
 def make_train_step(module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict, mesh: Mesh, shardings):
-    """The jitted update ``(state, frames, masks, plan, key) -> (state, metrics)``; ``state`` is donated."""
+    """The jitted update ``(state, frames, masks, plan, obj_valid, key) -> (state, metrics)``; ``state`` is
+    donated."""
     fc = ml_collections.FrozenConfigDict(config)
     deterministic = not config.train.dropout
     optim = config.train.optim
 
-    def train_step(state: TrainState, frames, masks, plan, key):
+    def train_step(state: TrainState, frames, masks, plan, obj_valid, key):
         key = jax.random.fold_in(key, state.step)
 
         def loss_fn(params):
-            losses, _ = sam2_train.batch_losses(module, params, frames, masks, plan, key, fc, deterministic)
+            losses, _ = sam2_train.batch_losses(module, params, frames, masks, plan, key, fc, deterministic, obj_valid)
             return losses["core_loss"], losses
 
         (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -103,7 +170,7 @@ def make_train_step(module, tx: optax.GradientTransformation, config: ml_collect
     bs = batch_sharding(mesh)
     return jax.jit(
         train_step,
-        in_shardings=(shardings, bs, bs, bs, rep),
+        in_shardings=(shardings, bs, bs, bs, bs, rep),
         out_shardings=(shardings, rep),
         donate_argnums=(0,),
     )
@@ -122,15 +189,18 @@ def _j_per_object(preds: np.ndarray, masks: np.ndarray) -> np.ndarray:
 def evaluate(module, params, batch: data_lib.Batch, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Held-out loss and J: mask prompt on frame 0, tracking through the clip (no corrections)."""
     fc = ml_collections.FrozenConfigDict(config)
+    valid = batch.get("obj_valid")
     losses, preds = sam2_train.batch_losses(
-        module, params, batch["frames"], batch["masks"], batch["plan"], jax.random.key(0), fc, True
+        module, params, batch["frames"], batch["masks"], batch["plan"], jax.random.key(0), fc, True, valid
     )
     B, T, O, h, w = preds.shape
     S = config.model.image_size
     # (B, T, O, h, w) -> (B*T, h, w, O) -> (B*T, S, S, O) -> (B, T, O, S, S)
     up = interpolate(preds.reshape(B * T, O, h, w).transpose(0, 2, 3, 1), (S, S), "bilinear")
     up = np.asarray(up).transpose(0, 3, 1, 2).reshape(B, T, O, S, S)
-    return {"eval_loss": float(losses["core_loss"]), "eval_J": float(_j_per_object(up, batch["masks"]).mean())}
+    j = _j_per_object(up, batch["masks"])
+    j = j.mean() if valid is None else j[np.asarray(valid)].mean()  # padded objects are not scored
+    return {"eval_loss": float(losses["core_loss"]), "eval_J": float(j)}
 
 
 class _Logger:
@@ -156,8 +226,12 @@ class _Logger:
 def _checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
     import orbax.checkpoint as ocp
 
+    # A save cut short (a killed process) leaves a temporary directory that is never a restore candidate;
+    # cleanup_tmp_directories removes it when the next run starts.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.train.keep_checkpoints, enable_async_checkpointing=config.train.async_checkpointing
+        max_to_keep=config.train.keep_checkpoints,
+        enable_async_checkpointing=config.train.async_checkpointing,
+        cleanup_tmp_directories=True,
     )
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
 
@@ -167,12 +241,25 @@ def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
     from convert_weights.mapping import param_table
     from convert_weights.orbax_io import save_params
 
+    if not all(x.is_fully_addressable or x.is_fully_replicated for x in jax.tree.leaves(params)):
+        from jax.experimental import multihost_utils
+
+        params = multihost_utils.process_allgather(params, tiled=True)  # a collective: every process calls it
+    if jax.process_index() != 0:
+        return
     out = os.path.join(workdir, "export")
     os.makedirs(out, exist_ok=True)
     host = jax.tree.map(np.asarray, params)
     path = os.path.join(out, "params")
     if not os.path.exists(path):
-        save_params(host, path)
+        if jax.process_count() == 1:
+            save_params(host, path)
+        else:  # orbax would wait at barriers for the other processes: this write is process 0's alone
+            import orbax.checkpoint as ocp
+
+            only0 = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+            with ocp.StandardCheckpointer(multiprocessing_options=only0) as ckptr:
+                ckptr.save(os.path.abspath(path), host)
     try:
         save_torch_state_dict(params_to_state_dict(host, param_table(config)), os.path.join(out, "model.pt"))
     except ImportError:
@@ -198,6 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     import orbax.checkpoint as ocp
 
     t = config.train
+    maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     model = _build_model(config)
     module = sam2_train.training_module(model.module)
@@ -225,16 +313,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             )
         start = int(data_state["next_step"])
     else:
-        state = jax.jit(init_state, out_shardings=shardings)(model.params)
+        # Host copies placed straight into their shardings: every process holds the same initial params (same
+        # seed or checkpoint), and an array on one local device cannot enter a mesh that spans several processes.
+        params = jax.tree.map(_put_global, model.params, shardings.params)
+        state = jax.jit(init_state, out_shardings=shardings)(params)
         start = 0
     del model
 
     step_fn = make_train_step(module, tx, config, mesh, shardings)
     source = data_lib.synthetic_source(config)
     held_out = data_lib.held_out_batch(config, t.eval_videos, t.eval_seed) if t.eval_videos else None
-    logger = _Logger(workdir)
+    if held_out is not None and jax.process_count() > 1:
+        raise ValueError("held-out evaluation (train.eval_videos) runs on one process only; set it to 0")
+    lead = jax.process_index() == 0
+    logger = _Logger(workdir) if lead else None
     key = jax.random.key(t.seed)
     bs = batch_sharding(mesh)
+    clips = local_clips(bs, t.batch_size)
     losses: dict[int, float] = {}
     metrics: dict[str, float] = {}
     evals: dict[int, dict] = {}
@@ -242,22 +337,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     def run_eval(step):
         if held_out is not None:
             evals[step] = evaluate(module, state.params, held_out, config)
-            logger.write(step, evals[step])
+            logger.write(step, evals[step])  # single process (checked above)
 
     if start == 0 and t.eval_at_start:
         run_eval(0)
     stop = t.total_steps if not t.stop_after else min(t.total_steps, start + t.stop_after)
-    bar = _progress(start, t.total_steps)
+    bar = _progress(start, t.total_steps, enabled=lead)
     t_last = time.perf_counter()
-    batches = data_lib.batches(source, config, start)
+    batches = _local_batches(source, config, start, clips)
     acc, n_acc = None, 0
     last_logged = start
     try:
         for step, batch in batches:
             if step >= stop:
                 break
-            put = functools.partial(jax.device_put, device=bs)
-            state, m = step_fn(state, put(batch["frames"]), put(batch["masks"]), jax.tree.map(put, batch["plan"]), key)
+            g = global_batch(batch, bs, t.batch_size)
+            state, m = step_fn(state, g["frames"], g["masks"], g["plan"], g["obj_valid"], key)
             done = step + 1
             # Logged metrics are means over the steps since the last log (summed on the device, no sync).
             acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
@@ -270,7 +365,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 metrics["step_time"] = (now - t_last) / max(done - last_logged, 1)
                 last_logged = done
                 t_last = now
-                logger.write(done, metrics)
+                if logger is not None:
+                    logger.write(done, metrics)
                 losses[done] = metrics["core_loss"]
                 bar.update(done, metrics)
             if done % t.checkpoint_every == 0 or done == t.total_steps:
@@ -292,18 +388,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         mngr.wait_until_finished()
         mngr.close()
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     return {"losses": losses, "metrics": metrics, "eval": evals}
 
 
 class _progress:
     """A tqdm bar with the loss and the step time (quiet when tqdm is missing)."""
 
-    def __init__(self, start: int, total: int):
+    def __init__(self, start: int, total: int, enabled: bool = True):
         try:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True) if enabled else None
         except ImportError:  # pragma: no cover
             self.bar = None
         self.n = start
