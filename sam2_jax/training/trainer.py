@@ -26,8 +26,11 @@ Clips may hold padded objects (``batch["obj_valid"]`` False): they add no loss a
 normaliser (``sam2_train``). ``train.compute_dtype = "bfloat16"`` runs the matmuls in bfloat16 (params, optimiser
 and memories stay float32); drop path and memory-attention dropout are on when ``train.dropout``.
 
-Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there), mixed image/video
-batches.
+Data: ``data.training_source(config)``, the sources of ``train.data.sources`` drawn step by step (a step's clips
+come from one source, as the official mixed loader does; each batch geometry compiles the update once).
+
+Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there); the official image-batch
+special case of ``SAM2Train`` (see ``sam2_train``).
 """
 
 import json
@@ -129,13 +132,14 @@ def global_batch(local: data_lib.Batch, sharding: NamedSharding, batch_size: int
     return {k: jax.tree.map(put, v) for k, v in local.items()}
 
 
-def _local_batches(source, config: ml_collections.ConfigDict, start: int, clips: slice):
-    """``(step, batch)`` of this process's clips; the whole batch (prefetched) on one process."""
-    if clips == slice(0, config.train.batch_size):
+def _local_batches(source, config: ml_collections.ConfigDict, start: int, sharding: NamedSharding):
+    """``(step, batch)`` of this process's clips; whole batches (prefetched) on one process."""
+    if jax.process_count() == 1:
         yield from data_lib.batches(source, config, start)
         return
     step = start
     while True:
+        clips = local_clips(sharding, data_lib.step_source(source, config, step).batch_size)
         yield step, data_lib.make_batch(source, config, step, clip_slice=clips)
         step += 1
 
@@ -290,8 +294,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = _build_model(config)
     module = sam2_train.training_module(model.module)
     mesh = make_mesh(config)
-    if t.batch_size % mesh.shape["data"]:
-        raise ValueError(f"batch_size {t.batch_size} is not divisible by the data axis {mesh.shape['data']}")
+    source = data_lib.training_source(config)
+    for src in source.sources:
+        if src.batch_size % mesh.shape["data"]:
+            raise ValueError(
+                f"source {src.name!r} has batches of {src.batch_size} clips, not divisible by the data axis "
+                f"{mesh.shape['data']}"
+            )
     tx = opt_lib.make_optimizer(model.params, config, t.total_steps)
 
     def init_state(params):
@@ -321,7 +330,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     del model
 
     step_fn = make_train_step(module, tx, config, mesh, shardings)
-    source = data_lib.synthetic_source(config)
     held_out = data_lib.held_out_batch(config, t.eval_videos, t.eval_seed) if t.eval_videos else None
     if held_out is not None and jax.process_count() > 1:
         raise ValueError("held-out evaluation (train.eval_videos) runs on one process only; set it to 0")
@@ -329,7 +337,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logger = _Logger(workdir) if lead else None
     key = jax.random.key(t.seed)
     bs = batch_sharding(mesh)
-    clips = local_clips(bs, t.batch_size)
     losses: dict[int, float] = {}
     metrics: dict[str, float] = {}
     evals: dict[int, dict] = {}
@@ -344,14 +351,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     stop = t.total_steps if not t.stop_after else min(t.total_steps, start + t.stop_after)
     bar = _progress(start, t.total_steps, enabled=lead)
     t_last = time.perf_counter()
-    batches = _local_batches(source, config, start, clips)
+    batches = _local_batches(source, config, start, bs)
     acc, n_acc = None, 0
     last_logged = start
     try:
         for step, batch in batches:
             if step >= stop:
                 break
-            g = global_batch(batch, bs, t.batch_size)
+            # Sources may differ in clips per batch (and clip shapes: one more compile per kind of batch).
+            g = global_batch(batch, bs, data_lib.step_source(source, config, step).batch_size)
             state, m = step_fn(state, g["frames"], g["masks"], g["plan"], g["obj_valid"], key)
             done = step + 1
             # Logged metrics are means over the steps since the last log (summed on the device, no sync).

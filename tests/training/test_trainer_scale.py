@@ -137,19 +137,19 @@ def test_two_processes_give_the_two_device_run(tmp_path, cache):
     _train(two_devices, cache, "--config.train.mesh.data=2", devices=2)
     multi = tmp_path / "two_processes"
     port = _free_port()
-    procs = []
+    procs, logs = [], [tmp_path / f"process{i}.log" for i in range(2)]
     for i in range(2):
         flags = [
             f"--config.train.distributed.coordinator_address=127.0.0.1:{port}",
             "--config.train.distributed.num_processes=2",
             f"--config.train.distributed.process_id={i}",
         ]
-        procs.append(
-            subprocess.Popen(_command(multi, *flags), cwd=ROOT, env=_env(cache), stderr=subprocess.PIPE, text=True)
-        )
-    errs = [p.communicate(timeout=900)[1] for p in procs]
-    for p, err in zip(procs, errs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+        # Logs to files, not pipes: a pipe nobody reads yet fills up and blocks its process (which then misses
+        # the coordination service's shutdown barrier).
+        with open(logs[i], "w") as log:
+            procs.append(subprocess.Popen(_command(multi, *flags), cwd=ROOT, env=_env(cache), stdout=log, stderr=log))
+    for p, log in zip(procs, logs, strict=True):
+        assert p.wait(timeout=900) == 0, log.read_text()[-3000:]
     assert _losses(multi) == _losses(two_devices)  # process 0 alone writes the metrics
     p, q = _params(multi), _params(two_devices)
     assert all(np.array_equal(p[k], q[k]) for k in q)
