@@ -12,6 +12,7 @@ import configs
 def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDict:
     """The model config ``model_name`` with the official fine-tuning recipe in ``config.train``."""
     c = configs.get_config(model_name)
+    c.model.image_encoder.trunk.drop_path_rate = 0.1  # the MOSE config's trunk drop path (stochastic depth)
     t = c.train = ml_collections.ConfigDict()
     t.seed = 123
     t.total_steps = 1000

@@ -3,8 +3,8 @@
 Differences from the official fine-tuning config (``train_common.py``): random init, 64 px input, 4-frame clips
 with 2 objects, 2 corrective clicks instead of 7, learning rates for training from scratch (the official
 5e-6 / 3e-6 fine-tune a pretrained model) with the paper's reciprocal-square-root schedule, and of the official
-augmentations only the flip, the colour jitters and the grayscale (no affine, no mosaic: on 64 px synthetic shapes
-they cost more of a 30-minute CPU budget than they give back).
+augmentations only the flip, the colour jitters and the grayscale (no affine, no mosaic), and no trunk drop path: on
+64 px synthetic shapes they cost more of a 30-minute CPU budget than they give back.
 
     python train.py --config configs/train_synthetic_tiny.py --workdir /tmp/sam2_tiny
     python scripts/train_synthetic_demo.py --workdir /tmp/sam2_tiny_demo   # + eval.py before and after
@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     del arg
     c = train_config("sam2.1_hiera_t")
     c.model.image_size = 64
+    c.model.image_encoder.trunk.drop_path_rate = 0.0
     t = c.train
     t.total_steps = 1400
     t.num_frames = 4
