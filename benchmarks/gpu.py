@@ -67,6 +67,16 @@ def frames_folder(src: str, n: int, root: Path) -> Path:
     return dst
 
 
+def add_clicks(pred, state, n: int) -> None:
+    """One positive click per object on frame 0 (the official API, which both predictors share)."""
+    import numpy as np
+
+    for i, (x, y) in enumerate(CLICKS[:n]):
+        pred.add_new_points_or_box(
+            state, frame_idx=0, obj_id=i, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32)
+        )
+
+
 def _per_frame(stamps: list[float], warmup: int) -> float:
     """Seconds per frame from the yield times of frames ``warmup..``."""
     return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
@@ -108,10 +118,7 @@ def run_official(model, dtype, objects, folder: Path, warmup: int, masks_out: Pa
             state = pred.init_state(str(folder))
             sync()
             t_init = time.perf_counter() - t0
-            for i, (x, y) in enumerate(CLICKS[:n]):
-                pred.add_new_points_or_box(
-                    state, frame_idx=0, obj_id=i, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32)
-                )
+            add_clicks(pred, state, n)
             stamps, masks = [], []
             for _, _, logits in pred.propagate_in_video(state):
                 m = (logits > 0).cpu().numpy()
@@ -148,10 +155,7 @@ def run_ours(model, dtype, objects, folder: Path, warmup: int, chunk: int, masks
         t0 = time.perf_counter()
         state = pred.init_state(str(folder))
         t_init = time.perf_counter() - t0
-        for i, (x, y) in enumerate(CLICKS[:n]):
-            pred.add_new_points_or_box(
-                state, frame_idx=0, obj_id=i, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32)
-            )
+        add_clicks(pred, state, n)
         stamps, masks = [], []
         for _, _, logits in pred.propagate_in_video(state):
             m = logits > 0
