@@ -26,7 +26,9 @@ Deviations from the official code:
   frame's object pointer in, future ones included, which the training module's config reflects
   (``only_obj_ptrs_in_the_past_for_eval = False`` is the eval-only switch).
 - The loss is computed inside the frame step, so the multi-step high-resolution masks are never stacked.
-- Only videos: the official image-batch special case (one frame, forced clicks) is not provided.
+- Single images (the official ``num_frames == 1`` case): the plan comes from ``data.image_prompt_plan`` (clicks or
+  a box, one conditioning frame, corrections on it) and ``clip_losses`` runs with no tracked frame (T = 1); the
+  losses equal those of the same frame in a two-frame clip whose second frame is not tracked (test).
 - Objects per clip are fixed (O): a clip with fewer objects is padded, ``obj_valid`` marks the real ones. A padded
   object is computed (objects never interact in the model) but adds no loss and no gradient, and the normaliser
   counts the real objects of the batch, so the loss is that of the clip without it (the official code concatenates
@@ -82,14 +84,14 @@ def sample_prompt_plan(rng: np.random.Generator, num_frames: int, p: ml_collecti
 
     Args:
         rng: host generator (its state is part of the data-iterator state).
-        num_frames: T (at least 2).
+        num_frames: T (at least 2; single images use ``data.image_prompt_plan``).
         p: ``config.train.prompts``.
 
     Returns:
         A ``PromptPlan`` of numpy arrays.
     """
     if num_frames < 2:
-        raise ValueError(f"training clips need at least 2 frames, got {num_frames}")
+        raise ValueError(f"video clips need at least 2 frames, got {num_frames} (images: data.image_prompt_plan)")
     I, E = p.num_init_cond_frames, max(p.num_frames_to_correct - 1, 0)
     use_pt = rng.random() < p.prob_to_use_pt_input
     n_init = I

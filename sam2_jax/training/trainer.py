@@ -29,8 +29,7 @@ and memories stay float32); drop path and memory-attention dropout are on when `
 Data: ``data.training_source(config)``, the sources of ``train.data.sources`` drawn step by step (a step's clips
 come from one source, as the official mixed loader does; each batch geometry compiles the update once).
 
-Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there); the official image-batch
-special case of ``SAM2Train`` (see ``sam2_train``).
+Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there).
 """
 
 import json
