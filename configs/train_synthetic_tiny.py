@@ -22,14 +22,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.image_size = 64
     c.model.image_encoder.trunk.drop_path_rate = 0.0
     t = c.train
-    t.total_steps = 1400
+    t.total_steps = 2400
     t.num_frames = 4
     t.max_num_objects = 2
     t.prompts.num_correction_pt_per_frame = 2
     t.optim.base_lr = 2e-4
     t.optim.vision_lr = 1e-4
     t.optim.schedule = ml_collections.ConfigDict(
-        dict(kind="rsqrt", end_factor=0.0, warmup=0.05, cooldown=0.1, timescale=0.1)
+        dict(kind="rsqrt", end_factor=0.0, warmup=0.05, cooldown=0.3, timescale=0.1)
     )
     t.data.num_videos = 400
     t.data.video_frames = 8
@@ -37,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.data.shear = 0.0
     t.data.mosaic_prob = 0.0
     t.log_every = 20
-    t.checkpoint_every = 350
+    t.checkpoint_every = 600
     t.eval_videos = 8
-    t.eval_every = 350
+    t.eval_every = 600
     return c
