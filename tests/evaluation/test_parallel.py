@@ -92,8 +92,9 @@ def test_device_groups():
 
 def test_vos_over_three_workers_equals_one_worker(tmp_path):
     videos = _videos(7)
-    # Early videos are slow, so the later ones finish first on the other workers.
-    delay = {v.video_id: 0.25 if i < 3 else 0.02 for i, v in enumerate(videos)}
+    # Video 0 is slowest, so the later ones finish first on the other workers; 1 and 2 last long enough that all
+    # three workers are busy at once, even on a loaded machine.
+    delay = {v.video_id: 1.5 if i == 0 else 0.3 if i < 3 else 0.02 for i, v in enumerate(videos)}
     bad = {videos[4].video_id}
     results, logs = {}, {}
     for n in (1, 3):
