@@ -299,10 +299,9 @@ def evaluate_interactive(
     if cfg.mode not in ("offline", "online"):
         raise ValueError(f"unknown interactive mode {cfg.mode!r}, expected offline or online")
     start = time.perf_counter()
-    workers = list(predictor) if isinstance(predictor, list | tuple) else [predictor]
     objects, skipped = [], []
     # Assembled in the dataset's order, whichever group ran each video (parallel module docstring).
-    for res, bad in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, workers, progress):
+    for res, bad in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, predictor, progress):
         objects += res
         skipped += [bad] if bad else []
     skipped += getattr(videos, "errors", [])

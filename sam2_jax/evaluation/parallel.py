@@ -86,14 +86,15 @@ def _on_devices(worker):
     return contextlib.nullcontext() if mesh is None else jax.default_device(mesh.devices.flat[0])
 
 
-def map_videos(fn: Callable[[Any, Any], Any], videos: Iterable, workers: Sequence[Any], progress: bool = True) -> list:
+def map_videos(fn: Callable[[Any, Any], Any], videos: Iterable, workers: Any, progress: bool = True) -> list:
     """``[fn(worker, video) for video in videos]``, each idle worker taking the next video (module docstring).
 
     Args:
       fn: runs one video on a worker; it must not share mutable state with other calls (each worker is used by one
         thread at a time). An exception it raises stops the run and is raised here.
       videos: the dataset (read in the calling thread, one video ahead of each busy worker at most).
-      workers: one per device group (``group_predictors``), or stand-ins without a ``mesh``.
+      workers: one per device group (``group_predictors``), or stand-ins without a ``mesh``; a single worker (not
+        a list or tuple) runs every video.
       progress: a progress bar over videos.
 
     Returns:
@@ -101,6 +102,7 @@ def map_videos(fn: Callable[[Any, Any], Any], videos: Iterable, workers: Sequenc
     """
     from tqdm import tqdm
 
+    workers = list(workers) if isinstance(workers, list | tuple) else [workers]
     total = len(videos) if hasattr(videos, "__len__") else None
     bar = tqdm(total=total, disable=not progress, desc="videos", unit="video")
     if len(workers) == 1:

@@ -1,14 +1,14 @@
 """The library behind ``eval.py``: build the model and the dataset a run names, evaluate, report.
 
 Tasks:
-Videos are spread over the local devices (``parallel``, ``--devices_per_video``) in the ``vos`` and ``interactive``
-tasks.
-
   ``vos``: semi-supervised VOS (``vos_eval.evaluate_vos``) on a dataset read from a folder in place, through its
     tfds builder (``--reader tfds``), or from the synthetic source.
   ``score``: score a folder of predicted PNGs against ground truth without a model (``vos_eval.score_folder``).
   ``image``: 1- and 5-click mIoU on SA-1B-format images (``image_eval.evaluate_images``).
   ``interactive``: the offline or online interactive protocol (``interactive.evaluate_interactive``).
+
+Videos are spread over the local devices (``parallel``, ``--devices_per_video``) in the ``vos`` and ``interactive``
+tasks.
 """
 
 import dataclasses

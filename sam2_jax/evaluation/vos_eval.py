@@ -377,12 +377,11 @@ def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, 
     if cfg.prompt not in PROMPTS:
         raise ValueError(f"unknown prompt {cfg.prompt!r}, expected one of {PROMPTS}")
     start = time.perf_counter()
-    workers = list(predictor) if isinstance(predictor, list | tuple) else [predictor]
     scores: list[metrics.ObjectScore] = []
     skipped: list[tuple[str, str]] = []
     tracked = 0
     # Assembled in the dataset's order, whichever group ran each video (parallel module docstring).
-    for res, bad, n in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, workers, progress):
+    for res, bad, n in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, predictor, progress):
         scores.extend(res)
         skipped += [bad] if bad else []
         tracked += n
