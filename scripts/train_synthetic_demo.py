@@ -86,35 +86,20 @@ def figure(workdir: str, out: str, demo: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from sam2_jax.training.plot_metrics import load
+    from sam2_jax.training.plot_metrics import draw_eval_j, draw_loss, load
 
     rows = load(workdir)
-    train = sorted((r["step"], r["core_loss"]) for r in rows if "core_loss" in r)
-    evals = sorted((r["step"], r["eval_loss"], r["eval_J"]) for r in rows if "eval_J" in r)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    s, v = map(np.asarray, zip(*train, strict=True))
-    axes[0].plot(s, v, alpha=0.35, label="train loss (logged means)")
-    w = min(10, len(v))
-    axes[0].plot(s[w - 1 :], np.convolve(v, np.ones(w) / w, "valid"), label=f"mean of {w}")
-    if evals:
-        es, el, _ = zip(*evals, strict=True)
-        axes[0].plot(es, el, "o-", label="held-out loss (trainer)")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel("loss (20 focal + dice + IoU + class)")
-    axes[0].legend()
+    draw_loss(axes[0], rows, window=10)
     ax = axes[1]
-    if evals:
-        es, _, ej = zip(*evals, strict=True)
-        ax.plot(es, ej, "o-", label="held-out J (trainer, clips of the training length)")
+    draw_eval_j(ax, rows, label="held-out J (trainer, clips of the training length)")
     steps = demo["steps"]
     ax.plot([0, steps], [demo["eval_init"]["J&F"], demo["eval_trained"]["J&F"]], "s--", ms=9, label="eval.py J&F")
     ax.set_ylim(0, 1)
     ax.set_xlabel("step")
     ax.set_ylabel("held-out score (mask prompt on frame 0)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     ax.set_title(f"{steps} steps, {demo['train_minutes']:.1f} min on {demo['cpu_count']} CPU cores", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

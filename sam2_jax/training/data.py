@@ -241,17 +241,24 @@ def augment_config(config: ml_collections.ConfigDict) -> transforms.AugmentConfi
     )
 
 
-def synthetic_source(config: ml_collections.ConfigDict) -> SyntheticVideoDataset:
-    """The synthetic training videos (``config.train.data``), rendered at the model's input size."""
+def synthetic_source(
+    config: ml_collections.ConfigDict,
+    num_objects: int | None = None,
+    num_videos: int | None = None,
+    seed: int | None = None,
+    num_frames: int | None = None,
+) -> SyntheticVideoDataset:
+    """The synthetic videos of ``config.train.data``, rendered at the model's input size; the arguments replace the
+    config's ``train.max_num_objects``, ``data.num_videos``, ``data.seed`` and ``data.video_frames``."""
     d = config.train.data
     S = config.model.image_size
     return SyntheticVideoDataset(
-        num_videos=d.num_videos,
-        seed=d.seed,
-        num_frames=d.video_frames,
+        num_videos=d.num_videos if num_videos is None else num_videos,
+        seed=d.seed if seed is None else seed,
+        num_frames=d.video_frames if num_frames is None else num_frames,
         height=S,
         width=S,
-        num_objects=config.train.max_num_objects,
+        num_objects=config.train.max_num_objects if num_objects is None else num_objects,
         hide_prob=d.hide_prob,
         late_start_prob=d.late_start_prob,
     )
@@ -265,11 +272,7 @@ def _make_source(config: ml_collections.ConfigDict, name: str, sc: ml_collection
     O = sc.get("max_num_objects", 0) or t.max_num_objects
     root = sc.get("root", "")
     if kind == "synthetic":
-        d = t.data
-        reader = SyntheticVideoDataset(
-            d.num_videos, d.seed, d.video_frames, config.model.image_size, config.model.image_size, O,
-            d.hide_prob, d.late_start_prob,
-        )  # fmt: skip
+        reader = synthetic_source(config, num_objects=O)
     elif kind == "vos_folder":
         reader = DavisFolder(root, split=sc.get("split", "train") or None, resolution=sc.get("resolution") or None)
     elif kind == "sav":
@@ -445,11 +448,7 @@ def held_out_batch(config: ml_collections.ConfigDict, num_videos: int, seed: int
     """Held-out clips for evaluation: the first ``num_frames`` frames of videos of another seed, prompted with the
     ground-truth mask on frame 0 only and tracked through the rest (semi-supervised VOS), no corrections."""
     t = config.train
-    d = t.data
-    S = config.model.image_size
-    ds = SyntheticVideoDataset(
-        num_videos, seed, max(d.video_frames, t.num_frames), S, S, t.max_num_objects, d.hide_prob, d.late_start_prob
-    )
+    ds = synthetic_source(config, num_videos=num_videos, seed=seed, num_frames=max(t.data.video_frames, t.num_frames))
     T = t.num_frames
     I, E = t.prompts.num_init_cond_frames, max(t.prompts.num_frames_to_correct - 1, 0)
     plan = PromptPlan(
