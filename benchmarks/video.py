@@ -233,14 +233,14 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     """Ahead-of-time compile of our propagation chunk for ``n_obj`` objects: (seconds, XLA flops, jaxpr flops)."""
     import jax.numpy as jnp
 
-    from sam2_jax.tracker import step as tstep
+    from sam2_jax.tracker import engine
 
     st = pred._empty(n_obj, 1, num_frames)
     s = pred.image_size
     images = jnp.zeros((chunk, s, s, 3), jnp.float32)
     idxs = jnp.arange(chunk, dtype=jnp.int32)
     t0 = time.perf_counter()
-    compiled = tstep.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), 0).compile()
+    compiled = engine.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), 0).compile()
     seconds = time.perf_counter() - t0
     xla = common.compiled_flops(compiled)
     try:
@@ -250,7 +250,7 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     pred._aot_temp_bytes = temp
 
     def fn(params, st, images, idxs):
-        return tstep.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
+        return engine.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
 
     jaxpr, inexact = common.jaxpr_flops(fn, pred.params, st, images, idxs)
     del compiled
@@ -418,7 +418,7 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    from sam2_jax.tracker import step as tstep
+    from sam2_jax.tracker import engine
 
     st = p._object_state(s, list(range(n_obj)), t_next, False)
     image = jnp.asarray(s["images"][t_next])[None]
@@ -428,18 +428,18 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     multimask = bool(c.multimask_output_in_sam and c.multimask_output_for_tracking and c.multimask_min_pt_num <= 0)
 
     def heads_fn(prm, pix, fe):
-        hr = tstep._broadcast_high_res(fe, n_obj)
-        return tstep._apply(mod, prm, "_forward_sam_heads", pix, None, None, None, hr, multimask)
+        hr = engine._broadcast_high_res(fe, n_obj)
+        return engine._apply(mod, prm, "_forward_sam_heads", pix, None, None, None, hr, multimask)
 
     def menc_fn(prm, fe, hr, sc):
         pix_feat = jnp.broadcast_to(fe.vision_feat, (n_obj, *fe.vision_feat.shape[1:]))
-        return tstep._apply(mod, prm, "_encode_new_memory", pix_feat, hr, sc, False)
+        return engine._apply(mod, prm, "_encode_new_memory", pix_feat, hr, sc, False)
 
-    f_feat = jax.jit(lambda prm, x: tstep.frame_features(mod, prm, x))
-    f_mem_in = jax.jit(lambda prm, st: tstep.memory_inputs(mod, prm, st, t, rev)[:3])
-    f_cond = jax.jit(lambda prm, st, fe: tstep.condition_on_memory(mod, prm, st, fe, t, rev))
+    f_feat = jax.jit(lambda prm, x: engine.frame_features(mod, prm, x))
+    f_mem_in = jax.jit(lambda prm, st: engine.memory_inputs(mod, prm, st, t, rev)[:3])
+    f_cond = jax.jit(lambda prm, st, fe: engine.condition_on_memory(mod, prm, st, fe, t, rev))
     f_heads, f_menc = jax.jit(heads_fn), jax.jit(menc_fn)
-    f_step = jax.jit(lambda prm, st, x: tstep.track_step(mod, prm, st, x, t, rev, 0))
+    f_step = jax.jit(lambda prm, st, x: engine.track_step(mod, prm, st, x, t, rev, 0))
     fe = common.block(f_feat(params, image))
     pix = common.block(f_cond(params, st, fe))
     heads = common.block(f_heads(params, pix, fe))

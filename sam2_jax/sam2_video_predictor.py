@@ -36,7 +36,7 @@ import numpy as np
 
 from sam2_jax.build_sam import SAM2Model, build_sam2
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
-from sam2_jax.tracker import step as tstep
+from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
@@ -136,9 +136,9 @@ class SAM2VideoPredictor:
             mesh = jax.sharding.Mesh(np.array(jax.devices()), ("obj",))
         self.mesh = mesh
         # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
-        self._features_fn = functools.partial(_frame_features, self.module)
-        self._interact_fn = functools.partial(_interact, self.module, fill_hole_area=self.fill_hole_area)
-        self._encode_fn = functools.partial(_encode_prompt_memory, self.module)
+        self._features_fn = functools.partial(engine.jit_frame_features, self.module)
+        self._interact_fn = functools.partial(engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area)
+        self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
     # --- state ------------------------------------------------------------------------------------------------
@@ -478,7 +478,7 @@ class SAM2VideoPredictor:
                     s["num_frames"] = images.num_frames
                     return
                 raise
-            tstate, out = tstep.propagate_chunk(
+            tstate, out = engine.propagate_chunk(
                 self.module,
                 self.params,
                 tstate,
@@ -492,7 +492,7 @@ class SAM2VideoPredictor:
             pos += n
             self._evict(s, order[pos - 1])
 
-    def _store_chunk(self, s, objs: list[int], idxs: list[int], out: tstep.StepOutput, reverse: bool) -> list:
+    def _store_chunk(self, s, objs: list[int], idxs: list[int], out: engine.StepOutput, reverse: bool) -> list:
         """Keep a scanned chunk's per-frame outputs on the host; returns each frame's video-resolution logits."""
         host = jax.tree.map(np.asarray, out)
         masks = []
@@ -569,7 +569,7 @@ class SAM2VideoPredictor:
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)
             tstate = self._shard(self._object_state(s, objs, t, False))
-        tstate, out = tstep.propagate_chunk(
+        tstate, out = engine.propagate_chunk(
             self.module, self.params, tstate, image, jnp.asarray([t], jnp.int32), jnp.bool_(False), self.fill_hole_area
         )
         s["stream_tstate"] = tstate
@@ -711,7 +711,7 @@ class SAM2VideoPredictor:
         st = self._object_state(s, [obj_idx], start, reverse)
         for t in order:
             img = jnp.asarray(s["images"][t])[None]
-            st, out = tstep.propagate_chunk(
+            st, out = engine.propagate_chunk(
                 self.module, self.params, st, img, jnp.asarray([t], jnp.int32), jnp.bool_(reverse), self.fill_hole_area
             )
         host = jax.tree.map(np.asarray, out)
@@ -731,11 +731,6 @@ class SAM2VideoPredictor:
         for d in s["output_dict_per_obj"].values():
             for t in range(lo, hi + 1):
                 d["non_cond_frame_outputs"].pop(t, None)
-
-
-_frame_features = jax.jit(tstep.frame_features, static_argnums=0)
-_interact = jax.jit(tstep.interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area"))
-_encode_prompt_memory = jax.jit(tstep.encode_prompt_memory, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")

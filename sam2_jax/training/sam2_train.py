@@ -45,7 +45,7 @@ import numpy as np
 
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.tracker.state import TrackerState, empty_state
-from sam2_jax.tracker.step import FrameFeatures, memory_inputs, write_recent
+from sam2_jax.tracker.engine import FrameFeatures, memory_inputs, write_recent
 from sam2_jax.training import loss_fns
 from sam2_jax.training.prompts import get_next_point, sample_box_points
 

@@ -44,13 +44,13 @@ class StepOutput(NamedTuple):
     is_cond: jax.Array  # (O,) bool: the output is the object's stored conditioning output
 
 
-def _apply(module: SAM2Base, params, method: str, *args, **kwargs):
-    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), **kwargs)
+def _apply(module: SAM2Base, params, method: str, *args, rngs=None, **kwargs):
+    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), rngs=rngs, **kwargs)
 
 
-def frame_features(module: SAM2Base, params, image: jax.Array) -> FrameFeatures:
-    """image (1, S, S, 3) normalised -> the features the tracker uses."""
-    backbone_out = _apply(module, params, "forward_image", image)
+def frame_features(module: SAM2Base, params, image: jax.Array, deterministic: bool = True, rngs=None) -> FrameFeatures:
+    """image (B, S, S, 3) normalised -> the features the tracker uses."""
+    backbone_out = _apply(module, params, "forward_image", image, deterministic, rngs=rngs)
     feats, pos = _apply(module, params, "prepare_backbone_features", backbone_out)
     return FrameFeatures(feats[-1], pos[-1], tuple(feats[:-1]))
 
@@ -343,3 +343,12 @@ def encode_prompt_memory(
     high = interpolate(pred_masks.transpose(0, 2, 3, 1), (S, S), "bilinear").transpose(0, 3, 1, 2)
     mem, _ = _apply(module, params, "_encode_new_memory", feats.vision_feat, high, object_score_logits, True)
     return mem.reshape(1, -1, mem.shape[-1]).astype(jnp.bfloat16)
+
+
+# --- compiled entry points ----------------------------------------------------------------------------------------
+# The package's one jit-caching policy: module-level ``jax.jit`` with the Flax module as a static argument (a module
+# is hashable by its frozen config and dtype), so every predictor, evaluator and benchmark built on the same model
+# shares one compile per shape.
+jit_frame_features = jax.jit(frame_features, static_argnums=0, static_argnames=("deterministic",))
+jit_interact = jax.jit(interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area"))
+jit_encode_prompt_memory = jax.jit(encode_prompt_memory, static_argnums=0)
