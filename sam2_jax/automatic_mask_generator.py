@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.build_sam import SAM2Model
-from sam2_jax.sam2_image_predictor import SAM2ImagePredictor, _as_rgb_array
+from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
+from sam2_jax.tracker import engine
 from sam2_jax.utils.amg import (
     area_from_rle,
     batch_iterator,
@@ -51,6 +52,7 @@ from sam2_jax.utils.amg import (
 )
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.misc import remove_small_regions as remove_small_regions_lowres
+from sam2_jax.utils.transforms import as_rgb_array
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -163,7 +165,7 @@ class SAM2AutomaticMaskGenerator:
           ``output_mode``), ``area`` (int), ``bbox`` (XYWH floats), ``predicted_iou``, ``point_coords``
           (``[[x, y]]``), ``stability_score`` and ``crop_box`` (XYWH floats).
         """
-        image = _as_rgb_array(image)
+        image = as_rgb_array(image)
         data = self._generate_masks(image)
         if self.output_mode == "coco_rle":
             segs = [coco_encode_rle(r) for r in data["rles"]]
@@ -246,11 +248,11 @@ class SAM2AutomaticMaskGenerator:
             coords = np.concatenate([coords, np.repeat(coords[-1:], pad, axis=0)])
             if mask_input is not None:
                 mask_input = np.concatenate([mask_input, np.repeat(mask_input[-1:], pad, axis=0)])
-        feats = self.predictor._features
+        feats = self.predictor.features
         out = self._batch_fn(
             self.model.params,
-            feats["image_embed"],
-            feats["high_res_feats"],
+            feats.image_embed,
+            feats.high_res_feats,
             jnp.asarray(coords[:, None, :]),  # (B, 1, 2)
             jnp.ones((len(coords), 1), jnp.int32),
             None if mask_input is None else jnp.asarray(mask_input),
@@ -267,7 +269,7 @@ class SAM2AutomaticMaskGenerator:
 
     def _process_batch(self, points: np.ndarray, im_size, crop_box, orig_size) -> dict:
         orig_h, orig_w = orig_size
-        in_points = np.asarray(self.predictor._transforms.transform_coords(points, normalize=True, orig_hw=im_size))
+        in_points = np.asarray(self.predictor.transforms.transform_coords(points, normalize=True, orig_hw=im_size))
         out, m = self._run(in_points, None, self.multimask_output, im_size, finish=not self.use_m2m)
         points_rep = np.repeat(points, m, axis=0)
         if self.use_m2m:
@@ -360,16 +362,8 @@ def _decode_batch(
     """Decoder on a batch of point prompts; with ``finish`` also the full-size binary masks, their stability
     scores and boxes. Returns a dict of ``(B * M, ...)`` arrays (``M`` masks per prompt)."""
     mask_nhwc = None if mask_input is None else mask_input.transpose(0, 2, 3, 1)  # (B, 1, h, w) -> (B, h, w, 1)
-    low_res, iou, _, _ = module.apply(
-        {"params": params},
-        image_embed,
-        high_res,
-        coords,
-        labels,
-        mask_nhwc,
-        multimask,
-        coords.shape[0] > 1,
-        method="decode_prompts",
+    low_res, iou, _, _ = engine.decode_prompts(
+        module, params, image_embed, high_res, coords, labels, mask_nhwc, multimask, coords.shape[0] > 1
     )
     b, m, h, w = low_res.shape
     out = {"iou": iou.reshape(b * m), "low_res": jnp.clip(low_res, -32.0, 32.0).reshape(b * m, h, w)}

@@ -12,6 +12,7 @@ Deviations from the official file:
 - Each prompt shape compiles once (jit); the image encoder compiles once per batch size.
 """
 
+import functools
 import logging
 from typing import Any
 
@@ -20,7 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.build_sam import SAM2Model
-from sam2_jax.utils.transforms import SAM2Transforms
+from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
+from sam2_jax.tracker import engine
+from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +55,17 @@ class SAM2ImagePredictor:
         )
         self.mask_threshold = mask_threshold
         self._bb_feat_sizes = [(256, 256), (128, 128), (64, 64)]
-        self._embed_fn = sam_model.jit("image_embeddings")
-        self._decode_fn = jax.jit(
-            self._decode, static_argnames=("multimask_output", "repeat_image", "orig_hw", "return_logits")
-        )
         self.reset_predictor()
+
+    @property
+    def features(self) -> ImageEmbeddings | None:
+        """The embeddings of the image(s) set (``image_embed``, ``high_res_feats``), or None."""
+        return self._features
+
+    @property
+    def transforms(self) -> SAM2Transforms:
+        """The image and prompt transforms (model input resolution, mask post-processing)."""
+        return self._transforms
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2ImagePredictor":
@@ -69,10 +78,10 @@ class SAM2ImagePredictor:
     def set_image(self, image: Any) -> None:
         """Compute the embedding of one image: an HWC uint8 RGB array or a PIL image, any size."""
         self.reset_predictor()
-        image = _as_rgb_array(image)
+        image = as_rgb_array(image)
         self._orig_hw = [image.shape[:2]]
         input_image = jnp.asarray(self._transforms(image))[None]  # (1, 1024, 1024, 3)
-        self._features = self._embed_fn(self.model.params, input_image)
+        self._features = engine.jit_image_embeddings(self.model.module, self.model.params, input_image)
         self._is_image_set = True
 
     def set_image_batch(self, image_list: list[np.ndarray]) -> None:
@@ -84,10 +93,10 @@ class SAM2ImagePredictor:
         for i, image in enumerate(image_list):
             if not isinstance(image, np.ndarray):
                 raise ValueError(f"image_list[{i}] must be an np.ndarray (HWC RGB), got {type(image).__name__}")
-            images.append(_as_rgb_array(image, f"image_list[{i}]"))
+            images.append(as_rgb_array(image, f"image_list[{i}]"))
         self._orig_hw = [im.shape[:2] for im in images]
         batch = jnp.asarray(self._transforms.forward_batch(images))  # (B, 1024, 1024, 3)
-        self._features = self._embed_fn(self.model.params, batch)
+        self._features = engine.jit_image_embeddings(self.model.module, self.model.params, batch)
         self._is_image_set = True
         self._is_batch = True
 
@@ -95,7 +104,7 @@ class SAM2ImagePredictor:
         """The image embedding ``(B, C, 64, 64)`` (channel-first, as the official returns it)."""
         self._require_image("get_image_embedding")
         # (B, h, w, C) -> (B, C, h, w)
-        return np.asarray(self._features["image_embed"]).transpose(0, 3, 1, 2)
+        return np.asarray(self._features.image_embed).transpose(0, 3, 1, 2)
 
     def reset_predictor(self) -> None:
         """Forget the image and its embedding."""
@@ -181,12 +190,14 @@ class SAM2ImagePredictor:
         coords, labels, mask = self._prep_prompts(
             point_coords, point_labels, box, mask_input, normalize_coords, img_idx
         )
-        image_embed = self._features["image_embed"][img_idx : img_idx + 1]
-        high_res = [f[img_idx : img_idx + 1] for f in self._features["high_res_feats"]]
+        image_embed = self._features.image_embed[img_idx : img_idx + 1]
+        high_res = [f[img_idx : img_idx + 1] for f in self._features.high_res_feats]
         batched_mode = coords is not None and coords.shape[0] > 1
         if mask is not None and coords is not None and mask.shape[0] not in (1, coords.shape[0]):
             raise ValueError(f"mask_input has batch {mask.shape[0]}, prompts have batch {coords.shape[0]}")
-        masks, iou, low_res = self._decode_fn(
+        masks, iou, low_res = _decode(
+            self.model.module,
+            self._transforms,
             self.model.params,
             image_embed,
             high_res,
@@ -201,39 +212,6 @@ class SAM2ImagePredictor:
         masks, iou, low_res = np.asarray(masks), np.asarray(iou, np.float32), np.asarray(low_res, np.float32)
         if masks.shape[0] == 1:  # the official squeezes the prompt batch axis of 1
             masks, iou, low_res = masks[0], iou[0], low_res[0]
-        return masks, iou, low_res
-
-    def _decode(
-        self,
-        params,
-        image_embed,
-        high_res,
-        coords,
-        labels,
-        mask,
-        *,
-        multimask_output,
-        repeat_image,
-        orig_hw,
-        return_logits,
-    ):
-        # mask (B, 1, 256, 256) -> (B, 256, 256, 1) for the prompt encoder
-        mask_nhwc = None if mask is None else mask.transpose(0, 2, 3, 1)
-        low_res, iou, _, _ = self.model.module.apply(
-            {"params": params},
-            image_embed,
-            high_res,
-            coords,
-            labels,
-            mask_nhwc,
-            multimask_output,
-            repeat_image,
-            method="decode_prompts",
-        )
-        masks = self._transforms.postprocess_masks(low_res, orig_hw)
-        low_res = jnp.clip(low_res, -32.0, 32.0)
-        if not return_logits:
-            masks = masks > self.mask_threshold
         return masks, iou, low_res
 
     def _prep_prompts(self, point_coords, point_labels, box, mask_logits, normalize_coords, img_idx):
@@ -292,20 +270,33 @@ class SAM2ImagePredictor:
             raise ValueError(f"{what}: an image must be set with .set_image(...) first")
 
 
-def _as_rgb_array(image: Any, what: str = "image") -> np.ndarray:
-    """HWC uint8 RGB from a numpy array or a PIL image; ValueError otherwise."""
-    try:
-        from PIL import Image as PILImage
-    except ImportError:  # pragma: no cover
-        PILImage = None
-    if PILImage is not None and isinstance(image, PILImage.Image):
-        image = np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{what} must be an HWC uint8 RGB np.ndarray or a PIL image, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{what} must be HWC with 3 channels (RGB), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 in [0, 255], got dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{what} is empty: shape {image.shape}")
-    return image
+@functools.partial(
+    jax.jit, static_argnums=(0, 1), static_argnames=("multimask_output", "repeat_image", "orig_hw", "return_logits")
+)
+def _decode(
+    module: SAM2Base,
+    transforms: SAM2Transforms,
+    params,
+    image_embed,
+    high_res,
+    coords,
+    labels,
+    mask,
+    *,
+    multimask_output: bool,
+    repeat_image: bool,
+    orig_hw: tuple[int, int],
+    return_logits: bool,
+):
+    """Masks at the image size, IoU predictions and clipped low-res logits of one image's prompts (jitted with the
+    module static: every predictor of the same model shares the compiles)."""
+    # mask (B, 1, 256, 256) -> (B, 256, 256, 1) for the prompt encoder
+    mask_nhwc = None if mask is None else mask.transpose(0, 2, 3, 1)
+    out = engine.decode_prompts(
+        module, params, image_embed, high_res, coords, labels, mask_nhwc, multimask_output, repeat_image
+    )
+    masks = transforms.postprocess_masks(out.low_res_masks, orig_hw)
+    low_res = jnp.clip(out.low_res_masks, -32.0, 32.0)
+    if not return_logits:
+        masks = masks > transforms.mask_threshold
+    return masks, out.iou_predictions, low_res

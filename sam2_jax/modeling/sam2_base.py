@@ -1,9 +1,20 @@
 """Port of ``sam2/modeling/sam2_base.py``: SAM2Base's parameters and its pure per-frame methods.
 
 Only the model lives here. Memory *selection* (which frames a frame attends to) is tracking policy and lives in
-``sam2_jax/tracker/``; this module offers the per-frame pieces it composes: ``forward_image``,
-``_forward_sam_heads``, ``_use_mask_as_output``, ``_encode_new_memory``, the object-pointer projections and the
-memory attention call.
+``sam2_jax/tracker/engine.py``, which composes the public per-frame methods below. Each returns a ``NamedTuple``
+(or one array) and names the official function it ports:
+
+| ours | official (``SAM2Base``) |
+| --- | --- |
+| ``forward_image`` -> backbone dict | ``forward_image`` |
+| ``prepare_backbone_features`` / ``encode_image`` -> ``ImageFeatures`` | ``_prepare_backbone_features`` |
+| ``image_embeddings`` -> ``ImageEmbeddings`` | ``SAM2ImagePredictor.set_image``'s feature prep |
+| ``decode_prompts`` -> ``DecoderOutput`` | ``sam_prompt_encoder`` + ``sam_mask_decoder`` |
+| ``sam_heads`` -> ``SamHeadsOutput`` | ``_forward_sam_heads`` |
+| ``use_mask_as_output`` -> ``SamHeadsOutput`` | ``_use_mask_as_output`` |
+| ``encode_memory`` -> ``MemoryEncoding`` | ``_encode_new_memory`` |
+| ``attend_memory`` -> array | ``memory_attention`` call in ``_prepare_memory_conditioned_features`` |
+| ``use_multimask`` -> bool | ``_use_multimask`` |
 
 Deviations from the official file:
 - NHWC feature maps ``(B, h, w, C)`` instead of the official ``(HW, B, C)`` sequences / NCHW maps; mask inputs are
@@ -14,7 +25,7 @@ Deviations from the official file:
 - The official ``forward`` raises; here ``__call__`` only exists to create every parameter at ``init``.
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -34,6 +45,54 @@ Dtype = Any
 
 # A large negative value as a placeholder score for missing objects (official NO_OBJ_SCORE).
 NO_OBJ_SCORE = -1024.0
+
+
+class ImageFeatures(NamedTuple):
+    """The features of a batch of images that the heads and the tracker use (official
+    ``_prepare_backbone_features`` output, NHWC maps instead of ``(HW, B, C)`` sequences)."""
+
+    vision_feat: jax.Array  # (B, h, w, C) top level (stride 16)
+    vision_pos: jax.Array  # (B, h, w, C) its sine position encoding
+    high_res: tuple  # ((B, 4h, 4w, C/8), (B, 2h, 2w, C/4)) after conv_s0/s1, or () without high-res features
+
+
+class ImageEmbeddings(NamedTuple):
+    """What the image predictor keeps per image (the official ``_features`` dict, whose two keys it also answers:
+    ``emb["image_embed"]``)."""
+
+    image_embed: jax.Array  # (B, h, w, C), ``no_mem_embed`` added when ``directly_add_no_mem_embed``
+    high_res_feats: list  # [(B, 4h, 4w, C/8), (B, 2h, 2w, C/4)] or []
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+
+class DecoderOutput(NamedTuple):
+    """Prompt encoder + mask decoder outputs."""
+
+    low_res_masks: jax.Array  # (B, M, 4h, 4w) logits, M = 3 with multimask output else 1
+    iou_predictions: jax.Array  # (B, M)
+    sam_tokens: jax.Array  # (B, M or 1, C) output tokens (for the object pointer)
+    object_score_logits: jax.Array  # (B, 1)
+
+
+class SamHeadsOutput(NamedTuple):
+    """Official ``_forward_sam_heads`` outputs (same order)."""
+
+    low_res_multimasks: jax.Array  # (B, M, 4h, 4w) float32, NO_OBJ_SCORE where the object is absent
+    high_res_multimasks: jax.Array  # (B, M, S, S) float32, S = image_size
+    ious: jax.Array  # (B, M)
+    low_res_masks: jax.Array  # (B, 1, 4h, 4w) the chosen (best-IoU) mask
+    high_res_masks: jax.Array  # (B, 1, S, S)
+    obj_ptr: jax.Array  # (B, C) object pointer, gated by the object score
+    object_score_logits: jax.Array  # (B, 1)
+
+
+class MemoryEncoding(NamedTuple):
+    """Official ``_encode_new_memory`` outputs."""
+
+    maskmem_features: jax.Array  # (B, h, w, mem_dim)
+    maskmem_pos_enc: jax.Array  # (B, h, w, mem_dim)
 
 
 class SAM2Base(nn.Module):
@@ -133,18 +192,35 @@ class SAM2Base(nn.Module):
             backbone_out = {**backbone_out, "backbone_fpn": fpn}
         return backbone_out
 
-    def prepare_backbone_features(self, backbone_out: dict[str, Any]) -> tuple[list, list]:
-        """The last ``num_feature_levels`` feature maps and position encodings (NHWC, high-res first)."""
+    def prepare_backbone_features(self, backbone_out: dict[str, Any]) -> ImageFeatures:
+        """Official ``_prepare_backbone_features``: the last ``num_feature_levels`` maps (NHWC, high-res first)."""
         n = self.num_feature_levels
-        return list(backbone_out["backbone_fpn"][-n:]), list(backbone_out["vision_pos_enc"][-n:])
+        feats, pos = backbone_out["backbone_fpn"][-n:], backbone_out["vision_pos_enc"][-n:]
+        return ImageFeatures(feats[-1], pos[-1], tuple(feats[:-1]))
 
-    def image_embeddings(self, img_batch: jax.Array) -> dict[str, Any]:
+    def encode_image(self, img_batch: jax.Array, deterministic: bool = True) -> ImageFeatures:
+        """img_batch (B, S, S, 3) normalised -> ``ImageFeatures`` (``forward_image``, ``prepare_backbone_features``)."""
+        return self.prepare_backbone_features(self.forward_image(img_batch, deterministic))
+
+    def image_embeddings(self, img_batch: jax.Array) -> ImageEmbeddings:
         """What the image predictor keeps per image: ``image_embed (B, 64, 64, C)`` (with ``no_mem_embed`` added
         when ``directly_add_no_mem_embed``) and ``high_res_feats`` [(B, 256, 256, C/8), (B, 128, 128, C/4)]."""
-        feats, _ = self.prepare_backbone_features(self.forward_image(img_batch))
+        feats = self.encode_image(img_batch)
+        embed = feats.vision_feat
         if self.config.directly_add_no_mem_embed:
-            feats[-1] = feats[-1] + self.no_mem_embed
-        return {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
+            embed = embed + self.no_mem_embed
+        return ImageEmbeddings(embed, list(feats.high_res))
+
+    @nn.nowrap
+    def use_multimask(self, is_init_cond_frame: bool, num_pts: int) -> bool:
+        """Official ``_use_multimask``: whether a prompt step outputs 3 masks (static: the number of points is known
+        when tracing). Needs no params: call it on the module itself, ``module.use_multimask(...)``."""
+        c = self.config
+        return bool(
+            c.multimask_output_in_sam
+            and (is_init_cond_frame or c.multimask_output_for_tracking)
+            and c.multimask_min_pt_num <= num_pts <= c.multimask_max_pt_num
+        )
 
     # --- SAM heads --------------------------------------------------------------------------------------------
     def decode_prompts(
@@ -156,7 +232,7 @@ class SAM2Base(nn.Module):
         mask_input: jax.Array | None,
         multimask_output: bool,
         repeat_image: bool = False,
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    ) -> DecoderOutput:
         """Prompt encoder + mask decoder, as the image predictor calls them (no object-score gating).
 
         Args:
@@ -164,11 +240,11 @@ class SAM2Base(nn.Module):
           point_coords: (B, N, 2) in model input pixels; point_labels: (B, N) int; or both None.
           mask_input: (B, 256, 256, 1) low-res logits or None.
         Returns:
-          ``(low_res_masks (B, M, 256, 256), iou_predictions (B, M), sam_tokens, object_score_logits (B, 1))``.
+          ``DecoderOutput``.
         """
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
-        return self.sam_mask_decoder(
+        out = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -177,8 +253,9 @@ class SAM2Base(nn.Module):
             repeat_image=repeat_image,
             high_res_features=high_res_feats,
         )
+        return DecoderOutput(*out)
 
-    def _forward_sam_heads(
+    def sam_heads(
         self,
         backbone_features: jax.Array,
         point_coords: jax.Array | None = None,
@@ -186,17 +263,15 @@ class SAM2Base(nn.Module):
         mask_inputs: jax.Array | None = None,
         high_res_features: list[jax.Array] | None = None,
         multimask_output: bool = False,
-    ) -> tuple[jax.Array, ...]:
-        """Official ``_forward_sam_heads``.
+    ) -> SamHeadsOutput:
+        """Official ``_forward_sam_heads``: prompt encoder + mask decoder + object pointer, gated by the object score.
 
         Args:
           backbone_features: (B, h, w, C). point_coords (B, P, 2) absolute model-input pixels, point_labels (B, P)
             (-1 padding), or None for no points. mask_inputs: (B, H, W, 1) of any size (resized to 256 with
             bilinear antialias, like the official) or None.
         Returns:
-          ``low_res_multimasks (B, M, 4h, 4w)``, ``high_res_multimasks (B, M, 16h, 16w)``, ``ious (B, M)``,
-          ``low_res_masks (B, 1, 4h, 4w)``, ``high_res_masks (B, 1, 16h, 16w)``, ``obj_ptr (B, C)``,
-          ``object_score_logits (B, 1)``.
+          ``SamHeadsOutput``.
         """
         c = self.config
         B = backbone_features.shape[0]
@@ -235,14 +310,8 @@ class SAM2Base(nn.Module):
             else:
                 lam = is_obj_appearing.astype(jnp.float32)
             obj_ptr = self._gate_obj_ptr(obj_ptr, lam)
-        return (
-            low_res_multimasks,
-            high_res_multimasks,
-            ious,
-            low_res_masks,
-            high_res_masks,
-            obj_ptr,
-            object_score_logits,
+        return SamHeadsOutput(
+            low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
         )
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, lam: jax.Array) -> jax.Array:
@@ -251,14 +320,14 @@ class SAM2Base(nn.Module):
             obj_ptr = lam * obj_ptr
         return obj_ptr + (1 - lam) * self.no_obj_ptr
 
-    def _use_mask_as_output(
+    def use_mask_as_output(
         self,
         backbone_features: jax.Array,
         high_res_features: list[jax.Array] | None,
         mask_inputs: jax.Array,
-    ) -> tuple[jax.Array, ...]:
-        """A binary mask input (B, H, W, 1) at image size becomes the output logits (+-10), with a pointer from
-        the SAM decoder run on the downsampled mask. Same outputs as ``_forward_sam_heads``."""
+    ) -> SamHeadsOutput:
+        """Official ``_use_mask_as_output``: a binary mask input (B, H, W, 1) at image size becomes the output logits
+        (+-10), with a pointer from the SAM decoder run on the downsampled mask."""
         c = self.config
         out_scale, out_bias = 20.0, -10.0  # sigmoid(-10) = 4.5e-5
         mask_f = mask_inputs.astype(jnp.float32)
@@ -273,31 +342,34 @@ class SAM2Base(nn.Module):
         if not c.use_obj_ptrs_in_encoder:
             obj_ptr = jnp.zeros((B, self.hidden_dim), jnp.float32)
         else:
-            obj_ptr = self._forward_sam_heads(
+            obj_ptr = self.sam_heads(
                 backbone_features,
                 mask_inputs=self.mask_downsample(mask_f),
                 high_res_features=high_res_features,
-            )[5]
+            ).obj_ptr
         # The mask input, not the object-score head, decides whether the object is present.
         lam = jnp.any(mask_f.reshape(B, -1) > 0.0, axis=1, keepdims=True).astype(jnp.float32)
         object_score_logits = out_scale * lam + out_bias
         if c.pred_obj_scores:
             obj_ptr = self._gate_obj_ptr(obj_ptr, lam)
-        return low_res_masks, high_res_masks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
+        return SamHeadsOutput(
+            low_res_masks, high_res_masks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
+        )
 
     # --- memory -----------------------------------------------------------------------------------------------
-    def _encode_new_memory(
+    def encode_memory(
         self,
         pix_feat: jax.Array,
         pred_masks_high_res: jax.Array,
         object_score_logits: jax.Array,
         is_mask_from_pts: jax.Array | bool,
         training: bool = False,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Memory of a frame from its top-level features (B, h, w, C) and its high-res mask logits (B, 1, H, W).
+    ) -> MemoryEncoding:
+        """Official ``_encode_new_memory``: the memory of a frame from its top-level features (B, h, w, C) and its
+        high-res mask logits (B, 1, H, W).
 
-        ``is_mask_from_pts`` may be a traced bool (per batch or scalar). Returns ``maskmem_features (B, h, w,
-        mem_dim)`` and ``maskmem_pos_enc (B, h, w, mem_dim)``. Non-overlap constraints are the tracker's business.
+        ``is_mask_from_pts`` may be a traced bool (per batch or scalar); ``training`` is the official
+        ``self.training`` (no binarization of click masks). Non-overlap constraints are the tracker's business.
         """
         c = self.config
         # (B, 1, H, W) -> (B, H, W, 1)
@@ -317,7 +389,7 @@ class SAM2Base(nn.Module):
         if c.no_obj_embed_spatial:
             absent = 1.0 - (object_score_logits > 0).astype(jnp.float32)  # (B, 1)
             maskmem_features = maskmem_features + absent[:, None, None, :] * self.no_obj_embed_spatial
-        return maskmem_features, maskmem_pos_enc
+        return MemoryEncoding(maskmem_features, maskmem_pos_enc)
 
     def attend_memory(
         self,
@@ -357,24 +429,20 @@ class SAM2Base(nn.Module):
     def __call__(self, img_batch: jax.Array) -> Any:
         """Touches every submodule so that ``init`` creates all params (use ``jax.eval_shape`` for shapes)."""
         c = self.config
-        backbone_out = self.forward_image(img_batch)
-        feats, pos = self.prepare_backbone_features(backbone_out)
+        feats = self.encode_image(img_batch)
         B = img_batch.shape[0]
-        outs = self._forward_sam_heads(
-            feats[-1],
-            high_res_features=feats[:-1] if c.use_high_res_features_in_sam else None,
-            multimask_output=True,
-        )
+        hr = list(feats.high_res) or None
+        outs = self.sam_heads(feats.vision_feat, high_res_features=hr, multimask_output=True)
         masks_hr = jnp.zeros((B, self.image_size, self.image_size, 1), jnp.float32)
         if c.use_mask_input_as_output_without_sam:
-            self._use_mask_as_output(feats[-1], feats[:-1] if c.use_high_res_features_in_sam else None, masks_hr)
-        mem, mem_pos = self._encode_new_memory(feats[-1], outs[4], outs[6], True)
-        h, w = feats[-1].shape[1:3]
+            self.use_mask_as_output(feats.vision_feat, hr, masks_hr)
+        mem, mem_pos = self.encode_memory(feats.vision_feat, outs.high_res_masks, outs.object_score_logits, True)
+        h, w = feats.vision_feat.shape[1:3]
         # (B, h, w, C) -> (B, h*w, C)
-        curr = feats[-1].reshape(B, h * w, -1)
+        curr = feats.vision_feat.reshape(B, h * w, -1)
         memory = mem.reshape(B, h * w, -1) + self.maskmem_tpos_enc[0, 0]
         tpos = self.obj_ptr_tpos(jnp.zeros((B, self.hidden_dim), jnp.float32))
-        out = self.attend_memory(curr, pos[-1].reshape(B, h * w, -1), memory, mem_pos.reshape(B, h * w, -1))
+        out = self.attend_memory(curr, feats.vision_pos.reshape(B, h * w, -1), memory, mem_pos.reshape(B, h * w, -1))
         return out, tpos, self.no_mem_embed, self.no_mem_pos_enc
 
 

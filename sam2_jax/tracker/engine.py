@@ -1,8 +1,24 @@
-"""The pure per-frame tracker step: ``track_step(state, frame) -> (state, outputs)``, the body of ``lax.scan``.
+"""The tracker engine: the pure per-frame functions that every driver composes.
 
-Reproduces ``SAM2Base.track_step`` / ``_prepare_memory_conditioned_features`` of sam2 1.1.0 for inference on frames
-that carry no new prompt, for all objects at once (they share the frame's image features). Which memories a frame
-attends to is computed as masks over the fixed slots of ``TrackerState`` (see state.py); nothing branches on data.
+Inference (``SAM2VideoPredictor``, streaming, ``eval.py``), training (``training/sam2_train.py``), export and the
+benchmarks all run these functions; none of them calls the model another way. Each one ports a piece of the
+official ``SAM2Base.track_step`` / ``_prepare_memory_conditioned_features`` (sam2 1.1.0) on the fixed-size
+``TrackerState`` (see state.py): which memories a frame attends to is a mask over fixed slots, nothing branches on
+data, and every object of a frame is computed at once (they share the frame's image features).
+
+Per frame (a table with the drivers is in ``docs/architecture.md``):
+- ``frame_features``: image encoder -> ``ImageFeatures`` (once per frame, shared by the objects).
+- ``memory_inputs`` -> ``condition_on_memory``: the memory rule (which conditioning / recent memories and object
+  pointers a frame sees, with which temporal encodings) and the memory attention. **Change the memory rule here.**
+- ``prompt_features``: the features a prompt is decoded on (no-memory embedding on an initial conditioning frame,
+  else memory-conditioned).
+- ``sam_heads`` / ``use_mask_as_output``: prompt encoder + mask decoder + object pointer.
+- ``encode_memory``: the memory encoder on a frame's mask; ``write_recent`` / ``write_cond`` store it in the state.
+- ``track_frame`` (a frame with no new prompt), ``track_step`` (+ memory write: the body of the scan),
+  ``propagate_chunk`` (``lax.scan`` over a chunk); ``interact`` (a prompted frame), ``encode_prompt_memory``.
+
+Functions that may run in training take ``deterministic`` and ``rngs`` (``{"dropout": key}``): dropout in the
+memory attention and drop path in the trunk are on with ``deterministic=False``.
 
 Deviations from the official code:
 - ``memory_temporal_stride_for_eval`` must be 1 (the default of every official config): the recent-memory ring
@@ -15,28 +31,24 @@ Deviations from the official code:
 """
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.modeling.position_encoding import square_side
-from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.modeling.position_encoding import PositionEmbeddingSine, square_side
+from sam2_jax.modeling.sam2_base import DecoderOutput, ImageEmbeddings, ImageFeatures, SAM2Base, SamHeadsOutput
 from sam2_jax.modeling.sam2_utils import get_1d_sine_pe
 from sam2_jax.tracker.state import TrackerState
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.misc import fill_holes_in_mask_scores
 
-
-class FrameFeatures(NamedTuple):
-    """Image features of one frame, shared by all objects."""
-
-    vision_feat: jax.Array  # (1, h, w, C) top level
-    vision_pos: jax.Array  # (1, h, w, C)
-    high_res: tuple  # ((1, 4h, 4w, C/8), (1, 2h, 2w, C/4)) after conv_s0/s1, or ()
+Rngs = dict[str, jax.Array] | None
 
 
 class StepOutput(NamedTuple):
+    """What ``track_step`` returns per frame (stacked ``(T, ...)`` by ``propagate_chunk``)."""
+
     pred_masks: jax.Array  # (O, 1, 4h, 4w) low-res logits (after hole filling when configured)
     object_score_logits: jax.Array  # (O, 1)
     obj_ptr: jax.Array  # (O, C)
@@ -44,21 +56,143 @@ class StepOutput(NamedTuple):
     is_cond: jax.Array  # (O,) bool: the output is the object's stored conditioning output
 
 
-def _apply(module: SAM2Base, params, method: str, *args, rngs=None, **kwargs):
-    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), rngs=rngs, **kwargs)
+class TrackedFrame(NamedTuple):
+    """``track_frame``'s outputs: the memory-conditioned features and the heads run on them."""
+
+    pix_feat_with_mem: jax.Array  # (O, h, w, C)
+    heads: SamHeadsOutput
 
 
-def frame_features(module: SAM2Base, params, image: jax.Array, deterministic: bool = True, rngs=None) -> FrameFeatures:
-    """image (B, S, S, 3) normalised -> the features the tracker uses."""
-    backbone_out = _apply(module, params, "forward_image", image, deterministic, rngs=rngs)
-    feats, pos = _apply(module, params, "prepare_backbone_features", backbone_out)
-    return FrameFeatures(feats[-1], pos[-1], tuple(feats[:-1]))
+class PromptOutput(NamedTuple):
+    """``interact``'s outputs for one object on a prompted frame."""
+
+    pred_masks: jax.Array  # (1, 1, 4h, 4w) low-res logits (after hole filling when configured)
+    object_score_logits: jax.Array  # (1, 1)
+    obj_ptr: jax.Array  # (1, C)
+
+
+def _call(module: SAM2Base, params, method, *args, rngs: Rngs = None, **kwargs):
+    """``module.apply`` of one public ``SAM2Base`` method (a function, never a name)."""
+    return module.apply({"params": params}, *args, method=method, rngs=rngs, **kwargs)
+
+
+# --- image features -----------------------------------------------------------------------------------------------
+def frame_features(
+    module: SAM2Base, params, image: jax.Array, deterministic: bool = True, rngs: Rngs = None
+) -> ImageFeatures:
+    """image (B, S, S, 3) normalised -> ``ImageFeatures`` with a leading B (1 for a video frame)."""
+    return _call(module, params, SAM2Base.encode_image, image, deterministic, rngs=rngs)
+
+
+def frame_at(feats: ImageFeatures, t: jax.Array) -> ImageFeatures:
+    """Frame ``t`` (traced) of features computed for a stack of frames: (T, ...) -> (1, ...)."""
+    take = lambda x: jax.lax.dynamic_index_in_dim(x, t, 0, keepdims=True)
+    return ImageFeatures(take(feats.vision_feat), take(feats.vision_pos), tuple(take(x) for x in feats.high_res))
+
+
+def broadcast_high_res(feats: ImageFeatures, num_objects: int) -> list[jax.Array] | None:
+    """A frame's high-res features (1, ...) for each object (O, ...), or None without high-res features."""
+    return [jnp.broadcast_to(x, (num_objects, *x.shape[1:])) for x in feats.high_res] or None
+
+
+def image_embeddings(module: SAM2Base, params, images: jax.Array) -> ImageEmbeddings:
+    """What the image predictor keeps per image: images (B, S, S, 3) normalised -> ``ImageEmbeddings``."""
+    return _call(module, params, SAM2Base.image_embeddings, images)
+
+
+# --- heads --------------------------------------------------------------------------------------------------------
+def sam_heads(
+    module: SAM2Base,
+    params,
+    pix_feat: jax.Array,
+    high_res: list[jax.Array] | None,
+    point_coords: jax.Array | None,
+    point_labels: jax.Array | None,
+    mask_inputs: jax.Array | None,
+    multimask_output: bool,
+) -> SamHeadsOutput:
+    """``SAM2Base.sam_heads`` (official ``_forward_sam_heads``) on features (O, h, w, C); see its docstring."""
+    return _call(
+        module,
+        params,
+        SAM2Base.sam_heads,
+        pix_feat,
+        point_coords,
+        point_labels,
+        mask_inputs,
+        high_res,
+        multimask_output,
+    )
+
+
+def decode_prompts(
+    module: SAM2Base,
+    params,
+    image_embed: jax.Array,
+    high_res_feats: list[jax.Array] | None,
+    point_coords: jax.Array | None,
+    point_labels: jax.Array | None,
+    mask_input: jax.Array | None,
+    multimask_output: bool,
+    repeat_image: bool = False,
+) -> DecoderOutput:
+    """``SAM2Base.decode_prompts``: prompt encoder + mask decoder on an image embedding, as the image predictor and
+    the automatic mask generator call them (no object-score gating)."""
+    return _call(
+        module,
+        params,
+        SAM2Base.decode_prompts,
+        image_embed,
+        high_res_feats,
+        point_coords,
+        point_labels,
+        mask_input,
+        multimask_output,
+        repeat_image,
+    )
+
+
+def use_mask_as_output(
+    module: SAM2Base, params, pix_feat: jax.Array, high_res: list[jax.Array] | None, mask: jax.Array
+) -> SamHeadsOutput:
+    """``SAM2Base.use_mask_as_output``: a binary mask (O, S, S, 1) taken as the output."""
+    return _call(module, params, SAM2Base.use_mask_as_output, pix_feat, high_res, mask)
+
+
+def _postprocess_pred_masks(pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
+    if fill_hole_area > 0:
+        return fill_holes_in_mask_scores(pred_masks, fill_hole_area)
+    return pred_masks
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+def encode_memory(
+    module: SAM2Base,
+    params,
+    feats: ImageFeatures,
+    high_res_masks: jax.Array,
+    object_score_logits: jax.Array,
+    is_mask_from_pts: jax.Array | bool,
+    training: bool = False,
+) -> jax.Array:
+    """The memory of a frame (1, h, w, C features) for each of O masks (O, 1, S, S): (O, hw, mem_dim) float32."""
+    O = high_res_masks.shape[0]
+    pix_feat = jnp.broadcast_to(feats.vision_feat, (O, *feats.vision_feat.shape[1:]))
+    mem = _call(
+        module,
+        params,
+        SAM2Base.encode_memory,
+        pix_feat,
+        high_res_masks,
+        object_score_logits,
+        is_mask_from_pts,
+        training,
+    ).maskmem_features
+    return mem.reshape(O, -1, mem.shape[-1])  # (O, h, w, m) -> (O, hw, m)
 
 
 def _maskmem_pos_enc(module: SAM2Base, h: int, w: int) -> jax.Array:
     """The memory encoder's position encoding (identical for every frame): (h*w, mem_dim)."""
-    from sam2_jax.modeling.position_encoding import PositionEmbeddingSine
-
     pe = module.config.memory_encoder.position_encoding
     enc = PositionEmbeddingSine(pe.num_pos_feats, pe.temperature, pe.normalize, pe.scale).encode_hw(h, w)
     return enc.reshape(h * w, -1)  # (h, w, C) -> (h*w, C)
@@ -88,29 +222,35 @@ def _selected_cond(state: TrackerState, t: jax.Array, max_cond: int) -> jax.Arra
     return sel | (rest & (rank < num_remain))
 
 
-def memory_inputs(module: SAM2Base, params, state: TrackerState, frame_idx: jax.Array, reverse: jax.Array):
-    """The memory tokens, their position encodings, the validity mask and the number of pointer tokens.
+class MemoryInputs(NamedTuple):
+    """The keys a frame's memory attention sees (``memory_inputs``)."""
 
-    Returns ``memory (O, Nm, mem_dim)``, ``memory_pos (O, Nm, mem_dim)``, ``mask (O, Nm)``, ``num_ptr_tokens``.
+    memory: jax.Array  # (O, Nm, mem_dim): K conditioning + R recent slots of hw tokens, then pointer tokens
+    memory_pos: jax.Array  # (O, Nm, mem_dim) sine + temporal encodings travelling with each token
+    mask: jax.Array  # (O, Nm) bool: the official memory set
+    num_ptr_tokens: int  # the trailing pointer tokens (excluded from RoPE)
+
+
+def memory_inputs(
+    module: SAM2Base, params, state: TrackerState, frame_idx: jax.Array, reverse: jax.Array
+) -> MemoryInputs:
+    """The official memory selection of ``_prepare_memory_conditioned_features`` as masks over the state's slots.
+
     Layout: K conditioning slots then R recent slots of ``hw`` tokens each, then (K + P) pointers of
     ``C / mem_dim`` tokens each (attention is order-free; every positional signal travels with its token).
     """
     c = module.config
     t = jnp.asarray(frame_idx, jnp.int32)
-    sign = jnp.where(reverse, -1, 1)
     O, K = state.cond_frame.shape
     R = state.recent_frame.shape[1]
     hw, mem_dim = state.cond_mem.shape[2:]
-    C = state.cond_ptr.shape[-1]
     num_maskmem = c.num_maskmem
 
     selected = _selected_cond(state, t, c.max_cond_frames_in_attn)
     unselected = state.cond_valid & ~selected
-    # frames before t in the tracking direction: t_rel = t - f forward, f - t in reverse
-    rel = lambda f: (t - f) * sign
-    recent_rel = rel(state.recent_frame)
+    recent_rel = _rel(state.recent_frame, t, reverse)
     recent_ok = state.recent_valid & (recent_rel >= 1) & (recent_rel <= R)
-    cond_rel = rel(state.cond_frame)
+    cond_rel = _rel(state.cond_frame, t, reverse)
     # An unselected conditioning frame inside the window stands in for a missing non-conditioning memory.
     has_recent = (state.recent_frame[:, None, :] == state.cond_frame[:, :, None]) & recent_ok[:, None, :]
     cond_as_recent = unselected & (cond_rel >= 1) & (cond_rel <= R) & ~has_recent.any(-1)
@@ -118,78 +258,188 @@ def memory_inputs(module: SAM2Base, params, state: TrackerState, frame_idx: jax.
     # maskmem_tpos_enc index: num_maskmem - t_pos - 1, t_pos = 0 for conditioning, num_maskmem - t_rel otherwise
     cond_tpos_idx = jnp.where(selected, num_maskmem - 1, jnp.clip(cond_rel - 1, 0, num_maskmem - 1))
     recent_tpos_idx = jnp.clip(recent_rel - 1, 0, num_maskmem - 1)
-    tpos = _apply(module, params, "maskmem_tpos", jnp.concatenate([cond_tpos_idx, recent_tpos_idx], 1))  # (O,K+R,mem)
+    # (O, K+R, mem_dim)
+    tpos = _call(module, params, SAM2Base.maskmem_tpos, jnp.concatenate([cond_tpos_idx, recent_tpos_idx], 1))
 
     mem = jnp.concatenate([state.cond_mem, state.recent_mem], axis=1).astype(jnp.float32)  # (O, K+R, hw, mem)
     side = square_side(hw, "a memory")
     mem_pos = _maskmem_pos_enc(module, side, side)[None, None] + tpos[:, :, None, :]
     mem_mask = jnp.broadcast_to(jnp.concatenate([cond_mem_ok, recent_ok], 1)[:, :, None], (O, K + R, hw))
     # (O, K+R, hw, mem) -> (O, (K+R)*hw, mem)
-    memory = [mem.reshape(O, -1, mem_dim)]
-    memory_pos = [jnp.broadcast_to(mem_pos, mem.shape).reshape(O, -1, mem_dim)]
-    mask = [mem_mask.reshape(O, -1)]
-    num_ptr_tokens = 0
-
-    if c.use_obj_ptrs_in_encoder:
-        max_ptrs = jnp.minimum(state.num_frames, c.max_obj_ptrs_in_encoder)
-        if c.only_obj_ptrs_in_the_past_for_eval:
-            in_past = jnp.where(reverse, state.cond_frame >= t, state.cond_frame <= t)
-            cond_ptr_sel = selected & in_past
-        else:
-            cond_ptr_sel = selected
-        ptr_rel = rel(state.ptr_frame)
-        in_video = lambda f: (f >= 0) & (f < state.num_frames)
-        ptr_ok = state.ptr_valid & (ptr_rel >= 1) & (ptr_rel <= max_ptrs - 1) & in_video(state.ptr_frame)
-        has_ptr = (state.ptr_frame[:, None, :] == state.cond_frame[:, :, None]) & ptr_ok[:, None, :]
-        cond_ptr_as_recent = (
-            unselected & (cond_rel >= 1) & (cond_rel <= max_ptrs - 1) & ~has_ptr.any(-1) & in_video(state.cond_frame)
-        )
-        if c.use_signed_tpos_enc_to_obj_ptrs:
-            cond_pos = cond_rel
-        else:
-            cond_pos = jnp.abs(t - state.cond_frame)
-        cond_pos = jnp.where(cond_ptr_sel, cond_pos, cond_rel)
-        ptrs = jnp.concatenate([state.cond_ptr, state.ptr], 1)  # (O, K+P, C)
-        pos = jnp.concatenate([cond_pos, ptr_rel], 1).astype(jnp.float32)  # (O, K+P)
-        ok = jnp.concatenate([cond_ptr_sel | cond_ptr_as_recent, ptr_ok], 1)
-        n = ptrs.shape[1]
-        if c.add_tpos_enc_to_obj_ptrs:
-            t_diff_max = jnp.maximum(max_ptrs - 1, 1).astype(jnp.float32)
-            tpos_dim = C if c.proj_tpos_enc_in_obj_ptrs else mem_dim
-            obj_pos = _apply(module, params, "obj_ptr_tpos", get_1d_sine_pe(pos / t_diff_max, tpos_dim))
-        else:
-            obj_pos = jnp.zeros((O, n, mem_dim), jnp.float32)
-        split = C // mem_dim
-        # each pointer becomes C / mem_dim tokens: (O, n, C) -> (O, n * split, mem_dim)
-        memory.append(ptrs.reshape(O, n * split, mem_dim))
-        memory_pos.append(jnp.repeat(obj_pos, split, axis=1))
-        mask.append(jnp.repeat(ok, split, axis=1))
-        num_ptr_tokens = n * split
-    return (jnp.concatenate(memory, 1), jnp.concatenate(memory_pos, 1), jnp.concatenate(mask, 1), num_ptr_tokens)
+    memory = mem.reshape(O, -1, mem_dim)
+    memory_pos = jnp.broadcast_to(mem_pos, mem.shape).reshape(O, -1, mem_dim)
+    mask = mem_mask.reshape(O, -1)
+    if not c.use_obj_ptrs_in_encoder:
+        return MemoryInputs(memory, memory_pos, mask, 0)
+    ptr_tokens, ptr_pos, ptr_ok = _pointer_tokens(module, params, state, t, reverse, selected, unselected)
+    return MemoryInputs(
+        jnp.concatenate([memory, ptr_tokens], 1),
+        jnp.concatenate([memory_pos, ptr_pos], 1),
+        jnp.concatenate([mask, ptr_ok], 1),
+        ptr_tokens.shape[1],
+    )
 
 
-def condition_on_memory(module, params, state, feats: FrameFeatures, frame_idx, reverse) -> jax.Array:
-    """The frame's top-level features conditioned on each object's memory: (O, h, w, C)."""
+def _rel(frames: jax.Array, t: jax.Array, reverse: jax.Array) -> jax.Array:
+    """How many frames before t each frame lies in the tracking direction (t - f forward, f - t in reverse)."""
+    return (t - frames) * jnp.where(reverse, -1, 1)
+
+
+def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, selected, unselected):
+    """The object-pointer tokens: (O, (K+P)*split, mem_dim) tokens, their encodings and validity (O, (K+P)*split);
+    each C-dim pointer is split into ``split = C / mem_dim`` tokens."""
+    c = module.config
+    O = state.num_objects
+    C, mem_dim = state.cond_ptr.shape[-1], state.cond_mem.shape[-1]
+    max_ptrs = jnp.minimum(state.num_frames, c.max_obj_ptrs_in_encoder)
+    cond_ptr_sel = selected
+    if c.only_obj_ptrs_in_the_past_for_eval:
+        cond_ptr_sel = selected & jnp.where(reverse, state.cond_frame >= t, state.cond_frame <= t)
+    cond_rel = _rel(state.cond_frame, t, reverse)
+    ptr_rel = _rel(state.ptr_frame, t, reverse)
+    in_video = lambda f: (f >= 0) & (f < state.num_frames)
+    ptr_ok = state.ptr_valid & (ptr_rel >= 1) & (ptr_rel <= max_ptrs - 1) & in_video(state.ptr_frame)
+    has_ptr = (state.ptr_frame[:, None, :] == state.cond_frame[:, :, None]) & ptr_ok[:, None, :]
+    cond_ptr_as_recent = (
+        unselected & (cond_rel >= 1) & (cond_rel <= max_ptrs - 1) & ~has_ptr.any(-1) & in_video(state.cond_frame)
+    )
+    cond_pos = cond_rel if c.use_signed_tpos_enc_to_obj_ptrs else jnp.abs(t - state.cond_frame)
+    cond_pos = jnp.where(cond_ptr_sel, cond_pos, cond_rel)
+    ptrs = jnp.concatenate([state.cond_ptr, state.ptr], 1)  # (O, K+P, C)
+    pos = jnp.concatenate([cond_pos, ptr_rel], 1).astype(jnp.float32)  # (O, K+P)
+    ok = jnp.concatenate([cond_ptr_sel | cond_ptr_as_recent, ptr_ok], 1)
+    n = ptrs.shape[1]
+    if c.add_tpos_enc_to_obj_ptrs:
+        t_diff_max = jnp.maximum(max_ptrs - 1, 1).astype(jnp.float32)
+        tpos_dim = C if c.proj_tpos_enc_in_obj_ptrs else mem_dim
+        obj_pos = _call(module, params, SAM2Base.obj_ptr_tpos, get_1d_sine_pe(pos / t_diff_max, tpos_dim))
+    else:
+        obj_pos = jnp.zeros((O, n, mem_dim), jnp.float32)
+    split = C // mem_dim
+    # (O, n, C) -> (O, n * split, mem_dim)
+    return ptrs.reshape(O, n * split, mem_dim), jnp.repeat(obj_pos, split, axis=1), jnp.repeat(ok, split, axis=1)
+
+
+def condition_on_memory(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    feats: ImageFeatures,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    deterministic: bool = True,
+    rngs: Rngs = None,
+) -> jax.Array:
+    """The frame's top-level features (1, h, w, C) conditioned on each object's memory: (O, h, w, C).
+
+    The official ``_prepare_memory_conditioned_features`` for a frame that has memories (``memory_inputs`` picks
+    them); dropout in the memory attention runs with ``deterministic=False`` and ``rngs={"dropout": key}``.
+    """
     O = state.num_objects
     _, h, w, C = feats.vision_feat.shape
     memory, memory_pos, mask, num_ptr = memory_inputs(module, params, state, frame_idx, reverse)
     # (1, h, w, C) -> (O, h*w, C)
     curr = jnp.broadcast_to(feats.vision_feat.reshape(1, h * w, C), (O, h * w, C))
     curr_pos = jnp.broadcast_to(feats.vision_pos.reshape(1, h * w, C), (O, h * w, C))
-    out = _apply(module, params, "attend_memory", curr, curr_pos, memory, memory_pos, num_ptr, mask)
+    out = _call(
+        module,
+        params,
+        SAM2Base.attend_memory,
+        curr,
+        curr_pos,
+        memory,
+        memory_pos,
+        num_ptr,
+        mask,
+        deterministic,
+        rngs=rngs,
+    )
     return out.reshape(O, h, w, C)
 
 
-def _broadcast_high_res(feats: FrameFeatures, O: int):
-    return [jnp.broadcast_to(x, (O, *x.shape[1:])) for x in feats.high_res] or None
+def prompt_features(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    feats: ImageFeatures,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    is_init_cond_frame: bool,
+    deterministic: bool = True,
+    rngs: Rngs = None,
+) -> jax.Array:
+    """The features (O, h, w, C) a prompt on this frame is decoded on: with the no-memory embedding on an initial
+    conditioning frame (``directly_add_no_mem_embed``, every official config), else conditioned on the memory."""
+    if not is_init_cond_frame:
+        return condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs)
+    if not module.config.directly_add_no_mem_embed:
+        raise ValueError("only directly_add_no_mem_embed=True models are supported by the tracker")
+    pix = feats.vision_feat + _call(module, params, SAM2Base.no_mem)
+    return jnp.broadcast_to(pix, (state.num_objects, *pix.shape[1:]))
 
 
-def _postprocess_pred_masks(pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
-    if fill_hole_area > 0:
-        return fill_holes_in_mask_scores(pred_masks, fill_hole_area)
-    return pred_masks
+def track_frame(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    feats: ImageFeatures,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    deterministic: bool = True,
+    rngs: Rngs = None,
+) -> TrackedFrame:
+    """Every object of ``state`` on a frame with no new prompt: memory attention, then the heads with no prompt
+    (the official ``track_step`` without the memory write). Training runs this too, with dropout on."""
+    pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs)
+    multimask = module.use_multimask(is_init_cond_frame=False, num_pts=0)
+    hr = broadcast_high_res(feats, state.num_objects)
+    return TrackedFrame(pix, sam_heads(module, params, pix, hr, None, None, None, multimask))
 
 
+# --- state writes -------------------------------------------------------------------------------------------------
+def write_recent(state: TrackerState, t: jax.Array, maskmem: jax.Array, obj_ptr: jax.Array, valid: jax.Array):
+    """Write frame t's non-conditioning memory (O, hw, m) and pointer (O, C) into the rings (slot t mod size)."""
+    R, P = state.recent_frame.shape[1], state.ptr_frame.shape[1]
+    r, p = jnp.mod(t, R), jnp.mod(t, P)
+    return state.replace(
+        recent_mem=state.recent_mem.at[:, r].set(maskmem.astype(state.recent_mem.dtype)),
+        recent_frame=state.recent_frame.at[:, r].set(t),
+        recent_valid=state.recent_valid.at[:, r].set(valid),
+        ptr=state.ptr.at[:, p].set(obj_ptr),
+        ptr_frame=state.ptr_frame.at[:, p].set(t),
+        ptr_valid=state.ptr_valid.at[:, p].set(valid),
+    )
+
+
+def write_cond(
+    state: TrackerState,
+    k: jax.Array,
+    t: jax.Array,
+    maskmem: jax.Array,
+    obj_ptr: jax.Array,
+    low_res: jax.Array,
+    obj_score: jax.Array,
+    valid: jax.Array | bool = True,
+) -> TrackerState:
+    """Store frame t as conditioning slot k of every object (where ``valid``): memory (O, hw, m), pointer (O, C),
+    low-res logits (O, 1, 4h, 4w) and object score (O, 1)."""
+    new = state.replace(
+        cond_mem=state.cond_mem.at[:, k].set(maskmem.astype(state.cond_mem.dtype)),
+        cond_ptr=state.cond_ptr.at[:, k].set(obj_ptr),
+        cond_frame=state.cond_frame.at[:, k].set(t),
+        cond_valid=state.cond_valid.at[:, k].set(True),
+        cond_pred_masks=state.cond_pred_masks.at[:, k].set(low_res[:, 0]),
+        cond_obj_score=state.cond_obj_score.at[:, k].set(obj_score[:, 0]),
+    )
+    return select_state(valid, new, state)
+
+
+def select_state(pred: jax.Array | bool, a: Any, b: Any) -> Any:
+    """``a`` where ``pred`` else ``b``, leaf by leaf (a traced branch without Python control flow)."""
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+# --- inference ----------------------------------------------------------------------------------------------------
 def track_step(
     module: SAM2Base,
     params,
@@ -205,32 +455,13 @@ def track_step(
       image: (1, S, S, 3) normalised frame. frame_idx: () int. reverse: () bool, the tracking direction.
       fill_hole_area: the predictor's ``fill_hole_area`` applied to the returned low-res masks (static).
     """
-    c = module.config
     O = state.num_objects
     t = jnp.asarray(frame_idx, jnp.int32)
     feats = frame_features(module, params, image)
-    pix_feat_with_mem = condition_on_memory(module, params, state, feats, t, reverse)
-    multimask = bool(
-        c.multimask_output_in_sam
-        and c.multimask_output_for_tracking
-        and c.multimask_min_pt_num <= 0 <= c.multimask_max_pt_num
-    )
-    outs = _apply(
-        module,
-        params,
-        "_forward_sam_heads",
-        pix_feat_with_mem,
-        None,
-        None,
-        None,
-        _broadcast_high_res(feats, O),
-        multimask,
-    )
-    _, _, _, low_res, high_res, obj_ptr, obj_score = outs
-    pix_feat = jnp.broadcast_to(feats.vision_feat, (O, *feats.vision_feat.shape[1:]))
-    maskmem, _ = _apply(module, params, "_encode_new_memory", pix_feat, high_res, obj_score, False)
-    maskmem = maskmem.reshape(O, -1, maskmem.shape[-1]).astype(jnp.bfloat16)  # (O, h, w, m) -> (O, hw, m)
-    low_res = _postprocess_pred_masks(low_res, fill_hole_area)
+    heads = track_frame(module, params, state, feats, t, reverse).heads
+    maskmem = encode_memory(module, params, feats, heads.high_res_masks, heads.object_score_logits, False)
+    maskmem = maskmem.astype(jnp.bfloat16)  # stored as the official predictor stores maskmem_features
+    low_res = _postprocess_pred_masks(heads.low_res_masks, fill_hole_area)
 
     # An object whose conditioning frame this is outputs its stored prompt result instead.
     at_cond = state.cond_valid & (state.cond_frame == t)  # (O, K)
@@ -238,25 +469,11 @@ def track_step(
     k = jnp.argmax(at_cond, axis=1)
     take = lambda x: jnp.take_along_axis(x, k.reshape((O,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
     pred_masks = jnp.where(is_cond[:, None, None, None], take(state.cond_pred_masks)[:, None], low_res)
-    obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], obj_score)
-    obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), obj_ptr)
+    obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], heads.object_score_logits)
+    obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), heads.obj_ptr)
 
     state = write_recent(state, t, maskmem, obj_ptr, ~is_cond)
     return state, StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond)
-
-
-def write_recent(state: TrackerState, t: jax.Array, maskmem: jax.Array, obj_ptr: jax.Array, valid: jax.Array):
-    """Write frame t's non-conditioning memory (O, hw, m) and pointer (O, C) into the rings (slot t mod size)."""
-    R, P = state.recent_frame.shape[1], state.ptr_frame.shape[1]
-    r, p = jnp.mod(t, R), jnp.mod(t, P)
-    return state.replace(
-        recent_mem=state.recent_mem.at[:, r].set(maskmem.astype(state.recent_mem.dtype)),
-        recent_frame=state.recent_frame.at[:, r].set(t),
-        recent_valid=state.recent_valid.at[:, r].set(valid),
-        ptr=state.ptr.at[:, p].set(obj_ptr),
-        ptr_frame=state.ptr_frame.at[:, p].set(t),
-        ptr_valid=state.ptr_valid.at[:, p].set(valid),
-    )
 
 
 @functools.partial(jax.jit, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
@@ -282,7 +499,7 @@ def interact(
     module: SAM2Base,
     params,
     state: TrackerState,
-    feats: FrameFeatures,
+    feats: ImageFeatures,
     frame_idx: jax.Array,
     reverse: jax.Array,
     point_coords: jax.Array | None,
@@ -291,7 +508,7 @@ def interact(
     prev_mask_logits: jax.Array | None,
     is_init_cond_frame: bool = False,
     fill_hole_area: int = 0,
-) -> dict[str, jax.Array]:
+) -> PromptOutput:
     """A prompted frame of one object (the official ``_run_single_frame_inference`` with ``run_mem_encoder=False``).
 
     Args:
@@ -300,55 +517,41 @@ def interact(
         binary at model resolution, or None; prev_mask_logits (1, 1, 4h, 4w) previous low-res logits fed with
         new clicks, or None.
     Returns:
-      ``pred_masks (1, 1, 4h, 4w)``, ``object_score_logits (1, 1)``, ``obj_ptr (1, C)``.
+      ``PromptOutput``.
     """
-    c = module.config
     hr = list(feats.high_res) or None
-    if mask_input is not None and c.use_mask_input_as_output_without_sam:
-        outs = _apply(module, params, "_use_mask_as_output", feats.vision_feat, hr, mask_input)
+    if mask_input is not None and module.config.use_mask_input_as_output_without_sam:
+        outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input)
     else:
-        if is_init_cond_frame:
-            # no memory: add the no-memory embedding (directly_add_no_mem_embed in every official config)
-            if not c.directly_add_no_mem_embed:
-                raise ValueError("only directly_add_no_mem_embed=True models are supported by the tracker")
-            pix = feats.vision_feat + _apply(module, params, "no_mem")
-        else:
-            pix = condition_on_memory(module, params, state, feats, frame_idx, reverse)
+        pix = prompt_features(module, params, state, feats, frame_idx, reverse, is_init_cond_frame)
         num_pts = 0 if point_labels is None else point_labels.shape[1]
-        multimask = bool(
-            c.multimask_output_in_sam
-            and (is_init_cond_frame or c.multimask_output_for_tracking)
-            and c.multimask_min_pt_num <= num_pts <= c.multimask_max_pt_num
-        )
+        multimask = module.use_multimask(is_init_cond_frame, num_pts)
         mask_in = mask_input
         if prev_mask_logits is not None:
             # (1, 1, 4h, 4w) -> (1, 4h, 4w, 1)
             mask_in = prev_mask_logits.transpose(0, 2, 3, 1)
-        outs = _apply(module, params, "_forward_sam_heads", pix, point_coords, point_labels, mask_in, hr, multimask)
-    _, _, _, low_res, _, obj_ptr, obj_score = outs
-    return {
-        "pred_masks": _postprocess_pred_masks(low_res, fill_hole_area),
-        "object_score_logits": obj_score,
-        "obj_ptr": obj_ptr,
-    }
+        outs = sam_heads(module, params, pix, hr, point_coords, point_labels, mask_in, multimask)
+    return PromptOutput(
+        _postprocess_pred_masks(outs.low_res_masks, fill_hole_area), outs.object_score_logits, outs.obj_ptr
+    )
 
 
 def encode_prompt_memory(
-    module: SAM2Base, params, feats: FrameFeatures, pred_masks: jax.Array, object_score_logits: jax.Array
+    module: SAM2Base, params, feats: ImageFeatures, pred_masks: jax.Array, object_score_logits: jax.Array
 ) -> jax.Array:
     """Memory of a prompted frame from its stored low-res logits (the official ``propagate_in_video_preflight``):
     upsample to the model resolution, binarize as a mask from clicks, encode. Returns (1, hw, m) bfloat16."""
     S = module.config.image_size
     # (1, 1, 4h, 4w) -> (1, 4h, 4w, 1) -> (1, S, S, 1) -> (1, 1, S, S)
     high = interpolate(pred_masks.transpose(0, 2, 3, 1), (S, S), "bilinear").transpose(0, 3, 1, 2)
-    mem, _ = _apply(module, params, "_encode_new_memory", feats.vision_feat, high, object_score_logits, True)
-    return mem.reshape(1, -1, mem.shape[-1]).astype(jnp.bfloat16)
+    return encode_memory(module, params, feats, high, object_score_logits, True).astype(jnp.bfloat16)
 
 
 # --- compiled entry points ----------------------------------------------------------------------------------------
 # The package's one jit-caching policy: module-level ``jax.jit`` with the Flax module as a static argument (a module
 # is hashable by its frozen config and dtype), so every predictor, evaluator and benchmark built on the same model
 # shares one compile per shape.
+jit_image_embeddings = jax.jit(image_embeddings, static_argnums=0)
 jit_frame_features = jax.jit(frame_features, static_argnums=0, static_argnames=("deterministic",))
 jit_interact = jax.jit(interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area"))
 jit_encode_prompt_memory = jax.jit(encode_prompt_memory, static_argnums=0)

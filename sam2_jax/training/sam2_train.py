@@ -8,10 +8,12 @@ sampled from the error of the previous prediction; then the other frames in temp
 the memories written so far, some (``num_frames_to_correct``) also corrected with clicks and then stored as
 conditioning frames. The loss (``loss_fns``) is accumulated over every prediction step of every frame.
 
-How it maps onto the tracker (``sam2_jax/tracker``): the memory is a ``TrackerState`` (conditioning slots, rings of
-recent memories and pointers, validity masks); memory selection is ``step.memory_inputs``, writes are
-``step.write_recent`` plus a conditioning-slot write; the per-frame model calls are the ``SAM2Base`` methods the
-tracker uses. The tracked frames run under ``lax.scan``.
+How it maps onto the tracker: the memory is a ``TrackerState`` (conditioning slots, rings of recent memories and
+pointers, validity masks) and every per-frame computation is a function of ``sam2_jax/tracker/engine.py``, the same
+ones inference runs: ``frame_features``, ``prompt_features`` and ``sam_heads`` / ``use_mask_as_output`` on prompted
+frames, ``track_frame`` (memory selection, memory attention with dropout, heads) on tracked frames,
+``encode_memory``, ``write_cond`` / ``write_recent``. What this module adds is training's alone: the prompt plan,
+the corrective-click loop and the losses. The tracked frames run under ``lax.scan``.
 
 Deviations from the official code:
 - The random decisions that do not depend on predictions (prompt type, number and choice of initial conditioning
@@ -43,9 +45,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base, SamHeadsOutput
+from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
-from sam2_jax.tracker.engine import FrameFeatures, memory_inputs, write_recent
 from sam2_jax.training import loss_fns
 from sam2_jax.training.prompts import get_next_point, sample_box_points
 
@@ -132,19 +134,6 @@ def training_module(module: SAM2Base) -> SAM2Base:
     return SAM2Base(config=ml_collections.FrozenConfigDict(cfg), dtype=module.dtype)
 
 
-def _apply(module: SAM2Base, params, method: str, *args, rngs=None, **kwargs):
-    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), rngs=rngs, **kwargs)
-
-
-def _use_multimask(c, is_init_cond_frame: bool, num_pts: int) -> bool:
-    """Official ``_use_multimask`` (static: the number of points of each step is known when tracing)."""
-    return bool(
-        c.multimask_output_in_sam
-        and (is_init_cond_frame or c.multimask_output_for_tracking)
-        and c.multimask_min_pt_num <= num_pts <= c.multimask_max_pt_num
-    )
-
-
 def _zero_losses() -> dict[str, jax.Array]:
     return {k: jnp.zeros((), jnp.float32) for k in ("loss_mask", "loss_dice", "loss_iou", "loss_class")}
 
@@ -172,69 +161,67 @@ class _Ctx(NamedTuple):
     box_noise: float
 
 
-def _step_loss(ctx: _Ctx, outs, gt_t: jax.Array) -> dict[str, jax.Array]:
-    # outs[1]: high-res multimasks (O, M, S, S); outs[2]: ious (O, M); outs[6]: object score logits (O, 1)
+def _step_loss(ctx: _Ctx, outs: SamHeadsOutput, gt_t: jax.Array) -> dict[str, jax.Array]:
     return loss_fns.step_losses(
-        outs[1], gt_t, outs[2], outs[6], ctx.num_objects, None, ctx.weights, obj_valid=ctx.obj_valid, **ctx.loss_kw
+        outs.high_res_multimasks,
+        gt_t,
+        outs.ious,
+        outs.object_score_logits,
+        ctx.num_objects,
+        None,
+        ctx.weights,
+        obj_valid=ctx.obj_valid,
+        **ctx.loss_kw,
     )
 
 
-def _heads(ctx: _Ctx, pix, hr, coords, labels, mask_in, multimask: bool):
-    return _apply(ctx.module, ctx.params, "_forward_sam_heads", pix, coords, labels, mask_in, hr, multimask)
+def _heads(ctx: _Ctx, pix, hr, coords, labels, mask_in, multimask: bool) -> SamHeadsOutput:
+    return engine.sam_heads(ctx.module, ctx.params, pix, hr, coords, labels, mask_in, multimask)
 
 
 def _correct(ctx: _Ctx, pix, hr, gt_t, outs, coords, labels, is_init: bool, keys, from_gt):
     """Official ``_iter_correct_pt_sampling``: ``num_correction`` clicks, each from the error of the previous step,
     each step fed the previous low-res mask. Returns (summed losses of these steps, final outputs)."""
-    c = ctx.module.config
     losses = _zero_losses()
     for i in range(ctx.num_correction):
-        low_res, high_res = outs[3], outs[4]
+        low_res, high_res = outs.low_res_masks, outs.high_res_masks
         pred = jnp.where(from_gt[i], False, jax.lax.stop_gradient(high_res) > 0)
         pts, lbl = get_next_point(keys[i], gt_t[:, None], pred, ctx.point_sampling)
         coords = pts if coords is None else jnp.concatenate([coords, pts], axis=1)
         labels = lbl if labels is None else jnp.concatenate([labels, lbl], axis=1)
-        multimask = _use_multimask(c, is_init, labels.shape[1])
+        multimask = ctx.module.use_multimask(is_init, labels.shape[1])
         # (O, 1, 4h, 4w) -> (O, 4h, 4w, 1)
         outs = _heads(ctx, pix, hr, coords, labels, low_res.transpose(0, 2, 3, 1), multimask)
         losses = _add(losses, _step_loss(ctx, outs, gt_t))
     return losses, outs
 
 
-def _finals(outs) -> tuple:
-    return outs[3], outs[4], outs[5], outs[6]
+def _finals(outs: SamHeadsOutput) -> tuple:
+    return outs.low_res_masks, outs.high_res_masks, outs.obj_ptr, outs.object_score_logits
 
 
-def _frame_feats(feats: FrameFeatures, t: jax.Array, O: int):
-    """Frame t's features broadcast to the O objects: pixel features (O, h, w, C) and high-res list."""
-    take = lambda x: jax.lax.dynamic_index_in_dim(x, t, 0, keepdims=True)
-    top = take(feats.vision_feat)
-    one = FrameFeatures(top, take(feats.vision_pos), tuple(take(x) for x in feats.high_res))
-    hr = [jnp.broadcast_to(x, (O, *x.shape[1:])) for x in one.high_res] or None
-    return one, jnp.broadcast_to(top, (O, *top.shape[1:])), hr
-
-
-def _init_frame(ctx: _Ctx, feats: FrameFeatures, gt: jax.Array, t, ptype, key, from_gt):
+def _init_frame(ctx: _Ctx, state: TrackerState, feats: ImageFeatures, gt: jax.Array, t, ptype, key, from_gt):
     """An initial conditioning frame (no memory) with its prompt; returns (losses, finals)."""
-    c = ctx.module.config
     O = gt.shape[1]
-    _, pix0, hr = _frame_feats(feats, t, O)
+    one = engine.frame_at(feats, t)
+    hr = engine.broadcast_high_res(one, O)
     gt_t = jax.lax.dynamic_index_in_dim(gt, t, 0, keepdims=False)  # (O, S, S)
     k_prompt, k_corr = jax.random.split(key)
     corr_keys = jax.random.split(k_corr, max(ctx.num_correction, 1))
 
     def mask_branch(_):
-        outs = _apply(ctx.module, ctx.params, "_use_mask_as_output", pix0, hr, gt_t[..., None].astype(jnp.float32))
+        pix0 = jnp.broadcast_to(one.vision_feat, (O, *one.vision_feat.shape[1:]))
+        outs = engine.use_mask_as_output(ctx.module, ctx.params, pix0, hr, gt_t[..., None].astype(jnp.float32))
         return _step_loss(ctx, outs, gt_t), _finals(outs)
 
     def point_branch(box: bool):
         def run(_):
-            pix = pix0 + _apply(ctx.module, ctx.params, "no_mem")
+            pix = engine.prompt_features(ctx.module, ctx.params, state, one, t, False, is_init_cond_frame=True)
             if box:
                 coords, labels = sample_box_points(k_prompt, gt_t[:, None], noise=ctx.box_noise)
             else:
                 coords, labels = get_next_point(k_prompt, gt_t[:, None], None, ctx.point_sampling)
-            outs = _heads(ctx, pix, hr, coords, labels, None, _use_multimask(c, True, labels.shape[1]))
+            outs = _heads(ctx, pix, hr, coords, labels, None, ctx.module.use_multimask(True, labels.shape[1]))
             losses = _step_loss(ctx, outs, gt_t)
             more, outs = _correct(ctx, pix, hr, gt_t, outs, coords, labels, True, corr_keys, from_gt)
             return _add(losses, more), _finals(outs)
@@ -244,51 +231,9 @@ def _init_frame(ctx: _Ctx, feats: FrameFeatures, gt: jax.Array, t, ptype, key, f
     return jax.lax.switch(ptype, [mask_branch, point_branch(False), point_branch(True)], None)
 
 
-def _encode_memory(ctx: _Ctx, pix0, high_res, obj_score):
-    mem, _ = _apply(ctx.module, ctx.params, "_encode_new_memory", pix0, high_res, obj_score, False, True)
-    return mem.reshape(mem.shape[0], -1, mem.shape[-1])  # (O, h, w, m) -> (O, hw, m)
-
-
-def _write_cond(state: TrackerState, k, t, maskmem, obj_ptr, low_res, obj_score, valid) -> TrackerState:
-    """Store frame t as conditioning slot k (and drop any ring entry of t, as the official moves it)."""
-    new = state.replace(
-        cond_mem=state.cond_mem.at[:, k].set(maskmem.astype(state.cond_mem.dtype)),
-        cond_ptr=state.cond_ptr.at[:, k].set(obj_ptr),
-        cond_frame=state.cond_frame.at[:, k].set(t),
-        cond_valid=state.cond_valid.at[:, k].set(True),
-        cond_pred_masks=state.cond_pred_masks.at[:, k].set(low_res[:, 0]),
-        cond_obj_score=state.cond_obj_score.at[:, k].set(obj_score[:, 0]),
-    )
-    return _select(valid, new, state)
-
-
-def _select(pred, a, b):
-    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
-
-
-def _condition_on_memory(ctx: _Ctx, state: TrackerState, one: FrameFeatures, t, key) -> jax.Array:
-    """``step.condition_on_memory`` with memory-attention dropout when training (``deterministic=False``)."""
-    O = state.num_objects
-    _, h, w, C = one.vision_feat.shape
-    memory, memory_pos, mask, num_ptr = memory_inputs(ctx.module, ctx.params, state, t, jnp.asarray(False))
-    # (1, h, w, C) -> (O, h*w, C)
-    curr = jnp.broadcast_to(one.vision_feat.reshape(1, h * w, C), (O, h * w, C))
-    curr_pos = jnp.broadcast_to(one.vision_pos.reshape(1, h * w, C), (O, h * w, C))
-    rngs = None if ctx.deterministic else {"dropout": key}
-    out = _apply(
-        ctx.module,
-        ctx.params,
-        "attend_memory",
-        curr,
-        curr_pos,
-        memory,
-        memory_pos,
-        num_ptr,
-        mask,
-        ctx.deterministic,
-        rngs=rngs,
-    )
-    return out.reshape(O, h, w, C)
+def _encode_memory(ctx: _Ctx, one: ImageFeatures, high_res, obj_score) -> jax.Array:
+    """Memory (O, hw, m) of a frame; training mode: click masks are not binarized (official ``self.training``)."""
+    return engine.encode_memory(ctx.module, ctx.params, one, high_res, obj_score, False, training=True)
 
 
 def clip_losses(
@@ -320,16 +265,50 @@ def clip_losses(
     Returns:
         (losses dict with ``core_loss``, final low-res mask logits per frame (T, O, 4h, 4w)).
     """
-    c = module.config
     T, O = masks.shape[:2]
+    ctx = _make_ctx(module, params, config, O, num_objects, obj_valid, deterministic)
+    plan = jax.tree.map(jnp.asarray, plan)
+    gt = masks.astype(bool)
+    k_img, k_init, k_track = jax.random.split(key, 3)
+    image_params = params
+    if config.train.freeze_image_encoder:
+        # Not updated by the optimiser: no gradient, so XLA drops the encoder's backward pass (the mask decoder's
+        # high-res projections, also applied in forward_image, keep theirs).
+        image_params = {**params, "image_encoder": jax.lax.stop_gradient(params["image_encoder"])}
+    rngs = None if deterministic else {"dropout": k_img}
+    feats = engine.frame_features(module, image_params, images, deterministic, rngs)  # each (T, ...)
+
+    I, E = plan.init_frames.shape[0], plan.extra_correct_frames.shape[0]
+    num_cond = I + (E if config.train.prompts.add_all_frames_to_correct_as_cond else 0)
+    c, h = module.config, feats.vision_feat.shape[1]
+    lo = 4 * h
+    state = empty_state(O, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim,
+                        module.hidden_dim, (lo, lo), T)  # fmt: skip
+    state = state.replace(cond_mem=state.cond_mem.astype(jnp.float32), recent_mem=state.recent_mem.astype(jnp.float32))
+    preds = jnp.zeros((T, O, lo, lo), jnp.float32)
+
+    init_body = functools.partial(_init_body, ctx, feats, gt)
+    xs = (jnp.arange(I), plan.init_frames, plan.init_valid, plan.prompt_type, jax.random.split(k_init, I))
+    (state, preds, losses), _ = jax.lax.scan(init_body, (state, preds, _zero_losses()), (*xs, plan.sample_from_gt[:I]))
+    n_cond = jnp.sum(plan.init_valid.astype(jnp.int32))
+
+    body = functools.partial(_track_body, ctx, feats, gt, plan, config.train.prompts.add_all_frames_to_correct_as_cond)
+    keys = jax.random.split(k_track, T - 1)
+    (_, _, preds), per_frame = jax.lax.scan(body, (state, n_cond, preds), (plan.track_frames, plan.track_valid, keys))
+    losses = _add(losses, {k: v.sum() for k, v in per_frame.items()})
+    losses[loss_fns.CORE_LOSS_KEY] = loss_fns.reduce_loss(losses, ctx.weights)
+    return losses, preds
+
+
+def _make_ctx(module, params, config, O: int, num_objects, obj_valid, deterministic: bool) -> _Ctx:
     lc = dict(config.train.loss)
     weights = loss_fns.LossWeights(*(lc.pop(k) for k in loss_fns.LossWeights._fields))
-    ctx = _Ctx(
+    if num_objects is None:
+        num_objects = O if obj_valid is None else jnp.sum(obj_valid)
+    return _Ctx(
         module=module,
         params=params,
-        num_objects=jnp.asarray(
-            num_objects if num_objects is not None else (O if obj_valid is None else jnp.sum(obj_valid)), jnp.float32
-        ),
+        num_objects=jnp.asarray(num_objects, jnp.float32),
         obj_valid=obj_valid,
         loss_kw=lc,
         weights=weights,
@@ -338,94 +317,59 @@ def clip_losses(
         point_sampling=config.train.prompts.point_sampling,
         box_noise=config.train.prompts.box_noise,
     )
-    plan = jax.tree.map(jnp.asarray, plan)
-    gt = masks.astype(bool)
-    k_img, k_init, k_track = jax.random.split(key, 3)
-    rngs = None if deterministic else {"dropout": k_img}
-    image_params = params
-    if config.train.freeze_image_encoder:
-        # Not updated by the optimiser: no gradient, so XLA drops the encoder's backward pass (the mask decoder's
-        # high-res projections, also applied in forward_image, keep theirs).
-        image_params = {**params, "image_encoder": jax.lax.stop_gradient(params["image_encoder"])}
-    backbone_out = _apply(module, image_params, "forward_image", images, deterministic, rngs=rngs)
-    fl, pl = _apply(module, params, "prepare_backbone_features", backbone_out)
-    feats = FrameFeatures(fl[-1], pl[-1], tuple(fl[:-1]))  # each (T, ...)
 
-    I = plan.init_frames.shape[0]
-    E = plan.extra_correct_frames.shape[0]
-    add_all = config.train.prompts.add_all_frames_to_correct_as_cond
-    K = I + (E if add_all else 0)
-    h = feats.vision_feat.shape[1]
-    C, mem_dim = module.hidden_dim, module.mem_dim
-    lo = 4 * h
-    state = empty_state(O, K, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, mem_dim, C, (lo, lo), T)
-    state = state.replace(cond_mem=state.cond_mem.astype(jnp.float32), recent_mem=state.recent_mem.astype(jnp.float32))
-    preds = jnp.zeros((T, O, lo, lo), jnp.float32)
-    losses = _zero_losses()
 
-    def init_body(carry, xs):
-        # Initial conditioning frames have no memory, so they only write; a scan compiles the prompt branches once.
-        state, preds, losses = carry
-        j, t, valid, ptype, key, from_gt = xs
-        lj, (low, high, ptr, score) = _init_frame(ctx, feats, gt, t, ptype, key, from_gt)
-        _, pix0, _ = _frame_feats(feats, t, O)
-        maskmem = _encode_memory(ctx, pix0, high, score)
-        state = _write_cond(state, j, t, maskmem, ptr, low, score, valid)
-        preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
-        return (state, preds, _add(losses, _masked(valid, lj))), None
+def _init_body(ctx: _Ctx, feats: ImageFeatures, gt: jax.Array, carry, xs):
+    """Scan body over the initial conditioning frames: they have no memory, so they only write (a scan compiles the
+    prompt branches once)."""
+    state, preds, losses = carry
+    j, t, valid, ptype, key, from_gt = xs
+    lj, (low, high, ptr, score) = _init_frame(ctx, state, feats, gt, t, ptype, key, from_gt)
+    maskmem = _encode_memory(ctx, engine.frame_at(feats, t), high, score)
+    state = engine.write_cond(state, j, t, maskmem, ptr, low, score, valid)
+    preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
+    return (state, preds, _add(losses, _masked(valid, lj))), None
 
-    xs = (
-        jnp.arange(I),
-        plan.init_frames,
-        plan.init_valid,
-        plan.prompt_type,
-        jax.random.split(k_init, I),
-        plan.sample_from_gt[:I],
-    )
-    (state, preds, losses), _ = jax.lax.scan(init_body, (state, preds, losses), xs)
-    n_cond = jnp.sum(plan.init_valid.astype(jnp.int32))
 
-    def body(carry, xs):
-        state, n_cond, preds = carry
-        t, valid, key = xs
-        k_drop, k_corr = jax.random.split(key)
-        one, pix0, hr = _frame_feats(feats, t, O)
-        gt_t = jax.lax.dynamic_index_in_dim(gt, t, 0, keepdims=False)
-        pix = _condition_on_memory(ctx, state, one, t, k_drop)
-        outs = _heads(ctx, pix, hr, None, None, None, _use_multimask(c, False, 0))
-        step0 = _step_loss(ctx, outs, gt_t)
-        is_extra = (plan.extra_correct_frames == t) & (plan.extra_correct_frames >= 0)
-        to_correct = is_extra.any() if E else jnp.asarray(False)
-        if E:
-            from_gt = plan.sample_from_gt[I + jnp.argmax(is_extra)]
-            corr_keys = jax.random.split(k_corr, max(ctx.num_correction, 1))
-            more, finals = jax.lax.cond(
-                to_correct,
-                lambda _: (lambda r: (r[0], _finals(r[1])))(
-                    _correct(ctx, pix, hr, gt_t, outs, None, None, False, corr_keys, from_gt)
-                ),
-                lambda _: (_zero_losses(), _finals(outs)),
-                None,
-            )
-        else:
-            more, finals = _zero_losses(), _finals(outs)
-        low, high, ptr, score = finals
-        frame_losses = jax.tree.map(lambda a, b: jnp.where(valid, a + b, 0.0), step0, more)
-        maskmem = _encode_memory(ctx, pix0, high, score)
-        as_cond = to_correct & add_all & valid
-        cond_state = write_recent(
-            _write_cond(state, jnp.minimum(n_cond, K - 1), t, maskmem, ptr, low, score, True), t, maskmem, ptr, False
+def _track_body(ctx: _Ctx, feats: ImageFeatures, gt: jax.Array, plan: PromptPlan, add_all: bool, carry, xs):
+    """Scan body over the other frames in temporal order: ``engine.track_frame`` (memory attention with dropout,
+    heads), corrective clicks on the frames to correct, then the memory write (as a conditioning frame when a
+    corrected frame is added as one)."""
+    state, n_cond, preds = carry
+    t, valid, key = xs
+    I, E = plan.init_frames.shape[0], plan.extra_correct_frames.shape[0]
+    k_drop, k_corr = jax.random.split(key)
+    one = engine.frame_at(feats, t)
+    hr = engine.broadcast_high_res(one, state.num_objects)
+    gt_t = jax.lax.dynamic_index_in_dim(gt, t, 0, keepdims=False)
+    rngs = None if ctx.deterministic else {"dropout": k_drop}
+    pix, outs = engine.track_frame(ctx.module, ctx.params, state, one, t, False, ctx.deterministic, rngs)
+    step0 = _step_loss(ctx, outs, gt_t)
+    is_extra = (plan.extra_correct_frames == t) & (plan.extra_correct_frames >= 0)
+    to_correct = is_extra.any() if E else jnp.asarray(False)
+    more, finals = _zero_losses(), _finals(outs)
+    if E:
+        from_gt = plan.sample_from_gt[I + jnp.argmax(is_extra)]
+        corr_keys = jax.random.split(k_corr, max(ctx.num_correction, 1))
+        more, finals = jax.lax.cond(
+            to_correct,
+            lambda _: (lambda r: (r[0], _finals(r[1])))(
+                _correct(ctx, pix, hr, gt_t, outs, None, None, False, corr_keys, from_gt)
+            ),
+            lambda _: (_zero_losses(), _finals(outs)),
+            None,
         )
-        new = _select(as_cond, cond_state, write_recent(state, t, maskmem, ptr, True))
-        state = _select(valid, new, state)
-        preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
-        return (state, n_cond + as_cond.astype(jnp.int32), preds), frame_losses
-
-    keys = jax.random.split(k_track, T - 1)
-    (_, _, preds), per_frame = jax.lax.scan(body, (state, n_cond, preds), (plan.track_frames, plan.track_valid, keys))
-    losses = _add(losses, {k: v.sum() for k, v in per_frame.items()})
-    losses[loss_fns.CORE_LOSS_KEY] = loss_fns.reduce_loss(losses, weights)
-    return losses, preds
+    low, high, ptr, score = finals
+    frame_losses = jax.tree.map(lambda a, b: jnp.where(valid, a + b, 0.0), step0, more)
+    maskmem = _encode_memory(ctx, one, high, score)
+    as_cond = to_correct & add_all & valid
+    K = state.num_cond_slots
+    cond_state = engine.write_cond(state, jnp.minimum(n_cond, K - 1), t, maskmem, ptr, low, score, True)
+    cond_state = engine.write_recent(cond_state, t, maskmem, ptr, False)
+    new = engine.select_state(as_cond, cond_state, engine.write_recent(state, t, maskmem, ptr, True))
+    state = engine.select_state(valid, new, state)
+    preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
+    return (state, n_cond + as_cond.astype(jnp.int32), preds), frame_losses
 
 
 def normalize_images(frames: jax.Array) -> jax.Array:

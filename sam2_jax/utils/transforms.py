@@ -16,7 +16,7 @@ Deviations:
 """
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +90,16 @@ class SAM2Transforms:
         self.mean = list(IMAGENET_MEAN)
         self.std = list(IMAGENET_STD)
 
+    def _key(self) -> tuple:
+        return (self.resolution, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SAM2Transforms) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        # Hashable by its settings, so a jitted function can take it as a static argument.
+        return hash(self._key())
+
     def __call__(self, image) -> jax.Array:
         """``(H, W, 3)`` uint8 (or float, taken as already in [0, 1]) image or PIL image -> normalised
         ``(resolution, resolution, 3)`` float32."""
@@ -141,3 +151,22 @@ class SAM2Transforms:
         # into every tap of the upsampling and recomputes them per output pixel, 3-5x slower.
         masks = remove_small_regions(masks, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area)
         return _upsample_masks(masks, orig_hw)
+
+
+def as_rgb_array(image: Any, what: str = "image") -> np.ndarray:
+    """HWC uint8 RGB from a numpy array or a PIL image; ValueError naming ``what`` otherwise."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError:  # pragma: no cover
+        PILImage = None
+    if PILImage is not None and isinstance(image, PILImage.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{what} must be an HWC uint8 RGB np.ndarray or a PIL image, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what} must be HWC with 3 channels (RGB), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8 in [0, 255], got dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{what} is empty: shape {image.shape}")
+    return image

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import get_config
-from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.modeling.sam2_base import SAM2Base, SamHeadsOutput
 from tests.reference import converted_params, nchw_to_nhwc, official_model, requires_torch, to_torch
 
 NAME = "sam2.1_hiera_t"
@@ -36,18 +36,10 @@ def _features(rng, B):
 
 
 def _compare_heads(ref, ours, atol):
-    names = [
-        "low_res_multimasks",
-        "high_res_multimasks",
-        "ious",
-        "low_res_masks",
-        "high_res_masks",
-        "obj_ptr",
-        "object_score_logits",
-    ]
-    for n, r, o in zip(names, ref, ours, strict=True):
-        r = r.detach().numpy()
-        np.testing.assert_allclose(np.asarray(o), r, atol=atol, rtol=0, err_msg=n)
+    """The official 7-tuple against our ``SamHeadsOutput``, field by field (the names are the official ones)."""
+    assert isinstance(ours, SamHeadsOutput)
+    for n, r in zip(SamHeadsOutput._fields, ref, strict=True):
+        np.testing.assert_allclose(np.asarray(getattr(ours, n)), r.detach().numpy(), atol=atol, rtol=0, err_msg=n)
 
 
 @requires_torch
@@ -78,7 +70,7 @@ def test_forward_sam_heads(multimask, with_mask):
             high_res_features=[to_torch(h) for h in hr],
             multimask_output=multimask,
         )
-    ours = jax.jit(lambda f, h, c, l, m: _apply("_forward_sam_heads", f, c, l, m, h, multimask))(
+    ours = jax.jit(lambda f, h, c, l, m: _apply("sam_heads", f, c, l, m, h, multimask))(
         nchw_to_nhwc(feat), [nchw_to_nhwc(h) for h in hr], coords, labels, None if mask is None else nchw_to_nhwc(mask)
     )
     _compare_heads(ref, ours, atol=2e-4)
@@ -102,7 +94,7 @@ def test_use_mask_as_output_and_encode_new_memory():
     mask[0, :, 200:700, 300:650] = 1.0  # object present in item 0, absent in item 1
     with torch.no_grad():
         ref = ref_model._use_mask_as_output(to_torch(feat), [to_torch(h) for h in hr], to_torch(mask))
-    ours = jax.jit(lambda f, h, m: _apply("_use_mask_as_output", f, h, m))(
+    ours = jax.jit(lambda f, h, m: _apply("use_mask_as_output", f, h, m))(
         nchw_to_nhwc(feat), [nchw_to_nhwc(h) for h in hr], nchw_to_nhwc(mask)
     )
     _compare_heads(ref, ours, atol=2e-4)
@@ -121,7 +113,7 @@ def test_use_mask_as_output_and_encode_new_memory():
         cfg.binarize_mask_from_pts_for_mem_enc = True
         m2 = SAM2Base(config=ml_collections.FrozenConfigDict(cfg))
         f, p = jax.jit(
-            lambda x, l, o: m2.apply({"params": params}, x, l, o, from_pts, method=SAM2Base._encode_new_memory)  # noqa: B023
+            lambda x, l, o: m2.apply({"params": params}, x, l, o, from_pts, method=SAM2Base.encode_memory)  # noqa: B023
         )(nchw_to_nhwc(feat), logits, obj)
         np.testing.assert_allclose(np.asarray(f), nchw_to_nhwc(rf), atol=2e-4, rtol=0)
         np.testing.assert_allclose(np.asarray(p), nchw_to_nhwc(rp[0]), atol=1e-5, rtol=0)
@@ -145,5 +137,5 @@ def test_forward_image_and_embeddings():
         )
     emb = jax.jit(lambda x: _apply("image_embeddings", x))(nchw_to_nhwc(img))
     want = nchw_to_nhwc(ref["backbone_fpn"][2]) + ref_model.no_mem_embed.detach().numpy()[0, 0]
-    np.testing.assert_allclose(np.asarray(emb["image_embed"]), want, atol=5e-4 * np.abs(want).max())
-    assert jnp.asarray(emb["high_res_feats"][0]).shape == (1, 256, 256, 32)
+    np.testing.assert_allclose(np.asarray(emb.image_embed), want, atol=5e-4 * np.abs(want).max())
+    assert jnp.asarray(emb.high_res_feats[0]).shape == (1, 256, 256, 32)
