@@ -19,12 +19,15 @@ import functools
 import numpy as np
 import pytest
 
+from tests.compare import assert_mask_matches_logits
 from tests.reference import DATA, official_model, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
 RELAXED = dict(pred_iou_thresh=0.55, stability_score_thresh=0.2, box_nms_thresh=1.0)
 SCORE_TOL = 1e-3  # predicted_iou / stability_score; measured differences are below 1e-5
 MASK_IOU = 0.99
+IOU_TOL = 1e-5  # predicted_iou of the small model between batch shapes
+LOGIT_TOL = 1e-4  # its mask logits (median |logit| 1.5) between batch shapes; measured below 1e-5
 
 
 def _load(name):
@@ -185,6 +188,7 @@ def _gen(**kwargs):
 def test_output_modes_batches_and_grids_agree():
     """binary / uncompressed / COCO RLE decode to the same masks; the padded last batch and an explicit
     point grid give the same records as one full batch."""
+    from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.utils.amg import build_point_grid, rle_to_mask
 
     image = _small_image()
@@ -199,11 +203,23 @@ def test_output_modes_batches_and_grids_agree():
             }
     padded = _gen(points_per_batch=6).generate(image)  # 16 points: batches of 6, 6, 4 (padded to 6)
     grid = _gen(points_per_side=None, point_grids=[build_point_grid(4)], points_per_batch=16).generate(image)
-    for other in (padded, grid):
-        assert len(other) == len(binary)
-        for b, o in zip(binary, other, strict=True):
-            np.testing.assert_array_equal(o["segmentation"], b["segmentation"])
-            np.testing.assert_allclose(o["predicted_iou"], b["predicted_iou"], atol=1e-5)
+    # Other batch shapes round differently (by CPU too), so a pixel whose logit is at the threshold may flip: the
+    # masks are checked against the image predictor's logits for the same points, away from the threshold.
+    # The records are ordered by predicted IoU; these are far enough apart that rounding cannot reorder them.
+    assert np.diff(sorted(r["predicted_iou"] for r in binary)).min() > 10 * IOU_TOL
+    points = np.unique([r["point_coords"][0] for r in binary], axis=0)  # (16, 2)
+    pred = SAM2ImagePredictor(_small_model())
+    pred.set_image(image)
+    logits, ious, _ = pred.predict(points[:, None], np.ones((len(points), 1)), return_logits=True)  # (16, 3, H, W)
+    for name, recs in (("one batch", binary), ("padded batches", padded), ("point grid", grid)):
+        assert len(recs) == len(binary)
+        for b, o in zip(binary, recs, strict=True):
+            assert o["point_coords"] == b["point_coords"]
+            np.testing.assert_allclose(o["predicted_iou"], b["predicted_iou"], atol=IOU_TOL)
+            p = np.flatnonzero((points == o["point_coords"][0]).all(axis=1))[0]
+            k = int(np.argmin(np.abs(ious[p] - o["predicted_iou"])))
+            np.testing.assert_allclose(ious[p, k], o["predicted_iou"], atol=IOU_TOL)
+            assert_mask_matches_logits(o["segmentation"], logits[p, k], LOGIT_TOL, what=f"{name} {o['point_coords']}")
     for r in binary:
         m = r["segmentation"]
         assert m.shape == image.shape[:2] and r["area"] == m.sum()
@@ -248,10 +264,20 @@ def test_min_mask_region_area_matches_the_image_predictor():
     assert len(recs) == 4 * 4 * 3
     pred = SAM2ImagePredictor(_small_model(), max_hole_area=30, max_sprinkle_area=30)
     pred.set_image(image)
+    plain_pred = SAM2ImagePredictor(_small_model())  # no filling: which pixels the filling changed
+    plain_pred.set_image(image)
     for point in ([17.5, 11.25], [87.5, 56.25]):  # two grid points (cell centres of the 4x4 grid)
-        masks, ious, _ = pred.predict(np.array([point]), np.array([1]), multimask_output=True)
+        logits, ious, _ = pred.predict(np.array([point]), np.array([1]), multimask_output=True, return_logits=True)
+        plain, _, low_res = plain_pred.predict(np.array([point]), np.array([1]), return_logits=True)
         mine = sorted((r for r in recs if r["point_coords"] == [point]), key=lambda r: -r["predicted_iou"])
         assert len(mine) == 3
-        for r, m, s in zip(mine, masks[np.argsort(-ious)], np.sort(ious)[::-1], strict=True):
-            np.testing.assert_allclose(r["predicted_iou"], s, atol=1e-5)
-            assert (r["segmentation"] != m).sum() <= 2  # float32 summation order may flip a pixel at the threshold
+        order = np.argsort(-ious)
+        for r, lg, pl, lo, s in zip(mine, logits[order], plain[order], low_res[order], ious[order], strict=True):
+            np.testing.assert_allclose(r["predicted_iou"], s, atol=IOU_TOL)
+            # Another batch shape: float32 summation order may flip a pixel whose logit is at the threshold. Where
+            # the filling changed the logits, a low-res logit at the threshold may change a region's area and
+            # so whether it is filled (seen: one at 7e-7 flips two pixels): tolerated only then, and only a few.
+            filled = lg != pl
+            assert_mask_matches_logits(r["segmentation"], lg, LOGIT_TOL, what=f"{point}", ignore=filled)
+            differ = int((filled & (r["segmentation"] != (lg > 0))).sum())
+            assert differ == 0 or (differ <= 4 and np.abs(lo).min() <= LOGIT_TOL), f"{point}: {differ} filled pixels"
