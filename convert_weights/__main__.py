@@ -5,25 +5,15 @@
 
 The first converts strictly (every key used, every shape checked; the model is inferred from the keys unless
 ``--config`` is given) and writes an orbax directory. The second writes our params back to an official-format
-``.pt`` that the official ``build_sam2`` loads (the round trip is bit-exact).
+``.pt`` that the official ``build_sam2`` loads (the round trip is bit-exact). Both are
+``sam2_jax.checkpoints.convert_checkpoint`` / ``export_checkpoint``.
 """
 
 import argparse
 import sys
 
-from configs import get_config
-from convert_weights.convert import (
-    convert_state_dict,
-    infer_config_name,
-    load_torch_state_dict,
-    params_to_state_dict,
-    save_torch_state_dict,
-)
-from convert_weights.mapping import param_table
-from convert_weights.orbax_io import restore_params, save_params
 
-
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m convert_weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -33,39 +23,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output orbax directory (convert) or .pt file (export)")
     p.add_argument("--config", help="model config name, e.g. sam2.1_hiera_t (inferred from the keys if omitted)")
     args = p.parse_args(argv)
+    if args.export and not args.config:
+        p.error("--export needs --config")
+    from sam2_jax.checkpoints import convert_checkpoint, export_checkpoint  # heavy import after parsing
+
     try:
         if args.checkpoint:
-            sd = load_torch_state_dict(args.checkpoint)
-            name = args.config or infer_config_name(sd)
-            config = get_config(name)
-            import ml_collections
-
-            from sam2_jax.build_sam import SAM2Base, param_shapes  # heavy import only when needed
-
-            shapes = param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(config.model)))
-            params = convert_state_dict(sd, param_table(config), shapes)
-            save_params(params, args.out)
-            n = sum(v.size for v in _leaves(params))
-            print(f"converted {args.checkpoint} ({config.name}, {len(sd)} tensors, {n:,} params) -> {args.out}")
+            c = convert_checkpoint(args.checkpoint, args.out, args.config)
+            print(f"converted {args.checkpoint} ({c.config_name}, {c.num_tensors} tensors) -> {c.path}")
         else:
-            if not args.config:
-                p.error("--export needs --config")
-            config = get_config(args.config)
-            sd = params_to_state_dict(restore_params(args.export), param_table(config))
-            save_torch_state_dict(sd, args.out)
-            print(f"exported {args.export} ({config.name}, {len(sd)} tensors) -> {args.out}")
+            export_checkpoint(args.export, args.config, args.out)
+            print(f"exported {args.export} ({args.config}) -> {args.out}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
-
-
-def _leaves(tree):
-    for v in tree.values():
-        if isinstance(v, dict):
-            yield from _leaves(v)
-        else:
-            yield v
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from convert_weights.mapping import TRANSFORMS, Entry, param_table
+from convert_weights.mapping import TRANSFORMS, Entry
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -151,16 +151,3 @@ def infer_config_name(state_dict: Mapping[str, np.ndarray]) -> str:
         raise ValueError(f"unknown Hiera trunk: embed_dim {dim}, {depth} blocks")
     version = "2.1" if "no_obj_embed_spatial" in state_dict else "2"
     return f"sam{version}_hiera_{sizes[(dim, depth)]}"
-
-
-def convert_checkpoint(path, config=None, expected_shapes=None) -> tuple[Any, dict]:
-    """Read an official ``.pt`` and return ``(config, params)``; the config is inferred when not given.
-
-    A config that does not match the checkpoint (wrong size or version) fails with the keys that differ.
-    """
-    from configs import get_config
-
-    sd = load_torch_state_dict(path)
-    if config is None:
-        config = get_config(infer_config_name(sd))
-    return config, convert_state_dict(sd, param_table(config), expected_shapes)

@@ -14,11 +14,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from configs import get_config
-from convert_weights.convert import convert_state_dict, flatten, infer_config_name, load_torch_state_dict
-from convert_weights.mapping import param_table
+from sam2_jax.checkpoints import init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -76,54 +74,6 @@ def resolve_config(config: Any) -> ml_collections.ConfigDict:
     if name.endswith(".yaml"):
         name = os.path.basename(name)[: -len(".yaml")]
     return get_config(name)
-
-
-def param_shapes(module: SAM2Base) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """Shapes of every param of ``module`` (from ``jax.eval_shape``, nothing is computed)."""
-    s = module.image_size  # the prompt encoder's dense position encoding is sized by the config
-    x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
-    variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
-    return {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
-
-
-def init_params(module: SAM2Base, seed: int = 0) -> dict:
-    """Fresh random params (training from scratch). Traced at the model's own input size (the prompt encoder's
-    dense position encoding is sized by it); only the params are returned, so XLA drops the forward pass."""
-    s = module.image_size
-    x = jnp.zeros((1, s, s, 3), jnp.float32)
-    return jax.jit(lambda x: module.init(jax.random.PRNGKey(seed), x))(x)["params"]
-
-
-def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict, module: SAM2Base) -> dict:
-    """Params from an official ``.pt`` (strict conversion) or from an orbax directory written by the converter."""
-    path = os.fspath(checkpoint)
-    shapes = param_shapes(module)
-    if os.path.isdir(path):
-        from convert_weights.orbax_io import restore_params
-
-        params = restore_params(path)
-        flat = {p: np.shape(v) for p, v in flatten(params).items()}
-        missing, extra = set(shapes) - set(flat), set(flat) - set(shapes)
-        wrong = [
-            f"{'/'.join(p)}: {flat[p]} vs model {shapes[p]}"
-            for p in set(flat) & set(shapes)
-            if tuple(flat[p]) != shapes[p]
-        ]
-        if missing or extra or wrong:
-            raise ValueError(
-                f"orbax params at {path!r} do not match config {config.name}: "
-                f"missing {sorted('/'.join(p) for p in missing)[:8]}, unexpected "
-                f"{sorted('/'.join(p) for p in extra)[:8]}, wrong shapes {wrong[:8]}"
-            )
-        return params
-    sd = load_torch_state_dict(path)
-    try:
-        found = infer_config_name(sd)
-    except ValueError:
-        found = None
-    if found is not None and found != config.name:
-        raise ValueError(f"checkpoint {path!r} is a {found} model, but config {config.name} was requested")
-    return convert_state_dict(sd, param_table(config), shapes)
 
 
 def build_sam2(

@@ -2,7 +2,7 @@
 one command each, plus checkpoint download and conversion.
 
   sam2-jax download --model sam2.1_hiera_t                 # official .pt into the cache ($SAM2_JAX_CACHE)
-  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt  # -> orbax params next to it (faster to load)
+  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt  # -> orbax params in the cache (faster to load)
   sam2-jax image photo.jpg --point 450,330 --point 600,350,0 --box 400,250,900,700
   sam2-jax auto photo.jpg --points-per-side 32
   sam2-jax video frames_dir/ --obj 1 --frame 0 --point 210,350 --obj 2 --box 300,0,500,400 --max-frames 30
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sam2_jax.utils.prompts import parse_box, parse_point
+
 EXIT_ERROR = 2
 
 
@@ -44,36 +46,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- argument types ------------------------------------------------------------------------------------------
-
-
-def parse_point(s: str) -> tuple[float, float, int]:
-    """``x,y`` or ``x,y,label`` (label 1 positive, 0 negative)."""
-    parts = s.split(",")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        x, y = float(parts[0]), float(parts[1])
-        lab = int(parts[2]) if len(parts) == 3 else 1
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--point wants x,y or x,y,label, got {s!r}") from None
-    if lab not in (0, 1):
-        raise argparse.ArgumentTypeError(f"point label must be 1 (positive) or 0 (negative), got {lab} in {s!r}")
-    if not (np.isfinite(x) and np.isfinite(y)):
-        raise argparse.ArgumentTypeError(f"--point coordinates must be finite, got {s!r}")
-    return x, y, lab
-
-
-def parse_box(s: str) -> tuple[float, float, float, float]:
-    """``x0,y0,x1,y1`` with ``x0 < x1`` and ``y0 < y1``."""
-    try:
-        box = tuple(float(p) for p in s.split(","))
-        if len(box) != 4:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1, got {s!r}") from None
-    if not (box[0] < box[2] and box[1] < box[3]):
-        raise argparse.ArgumentTypeError(f"--box wants x0 < x1 and y0 < y1, got {s!r}")
-    return box
 
 
 def check_prompts_inside(points, box, hw: tuple[int, int], what: str) -> None:
@@ -119,39 +91,31 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 @functools.lru_cache(maxsize=2)
 def _random_model(name: str, image_size: int | None, dtype: str | None, seed: int):
-    """The model with deterministic random weights at PyTorch-like scales (``sam2_jax.utils.random_weights``, the
-    weights of the parity tests and of the demo's offline fallback), at the config's or the given input size."""
+    """The model with ``checkpoints.random_params`` (the weights of ``random_checkpoint``, of the parity tests and
+    of the demo's offline fallback), at the config's or the given input size. Cached: tests run many commands."""
     import jax
     import jax.numpy as jnp
     import ml_collections
 
     from configs import get_config
-    from convert_weights.convert import convert_state_dict, flatten
-    from convert_weights.mapping import TRANSFORMS, param_table
     from sam2_jax.build_sam import DTYPES, SAM2Model
+    from sam2_jax.checkpoints import random_params
     from sam2_jax.modeling.sam2_base import SAM2Base
-    from sam2_jax.utils.random_weights import random_state_dict
 
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
     module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=DTYPES[dtype or "float32"])
-    size = cfg.model.image_size
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)  # shapes only, nothing computed
-    ours = {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
-    table = param_table(cfg)
-    # Torch-layout shapes by running each inverse transform on a dummy of our shape.
-    shapes = {k: TRANSFORMS[tf][1](np.empty(ours[p], np.float32)).shape for p, k, tf in table}
-    params = convert_state_dict(random_state_dict(shapes, table, seed), table, ours)
+    params = random_params(cfg, module, seed)
     return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, params), config=cfg)
 
 
 def load_model(args) -> tuple[object, dict]:
-    """The model the arguments ask for, and a description of where its weights came from."""
+    """The model the arguments ask for, and a description of where its weights came from (the checkpoint, the
+    SHA-256 of its content, and what was read: the file or its cached conversion)."""
     from configs import get_config
     from sam2_jax.build_sam import build_sam2
-    from sam2_jax.checkpoints import cache_dir
+    from sam2_jax.checkpoints import official_checkpoint_path, resolve_checkpoint
 
     try:
         config = get_config(args.model)
@@ -166,24 +130,28 @@ def load_model(args) -> tuple[object, dict]:
         if args.checkpoint:
             raise CliError("give either --checkpoint or --random-weights, not both")
         model = _random_model(config.name, args.image_size, args.dtype, args.seed)
-        return model, {"model": config.name, "checkpoint": None, "random_weights": True}
+        return model, {
+            "model": config.name,
+            "checkpoint": None,
+            "checkpoint_sha256": None,
+            "loaded_from": None,
+            "random_weights": True,
+        }
     if args.checkpoint:
         ckpt = Path(args.checkpoint)
         if not ckpt.exists():
             raise CliError(f"checkpoint {str(ckpt)!r} does not exist")
     else:
-        ckpt = cache_dir() / config.checkpoint_name
+        ckpt = official_checkpoint_path(config.name)
         if not ckpt.is_file():
             raise CliError(
                 f"no checkpoint for {config.name} at {ckpt}: run `sam2-jax download --model {config.name}` (or copy "
                 "the official file there), pass --checkpoint PATH, or try the pipeline with --random-weights"
             )
-    source = ckpt
-    orbax = cache_dir() / f"orbax_{ckpt.stem}"
-    if ckpt.is_file() and orbax.is_dir():  # converted by `sam2-jax convert`: no torch needed, faster
-        source = orbax
+    # A .pt converted before by `sam2-jax convert` (same content, by hash) loads from orbax: no torch, faster.
+    source = resolve_checkpoint(ckpt)
     try:
-        model = build_sam2(config, source, dtype=args.dtype)
+        model = build_sam2(config, source.load_path, dtype=args.dtype)
     except ValueError as e:
         raise CliError(f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {e}") from None
     except ImportError as e:
@@ -192,7 +160,13 @@ def load_model(args) -> tuple[object, dict]:
         ) from None
     except Exception as e:  # a corrupt file: pickle / zip / orbax errors of many kinds
         raise CliError(f"cannot load checkpoint {str(ckpt)!r}: {type(e).__name__}: {e}") from None
-    return model, {"model": config.name, "checkpoint": str(ckpt), "random_weights": False}
+    return model, {
+        "model": config.name,
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": source.sha256,
+        "loaded_from": str(source.load_path),
+        "random_weights": False,
+    }
 
 
 def _progress(iterable, quiet: bool, **kwargs):
@@ -504,76 +478,39 @@ def cmd_video(args) -> int:
 
 
 def download_checkpoint(name: str, timeout: float, quiet: bool) -> Path:
-    import urllib.error
-    import urllib.request
+    """``checkpoints.get_checkpoint`` with a progress bar and a line saying what happened."""
+    from sam2_jax.checkpoints import CheckpointUnavailable, get_checkpoint, official_checkpoint_path
 
-    from configs import get_config
-    from sam2_jax.checkpoints import cache_dir
-
-    config = get_config(name)
-    path = cache_dir() / config.checkpoint_name
+    path = official_checkpoint_path(name)
     if path.is_file():
-        print(f"{config.name}: already in the cache: {path}")
+        print(f"{name}: already in the cache: {path}")
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
     try:
-        with urllib.request.urlopen(config.checkpoint_url, timeout=timeout) as r, open(tmp, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            bar = None if quiet else _progress_bar(total, config.checkpoint_name)
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
-        raise CliError(
-            f"cannot download {config.checkpoint_name} from {config.checkpoint_url} ({reason}); no network here? "
-            f"Download it on a machine with internet and copy it to {path}"
-        ) from None
-    tmp.rename(path)
-    print(f"{config.name}: downloaded {path}")
+        path = get_checkpoint(name, timeout=timeout, progress=not quiet)
+    except CheckpointUnavailable as e:
+        raise CliError(str(e)) from None
+    print(f"{name}: downloaded {path}")
     return path
 
 
-def _progress_bar(total, desc):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr)
-
-
 def convert_checkpoint(ckpt: Path, out: Path | None, config_name: str | None) -> Path:
-    """Official ``.pt`` -> orbax params (default ``orbax_<name>`` in the cache, which the model commands use)."""
-    import ml_collections
-
-    from configs import get_config
-    from convert_weights.convert import convert_state_dict, infer_config_name, load_torch_state_dict
-    from convert_weights.mapping import param_table
-    from convert_weights.orbax_io import save_params
-    from sam2_jax.build_sam import SAM2Base, param_shapes
-    from sam2_jax.checkpoints import cache_dir
+    """``checkpoints.convert_checkpoint`` (default output: the cache, keyed by the file's content, which the model
+    commands use) with one-line errors."""
+    from sam2_jax.checkpoints import convert_checkpoint as convert
 
     if not ckpt.is_file():
         raise CliError(f"checkpoint {str(ckpt)!r} does not exist")
-    out = out or cache_dir() / f"orbax_{ckpt.stem}"
     try:
-        sd = load_torch_state_dict(str(ckpt))
+        c = convert(ckpt, out, config_name)
     except ImportError as e:
         raise CliError(f"reading {str(ckpt)!r} needs PyTorch: {e}") from None
-    except Exception as e:  # a file that is not a checkpoint
-        raise CliError(f"cannot read checkpoint {str(ckpt)!r}: {type(e).__name__}: {e}") from None
-    try:
-        config = get_config(config_name or infer_config_name(sd))
-        shapes = param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(config.model)))
-        params = convert_state_dict(sd, param_table(config), shapes)
     except ValueError as e:
         raise CliError(f"checkpoint {str(ckpt)!r} does not convert: {e}") from None
-    save_params(params, str(out))
-    print(f"converted {ckpt} ({config.name}, {len(sd)} tensors) -> {out}")
-    return out
+    except Exception as e:  # a file that is not a checkpoint
+        raise CliError(f"cannot read checkpoint {str(ckpt)!r}: {type(e).__name__}: {e}") from None
+    done = "already converted (same sha256)" if c.cached else f"converted ({c.config_name}, {c.num_tensors} tensors)"
+    print(f"{ckpt}: {done} -> {c.path}")
+    return c.path
 
 
 def cmd_download(args) -> int:
@@ -586,13 +523,15 @@ def cmd_download(args) -> int:
     for name in names:
         path = download_checkpoint(name, args.timeout, args.quiet)
         if args.convert:
-            print(f"converted to {convert_checkpoint(path, None, name)}")
+            convert_checkpoint(path, None, name)
     return 0
 
 
 def cmd_convert(args) -> int:
     out = convert_checkpoint(Path(args.checkpoint), Path(args.out) if args.out else None, args.config)
-    print(f"`sam2-jax image/auto/video --checkpoint {args.checkpoint}` now loads {out}")
+    # Only a conversion in the cache is found from the .pt; one written elsewhere is passed by its own path.
+    given = args.out or args.checkpoint
+    print(f"`sam2-jax image/auto/video --checkpoint {given}` now loads {out}")
     return 0
 
 
@@ -729,7 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="convert an official .pt to orbax params", epilog=EPILOGS["convert"], formatter_class=fmt
     )
     sp.add_argument("checkpoint", help="official .pt")
-    sp.add_argument("--out", help="orbax directory (default: orbax_<name> in the cache, which the other commands use)")
+    sp.add_argument(
+        "--out",
+        help="orbax directory (default: in the cache, keyed by the sha256 of the file; the other commands use it)",
+    )
     sp.add_argument("--config", help="model config (default: inferred from the keys)")
     sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sp.set_defaults(func=cmd_convert)

@@ -17,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_jax.cli import parse_box, parse_point
+from sam2_jax.utils.prompts import parse_box, parse_point
+
+# The shipped photo, in a checkout of the repository (an installed package has no examples/: pass --image).
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "truck.jpg"
 
 
-def main(argv=None) -> int:
-    here = Path(__file__).resolve().parents[1]
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m sam2_jax.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--image", default=str(here / "examples" / "truck.jpg"))
+    p.add_argument("--image", default=str(EXAMPLE_IMAGE), help="photo (default: the repository's examples/truck.jpg)")
     p.add_argument("--point", type=parse_point, action="append", help="x,y[,label] in image pixels (repeatable)")
     p.add_argument("--box", type=parse_box)
     p.add_argument("--model", default="sam2.1_hiera_t", help="config name, e.g. sam2.1_hiera_l")
@@ -39,7 +41,13 @@ def main(argv=None) -> int:
 
     from configs import get_config
     from sam2_jax.build_sam import build_sam2
-    from sam2_jax.checkpoints import CheckpointUnavailable, cache_dir, get_checkpoint, random_checkpoint
+    from sam2_jax.checkpoints import (
+        CheckpointUnavailable,
+        cache_dir,
+        convert_checkpoint,
+        get_checkpoint,
+        random_checkpoint,
+    )
     from sam2_jax.cli import CliError, segment_image
 
     try:
@@ -71,22 +79,25 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    orbax_dir = cache_dir() / f"orbax_{ckpt.stem}"
     t0 = time.perf_counter()
-    if not orbax_dir.exists():
-        from convert_weights.__main__ import main as convert
-
-        if convert(["--checkpoint", str(ckpt), "--out", str(orbax_dir), "--config", config.name]) != 0:
-            return 1
     try:
-        model = build_sam2(config, orbax_dir)
+        # Converted once into the cache, keyed by the file's content; later runs load the orbax params.
+        conversion = convert_checkpoint(ckpt, config=config)
+        model = build_sam2(config, conversion.path)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    print(f"{ckpt}: {'cached conversion' if conversion.cached else 'converted to'} {conversion.path}", file=sys.stderr)
     t1 = time.perf_counter()
     h, w = image.shape[:2]
     points = args.point or ([] if args.box else [(w * 0.5, h * 0.6, 1)])
-    meta = {"model": config.name, "checkpoint": str(ckpt), "random_weights": random_weights}
+    meta = {
+        "model": config.name,
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": conversion.sha256,
+        "loaded_from": str(conversion.path),
+        "random_weights": random_weights,
+    }
     try:
         res = segment_image(model, image, points, args.box, args.multimask, out, meta)
     except CliError as e:

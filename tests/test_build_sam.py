@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from configs import get_config
-from sam2_jax.build_sam import init_params, param_shapes
+from sam2_jax.checkpoints import init_params, param_shapes
 from sam2_jax.modeling.sam2_base import SAM2Base
 
 

@@ -61,7 +61,7 @@ def test_image(tmp_path, capsys):
     assert "RANDOM WEIGHTS" in stdout
     h, w = 1200, 1800
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["random_weights"] is True and scores["checkpoint"] is None
+    assert scores["random_weights"] is True and scores["checkpoint"] is None and scores["checkpoint_sha256"] is None
     assert (scores["height"], scores["width"]) == (h, w)
     assert scores["points"] == [[500, 375], [1125, 625]] and scores["labels"] == [1, 0]
     assert scores["box"] == [425, 300, 1300, 875]
@@ -253,7 +253,7 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
     import torch
 
     from convert_weights.orbax_io import save_params
-    from sam2_jax.checkpoints import random_checkpoint
+    from sam2_jax.checkpoints import cached_conversion, random_checkpoint, sha256_file
 
     photo = DATA / "images" / "groceries.jpg"
     wrong_pt = tmp_path / "wrong.pt"
@@ -275,7 +275,17 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
     pt = random_checkpoint("sam2.1_hiera_t", tmp_path / "sam2.1_hiera_tiny.pt")
     rc, stdout, err = run(["convert", pt], capsys)
     assert rc == 0, err
-    assert (tmp_path / "cache" / "orbax_sam2.1_hiera_tiny").is_dir()
+    converted = cached_conversion(pt)
+    assert converted is not None and converted.is_relative_to(tmp_path / "cache") and str(converted) in stdout
+    rc, stdout, err = run(["convert", pt], capsys)
+    assert rc == 0 and "already converted" in stdout, err
+    # The model commands read the conversion and record the file, its hash and what was read.
+    out = tmp_path / "from_pt"
+    rc, _, err = run(["image", photo, "--point", "5,5", "--checkpoint", pt, "--quiet", "--out", out], capsys)
+    assert rc == 0, err
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["checkpoint"] == str(pt) and scores["random_weights"] is False
+    assert scores["checkpoint_sha256"] == sha256_file(pt) and scores["loaded_from"] == str(converted)
     rc, _, err = run(["convert", pt, "--config", "sam2.1_hiera_l", "--out", tmp_path / "x"], capsys)
     assert_one_line_error(rc, err, "sam2.1_hiera_tiny.pt", "does not convert")
     rc, _, err = run(["convert", tmp_path / "absent.pt"], capsys)

@@ -22,7 +22,7 @@ NAME = "sam2.1_hiera_t"
 def shapes():
     import ml_collections
 
-    from sam2_jax.build_sam import param_shapes
+    from sam2_jax.checkpoints import param_shapes
     from sam2_jax.modeling.sam2_base import SAM2Base
 
     return param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(get_config(NAME).model)))
@@ -105,7 +105,7 @@ def test_wrong_model_and_truncated_file(tmp_path):
 def test_every_size_converts_strictly(name):
     import ml_collections
 
-    from sam2_jax.build_sam import param_shapes
+    from sam2_jax.checkpoints import param_shapes
     from sam2_jax.modeling.sam2_base import SAM2Base
 
     config = get_config(name)
