@@ -4,7 +4,7 @@ synthetic videos with the initial and with the trained weights; draw the loss cu
     .venv/bin/python scripts/train_synthetic_demo.py --workdir runs/tiny_demo \\
         --figure docs/figures/train_synthetic_tiny_loss.png
 
-Steps: (1) the trainer's initial params (``trainer._build_model``: random, seed ``train.seed``) are saved to
+Steps: (1) the trainer's initial params (``trainer.build_model``: random, seed ``train.seed``) are saved to
 ``WORKDIR/init/params``; (2) ``train_and_evaluate`` runs the config (wall time measured, compile included); (3)
 ``eval.py`` (a subprocess, as a user runs it) scores semi-supervised VOS with the ground-truth mask on frame 0 on
 ``--eval-videos`` synthetic videos of seed ``--eval-seed`` (the training videos use ``train.data.seed``, so these are
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     workdir = os.path.abspath(args.workdir)
     init = os.path.join(workdir, "init", "params")
     if not os.path.exists(init):
-        model = trainer._build_model(config)
+        model = trainer.build_model(config)
         save_params(jax.tree.map(np.asarray, model.params), init)
         del model
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ _VOS_FEATURES = {
 
 
 def _frame_files(folder: str) -> list[str]:
-    files = vos._int_stem_files(folder, (".jpg", ".jpeg"), "frame")
+    files = vos.int_stem_files(folder, (".jpg", ".jpeg"), "frame")
     return [os.path.join(folder, files[n]) for n in sorted(files)]
 
 

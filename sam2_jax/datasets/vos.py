@@ -121,7 +121,7 @@ class VOSVideo:
         return np.where(present.any(axis=0), first, -1)
 
 
-def _int_stem_files(folder: str, exts: Sequence[str], what: str) -> dict[int, str]:
+def int_stem_files(folder: str, exts: Sequence[str], what: str) -> dict[int, str]:
     """``{int(stem): filename}`` of the files with the given extensions; DataError on a non-integer name."""
     try:
         names = sorted(os.listdir(folder))
@@ -177,7 +177,7 @@ def write_label_png(path: str, labels: np.ndarray, palette: bytes = DAVIS_PALETT
 
 
 def _frames_folder(folder: str, video: str) -> tuple[list[str], list[int], dict[int, str]]:
-    files = _int_stem_files(folder, (".jpg", ".jpeg"), "frame")
+    files = int_stem_files(folder, (".jpg", ".jpeg"), "frame")
     if not files:
         raise DataError(f"video {video}: no JPEG frames in {folder}")
     nums = sorted(files)
@@ -290,7 +290,7 @@ class DavisFolder(_FolderOfVideos):
     def load(self, video_id: str) -> VOSVideo:
         frame_dir, ann_dir = self._video_dirs(video_id)
         names, nums, files = _frames_folder(frame_dir, video_id)
-        pngs = _int_stem_files(ann_dir, (".png",), "annotation")
+        pngs = int_stem_files(ann_dir, (".png",), "annotation")
         if not pngs:
             raise DataError(f"video {video_id}: no annotation PNGs in {ann_dir}")
         index = {n: i for i, n in enumerate(nums)}
@@ -365,7 +365,7 @@ class SAVFolder(_FolderOfVideos):
         obj_ids = np.array([int(d) for d in objs], np.int64)
         order = np.argsort(obj_ids, kind="stable")
         objs, obj_ids = [objs[i] for i in order], obj_ids[order]
-        per_obj = [_int_stem_files(os.path.join(ann_dir, d), (".png",), "annotation") for d in objs]
+        per_obj = [int_stem_files(os.path.join(ann_dir, d), (".png",), "annotation") for d in objs]
         all_nums = sorted(set().union(*per_obj))
         for n in all_nums:
             if n not in index:

@@ -425,7 +425,7 @@ def score_video_folder(gt_root: str, pred_root: str, video: str, cfg: VOSEvalCon
     if not os.path.isdir(pdir):
         raise vos.DataError(f"video {video}: no prediction folder {pdir}")
     if _gt_video_layout(gdir) == "davis":
-        pngs = vos._int_stem_files(gdir, (".png",), "annotation")
+        pngs = vos.int_stem_files(gdir, (".png",), "annotation")
         names = [os.path.splitext(pngs[n])[0] for n in sorted(pngs)]
         gts = [
             np.where((lab := vos.read_label_png(os.path.join(gdir, f"{n}.png"))) == vos.DAVIS_VOID, 0, lab)
@@ -453,7 +453,7 @@ def score_video_folder(gt_root: str, pred_root: str, video: str, cfg: VOSEvalCon
     for d in objs:
         if not d.isdigit():
             raise vos.DataError(f"video {video}: object folder {d} is not named by an integer id")
-        pngs = vos._int_stem_files(os.path.join(gdir, d), (".png",), "annotation")
+        pngs = vos.int_stem_files(os.path.join(gdir, d), (".png",), "annotation")
         names = [os.path.splitext(pngs[n])[0] for n in sorted(pngs)]
         gts, preds = [], []
         for n in names:

@@ -269,7 +269,7 @@ def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
         pass  # the .pt export needs torch; the orbax params are always written
 
 
-def _build_model(config: ml_collections.ConfigDict):
+def build_model(config: ml_collections.ConfigDict):
     """The model at the configured input size: from ``train.init_checkpoint``, or random params (``train.seed``)."""
     t = config.train
     return build_sam2(config, t.init_checkpoint or None, dtype=t.compute_dtype, seed=t.seed)
@@ -290,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     t = config.train
     maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
-    model = _build_model(config)
+    model = build_model(config)
     module = sam2_train.training_module(model.module)
     mesh = make_mesh(config)
     source = data_lib.training_source(config)
