@@ -285,7 +285,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Returns:
         dict with ``losses`` (step -> core loss of the steps run here), the last ``metrics`` and ``eval`` results.
     """
-    import orbax.checkpoint as ocp
 
     t = config.train
     maybe_initialize_distributed(config)
@@ -293,39 +292,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = build_model(config)
     module = sam2_train.training_module(model.module)
     mesh = make_mesh(config)
-    source = data_lib.training_source(config)
-    for src in source.sources:
-        if src.batch_size % mesh.shape["data"]:
-            raise ValueError(
-                f"source {src.name!r} has batches of {src.batch_size} clips, not divisible by the data axis "
-                f"{mesh.shape['data']}"
-            )
+    source = _checked_source(config, mesh)
     tx = opt_lib.make_optimizer(model.params, config, t.total_steps)
-
-    def init_state(params):
-        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-
-    abstract = jax.eval_shape(init_state, model.params)
-    shardings = state_shardings(abstract, mesh, config)
     mngr = _checkpoint_manager(workdir, config)
-    latest = mngr.latest_step()
-    if latest is not None:
-        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-        restored = mngr.restore(
-            latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
-        )
-        state, data_state = restored["state"], restored["data"]
-        if data_state["data_seed"] != t.data.seed:
-            raise ValueError(
-                f"checkpoint was written with data seed {data_state['data_seed']}, the config has {t.data.seed}"
-            )
-        start = int(data_state["next_step"])
-    else:
-        # Host copies placed straight into their shardings: every process holds the same initial params (same
-        # seed or checkpoint), and an array on one local device cannot enter a mesh that spans several processes.
-        params = jax.tree.map(_put_global, model.params, shardings.params)
-        state = jax.jit(init_state, out_shardings=shardings)(params)
-        start = 0
+    state, shardings, start = _initial_state(model.params, tx, mesh, config, mngr)
     del model
 
     step_fn = make_train_step(module, tx, config, mesh, shardings)
@@ -349,10 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         run_eval(0)
     stop = t.total_steps if not t.stop_after else min(t.total_steps, start + t.stop_after)
     bar = _progress(start, t.total_steps, enabled=lead)
-    t_last = time.perf_counter()
+    window = _MetricWindow(start)
     batches = _local_batches(source, config, start, bs)
-    acc, n_acc = None, 0
-    last_logged = start
     try:
         for step, batch in batches:
             if step >= stop:
@@ -361,29 +329,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             g = global_batch(batch, bs, data_lib.step_source(source, config, step).batch_size)
             state, m = step_fn(state, g["frames"], g["masks"], g["plan"], g["obj_valid"], key)
             done = step + 1
-            # Logged metrics are means over the steps since the last log (summed on the device, no sync).
-            acc = m if acc is None else jax.tree.map(jnp.add, acc, m)
-            n_acc += 1
+            window.add(m)
             if done % t.log_every == 0 or done == stop:
-                metrics = {k: float(v) / n_acc for k, v in acc.items()}
-                metrics["last_core_loss"] = float(m["core_loss"])
-                acc, n_acc = None, 0
-                now = time.perf_counter()
-                metrics["step_time"] = (now - t_last) / max(done - last_logged, 1)
-                last_logged = done
-                t_last = now
+                metrics = window.read(done)
                 if logger is not None:
                     logger.write(done, metrics)
                 losses[done] = metrics["core_loss"]
                 bar.update(done, metrics)
             if done % t.checkpoint_every == 0 or done == t.total_steps:
-                mngr.save(
-                    done,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardSave(state),
-                        data=ocp.args.JsonSave({"data_seed": t.data.seed, "next_step": done}),
-                    ),
-                )
+                _save(mngr, state, done, t.data.seed)
             if t.eval_every and done % t.eval_every == 0:
                 run_eval(done)
         if int(state.step) >= t.total_steps:
@@ -398,6 +352,78 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if logger is not None:
             logger.close()
     return {"losses": losses, "metrics": metrics, "eval": evals}
+
+
+def _checked_source(config, mesh):
+    """The configured training source; each of its batch sizes must split over the mesh's data axis."""
+    source = data_lib.training_source(config)
+    for src in source.sources:
+        if src.batch_size % mesh.shape["data"]:
+            raise ValueError(
+                f"source {src.name!r} has batches of {src.batch_size} clips, not divisible by the data axis "
+                f"{mesh.shape['data']}"
+            )
+    return source
+
+
+def _initial_state(params, tx, mesh, config, mngr) -> tuple[TrainState, Any, int]:
+    """The train state restored from the latest checkpoint of ``mngr`` (checking its data seed), or a fresh one.
+
+    Returns ``(state, shardings, first step)``.
+    """
+    import orbax.checkpoint as ocp
+
+    def init_state(params):
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    abstract = jax.eval_shape(init_state, params)
+    shardings = state_shardings(abstract, mesh, config)
+    latest = mngr.latest_step()
+    if latest is None:
+        # Host copies placed straight into their shardings: every process holds the same initial params (same
+        # seed or checkpoint), and an array on one local device cannot enter a mesh that spans several processes.
+        params = jax.tree.map(_put_global, params, shardings.params)
+        return jax.jit(init_state, out_shardings=shardings)(params), shardings, 0
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+    restored = mngr.restore(
+        latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
+    )
+    data_state = restored["data"]
+    if data_state["data_seed"] != config.train.data.seed:
+        raise ValueError(
+            f"checkpoint was written with data seed {data_state['data_seed']}, the config has {config.train.data.seed}"
+        )
+    return restored["state"], shardings, int(data_state["next_step"])
+
+
+def _save(mngr, state: TrainState, done: int, data_seed: int) -> None:
+    """Checkpoint ``state`` after ``done`` steps with the data-iterator state (the seed and the next step)."""
+    import orbax.checkpoint as ocp
+
+    data = ocp.args.JsonSave({"data_seed": data_seed, "next_step": done})
+    mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=data))
+
+
+class _MetricWindow:
+    """Means of the step metrics since the last log: summed on the device (no host sync until ``read``)."""
+
+    def __init__(self, start: int):
+        self.acc, self.n = None, 0
+        self.last_step, self.t_last = start, time.perf_counter()
+
+    def add(self, m: dict) -> None:
+        self.acc = m if self.acc is None else jax.tree.map(jnp.add, self.acc, m)
+        self.n += 1
+        self.last = m
+
+    def read(self, done: int) -> dict[str, float]:
+        """The window's means, the last step's core loss and the mean step time; starts a new window."""
+        metrics = {k: float(v) / self.n for k, v in self.acc.items()}
+        metrics["last_core_loss"] = float(self.last["core_loss"])
+        now = time.perf_counter()
+        metrics["step_time"] = (now - self.t_last) / max(done - self.last_step, 1)
+        self.acc, self.n, self.last_step, self.t_last = None, 0, done, now
+        return metrics
 
 
 class _progress:
