@@ -106,20 +106,7 @@ class SAM2AutomaticMaskGenerator:
           progress: show a progress bar over crops and point batches.
           upsample_chunk: masks upsampled at a time inside the jitted call (bounds device memory).
         """
-        if (points_per_side is None) == (point_grids is None):
-            raise ValueError("exactly one of points_per_side or point_grids must be provided")
-        if points_per_side is not None:
-            if int(points_per_side) < 1:
-                raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
-            self.point_grids = build_all_layer_point_grids(
-                int(points_per_side), crop_n_layers, crop_n_points_downscale_factor
-            )
-        else:
-            self.point_grids = [np.asarray(g, np.float64) for g in point_grids]
-            if len(self.point_grids) < crop_n_layers + 1:
-                raise ValueError(
-                    f"point_grids has {len(point_grids)} grids, crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}"
-                )
+        self.point_grids = _point_grids(points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor)
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"Unknown output_mode {output_mode!r}; expected one of {OUTPUT_MODES}")
         if int(points_per_batch) < 1:
@@ -381,6 +368,21 @@ def _decode_batch(
     masks, stab, boxes = jax.lax.map(one, flat, batch_size=chunk)
     out.update(masks=masks, stability=stab, boxes=boxes)
     return out
+
+
+def _point_grids(points_per_side, point_grids, crop_n_layers: int, downscale: int) -> list[np.ndarray]:
+    """The ``[0, 1]`` point grid of each crop layer, from ``points_per_side`` or given (exactly one of them)."""
+    if (points_per_side is None) == (point_grids is None):
+        raise ValueError("exactly one of points_per_side or point_grids must be provided")
+    if points_per_side is not None:
+        if int(points_per_side) < 1:
+            raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
+        return build_all_layer_point_grids(int(points_per_side), crop_n_layers, downscale)
+    if len(point_grids) < crop_n_layers + 1:
+        raise ValueError(
+            f"point_grids has {len(point_grids)} grids, crop_n_layers={crop_n_layers} needs {crop_n_layers + 1}"
+        )
+    return [np.asarray(g, np.float64) for g in point_grids]
 
 
 def cat_data(pieces: list[dict]) -> dict:
