@@ -124,7 +124,7 @@ class VOSFolderConfig(tfds.core.BuilderConfig):
     reader: str = "davis"
 
 
-def make_reader(kind: str, root: str, split: str | None = None, **kwargs) -> vos._Reader:
+def make_reader(kind: str, root: str, split: str | None = None, **kwargs) -> vos.Reader:
     """The folder reader of a layout: ``davis``, ``sav`` or ``sav_train``.
 
     Args:

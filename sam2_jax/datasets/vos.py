@@ -193,7 +193,7 @@ def _frames_folder(folder: str, video: str) -> tuple[list[str], list[int], dict[
     return [os.path.splitext(files[n])[0] for n in nums], nums, files
 
 
-class _Reader:
+class Reader:
     """Shared iteration: ``video_ids()`` lists the candidates, ``load(video_id)`` reads one or raises DataError."""
 
     def __init__(self) -> None:
@@ -223,7 +223,7 @@ def _read_list(path: str) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-class _FolderOfVideos(_Reader):
+class _FolderOfVideos(Reader):
     """A reader over ``image_dir/<video>`` frame folders and ``ann_dir/<video>`` annotation folders."""
 
     image_dir: str
@@ -480,7 +480,7 @@ def sav_train_video(video_id: str, video: Any, ann: dict, frame_count: int | Non
     )
 
 
-class SAVTrainFolder(_Reader):
+class SAVTrainFolder(Reader):
     """SA-V train layout: ``<video>.mp4`` + ``<video>_manual.json`` / ``_auto.json`` (module docstring).
 
     Args:
