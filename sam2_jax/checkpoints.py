@@ -327,6 +327,8 @@ def convert_checkpoint(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ValueError(f"checkpoint {str(checkpoint)!r} does not exist")
+    if out is not None and os.path.exists(out):  # before the slow part; save_params checks again
+        raise ValueError(f"output {os.fspath(out)!r} already exists; choose a new directory or delete it")
     sha256 = sha256_file(checkpoint)
     folder = None
     if out is None:
