@@ -21,12 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1"
 
 
-def ensure_repo_on_path() -> None:
-    """Lets ``python benchmarks/x.py`` import ``sam2_jax``, ``configs`` and ``tests.reference``."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-
-
 def reexec_with_malloc(argv: Sequence[str] | None = None, flag: str = "--malloc") -> None:
     """If ``flag`` is in ``argv`` and the malloc setting is not on yet, restart this script with it (execve).
 

@@ -1,6 +1,6 @@
 """GPU benchmark: our JAX ``SAM2VideoPredictor`` against the official PyTorch one on one CUDA GPU.
 
-Same random weights (``tests/reference.py``), the same bedroom frames, the same clicks (one per object on frame 0,
+Same random weights (``sam2_jax.reference``), the same bedroom frames, the same clicks (one per object on frame 0,
 ``benchmarks/video.py``'s points), the same machine and the same run. Each (implementation, model, dtype) runs in
 its own fresh child process, so that peak device memory is its own:
 - official: ``build_sam2_video_predictor(..., device="cuda")`` as shipped (``fill_hole_area`` 0 on both sides,
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+sys.path.insert(0, str(REPO / "benchmarks"))  # its children import video.py's builders
 CLICKS = [(480, 300), (210, 380), (760, 160), (120, 120), (860, 420), (560, 470), (330, 190), (650, 300)]
 
 
@@ -92,7 +92,8 @@ def run_official(model, dtype, objects, folder: Path, warmup: int, masks_out: Pa
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     from sam2.build_sam import build_sam2_video_predictor
 
-    from tests.reference import OFFICIAL_YAML, reference_state_dict
+    from sam2_jax.reference import OFFICIAL_YAML
+    from sam2_jax.reference.image import reference_state_dict
 
     torch.manual_seed(0)
     pred = build_sam2_video_predictor(

@@ -60,7 +60,7 @@ def load_photo(path: str | None):
     import numpy as np
     from PIL import Image
 
-    from tests.reference import DATA
+    from sam2_jax.reference import DATA
 
     if path:
         candidates = [Path(path)]
@@ -81,7 +81,8 @@ def build_models(name: str):
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.modeling.sam2_base import SAM2Base
-    from tests.reference import OFFICIAL_YAML, converted_params, official_model
+    from sam2_jax.reference import OFFICIAL_YAML
+    from sam2_jax.reference.image import converted_params, official_model
 
     if name not in OFFICIAL_YAML:
         raise ValueError(f"--model must be one of {sorted(OFFICIAL_YAML)}, got {name!r}")
@@ -319,7 +320,6 @@ def profile_encoder(official, ours, image, repeats) -> None:
 def main(argv: list[str] | None = None) -> int:
     common.reexec_with_malloc(sys.argv if argv is None else [sys.argv[0], *argv])
     args = parse_args(argv)
-    common.ensure_repo_on_path()
     if args.wait_quiet > 0:
         common.wait_for_quiet(1.5, args.wait_quiet)
     t_start = time.perf_counter()

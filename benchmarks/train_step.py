@@ -22,8 +22,6 @@ import sys
 
 import common  # noqa: E402  (before JAX)
 
-common.ensure_repo_on_path()
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,9 +71,9 @@ def ours(args):
 
     from configs.train_common import train_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.reference.image import converted_params
     from sam2_jax.training import optimizer as opt_lib
     from sam2_jax.training import sam2_train as st
-    from tests.reference import converted_params
 
     cfg = train_config(args.model)
     cfg.model.image_size = args.image_size
@@ -119,8 +117,8 @@ def official(args):
     import numpy as np
     import torch
 
+    from sam2_jax.reference.training import official_clip_forward, official_sam2train
     from sam2_jax.training import sam2_train as st
-    from tests.training.official import official_clip_forward, official_sam2train
 
     model = official_sam2train(args.model, args.image_size, args.corrections)
     model.train(False)

@@ -93,29 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --- builders ------------------------------------------------------------------------------------------------
 def official_predictor(name: str, image_size: int | None = None):
-    """The official predictor as tests/video_reference.py builds it, optionally at another image size."""
-    from tests.video_reference import official_video_predictor
+    """The official predictor as the parity tests build it (``sam2_jax.reference.video``), optionally at another
+    image size."""
+    from sam2_jax.reference.video import official_video_predictor
 
-    if image_size is None:
-        return official_video_predictor(name)
-    import torch
-    from sam2.build_sam import build_sam2_video_predictor
-
-    from tests.reference import OFFICIAL_YAML, reference_state_dict
-    from tests.video_reference import _install_memory_cast
-
-    torch.manual_seed(0)
-    predictor = build_sam2_video_predictor(
-        OFFICIAL_YAML[name],
-        None,
-        device="cpu",
-        hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true", f"++model.image_size={image_size}"],
-    )
-    sd = reference_state_dict(name, 0)
-    predictor.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
-    predictor.fill_hole_area = 0
-    _install_memory_cast(predictor.memory_attention)
-    if predictor.image_size != image_size:
+    predictor = official_video_predictor(name, image_size=image_size)
+    if image_size is not None and predictor.image_size != image_size:
         raise RuntimeError(f"the image_size override did not apply: {predictor.image_size} != {image_size}")
     return predictor
 
@@ -127,7 +110,9 @@ def our_params(name: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    shapes_file = common.REPO / "tests" / "golden" / f"shapes_{name}.npz"
+    from sam2_jax.reference import GOLDEN
+
+    shapes_file = GOLDEN / f"shapes_{name}.npz"
     if shapes_file.is_file():
         from configs import get_config
         from convert_weights.convert import convert_state_dict
@@ -139,7 +124,7 @@ def our_params(name: str) -> dict:
         table = param_table(get_config(name))
         params = convert_state_dict(random_state_dict(shapes, table, 0), table)
     else:
-        from tests.reference import converted_params
+        from sam2_jax.reference.image import converted_params
 
         params = converted_params(name)
     return jax.tree.map(jnp.asarray, params)
@@ -163,8 +148,8 @@ def our_predictor(name: str, params: dict, dtype: str = "float32", image_size: i
 
 
 def clip_dir(root: Path, n: int) -> Path:
-    """A folder of links to the first ``n`` bedroom frames (as tests/video_reference.py ``link_frames``, without
-    importing tests/, which imports torch: the RSS child of ours must not)."""
+    """A folder of links to the first ``n`` bedroom frames (as ``sam2_jax.reference.video.link_frames``, kept apart
+    so that the RSS child of ours imports nothing of the reference)."""
     shared = Path(os.environ.get("SAM2_JAX_SHARED", common.REPO.parent / "shared"))
     src = shared / "data" / "videos" / "bedroom"
     names = sorted(
@@ -505,7 +490,6 @@ def rss_child(args) -> int:
     """A fresh process: build one implementation, propagate ``--rss-n`` frames with 1 object; print JSON."""
     import numpy as np
 
-    common.ensure_repo_on_path()
     size = args.rss_image_size or None
     n = args.rss_n
     out = {"impl": args.rss_child, "frames": n, "image_size": size or 1024}
@@ -598,7 +582,6 @@ def print_rss_table(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     common.reexec_with_malloc(sys.argv if argv is None else [sys.argv[0], *argv])
     args = parse_args(argv)
-    common.ensure_repo_on_path()
     if args.rss_child:
         return rss_child(args)
     if args.wait_quiet > 0:

@@ -10,22 +10,11 @@ Files (all float32, a few hundred KB in all):
 - memory_<model>.npz: the memory encoder and memory attention on small seeded random inputs.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.golden_cases import (  # noqa: E402
-    IMAGE_CASES,
-    MODEL,
-    memory_attention_inputs,
-    memory_encoder_inputs,
-    shipped_photo,
-)
-from tests.reference import GOLDEN, official_model, official_shapes  # noqa: E402
+from sam2_jax.reference import GOLDEN, REPO
+from sam2_jax.reference.golden import IMAGE_CASES, MODEL, memory_attention_inputs, memory_encoder_inputs, shipped_photo
+from sam2_jax.reference.image import official_model, official_shapes
 
 
 def main() -> None:
