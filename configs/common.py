@@ -194,6 +194,10 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     m.multimask_max_pt_num = 1
     m.use_mlp_for_obj_ptr_proj = True
     m.compile_image_encoder = False
+    # Not an official field: the attention kernel of every layer (sam2_jax/modeling/backend.py). "auto" is the
+    # query-chunked path on CPU, cuDNN flash attention (bf16/fp16) or XLA on GPU, XLA on TPU; "chunked", "xla" and
+    # "cudnn" force one. Set it explicitly for a jax.export to another platform.
+    m.attention_impl = "auto"
     # SAM2Base defaults that the YAMLs leave implicit.
     m.binarize_mask_from_pts_for_mem_enc = False
     m.max_cond_frames_in_attn = -1

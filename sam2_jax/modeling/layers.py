@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.backend import resolve_depthwise_conv_impl
+
 Dtype = Any
 
 # Weight init for freshly built (unconverted) models; converted checkpoints overwrite every param.
@@ -54,8 +56,10 @@ class Conv2d(nn.Module):
     """``torch.nn.Conv2d`` on NHWC input with PyTorch's explicit integer padding.
 
     Params: ``kernel (kh, kw, in/groups, out)``, ``bias (out,)``. A 1x1 conv runs as a matmul (XLA:CPU's conv
-    emitter is far slower than its dot), a depthwise conv as shifted multiply-adds (72 ms vs 5 ms for 7x7 on
-    64x64x256 here, see REFERENCE.md), other convs through ``lax.conv_general_dilated``.
+    emitter is far slower than its dot; the same dot on every backend), a stride-1 depthwise conv as
+    ``depthwise_impl`` picks (``backend.py``: shifted multiply-adds on CPU, 72 ms vs 5 ms for 7x7 on 64x64x256
+    here, see REFERENCE.md; ``lax.conv_general_dilated`` elsewhere), other convs through
+    ``lax.conv_general_dilated``.
     """
 
     features: int
@@ -65,6 +69,7 @@ class Conv2d(nn.Module):
     groups: int = 1
     use_bias: bool = True
     dtype: Dtype = jnp.float32
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -77,7 +82,12 @@ class Conv2d(nn.Module):
         kernel = self.param("kernel", default_kernel_init, (kh, kw, cin // self.groups, self.features))
         if (kh, kw, sh, sw, ph, pw, self.groups) == (1, 1, 1, 1, 0, 0, 1):
             y = dense(x, kernel[0, 0], self.dtype)
-        elif self.groups == cin and self.features == cin and (sh, sw) == (1, 1):
+        elif (
+            self.groups == cin
+            and self.features == cin
+            and (sh, sw) == (1, 1)
+            and resolve_depthwise_conv_impl(self.depthwise_impl) == "shifted"
+        ):
             y = _depthwise_conv(x, kernel[:, :, 0, :], (ph, pw), self.dtype)
         else:
             y = jax.lax.conv_general_dilated(

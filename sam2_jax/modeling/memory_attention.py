@@ -7,7 +7,10 @@ Deviations from the official file:
   the two in a row. A tracker can thus project each memory once and reuse it. The cross-attention must be a
   ``RoPEAttention`` (as in every official config); its query path runs here on that module's projections.
 - ``memory_mask (B, Nm)`` (True = valid) is the cross attention's ``key_mask``: masked slots get zero weight,
-  exactly as if they were absent. At least one slot per row must be valid (else the softmax is NaN).
+  exactly as if they were absent. At least one slot per row must be valid (else the softmax is NaN; with the
+  ``"cudnn"`` attention, a uniform average).
+- ``attention_impl`` (static, ``config.model.attention_impl``) picks the attention kernel of every layer
+  (``backend.py``).
 - Dropout layers run only with ``deterministic=False`` and a ``'dropout'`` RNG. The feed-forward dropout is
   ``ff_dropout`` (``dropout`` is the rate field, as the official ``dropout_value``); dropouts have no params.
 - Nested configs are mappings of constructor fields (``layer``, ``self_attention``, ``cross_attention``);
@@ -67,10 +70,13 @@ class MemoryAttentionLayer(nn.Module):
     self_attention: Mapping[str, Any]
     cross_attention: Mapping[str, Any]
     dtype: Dtype = jnp.float32
+    # Which ``backend.dot_product_attention`` implementation runs (static; ``config.model.attention_impl``).
+    attention_impl: str = "auto"
 
     def setup(self):
-        self.self_attn = RoPEAttention(**self.self_attention, dtype=self.dtype)
-        self.cross_attn_image = RoPEAttention(**self.cross_attention, dtype=self.dtype)
+        impl = self.attention_impl
+        self.self_attn = RoPEAttention(**self.self_attention, dtype=self.dtype, attention_impl=impl)
+        self.cross_attn_image = RoPEAttention(**self.cross_attention, dtype=self.dtype, attention_impl=impl)
         self.linear1 = Linear(self.dim_feedforward, dtype=self.dtype)
         self.ff_dropout = nn.Dropout(self.dropout)
         self.linear2 = Linear(self.d_model, dtype=self.dtype)
@@ -188,10 +194,12 @@ class MemoryAttention(nn.Module):
     layer: Mapping[str, Any]
     num_layers: int
     dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     @classmethod
-    def from_config(cls, cfg: Any, dtype: Dtype = jnp.float32) -> "MemoryAttention":
-        """Build from ``config.model.memory_attention`` (the official YAML's fields)."""
+    def from_config(cls, cfg: Any, dtype: Dtype = jnp.float32, attention_impl: str = "auto") -> "MemoryAttention":
+        """Build from ``config.model.memory_attention`` (the official YAML's fields); ``attention_impl`` is
+        ``config.model.attention_impl`` (``backend.py``)."""
         cfg = freeze_config(cfg)
         return cls(
             d_model=cfg["d_model"],
@@ -199,10 +207,14 @@ class MemoryAttention(nn.Module):
             layer=cfg["layer"],
             num_layers=cfg["num_layers"],
             dtype=dtype,
+            attention_impl=attention_impl,
         )
 
     def setup(self):
-        self.layers = [MemoryAttentionLayer(**self.layer, dtype=self.dtype) for _ in range(self.num_layers)]
+        self.layers = [
+            MemoryAttentionLayer(**self.layer, dtype=self.dtype, attention_impl=self.attention_impl)
+            for _ in range(self.num_layers)
+        ]
         self.norm = LayerNorm(epsilon=1e-5)
 
     def project_memory(

@@ -11,8 +11,9 @@ Deviations from the official file:
 - ``MultiScaleAttention`` takes ``q_stride`` instead of a pooling module; q-pooling is a reshape + max (same
   as ``nn.MaxPool2d(q_stride, q_stride)``, floor mode). A global-attention block with q-pooling works here
   (the official one divides by a zero window size).
-- Attention with a large score matrix (the global blocks) runs as a ``lax.map`` over chunks of 256 queries;
-  every query row is computed as in one piece.
+- Attention runs through ``backend.dot_product_attention`` with the static ``attention_impl`` (from
+  ``config.model.attention_impl``). On CPU (``"chunked"``) a large score matrix (the global blocks) runs as a
+  ``lax.map`` over chunks of 256 queries (``GLOBAL_BLOCK_CHUNKS``); every query row is computed as in one piece.
 - The official tiling of ``pos_embed_window`` fails (a broadcast error) when the token grid is not a multiple
   of ``window_spec[0]``; here that raises a ``ValueError`` naming the grid.
 - No ``weights_path`` loading (weights come from ``convert_weights``); ``get_layer_id`` / ``get_num_layers``
@@ -27,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.modeling.backbones.utils import PatchEmbed, window_partition, window_unpartition
+from sam2_jax.modeling.backend import GLOBAL_BLOCK_CHUNKS, dot_product_attention
 from sam2_jax.modeling.layers import LayerNorm, Linear
-from sam2_jax.modeling.sam.transformer import scaled_dot_product_attention
 from sam2_jax.modeling.sam2_utils import MLP, DropPath
 from sam2_jax.utils.interpolate import interpolate
 
@@ -47,28 +48,13 @@ def do_pool(x: jax.Array, q_stride: Sequence[int] | None) -> jax.Array:
     return x.reshape(B, Ho, sh, Wo, sw, C).max(axis=(2, 4))
 
 
-# Attention whose score matrix exceeds this many elements runs in query chunks (the global blocks).
-_MAX_SCORES = 1 << 22
-_Q_CHUNK = 256
+# The old names of the global blocks' chunked attention (tests/modeling/test_image_encoder.py uses them).
+_MAX_SCORES = GLOBAL_BLOCK_CHUNKS.above
 
 
 def _attention(q: jax.Array, k: jax.Array, v: jax.Array, dtype: Dtype) -> jax.Array:
-    """``scaled_dot_product_attention`` on ``(B, heads, N, hd)``, query-chunked when the scores are large.
-
-    A global block at 1024x1024 has 4096 x 4096 scores per head (268 MB for 4 heads). XLA:CPU maps fresh pages for
-    such temporaries on every call; a ``lax.map`` over chunks of queries reuses one small buffer instead. Each
-    query row is computed exactly as without chunking.
-    """
-    B, nh, nq, hd = q.shape
-    if B * nh * nq * k.shape[2] <= _MAX_SCORES or nq <= _Q_CHUNK:
-        return scaled_dot_product_attention(q, k, v, dtype=dtype)
-    n_chunks = -(-nq // _Q_CHUNK)
-    q = jnp.pad(q, ((0, 0), (0, 0), (0, n_chunks * _Q_CHUNK - nq), (0, 0)))
-    # (B, heads, n_chunks*c, hd) -> (n_chunks, B, heads, c, hd)
-    qc = q.reshape(B, nh, n_chunks, _Q_CHUNK, hd).transpose(2, 0, 1, 3, 4)
-    out = jax.lax.map(lambda qq: scaled_dot_product_attention(qq, k, v, dtype=dtype), qc)
-    # (n_chunks, B, heads, c, hd) -> (B, heads, n_chunks*c, hd) -> (B, heads, nq, hd)
-    return out.transpose(1, 2, 0, 3, 4).reshape(B, nh, n_chunks * _Q_CHUNK, hd)[:, :, :nq]
+    """The ``"chunked"`` attention of ``MultiScaleAttention`` (query chunks of ``GLOBAL_BLOCK_CHUNKS``)."""
+    return dot_product_attention(q, k, v, impl="chunked", dtype=dtype, query_chunks=GLOBAL_BLOCK_CHUNKS)
 
 
 class MultiScaleAttention(nn.Module):
@@ -79,6 +65,8 @@ class MultiScaleAttention(nn.Module):
     num_heads: int
     q_stride: Sequence[int] | None = None
     dtype: Dtype = jnp.float32
+    # Which ``backend.dot_product_attention`` implementation runs (static; ``config.model.attention_impl``).
+    attention_impl: str = "auto"
 
     def setup(self):
         if self.dim_out % self.num_heads:
@@ -98,7 +86,8 @@ class MultiScaleAttention(nn.Module):
             q = do_pool(q.transpose(0, 2, 1, 3).reshape(B, H, W, self.dim_out), self.q_stride)
             H, W = q.shape[1:3]
             q = q.reshape(B, H * W, nh, hd).transpose(0, 2, 1, 3)
-        x = _attention(q, k, v, self.dtype)
+        # Self-attention over a whole map: the "chunked" path splits the global blocks into fixed query chunks.
+        x = dot_product_attention(q, k, v, impl=self.attention_impl, dtype=self.dtype, query_chunks=GLOBAL_BLOCK_CHUNKS)
         # (B, heads, H*W, hd) -> (B, H*W, heads, hd) -> (B, H, W, dim_out)
         x = x.transpose(0, 2, 1, 3).reshape(B, H, W, self.dim_out)
         return self.proj(x)
@@ -115,11 +104,17 @@ class MultiScaleBlock(nn.Module):
     q_stride: Sequence[int] | None = None
     window_size: int = 0
     dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     def setup(self):
         self.norm1 = LayerNorm(epsilon=1e-6)
         self.attn = MultiScaleAttention(
-            self.dim, self.dim_out, num_heads=self.num_heads, q_stride=self.q_stride, dtype=self.dtype
+            self.dim,
+            self.dim_out,
+            num_heads=self.num_heads,
+            q_stride=self.q_stride,
+            dtype=self.dtype,
+            attention_impl=self.attention_impl,
         )
         self.drop_path_layer = DropPath(self.drop_path)
         self.norm2 = LayerNorm(epsilon=1e-6)
@@ -179,6 +174,7 @@ class Hiera(nn.Module):
     global_att_blocks: Sequence[int] | None = (12, 16, 20)
     return_interm_layers: bool = True
     dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     @property
     def stage_ends(self) -> list[int]:
@@ -233,7 +229,10 @@ class Hiera(nn.Module):
             "pos_embed", nn.initializers.zeros, (1, *self.window_pos_embed_bkg_spatial_size, self.embed_dim)
         )
         self.pos_embed_window = self.param("pos_embed_window", nn.initializers.zeros, (1, ws0, ws0, self.embed_dim))
-        self.blocks = [MultiScaleBlock(**spec, dtype=self.dtype) for spec in self._block_specs()]
+        self.blocks = [
+            MultiScaleBlock(**spec, dtype=self.dtype, attention_impl=self.attention_impl)
+            for spec in self._block_specs()
+        ]
 
     def _get_pos_embed(self, hw: tuple[int, int]) -> jax.Array:
         """Background embedding resized to ``hw`` (torch bicubic) plus the tiled window embedding."""

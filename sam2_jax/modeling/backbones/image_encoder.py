@@ -129,8 +129,11 @@ class ImageEncoder(nn.Module):
         return {"vision_features": features[-1], "vision_pos_enc": pos, "backbone_fpn": features}
 
 
-def image_encoder_from_config(cfg, dtype: Dtype = jnp.float32) -> ImageEncoder:
-    """``ImageEncoder`` from ``config.model.image_encoder`` (fields named as in the official YAML)."""
+def image_encoder_from_config(cfg, dtype: Dtype = jnp.float32, attention_impl: str = "auto") -> ImageEncoder:
+    """``ImageEncoder`` from ``config.model.image_encoder`` (fields named as in the official YAML).
+
+    ``attention_impl`` (``config.model.attention_impl``) picks the trunk's attention kernel (``backend.py``).
+    """
     t, nk = cfg.trunk, cfg.neck
     trunk = Hiera(
         embed_dim=t.embed_dim,
@@ -146,6 +149,7 @@ def image_encoder_from_config(cfg, dtype: Dtype = jnp.float32) -> ImageEncoder:
         global_att_blocks=tuple(t.global_att_blocks) if t.global_att_blocks is not None else None,
         return_interm_layers=t.return_interm_layers,
         dtype=dtype,
+        attention_impl=attention_impl,
     )
     pe = nk.position_encoding
     neck = FpnNeck(

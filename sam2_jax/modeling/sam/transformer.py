@@ -2,6 +2,8 @@
 
 Deviations from the official file:
 - Batch-first ``(B, N, C)`` everywhere; ``dtype`` is the compute dtype (float32 accumulation, float32 softmax).
+- Every attention runs through ``backend.dot_product_attention``; the static ``attention_impl`` field (from
+  ``config.model.attention_impl``) picks the kernel (query-chunked on CPU, fused on GPU/TPU).
 - ``Attention`` / ``RoPEAttention`` take an optional ``key_mask (B, Nk)``: keys where it is False get ``-inf``
   before the softmax. The video tracker uses it to attend to exactly the official memory set out of fixed slots.
 - Attention dropout (``dropout_p`` of ``scaled_dot_product_attention``) runs only with ``deterministic=False`` and a
@@ -13,49 +15,18 @@ Deviations from the official file:
   ``flatten(2).permute(0, 2, 1)``; the activation is given by name (``"relu"``/``"gelu"``).
 """
 
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.backend import dot_product_attention
 from sam2_jax.modeling.layers import LayerNorm, Linear
 from sam2_jax.modeling.position_encoding import apply_rotary_enc, compute_axial_cis, square_side
 from sam2_jax.modeling.sam2_utils import MLP
 
 Dtype = Any
-
-
-# Most attention-score elements held at once (128 MB in float32). Larger score matrices are computed a block of
-# queries at a time: 8 objects attending 4096 queries to 28,736 memory tokens would otherwise hold 3.8 GB of scores
-# per layer (plus the softmax's copies) and exhaust a 24 GB host; each query row's numbers are unchanged.
-SCORE_BUDGET = 2**25
-
-
-def _query_block(batch_heads: int, num_queries: int, num_keys: int) -> int:
-    """The largest divisor of ``num_queries`` whose score block fits ``SCORE_BUDGET`` elements (at least 1)."""
-    limit = max(1, SCORE_BUDGET // max(1, batch_heads * num_keys))
-    if num_queries <= limit:
-        return num_queries
-    block = limit
-    while num_queries % block:
-        block -= 1
-    return block
-
-
-def _sdpa(q, k, v, dtype, key_mask, dropout_rate, dropout_rng):
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    # (B, h, Nq, d) x (B, h, Nk, d) -> (B, h, Nq, Nk)
-    s = jnp.einsum("bhqd,bhkd->bhqk", (q * scale).astype(dtype), k.astype(dtype), preferred_element_type=jnp.float32)
-    if key_mask is not None:
-        s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
-    p = jax.nn.softmax(s, axis=-1)
-    if dropout_rate > 0.0 and dropout_rng is not None:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, p.shape)
-        p = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
-    # (B, h, Nq, Nk) x (B, h, Nk, d) -> (B, h, Nq, d)
-    return jnp.einsum("bhqk,bhkd->bhqd", p.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
 
 
 def scaled_dot_product_attention(
@@ -67,20 +38,10 @@ def scaled_dot_product_attention(
     dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
 ) -> jax.Array:
-    """softmax(q k^T / sqrt(d)) v for q (B, h, Nq, d), k/v (B, h, Nk, d); key_mask (B, Nk) bool or None.
-
-    Without dropout, score matrices above ``SCORE_BUDGET`` elements are computed in blocks of queries
-    (``lax.map``, differentiable), so memory stays bounded however many objects are batched.
-    """
-    B, h, Nq, d = q.shape
-    block = Nq if dropout_rate > 0.0 and dropout_rng is not None else _query_block(B * h, Nq, k.shape[2])
-    if block == Nq:
-        return _sdpa(q, k, v, dtype, key_mask, dropout_rate, dropout_rng)
-    # (B, h, Nq, d) -> (Nq / block, B, h, block, d)
-    qs = q.reshape(B, h, Nq // block, block, d).transpose(2, 0, 1, 3, 4)
-    out = jax.lax.map(lambda qb: _sdpa(qb, k, v, dtype, key_mask, 0.0, None), qs)
-    # (Nq / block, B, h, block, d) -> (B, h, Nq, d)
-    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, Nq, d)
+    """The ``"chunked"`` ``backend.dot_product_attention`` (the CPU path), for callers of the old name."""
+    return dot_product_attention(
+        q, k, v, impl="chunked", dtype=dtype, key_mask=key_mask, dropout_rate=dropout_rate, dropout_rng=dropout_rng
+    )
 
 
 class Attention(nn.Module):
@@ -92,6 +53,8 @@ class Attention(nn.Module):
     dropout: float = 0.0
     kv_in_dim: int | None = None
     dtype: Dtype = jnp.float32
+    # Which ``backend.dot_product_attention`` implementation runs (static; ``config.model.attention_impl``).
+    attention_impl: str = "auto"
 
     def setup(self):
         self.internal_dim = self.embedding_dim // self.downsample_rate
@@ -115,7 +78,16 @@ class Attention(nn.Module):
     def _attend(self, q, k, v, key_mask, deterministic):
         use_dropout = not deterministic and self.dropout > 0.0
         rng = self.make_rng("dropout") if use_dropout else None
-        out = scaled_dot_product_attention(q, k, v, self.dtype, key_mask, self.dropout if use_dropout else 0.0, rng)
+        out = dot_product_attention(
+            q,
+            k,
+            v,
+            impl=self.attention_impl,
+            dtype=self.dtype,
+            key_mask=key_mask,
+            dropout_rate=self.dropout if use_dropout else 0.0,
+            dropout_rng=rng,
+        )
         return self.out_proj(self._recombine_heads(out))
 
     def __call__(
@@ -180,17 +152,22 @@ class TwoWayAttentionBlock(nn.Module):
     attention_downsample_rate: int = 2
     skip_first_layer_pe: bool = False
     dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     def setup(self):
-        dim, heads, rate = self.embedding_dim, self.num_heads, self.attention_downsample_rate
-        self.self_attn = Attention(dim, heads, dtype=self.dtype)
+        dim, heads, rate, impl = self.embedding_dim, self.num_heads, self.attention_downsample_rate, self.attention_impl
+        self.self_attn = Attention(dim, heads, dtype=self.dtype, attention_impl=impl)
         self.norm1 = LayerNorm(epsilon=1e-5)
-        self.cross_attn_token_to_image = Attention(dim, heads, downsample_rate=rate, dtype=self.dtype)
+        self.cross_attn_token_to_image = Attention(
+            dim, heads, downsample_rate=rate, dtype=self.dtype, attention_impl=impl
+        )
         self.norm2 = LayerNorm(epsilon=1e-5)
         self.mlp = MLP(dim, self.mlp_dim, dim, num_layers=2, activation=self.activation, dtype=self.dtype)
         self.norm3 = LayerNorm(epsilon=1e-5)
         self.norm4 = LayerNorm(epsilon=1e-5)
-        self.cross_attn_image_to_token = Attention(dim, heads, downsample_rate=rate, dtype=self.dtype)
+        self.cross_attn_image_to_token = Attention(
+            dim, heads, downsample_rate=rate, dtype=self.dtype, attention_impl=impl
+        )
 
     def __call__(
         self, queries: jax.Array, keys: jax.Array, query_pe: jax.Array, key_pe: jax.Array
@@ -226,6 +203,7 @@ class TwoWayTransformer(nn.Module):
     activation: str = "relu"
     attention_downsample_rate: int = 2
     dtype: Dtype = jnp.float32
+    attention_impl: str = "auto"
 
     def setup(self):
         self.layers = [
@@ -237,6 +215,7 @@ class TwoWayTransformer(nn.Module):
                 attention_downsample_rate=self.attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
                 dtype=self.dtype,
+                attention_impl=self.attention_impl,
             )
             for i in range(self.depth)
         ]
@@ -245,6 +224,7 @@ class TwoWayTransformer(nn.Module):
             self.num_heads,
             downsample_rate=self.attention_downsample_rate,
             dtype=self.dtype,
+            attention_impl=self.attention_impl,
         )
         self.norm_final_attn = LayerNorm(epsilon=1e-5)
 

@@ -1,0 +1,226 @@
+"""Backend policy: which attention kernel and which conv formulation the model layers run.
+
+No official counterpart: the official layers call ``F.scaled_dot_product_attention`` and ``nn.Conv2d``, and PyTorch
+picks a kernel per device. Here every attention of the model (Hiera blocks, memory attention, the two-way
+transformer) calls ``dot_product_attention`` with the static ``attention_impl`` name that the modules carry from
+``config.model.attention_impl``; no layer chooses a kernel itself and no global state is read at trace time.
+
+Attention implementations (``ATTENTION_IMPLS``):
+- ``"chunked"``: the XLA:CPU path. Score matrices above ``SCORE_BUDGET`` elements are computed a block of queries at
+  a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a whole feature map
+  (``GLOBAL_BLOCK_CHUNKS``, Hiera's global blocks) first splits into fixed chunks of 256 queries. XLA:CPU maps fresh
+  pages for every large temporary, so small reused buffers are faster, and memory stays bounded however many objects
+  are batched (REFERENCE.md, "What XLA:CPU does"). Softmax in float32; each query row's numbers are those of the
+  unchunked computation.
+- ``"xla"``: the same einsum, float32 softmax, einsum in one piece, for XLA to fuse on GPU/TPU. Chosen over
+  ``jax.nn.dot_product_attention(implementation="xla")``, which scales the float32 logits instead of the queries,
+  returns the compute dtype instead of float32, has no dropout and gives a fully masked row uniform weights; this
+  one has the semantics of ``"chunked"`` and agrees with it to float32 rounding.
+- ``"cudnn"``: ``jax.nn.dot_product_attention(implementation="cudnn")`` (fused flash attention). Used only on GPU with
+  a bf16/fp16 compute dtype, a head dim that is a multiple of 8 and at most 128 (256 from Hopper on) and no dropout;
+  otherwise ``"xla"`` runs, with one log line. The key mask becomes cuDNN's additive bias (materialised at
+  ``(B, 1, Nq, Nk)``, a finite large negative), so a row whose keys are all masked averages all values where the
+  other implementations give NaN. The output is cast to float32.
+- ``"auto"``: ``"chunked"`` on CPU, ``"cudnn"`` (where allowed, else ``"xla"``) on GPU, ``"xla"`` on TPU and others.
+  It resolves with ``jax.default_backend()`` when traced: a ``jax.export`` for another platform must name the
+  implementation explicitly.
+
+Every resolved choice is logged once (``logging.info``), so a benchmark log shows which kernel ran.
+
+Conv formulations (``layers.Conv2d``): a 1x1 stride-1 conv is always a matmul (XLA lowers it to the same dot on
+every backend). A stride-1 depthwise conv has ``depthwise_impl`` (``DEPTHWISE_CONV_IMPLS``): ``"shifted"`` (a sum of
+``kh * kw`` shifted products; 5 ms against 72 ms for ``feature_group_count`` on XLA:CPU), ``"xla"``
+(``lax.conv_general_dilated`` with ``feature_group_count``, cuDNN's / the TPU's depthwise kernels) or ``"auto"``:
+``"shifted"`` on CPU, ``"xla"`` elsewhere.
+"""
+
+import dataclasses
+import functools
+import logging
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
+DEPTHWISE_CONV_IMPLS = ("auto", "shifted", "xla")
+
+# Most attention-score elements the "chunked" path holds at once (128 MB in float32). 8 objects attending 4096
+# queries to 28,736 memory tokens would otherwise hold 3.8 GB of scores per layer (plus the softmax's copies) and
+# exhaust a 24 GB host.
+SCORE_BUDGET = 2**25
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryChunks:
+    """Fixed query chunks of the "chunked" path: ``size`` queries a chunk (the last one padded) once the score
+    matrix has more than ``above`` elements and there are more than ``size`` queries."""
+
+    size: int
+    above: int
+
+
+# Hiera's global blocks at 1024 px: 4096 x 4096 scores per head (268 MB for 4 heads) become 16 chunks of 16 MB.
+GLOBAL_BLOCK_CHUNKS = QueryChunks(size=256, above=2**22)
+
+
+@functools.lru_cache(maxsize=None)
+def _log_choice(requested: str, resolved: str, why: str) -> None:
+    """Log each distinct resolution once (the cache makes repeats a no-op)."""
+    logging.info("attention_impl=%r runs %r (%s)", requested, resolved, why)
+
+
+def _cudnn_refusal(backend: str, dtype: Dtype, head_dim: int, dropout: bool) -> str | None:
+    """Why cuDNN flash attention cannot run this call, or None if it can."""
+    if backend != "gpu":
+        return f"backend {backend!r} is not gpu"
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return f"compute dtype {jnp.dtype(dtype).name} is not bfloat16/float16"
+    if dropout:
+        return "attention dropout is on"
+    capability = getattr(jax.devices()[0], "compute_capability", "0.0")
+    max_dim = 256 if float(capability) >= 9.0 else 128
+    if head_dim % 8 or head_dim > max_dim:
+        return f"head dim {head_dim} is not a multiple of 8 up to {max_dim} (compute capability {capability})"
+    return None
+
+
+def resolve_attention_impl(impl: str, dtype: Dtype = jnp.float32, head_dim: int = 64, dropout: bool = False) -> str:
+    """The implementation that ``dot_product_attention`` runs for ``impl`` on the default backend.
+
+    Args:
+      impl: one of ``ATTENTION_IMPLS``.
+      dtype: the compute dtype of the call.
+      head_dim: the per-head feature size.
+      dropout: whether attention dropout is on for this call.
+    Returns:
+      ``"chunked"``, ``"xla"`` or ``"cudnn"``.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    backend = jax.default_backend()
+    resolved = impl
+    if impl == "auto":
+        resolved = {"cpu": "chunked", "gpu": "cudnn"}.get(backend, "xla")
+    why = f"backend {backend}"
+    if resolved == "cudnn":
+        refusal = _cudnn_refusal(backend, dtype, head_dim, dropout)
+        if refusal is not None:
+            resolved, why = "xla", f"cudnn refused: {refusal}"
+    _log_choice(impl, resolved, why)
+    return resolved
+
+
+def resolve_depthwise_conv_impl(impl: str) -> str:
+    """``"shifted"`` or ``"xla"`` for ``impl`` in ``DEPTHWISE_CONV_IMPLS`` on the default backend."""
+    if impl not in DEPTHWISE_CONV_IMPLS:
+        raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_CONV_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "shifted" if jax.default_backend() == "cpu" else "xla"
+    return impl
+
+
+def _query_block(batch_heads: int, num_queries: int, num_keys: int) -> int:
+    """The largest divisor of ``num_queries`` whose score block fits ``SCORE_BUDGET`` elements (at least 1)."""
+    limit = max(1, SCORE_BUDGET // max(1, batch_heads * num_keys))
+    if num_queries <= limit:
+        return num_queries
+    block = limit
+    while num_queries % block:
+        block -= 1
+    return block
+
+
+def _sdpa(q, k, v, dtype, key_mask, dropout_rate, dropout_rng):
+    """One-piece attention: bf16/f32 dots with float32 accumulation, float32 softmax, float32 result."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    # (B, h, Nq, d) x (B, h, Nk, d) -> (B, h, Nq, Nk)
+    s = jnp.einsum("bhqd,bhkd->bhqk", (q * scale).astype(dtype), k.astype(dtype), preferred_element_type=jnp.float32)
+    if key_mask is not None:
+        s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
+    p = jax.nn.softmax(s, axis=-1)
+    if dropout_rate > 0.0 and dropout_rng is not None:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, p.shape)
+        p = jnp.where(keep, p / (1.0 - dropout_rate), 0.0)
+    # (B, h, Nq, Nk) x (B, h, Nk, d) -> (B, h, Nq, d)
+    return jnp.einsum("bhqk,bhkd->bhqd", p.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _budgeted(q, k, v, dtype, key_mask):
+    """``_sdpa`` a block of queries at a time (``lax.map``) when the scores exceed ``SCORE_BUDGET``."""
+    B, h, Nq, d = q.shape
+    block = _query_block(B * h, Nq, k.shape[2])
+    if block == Nq:
+        return _sdpa(q, k, v, dtype, key_mask, 0.0, None)
+    # (B, h, Nq, d) -> (Nq / block, B, h, block, d)
+    qs = q.reshape(B, h, Nq // block, block, d).transpose(2, 0, 1, 3, 4)
+    out = jax.lax.map(lambda qb: _sdpa(qb, k, v, dtype, key_mask, 0.0, None), qs)
+    # (Nq / block, B, h, block, d) -> (B, h, Nq, d)
+    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, Nq, d)
+
+
+def _chunked(q, k, v, dtype, key_mask, query_chunks):
+    B, h, Nq, d = q.shape
+    c = query_chunks
+    if c is None or B * h * Nq * k.shape[2] <= c.above or Nq <= c.size:
+        return _budgeted(q, k, v, dtype, key_mask)
+    n = -(-Nq // c.size)
+    q = jnp.pad(q, ((0, 0), (0, 0), (0, n * c.size - Nq), (0, 0)))
+    # (B, h, n*size, d) -> (n, B, h, size, d)
+    qc = q.reshape(B, h, n, c.size, d).transpose(2, 0, 1, 3, 4)
+    out = jax.lax.map(lambda qq: _budgeted(qq, k, v, dtype, key_mask), qc)
+    # (n, B, h, size, d) -> (B, h, n*size, d) -> (B, h, Nq, d)
+    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, n * c.size, d)[:, :, :Nq]
+
+
+def _cudnn(q, k, v, dtype, key_mask):
+    B, h, Nq, d = q.shape
+    # (B, h, N, d) -> (B, N, h, d), the layout of jax.nn.dot_product_attention
+    qt, kt, vt = (x.astype(dtype).transpose(0, 2, 1, 3) for x in (q, k, v))
+    mask = None
+    if key_mask is not None:
+        # cuDNN takes the mask as a bias with the full (Nq, Nk) extent: (B, Nk) -> (B, 1, Nq, Nk)
+        mask = jnp.broadcast_to(key_mask[:, None, None, :], (B, 1, Nq, k.shape[2]))
+    out = jax.nn.dot_product_attention(qt, kt, vt, mask=mask, scale=1.0 / math.sqrt(d), implementation="cudnn")
+    # (B, Nq, h, d) -> (B, h, Nq, d)
+    return out.transpose(0, 2, 1, 3).astype(jnp.float32)
+
+
+def dot_product_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    impl: str = "auto",
+    dtype: Dtype = jnp.float32,
+    key_mask: jax.Array | None = None,
+    dropout_rate: float = 0.0,
+    dropout_rng: jax.Array | None = None,
+    query_chunks: QueryChunks | None = None,
+) -> jax.Array:
+    """softmax(q k^T / sqrt(d)) v with the implementation ``impl`` (see the module docstring).
+
+    Args:
+      q: queries ``(B, heads, Nq, d)`` (RoPE already applied).
+      k, v: keys and values ``(B, heads, Nk, d)``.
+      impl: one of ``ATTENTION_IMPLS``; static.
+      dtype: compute dtype of both dots (float32 accumulation); the softmax runs in float32.
+      key_mask: ``(B, Nk)`` bool, False for keys that get zero weight; None attends to all.
+      dropout_rate: attention-probability dropout, applied only with a ``dropout_rng``.
+      dropout_rng: PRNG key for the dropout, or None.
+      query_chunks: fixed query chunks for the "chunked" path (``GLOBAL_BLOCK_CHUNKS`` for self-attention over a
+        whole feature map); the other implementations ignore it.
+    Returns:
+      ``(B, heads, Nq, d)`` float32.
+    """
+    dropout = dropout_rate > 0.0 and dropout_rng is not None
+    resolved = resolve_attention_impl(impl, dtype, q.shape[-1], dropout)
+    if resolved == "cudnn":
+        return _cudnn(q, k, v, dtype, key_mask)
+    # Dropout draws one mask over the whole score matrix, so it is never chunked.
+    if resolved == "xla" or dropout:
+        return _sdpa(q, k, v, dtype, key_mask, dropout_rate if dropout else 0.0, dropout_rng)
+    return _chunked(q, k, v, dtype, key_mask, query_chunks)

@@ -1,0 +1,210 @@
+"""The attention implementations of ``backend.py`` agree, and ``attention_impl`` reaches every attention layer.
+
+On XLA:CPU the "xla" (one piece) and "chunked" (query blocks) paths measured bit-identical on every shape below
+(max |difference| 0.0); the tests allow float32 rounding, ``rtol = atol = 1e-6``. "cudnn" needs a GPU; on CPU it
+falls back to "xla", which is checked here.
+"""
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import get_config
+from sam2_jax.modeling import backend
+from sam2_jax.modeling.backbones import hieradet
+from sam2_jax.modeling.backbones.image_encoder import image_encoder_from_config
+from sam2_jax.modeling.memory_attention import MemoryAttention
+from sam2_jax.modeling.sam.transformer import TwoWayTransformer
+
+TINY = "sam2.1_hiera_t"
+TOL = dict(rtol=1e-6, atol=1e-6)
+
+
+@functools.partial(jax.jit, static_argnames=("impl", "dtype", "query_chunks"))
+def _attend(q, k, v, key_mask=None, *, impl, dtype=jnp.float32, query_chunks=None):
+    return backend.dot_product_attention(q, k, v, impl=impl, dtype=dtype, key_mask=key_mask, query_chunks=query_chunks)
+
+
+def _qkv(seed: int, q_shape, kv_shape, scale: float = 1.0):
+    kq, kk, kv = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return (
+        scale * jax.random.normal(kq, q_shape),
+        scale * jax.random.normal(kk, kv_shape),
+        jax.random.normal(kv, kv_shape),
+    )
+
+
+def _assert_impls_agree(q, k, v, key_mask=None, dtype=jnp.float32, query_chunks=None):
+    chunked = np.asarray(_attend(q, k, v, key_mask, impl="chunked", dtype=dtype, query_chunks=query_chunks))
+    xla = np.asarray(_attend(q, k, v, key_mask, impl="xla", dtype=dtype, query_chunks=query_chunks))
+    assert chunked.dtype == xla.dtype == np.float32
+    assert np.isfinite(chunked).all()
+    np.testing.assert_allclose(xla, chunked, **TOL)
+    return chunked
+
+
+def test_hiera_global_block_at_1024():
+    """Tiny's third-stage global block at 1024 px: 64x64 = 4096 tokens, 4 heads of 96; chunked by 256 queries."""
+    q, k, v = _qkv(0, (1, 4, 4096, 96), (1, 4, 4096, 96), scale=2.0)
+    assert 4 * 4096 * 4096 > backend.GLOBAL_BLOCK_CHUNKS.above
+    _assert_impls_agree(q, k, v, query_chunks=backend.GLOBAL_BLOCK_CHUNKS)
+
+
+def test_memory_cross_attention_full_bank():
+    """4096 queries to 7 memory frames of 4096 tokens and 64 pointer tokens (28,736 keys; query blocks of 1024),
+    one head of 256; one whole frame slot and half of the pointer tokens masked."""
+    nk = 7 * 4096 + 64
+    q, k, v = _qkv(1, (1, 1, 4096, 256), (1, 1, nk, 256), scale=2.0)
+    assert backend._query_block(1, 4096, nk) < 4096
+    mask = np.ones((1, nk), bool)
+    mask[0, 4096:8192] = False  # a fully masked memory slot
+    mask[0, 7 * 4096 + 32 :] = False  # masked object pointers
+    out = _assert_impls_agree(q, k, v, jnp.asarray(mask))
+    # Masked keys get zero weight: the same as attending to the valid keys only (a shorter sum, other rounding:
+    # 1.4e-5 measured on outputs up to 3).
+    keep = np.flatnonzero(mask[0])
+    removed = np.asarray(_attend(q, k[:, :, keep], v[:, :, keep], impl="xla"))
+    np.testing.assert_allclose(removed, out, rtol=0, atol=5e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_two_way_transformer_shapes(dtype):
+    """The mask decoder's attentions (8 heads): tokens <-> a 64x64 image, downsampled to 16 per head, and the
+    tokens' self-attention (32 per head); two objects."""
+    tokens, image = (2, 8, 7, 16), (2, 8, 4096, 16)
+    _assert_impls_agree(*_qkv(2, tokens, image), dtype=dtype)
+    _assert_impls_agree(*_qkv(3, image, tokens), dtype=dtype)
+    _assert_impls_agree(*_qkv(4, (2, 8, 7, 32), (2, 8, 7, 32)), dtype=dtype)
+
+
+def test_all_keys_masked_row_is_nan_as_before():
+    """A row whose keys are all masked stays NaN in both paths (callers keep one valid slot per row)."""
+    q, k, v = _qkv(5, (2, 1, 16, 32), (2, 1, 40, 32))
+    mask = jnp.array([[True] * 40, [False] * 40])
+    for impl in ("chunked", "xla"):
+        out = np.asarray(_attend(q, k, v, mask, impl=impl))
+        assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+
+
+def test_dropout_is_one_mask_in_every_impl():
+    """With dropout the CPU path does not chunk: "chunked" and "xla" draw the same mask from the same key."""
+    q, k, v = _qkv(6, (1, 2, 64, 32), (1, 2, 80, 32))
+    rng = jax.random.PRNGKey(7)
+    outs = [
+        np.asarray(backend.dot_product_attention(q, k, v, impl=impl, dropout_rate=0.1, dropout_rng=rng))
+        for impl in ("chunked", "xla", "auto")
+    ]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    plain = np.asarray(backend.dot_product_attention(q, k, v, impl="xla"))
+    assert np.abs(outs[0] - plain).max() > 1e-3
+
+
+def test_resolution_on_cpu(caplog):
+    assert jax.default_backend() == "cpu"
+    assert backend.resolve_attention_impl("auto") == "chunked"
+    assert backend.resolve_attention_impl("xla") == "xla"
+    backend._log_choice.cache_clear()
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            assert backend.resolve_attention_impl("cudnn", jnp.bfloat16, 64) == "xla"
+    logged = [r.getMessage() for r in caplog.records if "attention_impl" in r.getMessage()]
+    assert logged == ["attention_impl='cudnn' runs 'xla' (cudnn refused: backend 'cpu' is not gpu)"]
+    with pytest.raises(ValueError, match="attention_impl must be one of .* got 'flash'"):
+        backend.resolve_attention_impl("flash")
+    assert backend.resolve_depthwise_conv_impl("auto") == "shifted"
+    with pytest.raises(ValueError, match="depthwise_impl must be one of"):
+        backend.resolve_depthwise_conv_impl("winograd")
+
+
+def test_config_default():
+    assert get_config(TINY).model.attention_impl == "auto"
+
+
+def _image_encoder(impl: str):
+    return image_encoder_from_config(get_config(TINY).model.image_encoder, attention_impl=impl)
+
+
+def _memory_attention(impl: str):
+    return MemoryAttention.from_config(get_config(TINY).model.memory_attention, attention_impl=impl)
+
+
+def _two_way(impl: str):
+    return TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8, attention_impl=impl)
+
+
+def test_attention_impl_reaches_every_layer():
+    """An unknown name fails in each module's attention: the field is passed down to every attention call."""
+    x = jnp.zeros((1, 64, 64, 3))
+    with pytest.raises(ValueError, match="got 'flash'"):
+        jax.eval_shape(_image_encoder("flash").init, jax.random.PRNGKey(0), x)
+    curr, mem = jnp.zeros((1, 16, 256)), jnp.zeros((1, 2 * 16 + 4, 64))
+    with pytest.raises(ValueError, match="got 'flash'"):
+        init = functools.partial(_memory_attention("flash").init, num_obj_ptr_tokens=4)
+        jax.eval_shape(init, jax.random.PRNGKey(0), curr, mem, curr, mem)
+    img, pts = jnp.zeros((1, 4, 4, 256)), jnp.zeros((1, 5, 256))
+    with pytest.raises(ValueError, match="got 'flash'"):
+        jax.eval_shape(_two_way("flash").init, jax.random.PRNGKey(0), img, img, pts)
+
+
+def test_image_encoder_same_output(monkeypatch):
+    """Tiny's image encoder at 128 px with "xla" and "chunked"; the global blocks' chunks shrunk so that the
+    chunked path really splits (at 128 px it would not)."""
+    monkeypatch.setattr(hieradet, "GLOBAL_BLOCK_CHUNKS", backend.QueryChunks(size=16, above=0))
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 128, 128, 3))
+    params = jax.jit(_image_encoder("chunked").init)(jax.random.PRNGKey(1), x)
+    outs = {impl: jax.jit(_image_encoder(impl).apply)(params, x) for impl in ("chunked", "xla")}
+    for a, b in zip(jax.tree.leaves(outs["chunked"]), jax.tree.leaves(outs["xla"]), strict=True):
+        scale = max(1.0, float(np.abs(np.asarray(a)).max()))
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6 * scale)
+
+
+def test_memory_attention_same_output(monkeypatch):
+    """Tiny's memory attention, 16x16 queries, 3 memory frames and 8 pointers with a masked frame slot and masked
+    pointers, "xla" against "chunked" with a score budget small enough to block the queries."""
+    monkeypatch.setattr(backend, "SCORE_BUDGET", 32 * (3 * 256 + 8))
+    assert backend._query_block(1, 256, 3 * 256 + 8) == 32
+    r = jax.random.split(jax.random.PRNGKey(2), 4)
+    nm = 3 * 256 + 8
+    curr, curr_pos = jax.random.normal(r[0], (1, 256, 256)), jax.random.normal(r[1], (1, 256, 256))
+    mem, mem_pos = jax.random.normal(r[2], (1, nm, 64)), jax.random.normal(r[3], (1, nm, 64))
+    mask = np.ones((1, nm), bool)
+    mask[0, 256:512] = False
+    mask[0, -3:] = False
+    init = functools.partial(_memory_attention("chunked").init, num_obj_ptr_tokens=8)
+    params = jax.jit(init)(jax.random.PRNGKey(3), curr, mem, curr_pos, mem_pos)
+
+    def run(impl):
+        fn = jax.jit(_memory_attention(impl).apply, static_argnums=5)
+        return np.asarray(fn(params, curr, mem, curr_pos, mem_pos, 8, jnp.asarray(mask)))
+
+    chunked, xla = run("chunked"), run("xla")
+    assert np.isfinite(chunked).all()
+    np.testing.assert_allclose(xla, chunked, rtol=0, atol=1e-6 * max(1.0, np.abs(chunked).max()))
+
+
+def test_two_way_transformer_same_output():
+    img = jax.random.normal(jax.random.PRNGKey(4), (2, 16, 16, 256))
+    pe = jax.random.normal(jax.random.PRNGKey(5), (2, 16, 16, 256))
+    pts = jax.random.normal(jax.random.PRNGKey(6), (2, 7, 256))
+    params = jax.jit(_two_way("chunked").init)(jax.random.PRNGKey(7), img, pe, pts)
+    outs = {impl: jax.jit(_two_way(impl).apply)(params, img, pe, pts) for impl in ("chunked", "xla")}
+    for a, b in zip(outs["chunked"], outs["xla"], strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), **TOL)
+
+
+def test_depthwise_conv_impls_agree():
+    """The memory encoder's 7x7 depthwise conv: shifted multiply-adds (CPU) and XLA's grouped conv (elsewhere)."""
+    from sam2_jax.modeling.layers import Conv2d
+
+    x = jax.random.normal(jax.random.PRNGKey(8), (2, 16, 16, 32))
+    conv = functools.partial(Conv2d, 32, kernel_size=(7, 7), padding=(3, 3), groups=32)
+    params = conv().init(jax.random.PRNGKey(9), x)
+    shifted = np.asarray(jax.jit(conv(depthwise_impl="shifted").apply)(params, x))
+    grouped = np.asarray(jax.jit(conv(depthwise_impl="xla").apply)(params, x))
+    np.testing.assert_array_equal(np.asarray(jax.jit(conv().apply)(params, x)), shifted)  # "auto" on CPU
+    np.testing.assert_allclose(grouped, shifted, rtol=0, atol=1e-5)
