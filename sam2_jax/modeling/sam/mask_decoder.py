@@ -161,16 +161,8 @@ class MaskDecoder(nn.Module):
             sam_tokens_out = mask_tokens_out[:, 0:1]
         return masks, iou_pred, sam_tokens_out, object_score_logits
 
-    def predict_masks(
-        self,
-        image_embeddings: jax.Array,
-        image_pe: jax.Array,
-        sparse_prompt_embeddings: jax.Array,
-        dense_prompt_embeddings: jax.Array,
-        repeat_image: bool,
-        high_res_features: Sequence[jax.Array] | None = None,
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        """All ``num_mask_tokens`` masks and IoUs, the mask tokens and the object-score logits."""
+    def _check_inputs(self, image_embeddings, image_pe, sparse_prompt_embeddings, high_res_features) -> None:
+        """Raise a ``ValueError`` naming the first input of ``predict_masks`` with a wrong shape."""
         dim = self.transformer_dim
         if sparse_prompt_embeddings.ndim != 3 or sparse_prompt_embeddings.shape[-1] != dim:
             raise ValueError(f"sparse_prompt_embeddings should be (B, N, {dim}), got {sparse_prompt_embeddings.shape}")
@@ -181,6 +173,17 @@ class MaskDecoder(nn.Module):
         if self.use_high_res_features and (high_res_features is None or len(high_res_features) != 2):
             raise ValueError("use_high_res_features=True needs high_res_features=(feat_s0, feat_s1)")
 
+    def predict_masks(
+        self,
+        image_embeddings: jax.Array,
+        image_pe: jax.Array,
+        sparse_prompt_embeddings: jax.Array,
+        dense_prompt_embeddings: jax.Array,
+        repeat_image: bool,
+        high_res_features: Sequence[jax.Array] | None = None,
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """All ``num_mask_tokens`` masks and IoUs, the mask tokens and the object-score logits."""
+        self._check_inputs(image_embeddings, image_pe, sparse_prompt_embeddings, high_res_features)
         # Output tokens first: [obj_score,] iou, mask tokens, then the prompt tokens.
         s = 1 if self.pred_obj_scores else 0
         token_list = [self.iou_token.embedding, self.mask_tokens.embedding]
