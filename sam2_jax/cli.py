@@ -368,11 +368,12 @@ def _frame_names(video: str, n: int) -> list[str]:
     return [f"{i:05d}" for i in range(n)]
 
 
-def cmd_video(args) -> int:
-    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-    from sam2_jax.utils.visualize import contact_sheet, overlay_objects, palette_png, write_video
+def check_video_input(args, prompts) -> tuple[int, tuple[int, int], dict, Path]:
+    """Check the video, the prompts and ``--overlay`` before the model is built, so bad input fails in a second.
 
-    prompts = collect_prompts(getattr(args, "prompt_events", None))
+    Returns:
+      ``(num_frames, (height, width), {(obj, frame): mask} of the --mask prompts, overlay path)``.
+    """
     if not os.path.exists(args.video):
         raise CliError(f"video {args.video!r} does not exist")
     if args.max_frames is not None and args.max_frames < 1:
@@ -380,7 +381,6 @@ def cmd_video(args) -> int:
     overlay_path = Path(args.overlay) if args.overlay else Path(args.out) / "overlay.mp4"
     if overlay_path.suffix.lower() not in (".mp4", ".gif"):
         raise CliError(f"--overlay must end in .mp4 or .gif, got {str(overlay_path)!r}")
-    # Check every prompt against the video before the model is built: bad input fails in a second.
     from sam2_jax.utils.video_io import VideoSource
 
     try:
@@ -399,13 +399,12 @@ def cmd_video(args) -> int:
             masks_in[(obj, frame)] = m
         else:
             check_prompts_inside(p["points"], p["box"], hw, f"video frame {frame}")
-    model, meta = load_model(args)
-    predictor = SAM2VideoPredictor(model)
-    try:
-        state = predictor.init_state(args.video)
-    except ValueError as e:
-        raise CliError(f"cannot read video {args.video!r}: {e}") from None
-    drawn = {}  # frame -> {obj: prompt drawing}
+    return n, hw, masks_in, overlay_path
+
+
+def add_video_prompts(predictor, state, prompts: dict, masks_in: dict) -> dict:
+    """Give the predictor every prompt (frame by frame). Returns ``{frame: {obj: drawing}}`` for the overlays."""
+    drawn = {}
     for (obj, frame), p in sorted(prompts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         try:
             if p["mask"] is not None:
@@ -418,6 +417,22 @@ def cmd_video(args) -> int:
             drawn.setdefault(frame, {})[obj] = {"points": pts, "labels": labs, "box": box}
         except ValueError as e:
             raise CliError(f"object {obj} frame {frame}: {e}") from None
+    return drawn
+
+
+def cmd_video(args) -> int:
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+    from sam2_jax.utils.visualize import contact_sheet, overlay_objects, palette_png, write_video
+
+    prompts = collect_prompts(getattr(args, "prompt_events", None))
+    n, hw, masks_in, overlay_path = check_video_input(args, prompts)
+    model, meta = load_model(args)
+    predictor = SAM2VideoPredictor(model)
+    try:
+        state = predictor.init_state(args.video)
+    except ValueError as e:
+        raise CliError(f"cannot read video {args.video!r}: {e}") from None
+    drawn = add_video_prompts(predictor, state, prompts, masks_in)
     start = min(f for _, f in prompts)
     last = n - 1 if args.max_frames is None else min(n - 1, start + args.max_frames - 1)
     out = Path(args.out)
@@ -556,17 +571,14 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, 100)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = _Parser(prog="sam2-jax", description=__doc__, formatter_class=fmt)
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _add_output_args(sp: argparse.ArgumentParser, out: str) -> None:
+    sp.add_argument("--out", default=out, help="output directory (default %(default)s)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
-    def common(sp, out):
-        sp.add_argument("--out", default=out, help="output directory (default %(default)s)")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
-        sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
+def _add_image_parsers(sub, fmt) -> None:
+    """``image`` and ``auto``."""
     sp = sub.add_parser(
         "image",
         help="masks for clicks / a box on a photo",
@@ -588,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="box in pixels")
     sp.add_argument("--multimask", action="store_true", help="write the three candidate masks (best first)")
     add_model_args(sp)
-    common(sp, "out/image")
+    _add_output_args(sp, "out/image")
     sp.set_defaults(func=cmd_image)
 
     sp = sub.add_parser(
@@ -609,9 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--use-m2m", action="store_true", help="refine each mask once with its own logits")
     sp.add_argument("--single-mask", action="store_true", help="one mask per point instead of three")
     add_model_args(sp)
-    common(sp, "out/auto")
+    _add_output_args(sp, "out/auto")
     sp.set_defaults(func=cmd_auto)
 
+
+def _add_video_parser(sub, fmt) -> None:
+    """``video``."""
     sp = sub.add_parser(
         "video",
         help="track objects through a video",
@@ -650,9 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")
     sp.add_argument("--sheet-frames", type=int, default=6, help="frames on the contact sheet (default %(default)s)")
     add_model_args(sp)
-    common(sp, "out/video")
+    _add_output_args(sp, "out/video")
     sp.set_defaults(func=cmd_video)
 
+
+def _add_checkpoint_parsers(sub, fmt) -> None:
+    """``download`` and ``convert``."""
     sp = sub.add_parser(
         "download", help="download official checkpoints into the cache", epilog=EPILOGS["download"], formatter_class=fmt
     )
@@ -675,6 +693,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", help="model config (default: inferred from the keys)")
     sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sp.set_defaults(func=cmd_convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="sam2-jax", description=__doc__, formatter_class=fmt)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_image_parsers(sub, fmt)
+    _add_video_parser(sub, fmt)
+    _add_checkpoint_parsers(sub, fmt)
     return p
 
 

@@ -23,6 +23,35 @@ from sam2_jax.utils.prompts import parse_box, parse_point
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "truck.jpg"
 
 
+def find_checkpoint(config_name: str, random_fallback: bool = True) -> tuple[Path, bool] | None:
+    """The official checkpoint (cache, else download), else a random-weight one in the official format.
+
+    Args:
+      config_name: model config name.
+      random_fallback: write and use a random-weight checkpoint when the official one is unavailable.
+    Returns:
+      ``(path, random_weights)``, or None when there is no official checkpoint and no fallback.
+    """
+    from sam2_jax.checkpoints import CheckpointUnavailable, cache_dir, get_checkpoint, random_checkpoint
+
+    try:
+        return get_checkpoint(config_name), False
+    except CheckpointUnavailable as e:
+        print(f"NOTE: no official checkpoint here: {e}", file=sys.stderr)
+    if not random_fallback:
+        return None
+    ckpt = cache_dir() / f"random_{config_name}.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if not ckpt.exists():
+        random_checkpoint(config_name, ckpt)
+    print(
+        f"NOTE: continuing with RANDOM weights written in the official format to {ckpt}: every step runs "
+        "as with the real checkpoint, but the masks are meaningless.",
+        file=sys.stderr,
+    )
+    return ckpt, True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m sam2_jax.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -41,13 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from configs import get_config
     from sam2_jax.build_sam import build_sam2
-    from sam2_jax.checkpoints import (
-        CheckpointUnavailable,
-        cache_dir,
-        convert_checkpoint,
-        get_checkpoint,
-        random_checkpoint,
-    )
+    from sam2_jax.checkpoints import convert_checkpoint
     from sam2_jax.cli import CliError, segment_image
 
     try:
@@ -56,27 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    random_weights = False
-    if args.checkpoint:
-        ckpt = Path(args.checkpoint)
-    else:
-        try:
-            ckpt = get_checkpoint(config.name)
-        except CheckpointUnavailable as e:
-            print(f"NOTE: no official checkpoint here: {e}", file=sys.stderr)
-            if args.no_random_fallback:
-                return 3
-            ckpt = cache_dir() / f"random_{config.name}.pt"
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            if not ckpt.exists():
-                random_checkpoint(config.name, ckpt)
-            random_weights = True
-            print(
-                f"NOTE: continuing with RANDOM weights written in the official format to {ckpt}: every step runs "
-                "as with the real checkpoint, but the masks are meaningless.",
-                file=sys.stderr,
-            )
-
+    fallback = not args.no_random_fallback
+    found = (Path(args.checkpoint), False) if args.checkpoint else find_checkpoint(config.name, fallback)
+    if found is None:
+        return 3
+    ckpt, random_weights = found
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
