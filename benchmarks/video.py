@@ -166,24 +166,31 @@ def clip_dir(root: Path, n: int) -> Path:
 
 
 # --- the speed part ------------------------------------------------------------------------------------------
+def official_pieces() -> tuple:
+    """(label, official ``SAM2Base`` method) of each piece of the official step. The official predictor has no
+    public per-piece methods, so its private ones are taken as functions of its class (never spelled as strings)."""
+    from sam2.modeling.sam2_base import SAM2Base as Official
+
+    return (
+        ("image encoder", Official.forward_image),
+        ("memory attention (+ memory prep)", Official._prepare_memory_conditioned_features),
+        ("SAM heads", Official._forward_sam_heads),
+        ("memory encoder", Official._encode_new_memory),
+    )
+
+
 class OfficialPieceTimer:
     """Wall time of the official step's pieces (the official code is synchronous on CPU), while ``on``."""
-
-    PIECES = (
-        ("image encoder", "forward_image"),
-        ("memory attention (+ memory prep)", "_prepare_memory_conditioned_features"),
-        ("SAM heads", "_forward_sam_heads"),
-        ("memory encoder", "_encode_new_memory"),
-    )
 
     def __init__(self, predictor):
         self.predictor = predictor
         self.on = False
-        self.seconds = {label: 0.0 for label, _ in self.PIECES}
+        self.methods = [(label, fn.__name__) for label, fn in official_pieces()]
+        self.seconds = {label: 0.0 for label, _ in self.methods}
         self.frames = 0
 
     def __enter__(self):
-        for label, method in self.PIECES:
+        for label, method in self.methods:
             original = getattr(self.predictor, method)
 
             def wrapped(*a, _f=original, _label=label, **kw):
@@ -197,7 +204,7 @@ class OfficialPieceTimer:
         return self
 
     def __exit__(self, *exc):
-        for _, method in self.PIECES:
+        for _, method in self.methods:
             delattr(self.predictor, method)
 
 
