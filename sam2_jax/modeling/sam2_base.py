@@ -130,8 +130,10 @@ class SAM2Base(nn.Module):
     def setup(self):
         c = self.config
         C = self.hidden_dim
-        self.image_encoder = image_encoder_from_config(c.image_encoder, dtype=self.dtype)
-        self.memory_attention = MemoryAttention.from_config(c.memory_attention, dtype=self.dtype)
+        # The backend policy (sam2_jax/modeling/backend.py): "auto" picks per platform at trace time.
+        impl = c.get("attention_impl", "auto")
+        self.image_encoder = image_encoder_from_config(c.image_encoder, dtype=self.dtype, attention_impl=impl)
+        self.memory_attention = MemoryAttention.from_config(c.memory_attention, dtype=self.dtype, attention_impl=impl)
         self.memory_encoder = MemoryEncoder.from_config(c.memory_encoder, dtype=self.dtype)
 
         e = self.sam_image_embedding_size
@@ -145,7 +147,9 @@ class SAM2Base(nn.Module):
         extra = dict(c.sam_mask_decoder_extra_args or {})
         self.sam_mask_decoder = MaskDecoder(
             transformer_dim=C,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=C, mlp_dim=2048, num_heads=8, dtype=self.dtype),
+            transformer=TwoWayTransformer(
+                depth=2, embedding_dim=C, mlp_dim=2048, num_heads=8, dtype=self.dtype, attention_impl=impl
+            ),
             num_multimask_outputs=3,
             iou_head_depth=3,
             iou_head_hidden_dim=256,
