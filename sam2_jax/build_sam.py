@@ -7,7 +7,6 @@ for dropout); the returned object carries the Flax module and its params instead
 """
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ import ml_collections
 from configs import get_config
 from sam2_jax.checkpoints import init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.utils.compile_cache import enable_compilation_cache
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -26,17 +26,14 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 class SAM2Model:
     """A SAM 2 model: the Flax module, its params (a plain nested dict) and the config it was built from.
 
-    Every call is a pure function of ``(params, inputs)``: ``model.apply(method, *args)`` runs
-    ``module.apply({'params': params}, *args, method=method)``; ``model.jit(method, static_argnames)`` caches a
-    jitted version of it.
+    Every computation is a pure function of ``(params, inputs)``: the drivers call the module's public per-frame
+    methods through ``sam2_jax/tracker/engine.py`` (``engine.frame_features(model.module, model.params, images)``
+    …), which also holds the package's one jit-caching policy.
     """
 
     module: SAM2Base
     params: dict
     config: ml_collections.ConfigDict
-
-    def __post_init__(self):
-        self._jitted: dict = {}
 
     @property
     def image_size(self) -> int:
@@ -45,23 +42,6 @@ class SAM2Model:
     @property
     def dtype(self):
         return self.module.dtype
-
-    def apply(self, method: str, *args, params=None, **kwargs):
-        return self.module.apply(
-            {"params": self.params if params is None else params}, *args, method=getattr(SAM2Base, method), **kwargs
-        )
-
-    def jit(self, method: str, static_argnames: tuple[str, ...] = ()):
-        """``jax.jit`` of ``lambda params, *args, **kw: apply(method, ...)`` (cached per method)."""
-        key = (method, static_argnames)
-        if key not in self._jitted:
-            fn = functools.partial(_apply, self.module, method)
-            self._jitted[key] = jax.jit(fn, static_argnames=static_argnames)
-        return self._jitted[key]
-
-
-def _apply(module, method, params, *args, **kwargs):
-    return module.apply({"params": params}, *args, method=getattr(SAM2Base, method), **kwargs)
 
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:
@@ -99,6 +79,7 @@ def build_sam2(
       ``SAM2Model`` (module + params + config).
     """
     del device, mode, kwargs
+    enable_compilation_cache()
     config = resolve_config(config_file)
     if dtype is None:
         dtype = config.get("dtype", "float32")

@@ -23,6 +23,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.tracker import engine
+from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class SAM2ImagePredictor:
           max_hole_area: fill holes up to this area (in low-res mask pixels) when > 0.
           max_sprinkle_area: remove foreground specks up to this area when > 0.
         """
+        enable_compilation_cache()
         self.model = sam_model
         self._transforms = SAM2Transforms(
             resolution=sam_model.image_size,

@@ -7,6 +7,8 @@ import pytest
 jax.config.update("jax_default_matmul_precision", "highest")
 cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "jax"))
 jax.config.update("jax_compilation_cache_dir", cache)
+# Subprocesses (CLI, train.py, eval.py) share the same folder (sam2_jax.utils.compile_cache reads this variable).
+os.environ.setdefault("SAM2_JAX_COMPILATION_CACHE", os.path.abspath(cache))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 

@@ -224,11 +224,9 @@ def run(cfg: RunConfig):
     """
     start = time.perf_counter()
     if cfg.compilation_cache and cfg.task != "score":
-        import jax
+        from sam2_jax.utils.compile_cache import enable_compilation_cache
 
-        if not jax.config.jax_compilation_cache_dir:
-            jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        enable_compilation_cache(os.path.expanduser(cfg.compilation_cache))
     if cfg.convention not in metrics.CONVENTIONS:
         raise ValueError(f"unknown convention {cfg.convention!r}, expected one of {metrics.CONVENTIONS}")
     if cfg.task == "score":
