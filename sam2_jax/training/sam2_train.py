@@ -276,7 +276,12 @@ def clip_losses(
         # high-res projections, also applied in forward_image, keep theirs).
         image_params = {**params, "image_encoder": jax.lax.stop_gradient(params["image_encoder"])}
     rngs = None if deterministic else {"dropout": k_img}
-    feats = engine.frame_features(module, image_params, images, deterministic, rngs)  # each (T, ...)
+    remat = _remat_policy(config)
+    encode = functools.partial(engine.frame_features, module)
+    if remat in ("encoder", "full"):
+        # The backward pass recomputes the image encoder instead of keeping its activations for every frame.
+        encode = jax.checkpoint(encode, static_argnums=(2,))
+    feats = encode(image_params, images, deterministic, rngs)  # each (T, ...)
 
     I, E = plan.init_frames.shape[0], plan.extra_correct_frames.shape[0]
     num_cond = I + (E if config.train.prompts.add_all_frames_to_correct_as_cond else 0)
@@ -288,16 +293,35 @@ def clip_losses(
     preds = jnp.zeros((T, O, lo, lo), jnp.float32)
 
     init_body = functools.partial(_init_body, ctx, feats, gt)
+    if remat in ("frames", "full"):
+        init_body = jax.checkpoint(init_body)
     xs = (jnp.arange(I), plan.init_frames, plan.init_valid, plan.prompt_type, jax.random.split(k_init, I))
     (state, preds, losses), _ = jax.lax.scan(init_body, (state, preds, _zero_losses()), (*xs, plan.sample_from_gt[:I]))
     n_cond = jnp.sum(plan.init_valid.astype(jnp.int32))
 
     body = functools.partial(_track_body, ctx, feats, gt, plan, config.train.prompts.add_all_frames_to_correct_as_cond)
+    if remat in ("frames", "full"):
+        # Each tracked frame's step (memory attention, heads, corrections, memory encoder) is recomputed in the
+        # backward pass: the scan keeps only its carry per frame, not the attention activations.
+        body = jax.checkpoint(body)
     keys = jax.random.split(k_track, T - 1)
     (_, _, preds), per_frame = jax.lax.scan(body, (state, n_cond, preds), (plan.track_frames, plan.track_valid, keys))
     losses = _add(losses, {k: v.sum() for k, v in per_frame.items()})
     losses[loss_fns.CORE_LOSS_KEY] = loss_fns.reduce_loss(losses, ctx.weights)
     return losses, preds
+
+
+REMAT_POLICIES = ("none", "frames", "encoder", "full")
+
+
+def _remat_policy(config) -> str:
+    """``config.train.remat``: what the backward pass recomputes instead of storing. ``"none"``; ``"frames"``: each
+    frame's tracking step (memory attention, heads, corrections, memory encoder); ``"encoder"``: the image encoder;
+    ``"full"``: both. Numbers do not change, only peak memory and step time."""
+    remat = config.train.get("remat", "none")
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"train.remat must be one of {REMAT_POLICIES}, got {remat!r}")
+    return remat
 
 
 def _make_ctx(module, params, config, O: int, num_objects, obj_valid, deterministic: bool) -> _Ctx:

@@ -50,6 +50,7 @@ from sam2_jax.build_sam import build_sam2
 from sam2_jax.training import data as data_lib
 from sam2_jax.training import optimizer as opt_lib
 from sam2_jax.training import sam2_train
+from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.interpolate import interpolate
 
 
@@ -288,6 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     t = config.train
     maybe_initialize_distributed(config)
+    enable_compilation_cache(enabled=t.get("compilation_cache", True))
     os.makedirs(workdir, exist_ok=True)
     model = build_model(config)
     module = sam2_train.training_module(model.module)
