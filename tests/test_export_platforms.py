@@ -1,0 +1,133 @@
+"""The model runs on GPU and TPU: its compiled entry points lower with ``jax.export`` for the ``cuda`` and ``tpu``
+platforms on this CPU-only machine, with no CPU-only construct (a host callback, a CPU-only custom call).
+
+Lowered with ``attention_impl="xla"`` (what ``"auto"`` resolves to on TPU, and on GPU where cuDNN refuses the
+shape): ``"auto"`` resolves with the backend that traces, which is the CPU here. Abstract inputs only
+(``jax.ShapeDtypeStruct``): nothing is computed, so the model runs at a small image size for speed; the graphs are
+those of every size.
+"""
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from configs import get_config
+from configs.train_common import train_config
+from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.tracker import engine
+from sam2_jax.tracker.state import empty_state
+from sam2_jax.training import sam2_train as st
+
+PLATFORMS = ("cuda", "tpu")
+S = 128  # image size
+# Custom-call targets that only exist in XLA:CPU, and the host callbacks.
+CPU_ONLY = re.compile(r"cpu|callback|lapack|ducc|host", re.IGNORECASE)
+
+
+def _module(**overrides) -> SAM2Base:
+    m = get_config("sam2.1_hiera_t").model
+    m.image_size, m.attention_impl = S, "xla"
+    m.update(overrides)
+    return SAM2Base(config=ml_collections.FrozenConfigDict(m))
+
+
+def _abstract_params(module: SAM2Base):
+    x = jax.ShapeDtypeStruct((1, S, S, 3), jnp.float32)
+    return jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)["params"]
+
+
+def _state(module: SAM2Base, num_objects: int, num_cond: int = 2, num_frames: int = 30):
+    c, h = module.config, S // 16
+    return jax.eval_shape(
+        lambda: empty_state(num_objects, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h,
+                            module.mem_dim, module.hidden_dim, (4 * h, 4 * h), num_frames)
+    )  # fmt: skip
+
+
+def _check(fn, *args) -> str:
+    exp = jax.export.export(fn, platforms=PLATFORMS)(*args)
+    assert tuple(exp.platforms) == PLATFORMS
+    text = exp.mlir_module()
+    targets = sorted(set(re.findall(r"custom_call @([\w.$-]+)", text)))
+    bad = [t for t in targets if CPU_ONLY.search(t)]
+    assert not bad, f"CPU-only custom calls {bad} in {targets}"
+    assert "callback" not in text.lower()
+    return text
+
+
+def test_image_encoder_lowers_for_gpu_and_tpu():
+    module = _module()
+    img = jax.ShapeDtypeStruct((2, S, S, 3), jnp.float32)
+    _check(jax.jit(functools.partial(engine.frame_features, module)), _abstract_params(module), img)
+
+
+@pytest.mark.parametrize("num_objects", [1, 3])
+def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects):
+    module = _module()
+    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_chunk(module, p, st, im, fi, rev, fill_hole_area=8))
+    args = (
+        _abstract_params(module),
+        _state(module, num_objects),
+        jax.ShapeDtypeStruct((4, S, S, 3), jnp.float32),
+        jax.ShapeDtypeStruct((4,), jnp.int32),
+        jax.ShapeDtypeStruct((), jnp.bool_),
+    )
+    _check(fn, *args)
+
+
+@pytest.mark.parametrize("prompt", ["clicks", "mask", "clicks_on_memory"])
+def test_interact_lowers_for_gpu_and_tpu(prompt):
+    module = _module()
+    params = _abstract_params(module)
+    feats = jax.eval_shape(lambda p, x: engine.frame_features(module, p, x), params, jnp.zeros((1, S, S, 3)))
+    pts = (jax.ShapeDtypeStruct((1, 3, 2), jnp.float32), jax.ShapeDtypeStruct((1, 3), jnp.int32))
+    mask = jax.ShapeDtypeStruct((1, S, S, 1), jnp.float32)
+    is_init = prompt != "clicks_on_memory"
+
+    def fn(p, st, fe, t, rev, coords, labels, m):
+        return engine.interact(module, p, st, fe, t, rev, coords, labels, m, None, is_init, fill_hole_area=8)
+
+    i32, b = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
+    if prompt == "mask":
+        _check(jax.jit(lambda p, st, fe, t, rev, m: fn(p, st, fe, t, rev, None, None, m)),
+               params, _state(module, 1), feats, i32, b, mask)  # fmt: skip
+    else:
+        _check(jax.jit(lambda p, st, fe, t, rev, c, l: fn(p, st, fe, t, rev, c, l, None)),
+               params, _state(module, 1), feats, i32, b, *pts)  # fmt: skip
+
+
+def test_training_update_lowers_for_gpu_and_tpu():
+    cfg = train_config("sam2.1_hiera_t")
+    cfg.model.image_size, cfg.model.attention_impl = S, "xla"
+    cfg.train.prompts.num_correction_pt_per_frame = 2
+    module = st.training_module(SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model)))
+    fc = ml_collections.FrozenConfigDict(cfg)
+    params = _abstract_params(module)
+    tx = optax.adamw(1e-4)
+    T, O = 3, 2
+    plan = st.sample_prompt_plan(np.random.default_rng(0), T, cfg.train.prompts)
+
+    def update(params, opt_state, frames, masks, key):
+        def loss(p):
+            losses, _ = st.batch_losses(module, p, frames, masks, jax.tree.map(lambda x: x[None], plan), key, fc,
+                                        deterministic=False)  # fmt: skip
+            return losses["core_loss"]
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    _check(
+        jax.jit(update),
+        params,
+        jax.eval_shape(tx.init, params),
+        jax.ShapeDtypeStruct((1, T, S, S, 3), jnp.uint8),
+        jax.ShapeDtypeStruct((1, T, O, S, S), jnp.bool_),
+        jax.eval_shape(lambda: jax.random.key(0)),
+    )
