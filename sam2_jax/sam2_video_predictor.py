@@ -2,16 +2,19 @@
 
 The official class subclasses the model and keeps a 20-key ``inference_state`` dict. Here the predictor holds a
 ``SAM2Model`` and keeps the official bookkeeping (object ids, prompts per frame, per-frame outputs, which frames
-were tracked and in which direction) on the host; the device work is ``sam2_jax.tracker.step``: ``interact`` for
-a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for propagation.
+were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video_state.py``, which
+also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker.engine``:
+``jit_interact`` for a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for
+propagation.
 
 Deviations from the official predictor:
 - A correction click on an already tracked frame makes it a conditioning frame (the official
   ``add_all_frames_to_correct_as_cond=true``), so the next propagation never drops it (upstream #719, #731).
 - ``fill_hole_area`` works on CPU (our connected components); the official needs its CUDA extension.
 - Per-frame outputs (memories in bfloat16, pointers, low-res masks) live in host memory within
-  ``store_budget_mb``; beyond it the frames farthest from the last tracked frame are dropped and, when a later
-  correction or propagation needs one, recomputed by re-tracking from the nearest earlier conditioning frame.
+  ``store_budget_mb`` (an ``OutputStore``); beyond it the frames farthest from the last tracked frame are dropped
+  and, when a later correction or propagation needs one, recomputed by re-tracking from the nearest earlier
+  conditioning frame.
 - Objects are tracked together in one batched step sharing each frame's image features (the official loops over
   objects); new objects can be added at any time, as in sam2 1.1.0.
 - Bad input raises ``ValueError`` naming it and leaves the state usable.
@@ -24,10 +27,9 @@ Deviations from the official predictor:
 - With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
 """
 
-import dataclasses
 import functools
-from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,29 +42,7 @@ from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
-
-# inference-state entries keyed by object index
-PER_OBJECT_KEYS = (
-    "point_inputs_per_obj",
-    "mask_inputs_per_obj",
-    "output_dict_per_obj",
-    "temp_output_dict_per_obj",
-    "frames_tracked_per_obj",
-)
-
-
-@dataclasses.dataclass
-class FrameOutput:
-    """One frame's output for one object, as the official ``compact_current_out`` (numpy, batch 1)."""
-
-    pred_masks: np.ndarray  # (1, 1, 4h, 4w) float32
-    obj_ptr: np.ndarray  # (1, C) float32
-    object_score_logits: np.ndarray  # (1, 1) float32
-    maskmem_features: np.ndarray | None = None  # (hw, mem_dim) bfloat16 once encoded
-
-    def nbytes(self) -> int:
-        n = self.pred_masks.nbytes + self.obj_ptr.nbytes + self.object_score_logits.nbytes
-        return n + (0 if self.maskmem_features is None else self.maskmem_features.nbytes)
+from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
 
 def build_sam2_video_predictor(
@@ -149,7 +129,7 @@ class SAM2VideoPredictor:
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
         **source_kwargs,
-    ) -> dict:
+    ) -> InferenceState:
         """A new inference state for a video: a folder of JPEG/PNG frames, a video file, a (T, H, W, 3) uint8
         array, or an iterator of frames."""
         images = VideoSource(
@@ -161,79 +141,57 @@ class SAM2VideoPredictor:
         )
         if images.num_frames is not None and images.num_frames == 0:
             raise ValueError(f"video {video_path!r} has no frames")
-        state = {
-            "images": images,
-            "num_frames": images.num_frames,
-            "offload_video_to_cpu": offload_video_to_cpu,
-            "offload_state_to_cpu": offload_state_to_cpu,
-            "video_height": images.video_height,
-            "video_width": images.video_width,
-            "point_inputs_per_obj": {},
-            "mask_inputs_per_obj": {},
-            "cached_features": {},
-            "obj_id_to_idx": OrderedDict(),
-            "obj_idx_to_id": OrderedDict(),
-            "obj_ids": [],
-            "output_dict_per_obj": {},
-            "temp_output_dict_per_obj": {},
-            "frames_tracked_per_obj": {},
-            "store_bytes": 0,
-        }
+        state = InferenceState(
+            images=images,
+            num_frames=images.num_frames,
+            video_height=images.video_height,
+            video_width=images.video_width,
+            store=OutputStore(self.store_budget_bytes),
+            offload_video_to_cpu=offload_video_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+        )
         self._get_image_feature(state, 0)
         return state
 
-    def reset_state(self, inference_state: dict) -> None:
+    def reset_state(self, inference_state: InferenceState) -> None:
         """Remove every prompt, output and object."""
         s = inference_state
-        for k in PER_OBJECT_KEYS + ("obj_id_to_idx", "obj_idx_to_id"):
-            s[k].clear()
-        s["obj_ids"] = []
-        s["store_bytes"] = 0
-        s["stream_tstate"] = None
-        if "frame_queue" not in s:
-            s.pop("stream_next", None)
+        s.clear_objects()
+        s.stream_tstate = None
+        if s.frame_queue is None:  # a stream goes on at its next frame; a video restarts after its last prompt
+            s.stream_next = None
 
-    def _num_frames(self, s) -> int:
-        n = s["num_frames"]
-        return n if n is not None else 2**31 - 1
+    def _num_frames(self, s: InferenceState) -> int:
+        return s.num_frames if s.num_frames is not None else 2**31 - 1
 
-    def _check_frame(self, s, frame_idx) -> int:
+    def _check_frame(self, s: InferenceState, frame_idx) -> int:
         if not isinstance(frame_idx, int | np.integer):
             raise ValueError(f"frame_idx must be an int, got {frame_idx!r}")
-        n = s["num_frames"]
+        n = s.num_frames
         if frame_idx < 0 or (n is not None and frame_idx >= n):
             raise ValueError(f"frame_idx {frame_idx} is outside the video (num_frames={n})")
         return int(frame_idx)
 
-    def _obj_id_to_idx(self, s, obj_id, create: bool = True) -> int:
-        idx = s["obj_id_to_idx"].get(obj_id)
+    def _obj_id_to_idx(self, s: InferenceState, obj_id, create: bool = True) -> int:
+        idx = s.obj_id_to_idx.get(obj_id)
         if idx is not None:
             return idx
         if not create:
-            raise ValueError(f"unknown obj_id {obj_id!r}; existing object ids: {s['obj_ids']}")
-        idx = len(s["obj_id_to_idx"])
-        s["obj_id_to_idx"][obj_id] = idx
-        s["obj_idx_to_id"][idx] = obj_id
-        s["obj_ids"] = list(s["obj_id_to_idx"])
-        s["point_inputs_per_obj"][idx] = {}
-        s["mask_inputs_per_obj"][idx] = {}
-        s["output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-        s["temp_output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-        s["frames_tracked_per_obj"][idx] = {}
-        return idx
+            raise ValueError(f"unknown obj_id {obj_id!r}; existing object ids: {s.obj_ids}")
+        return s.add_object(obj_id)
 
-    def _get_image_feature(self, s, frame_idx: int):
-        cached = s["cached_features"].get(frame_idx)
+    def _get_image_feature(self, s: InferenceState, frame_idx: int):
+        cached = s.cached_features.get(frame_idx)
         if cached is None:
-            image = jnp.asarray(s["images"][frame_idx])[None]
+            image = jnp.asarray(s.images[frame_idx])[None]
             cached = self._features_fn(self.params, image)
-            s["cached_features"] = {frame_idx: cached}  # one frame, as the official
+            s.cached_features = {frame_idx: cached}  # one frame, as the official
         return cached
 
     # --- prompts ----------------------------------------------------------------------------------------------
     def add_new_points_or_box(
         self,
-        inference_state,
+        inference_state: InferenceState,
         frame_idx,
         obj_id,
         points=None,
@@ -246,6 +204,24 @@ class SAM2VideoPredictor:
         masks of every object on that frame as logits (O, 1, H, W) at video resolution."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
+        pts, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
+        obj_idx = self._obj_id_to_idx(s, obj_id)
+        point_inputs_per_frame = s.point_inputs_per_obj[obj_idx]
+        if not clear_old_points and frame_idx in point_inputs_per_frame:
+            old_pts, old_lab = point_inputs_per_frame[frame_idx]
+            pts = np.concatenate([old_pts, pts], axis=1)
+            lab = np.concatenate([old_lab, lab], axis=1)
+        point_inputs_per_frame[frame_idx] = (pts, lab.astype(np.int32))
+        s.mask_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        return self._run_prompt(s, frame_idx, obj_idx, points=(pts, lab.astype(np.int32)))
+
+    add_new_points = add_new_points_or_box
+
+    def _prompt_points(
+        self, s: InferenceState, points, labels, box, clear_old_points: bool, normalize_coords: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Checked clicks and box as the official point inputs: coords (1, N, 2) float32 in model-input pixels (a
+        box first, as corners labelled 2 and 3) and labels (1, N)."""
         if (points is not None) != (labels is not None):
             raise ValueError("points and labels must be provided together")
         if points is None and box is None:
@@ -262,7 +238,7 @@ class SAM2VideoPredictor:
             raise ValueError(f"labels shape {np.shape(labels)} does not match {pts.shape[1]} points")
         if not np.all(np.isin(lab, (0, 1, 2, 3, -1))):
             raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {np.unique(lab).tolist()}")
-        H, W = s["video_height"], s["video_width"]
+        H, W = s.video_height, s.video_width
         if box is not None:
             if not clear_old_points:
                 raise ValueError(
@@ -282,29 +258,18 @@ class SAM2VideoPredictor:
             pts = pts / np.array([W, H], np.float32)
         elif pts.size and (pts.min() < 0 or pts.max() > 1):
             raise ValueError(f"normalize_coords=False expects coordinates in [0, 1], got {pts.reshape(-1, 2).tolist()}")
-        pts = (pts * self.image_size).astype(np.float32)
-        obj_idx = self._obj_id_to_idx(s, obj_id)
-        point_inputs_per_frame = s["point_inputs_per_obj"][obj_idx]
-        if not clear_old_points and frame_idx in point_inputs_per_frame:
-            old_pts, old_lab = point_inputs_per_frame[frame_idx]
-            pts = np.concatenate([old_pts, pts], axis=1)
-            lab = np.concatenate([old_lab, lab], axis=1)
-        point_inputs_per_frame[frame_idx] = (pts, lab.astype(np.int32))
-        s["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
-        return self._run_prompt(s, frame_idx, obj_idx, points=(pts, lab.astype(np.int32)))
+        return (pts * self.image_size).astype(np.float32), lab
 
-    add_new_points = add_new_points_or_box
-
-    def add_new_mask(self, inference_state, frame_idx, obj_id, mask):
+    def add_new_mask(self, inference_state: InferenceState, frame_idx, obj_id, mask):
         """A binary mask (H, W) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks)."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
         m = np.asarray(mask)
         if m.ndim != 2:
             raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
-        if m.shape != (s["video_height"], s["video_width"]) and m.shape != (self.image_size, self.image_size):
+        if m.shape != (s.video_height, s.video_width) and m.shape != (self.image_size, self.image_size):
             raise ValueError(
-                f"mask shape {m.shape} is neither the video's {(s['video_height'], s['video_width'])} "
+                f"mask shape {m.shape} is neither the video's {(s.video_height, s.video_width)} "
                 f"nor the model's {(self.image_size, self.image_size)}"
             )
         m = jnp.asarray(m.astype(bool).astype(np.float32))[None, :, :, None]  # (1, H, W, 1)
@@ -312,25 +277,20 @@ class SAM2VideoPredictor:
             m = interpolate(m, (self.image_size, self.image_size), "bilinear", antialias=True)
             m = (m >= 0.5).astype(jnp.float32)
         obj_idx = self._obj_id_to_idx(s, obj_id)
-        s["mask_inputs_per_obj"][obj_idx][frame_idx] = m
-        s["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
+        s.mask_inputs_per_obj[obj_idx][frame_idx] = m
+        s.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
         return self._run_prompt(s, frame_idx, obj_idx, mask=m)
 
-    def _run_prompt(self, s, frame_idx, obj_idx, points=None, mask=None):
-        s["stream_tstate"] = None  # the memory a stream carries must take the new prompt in
-        tracked = s["frames_tracked_per_obj"][obj_idx]
+    def _run_prompt(self, s: InferenceState, frame_idx: int, obj_idx: int, points=None, mask=None):
+        s.stream_tstate = None  # the memory a stream carries must take the new prompt in
+        tracked = s.frames_tracked_per_obj[obj_idx]
         is_init = frame_idx not in tracked
         reverse = False if is_init else tracked[frame_idx]["reverse"]
-        out_dict = s["output_dict_per_obj"][obj_idx]
-        temp = s["temp_output_dict_per_obj"][obj_idx]
-        key = "cond_frame_outputs"  # every prompted frame is a conditioning frame (see module docstring)
+        # every prompted frame is a conditioning frame (see module docstring)
+        temp = s.temp_output_dict_per_obj[obj_idx][COND]
         prev = None
         if points is not None:
-            prev_out = (
-                temp[key].get(frame_idx)
-                or out_dict["cond_frame_outputs"].get(frame_idx)
-                or out_dict["non_cond_frame_outputs"].get(frame_idx)
-            )
+            prev_out = temp.get(frame_idx) or s.store.get(obj_idx, frame_idx)
             if prev_out is not None:
                 prev = jnp.clip(jnp.asarray(prev_out.pred_masks), -32.0, 32.0)
         feats = self._get_image_feature(s, frame_idx)
@@ -348,69 +308,59 @@ class SAM2VideoPredictor:
             prev,
             is_init_cond_frame=bool(is_init),
         )
-        temp[key][frame_idx] = FrameOutput(
-            np.asarray(out["pred_masks"]), np.asarray(out["obj_ptr"]), np.asarray(out["object_score_logits"])
+        temp[frame_idx] = FrameOutput(
+            np.asarray(out.pred_masks), np.asarray(out.obj_ptr), np.asarray(out.object_score_logits)
         )
-        return frame_idx, list(s["obj_ids"]), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
 
-    def clear_all_prompts_in_frame(self, inference_state, frame_idx, obj_id, need_output=True):
+    def clear_all_prompts_in_frame(self, inference_state: InferenceState, frame_idx, obj_id, need_output=True):
         """Remove the prompts of ``obj_id`` on ``frame_idx`` (its output there becomes a tracked one)."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
         obj_idx = self._obj_id_to_idx(s, obj_id, create=False)
-        s["stream_tstate"] = None
-        s["point_inputs_per_obj"][obj_idx].pop(frame_idx, None)
-        s["mask_inputs_per_obj"][obj_idx].pop(frame_idx, None)
-        temp = s["temp_output_dict_per_obj"][obj_idx]
-        temp["cond_frame_outputs"].pop(frame_idx, None)
-        temp["non_cond_frame_outputs"].pop(frame_idx, None)
-        out_dict = s["output_dict_per_obj"][obj_idx]
-        out = out_dict["cond_frame_outputs"].pop(frame_idx, None)
+        s.stream_tstate = None
+        s.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        s.mask_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        temp = s.temp_output_dict_per_obj[obj_idx]
+        temp[COND].pop(frame_idx, None)
+        temp[NON_COND].pop(frame_idx, None)
+        out = s.store.pop(obj_idx, frame_idx, cond=True)
         if out is not None:
-            out_dict["non_cond_frame_outputs"][frame_idx] = out
-            s["frames_tracked_per_obj"][obj_idx].pop(frame_idx, None)
+            s.store.put(obj_idx, frame_idx, out)
+            s.frames_tracked_per_obj[obj_idx].pop(frame_idx, None)
         if not need_output:
             return None
-        return frame_idx, list(s["obj_ids"]), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
 
-    def remove_object(self, inference_state, obj_id, strict=False, need_output=True):
+    def remove_object(self, inference_state: InferenceState, obj_id, strict=False, need_output=True):
         """Remove ``obj_id`` (a ``ValueError`` for an unknown id when ``strict``); returns (obj_ids, updated
         frames as (frame_idx, masks))."""
         s = inference_state
-        old = s["obj_id_to_idx"].get(obj_id)
+        old = s.obj_id_to_idx.get(obj_id)
         if old is None:
             if strict:
-                raise ValueError(f"cannot remove object id {obj_id!r}: existing object ids are {s['obj_ids']}")
-            return list(s["obj_ids"]), []
-        if len(s["obj_id_to_idx"]) == 1:
+                raise ValueError(f"cannot remove object id {obj_id!r}: existing object ids are {s.obj_ids}")
+            return list(s.obj_ids), []
+        if len(s.obj_id_to_idx) == 1:
             self.reset_state(s)
-            return list(s["obj_ids"]), []
-        s["stream_tstate"] = None
-        frames = set(s["point_inputs_per_obj"][old]) | set(s["mask_inputs_per_obj"][old])
+            return list(s.obj_ids), []
+        s.stream_tstate = None
+        frames = set(s.point_inputs_per_obj[old]) | set(s.mask_inputs_per_obj[old])
         for f in frames:
             self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
-        remain = [i for i in range(len(s["obj_ids"])) if i != old]
-        new_ids = [s["obj_ids"][i] for i in remain]
-        for k in PER_OBJECT_KEYS:
-            s[k] = {n: s[k][o] for n, o in enumerate(remain)}
-        s["obj_id_to_idx"] = OrderedDict((i, n) for n, i in enumerate(new_ids))
-        s["obj_idx_to_id"] = OrderedDict((n, i) for n, i in enumerate(new_ids))
-        s["obj_ids"] = new_ids
-        self._recount_store(s)
+        s.keep_objects([i for i in range(s.num_objects) if i != old])
         updated = [(f, self._consolidated_video_res(s, f)) for f in sorted(frames)] if need_output else []
-        return list(s["obj_ids"]), updated
+        return list(s.obj_ids), updated
 
     # --- propagation ------------------------------------------------------------------------------------------
-    def propagate_in_video_preflight(self, inference_state) -> None:
+    def propagate_in_video_preflight(self, inference_state: InferenceState) -> None:
         """Encode the memories of the new prompted frames and move them into the per-object outputs."""
         s = inference_state
-        n_obj = len(s["obj_ids"])
-        if n_obj == 0:
+        if s.num_objects == 0:
             raise ValueError("No input points or masks are provided for any object; please add inputs first.")
-        for obj_idx in range(n_obj):
-            out_dict = s["output_dict_per_obj"][obj_idx]
-            temp = s["temp_output_dict_per_obj"][obj_idx]
-            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
+        for obj_idx in range(s.num_objects):
+            temp = s.temp_output_dict_per_obj[obj_idx]
+            for key in (NON_COND, COND):
                 for frame_idx, out in temp[key].items():
                     if out.maskmem_features is None:
                         feats = self._get_image_feature(s, frame_idx)
@@ -418,21 +368,20 @@ class SAM2VideoPredictor:
                             self.params, feats, jnp.asarray(out.pred_masks), jnp.asarray(out.object_score_logits)
                         )
                         out.maskmem_features = np.asarray(mem[0])
-                    out_dict[key][frame_idx] = out
+                    s.store.put(obj_idx, frame_idx, out, cond=key == COND)
                     if self.clear_non_cond_mem_around_input:
                         self._clear_non_cond_mem_around_input(s, frame_idx)
                 temp[key].clear()
-            if not out_dict["cond_frame_outputs"]:
+            if not s.store.cond(obj_idx):
                 raise ValueError(
-                    f"No input points or masks are provided for object id {s['obj_ids'][obj_idx]}; "
+                    f"No input points or masks are provided for object id {s.obj_ids[obj_idx]}; "
                     "please add inputs first."
                 )
-            for frame_idx in out_dict["cond_frame_outputs"]:
-                out_dict["non_cond_frame_outputs"].pop(frame_idx, None)
-        self._recount_store(s)
+            for frame_idx in s.store.cond(obj_idx):
+                s.store.pop(obj_idx, frame_idx)
 
     def propagate_in_video(
-        self, inference_state, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
+        self, inference_state: InferenceState, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
     ) -> Iterator[tuple[int, list, np.ndarray]]:
         """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits).
 
@@ -440,30 +389,20 @@ class SAM2VideoPredictor:
         frames arrive, until the source ends: a frame in, the masks of every object out.
         """
         s = inference_state
-        if "frame_queue" in s:
+        if s.frame_queue is not None:
             raise ValueError("this state is a stream fed frame by frame: call track_frame, not propagate_in_video")
-        s["stream_tstate"] = None
+        s.stream_tstate = None
         self.propagate_in_video_preflight(s)
-        live = s["num_frames"] is None
+        live = s.num_frames is None
         if live and reverse:
             raise ValueError("reverse propagation needs a video of known length, not a live source")
-        if start_frame_idx is None:
-            start_frame_idx = min(t for d in s["output_dict_per_obj"].values() for t in d["cond_frame_outputs"])
-        start_frame_idx = self._check_frame(s, start_frame_idx)
-        if max_frame_num_to_track is None:
-            max_frame_num_to_track = self._num_frames(s)
-        if reverse:
-            end = max(start_frame_idx - max_frame_num_to_track, 0)
-            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
-        else:
-            end = min(start_frame_idx + max_frame_num_to_track, self._num_frames(s) - 1)
-            order = range(start_frame_idx, end + 1)
-        obj_ids = list(s["obj_ids"])
+        order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
+        obj_ids = list(s.obj_ids)
         objs = list(range(len(obj_ids)))
         if len(order) == 0:
             return
         tstate = self._shard(self._object_state(s, objs, order[0], reverse))
-        images = s["images"]
+        images = s.images
         chunk = 1 if live else self.chunk_size
         pos = 0
         while pos < len(order):
@@ -475,7 +414,7 @@ class SAM2VideoPredictor:
                 batch = jnp.asarray(np.stack([images[t] for t in idxs]))
             except IndexError:
                 if live:  # the live source ended
-                    s["num_frames"] = images.num_frames
+                    s.num_frames = images.num_frames
                     return
                 raise
             tstate, out = engine.propagate_chunk(
@@ -490,19 +429,36 @@ class SAM2VideoPredictor:
             for t, video_res in zip(idxs, self._store_chunk(s, objs, idxs, out, reverse), strict=True):
                 yield t, obj_ids, video_res
             pos += n
-            self._evict(s, order[pos - 1])
+            s.store.evict(order[pos - 1])
 
-    def _store_chunk(self, s, objs: list[int], idxs: list[int], out: engine.StepOutput, reverse: bool) -> list:
+    def _propagation_order(
+        self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
+    ) -> range:
+        """The frames ``propagate_in_video`` tracks, in order (the official defaults: from the first prompted
+        frame, to the end of the video in the direction)."""
+        if start_frame_idx is None:
+            start_frame_idx = min(t for o in range(s.num_objects) for t in s.store.cond(o))
+        start_frame_idx = self._check_frame(s, start_frame_idx)
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = self._num_frames(s)
+        if reverse:
+            end = max(start_frame_idx - max_frame_num_to_track, 0)
+            return range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+        end = min(start_frame_idx + max_frame_num_to_track, self._num_frames(s) - 1)
+        return range(start_frame_idx, end + 1)
+
+    def _store_chunk(
+        self, s: InferenceState, objs: list[int], idxs: list[int], out: engine.StepOutput, reverse: bool
+    ) -> list:
         """Keep a scanned chunk's per-frame outputs on the host; returns each frame's video-resolution logits."""
         host = jax.tree.map(np.asarray, out)
         masks = []
         for j, t in enumerate(idxs):
             for o in objs:
-                s["frames_tracked_per_obj"][o][t] = {"reverse": reverse}
+                s.frames_tracked_per_obj[o][t] = {"reverse": reverse}
                 if host.is_cond[j, o]:
                     continue
-                self._store(
-                    s,
+                s.store.put(
                     o,
                     t,
                     FrameOutput(
@@ -512,12 +468,12 @@ class SAM2VideoPredictor:
                         host.maskmem[j, o],
                     ),
                 )
-            hw = (s["video_height"], s["video_width"])
+            hw = (s.video_height, s.video_width)
             masks.append(np.asarray(self._video_res_fn(jnp.asarray(host.pred_masks[j]), hw)))
         return masks
 
     # --- streaming --------------------------------------------------------------------------------------------
-    def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> dict:
+    def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> InferenceState:
         """A state for a live stream (a camera) fed one frame at a time; ``first_frame`` is frame 0.
 
         Prompt any object on the latest frame with ``add_new_points_or_box`` / ``add_new_mask`` (new objects and
@@ -530,11 +486,13 @@ class SAM2VideoPredictor:
         queue = FrameQueue()
         queue.push(first_frame)
         state = self.init_state(queue, **source_kwargs)
-        state["frame_queue"] = queue
-        state["stream_next"] = 1
+        state.frame_queue = queue
+        state.stream_next = 1
         return state
 
-    def track_frame(self, inference_state, frame: np.ndarray | None = None) -> tuple[int, list, np.ndarray]:
+    def track_frame(
+        self, inference_state: InferenceState, frame: np.ndarray | None = None
+    ) -> tuple[int, list, np.ndarray]:
         """Track every object on the next frame, keeping the memory state on the device between calls.
 
         A frame in, the masks of every tracked object out: the streaming call the official predictor lacks
@@ -549,39 +507,32 @@ class SAM2VideoPredictor:
           ``(0, 1, H, W)`` while no object is prompted yet.
         """
         s = inference_state
-        queue = s.get("frame_queue")
-        if queue is not None:
+        if s.frame_queue is not None:
             if frame is None:
                 raise ValueError("track_frame on a stream needs the new frame")
-            t = queue.push(frame)  # a bad frame raises here and is not counted
+            t = s.frame_queue.push(frame)  # a bad frame raises here and is not counted
         else:
             if frame is not None:
                 raise ValueError("track_frame(frame=...) needs a state from init_stream; this one reads its video")
-            t = s["stream_next"] if "stream_next" in s else self._last_touched_frame(s) + 1
+            t = s.stream_next if s.stream_next is not None else s.last_touched_frame() + 1
             self._check_frame(s, t)
         # read now, also with no object yet: a pushed frame enters the source's window, where a click can reach it
-        image = jnp.asarray(s["images"][t])[None]
-        s["stream_next"] = t + 1
-        objs = list(range(len(s["obj_ids"])))
+        image = jnp.asarray(s.images[t])[None]
+        s.stream_next = t + 1
+        objs = list(range(s.num_objects))
         if not objs:
-            return t, [], np.zeros((0, 1, s["video_height"], s["video_width"]), np.float32)
-        tstate = s.get("stream_tstate")
+            return t, [], np.zeros((0, 1, s.video_height, s.video_width), np.float32)
+        tstate = s.stream_tstate
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)
             tstate = self._shard(self._object_state(s, objs, t, False))
         tstate, out = engine.propagate_chunk(
             self.module, self.params, tstate, image, jnp.asarray([t], jnp.int32), jnp.bool_(False), self.fill_hole_area
         )
-        s["stream_tstate"] = tstate
+        s.stream_tstate = tstate
         (masks,) = self._store_chunk(s, objs, [t], out, False)
-        self._evict(s, t)
-        return t, list(s["obj_ids"]), masks
-
-    def _last_touched_frame(self, s) -> int:
-        frames = [f for o in s["frames_tracked_per_obj"].values() for f in o]
-        for key in ("point_inputs_per_obj", "mask_inputs_per_obj"):
-            frames += [f for o in s[key].values() for f in o]
-        return max(frames, default=-1)
+        s.store.evict(t)
+        return t, list(s.obj_ids), masks
 
     def _shard(self, tstate: TrackerState) -> TrackerState:
         """Spread the object axis of the state over ``self.mesh`` (params and frames stay replicated)."""
@@ -594,25 +545,19 @@ class SAM2VideoPredictor:
         return jax.tree.map(lambda x: jax.device_put(x, sharded if x.ndim else replicated), tstate)
 
     # --- helpers ----------------------------------------------------------------------------------------------
-    def _consolidated_video_res(self, s, frame_idx) -> np.ndarray:
+    def _consolidated_video_res(self, s: InferenceState, frame_idx: int) -> np.ndarray:
         masks = []
-        for obj_idx in range(len(s["obj_ids"])):
-            temp = s["temp_output_dict_per_obj"][obj_idx]
-            out_dict = s["output_dict_per_obj"][obj_idx]
-            out = (
-                temp["cond_frame_outputs"].get(frame_idx)
-                or temp["non_cond_frame_outputs"].get(frame_idx)
-                or out_dict["cond_frame_outputs"].get(frame_idx)
-                or out_dict["non_cond_frame_outputs"].get(frame_idx)
-            )
+        for obj_idx in range(s.num_objects):
+            temp = s.temp_output_dict_per_obj[obj_idx]
+            out = temp[COND].get(frame_idx) or temp[NON_COND].get(frame_idx) or s.store.get(obj_idx, frame_idx)
             masks.append(
                 np.full((1, 1, self.image_size // 4, self.image_size // 4), NO_OBJ_SCORE, np.float32)
                 if out is None
                 else out.pred_masks
             )
         if not masks:
-            return np.zeros((0, 1, s["video_height"], s["video_width"]), np.float32)
-        return np.asarray(self._video_res_fn(jnp.asarray(np.concatenate(masks)), (s["video_height"], s["video_width"])))
+            return np.zeros((0, 1, s.video_height, s.video_width), np.float32)
+        return np.asarray(self._video_res_fn(jnp.asarray(np.concatenate(masks)), (s.video_height, s.video_width)))
 
     def _dummy_state(self) -> TrackerState:
         return self._empty(1, 1, 1)
@@ -632,34 +577,32 @@ class SAM2VideoPredictor:
             num_frames,
         )
 
-    def _object_state(self, s, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
+    def _object_state(self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
         """The memory of ``objs`` as seen from ``frame_idx``: their conditioning frames (the temporally closest
-        ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction."""
+        ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
+        (re-tracked when the store's budget dropped them)."""
         c = self.config
-        n_cond = max(len(s["output_dict_per_obj"][o]["cond_frame_outputs"]) for o in objs)
+        n_cond = max(len(s.store.cond(o)) for o in objs)
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
         # recompiles the step only when the count crosses a power of two.
         K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
         st = jax.tree.map(np.array, self._empty(len(objs), K, self._num_frames(s)))
         R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
         sign = -1 if reverse else 1
+        retrack = functools.partial(self._retrack, s)
         for i, o in enumerate(objs):
-            out_dict = s["output_dict_per_obj"][o]
-            cond = sorted(out_dict["cond_frame_outputs"], key=lambda f: (abs(f - frame_idx), f))[:K]
-            for k, f in enumerate(sorted(cond)):
-                out = out_dict["cond_frame_outputs"][f]
+            conds = s.store.cond(o)
+            for k, f in enumerate(sorted(sorted(conds, key=lambda f: (abs(f - frame_idx), f))[:K])):
+                out = conds[f]
                 st.cond_mem[i, k] = out.maskmem_features
                 st.cond_ptr[i, k] = out.obj_ptr[0]
                 st.cond_frame[i, k] = f
                 st.cond_valid[i, k] = True
                 st.cond_pred_masks[i, k] = out.pred_masks[0, 0]
                 st.cond_obj_score[i, k] = out.object_score_logits[0, 0]
-            non_cond = out_dict["non_cond_frame_outputs"]
             for d in range(1, P + 1):
                 f = frame_idx - sign * d
-                out = non_cond.get(f)
-                if out is None and f in s["frames_tracked_per_obj"][o] and f not in out_dict["cond_frame_outputs"]:
-                    out = self._recompute(s, o, f)
+                out = s.store.memory(o, f, s.frames_tracked_per_obj[o], retrack)
                 if out is None:
                     continue
                 st.ptr[i, f % P] = out.obj_ptr[0]
@@ -671,66 +614,36 @@ class SAM2VideoPredictor:
                     st.recent_valid[i, f % R] = True
         return jax.tree.map(jnp.asarray, st)
 
-    def _store(self, s, obj_idx, frame_idx, out: FrameOutput) -> None:
-        d = s["output_dict_per_obj"][obj_idx]["non_cond_frame_outputs"]
-        old = d.get(frame_idx)
-        s["store_bytes"] += out.nbytes() - (old.nbytes() if old is not None else 0)
-        d[frame_idx] = out
-
-    def _recount_store(self, s) -> None:
-        s["store_bytes"] = sum(
-            out.nbytes() for d in s["output_dict_per_obj"].values() for k in d for out in d[k].values()
-        )
-
-    def _evict(self, s, current: int, keep: int | None = None) -> None:
-        """Drop the stored non-conditioning outputs farthest from ``current`` (never frame ``keep``) until within
-        the budget."""
-        if s["store_bytes"] <= self.store_budget_bytes:
-            return
-        entries = [
-            (abs(f - current), o, f) for o, d in s["output_dict_per_obj"].items() for f in d["non_cond_frame_outputs"]
-        ]
-        for _, o, f in sorted(entries, reverse=True):
-            if s["store_bytes"] <= self.store_budget_bytes:
-                break
-            if f == keep:
-                continue
-            out = s["output_dict_per_obj"][o]["non_cond_frame_outputs"].pop(f)
-            s["store_bytes"] -= out.nbytes()
-
-    def _recompute(self, s, obj_idx: int, frame_idx: int) -> FrameOutput | None:
-        """Re-track ``obj_idx`` up to ``frame_idx`` (in the direction it was tracked) from the nearest
-        conditioning frame before it, when its stored output was dropped to respect the store budget."""
-        reverse = s["frames_tracked_per_obj"][obj_idx][frame_idx]["reverse"]
-        conds = s["output_dict_per_obj"][obj_idx]["cond_frame_outputs"]
-        before = [f for f in conds if (f > frame_idx if reverse else f < frame_idx)]
+    def _retrack(self, s: InferenceState, obj_idx: int, frame_idx: int) -> FrameOutput | None:
+        """The output of ``obj_idx`` on ``frame_idx`` tracked again (in the direction it was tracked) from the
+        nearest conditioning frame before it: the store's recompute hook for an output dropped by its budget.
+        None when no conditioning frame precedes it."""
+        reverse = s.frames_tracked_per_obj[obj_idx][frame_idx]["reverse"]
+        before = [f for f in s.store.cond(obj_idx) if (f > frame_idx if reverse else f < frame_idx)]
         if not before:
             return None
         start = min(before) if reverse else max(before)
         order = list(range(start, frame_idx - 1, -1)) if reverse else list(range(start, frame_idx + 1))
         st = self._object_state(s, [obj_idx], start, reverse)
         for t in order:
-            img = jnp.asarray(s["images"][t])[None]
+            img = jnp.asarray(s.images[t])[None]
             st, out = engine.propagate_chunk(
                 self.module, self.params, st, img, jnp.asarray([t], jnp.int32), jnp.bool_(reverse), self.fill_hole_area
             )
         host = jax.tree.map(np.asarray, out)
-        res = FrameOutput(
+        return FrameOutput(
             host.pred_masks[0, 0][None],
             host.obj_ptr[0, 0][None],
             host.object_score_logits[0, 0][None],
             host.maskmem[0, 0],
         )
-        self._store(s, obj_idx, frame_idx, res)
-        self._evict(s, frame_idx, keep=frame_idx)
-        return res
 
-    def _clear_non_cond_mem_around_input(self, s, frame_idx) -> None:
+    def _clear_non_cond_mem_around_input(self, s: InferenceState, frame_idx: int) -> None:
         r = self.config.memory_temporal_stride_for_eval
         lo, hi = frame_idx - r * self.config.num_maskmem, frame_idx + r * self.config.num_maskmem
-        for d in s["output_dict_per_obj"].values():
+        for o in range(s.num_objects):
             for t in range(lo, hi + 1):
-                d["non_cond_frame_outputs"].pop(t, None)
+                s.store.pop(o, t)
 
 
 @functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")

@@ -101,6 +101,24 @@ def test_evicted_memories_are_recomputed_for_a_correction():
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
+def test_dropped_frames_tracked_both_ways_are_recomputed_without_recursing():
+    # Frames tracked forward and in reverse around the conditioning frames, then dropped by the budget: recomputing
+    # one needs the memory of another whose recomputation needs the first. This recursed without end.
+    pred = small_predictor(store_budget_mb=0.3)
+    state = pred.init_state(_video(12))
+    pred.add_new_points_or_box(state, 0, 1, points=np.array([[50, 40]], np.float32), labels=np.array([1], np.int32))
+    pred.add_new_points_or_box(state, 3, 2, box=np.array([20, 15, 90, 70], np.float32))
+    list(pred.propagate_in_video(state))
+    pred.add_new_mask(state, 6, 3, np.pad(np.ones((30, 40), bool), ((20, 46), (30, 58))))
+    list(pred.propagate_in_video(state, start_frame_idx=11, reverse=True))
+    list(pred.propagate_in_video(state, start_frame_idx=2, max_frame_num_to_track=5))
+    pred.remove_object(state, 1)
+    frames = list(pred.propagate_in_video(state))
+    assert [t for t, _, _ in frames] == list(range(3, 12)) and all(ids == [2, 3] for _, ids, _ in frames)
+    assert all(np.isfinite(m).all() for _, _, m in frames) and state.store.nbytes <= pred.store_budget_bytes
+
+
 def test_bad_input_raises_and_state_stays_usable():
     pred = small_predictor()
     state = pred.init_state(_video(4))
