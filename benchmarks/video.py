@@ -166,7 +166,7 @@ def clip_dir(root: Path, n: int) -> Path:
 
 
 # --- the speed part ------------------------------------------------------------------------------------------
-def official_pieces() -> tuple:
+def official_piece_methods() -> tuple:
     """(label, official ``SAM2Base`` method) of each piece of the official step. The official predictor has no
     public per-piece methods, so its private ones are taken as functions of its class (never spelled as strings)."""
     from sam2.modeling.sam2_base import SAM2Base as Official
@@ -185,7 +185,7 @@ class OfficialPieceTimer:
     def __init__(self, predictor):
         self.predictor = predictor
         self.on = False
-        self.methods = [(label, fn.__name__) for label, fn in official_pieces()]
+        self.methods = [(label, fn.__name__) for label, fn in official_piece_methods()]
         self.seconds = {label: 0.0 for label, _ in self.methods}
         self.frames = 0
 
@@ -416,16 +416,14 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     image = jnp.asarray(s["images"][t_next])[None]
     t, rev = jnp.int32(t_next), jnp.bool_(False)
     mod, params = p.module, p.params
-    c = mod.config
-    multimask = bool(c.multimask_output_in_sam and c.multimask_output_for_tracking and c.multimask_min_pt_num <= 0)
+    multimask = mod.use_multimask(is_init_cond_frame=False, num_pts=0)  # a tracked frame, as engine.track_frame
 
     def heads_fn(prm, pix, fe):
-        hr = engine._broadcast_high_res(fe, n_obj)
-        return engine._apply(mod, prm, "_forward_sam_heads", pix, None, None, None, hr, multimask)
+        hr = engine.broadcast_high_res(fe, n_obj)
+        return engine.sam_heads(mod, prm, pix, hr, None, None, None, multimask)
 
-    def menc_fn(prm, fe, hr, sc):
-        pix_feat = jnp.broadcast_to(fe.vision_feat, (n_obj, *fe.vision_feat.shape[1:]))
-        return engine._apply(mod, prm, "_encode_new_memory", pix_feat, hr, sc, False)
+    def menc_fn(prm, fe, high_res_masks, object_score_logits):
+        return engine.encode_memory(mod, prm, fe, high_res_masks, object_score_logits, False)
 
     f_feat = jax.jit(lambda prm, x: engine.frame_features(mod, prm, x))
     f_mem_in = jax.jit(lambda prm, st: engine.memory_inputs(mod, prm, st, t, rev)[:3])
@@ -440,7 +438,7 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
         "memory attention (+ memory prep)": lambda: common.block(f_cond(params, st, fe)),
         "  of which memory prep (concat, pos enc)": lambda: common.block(f_mem_in(params, st)),
         "SAM heads": lambda: common.block(f_heads(params, pix, fe)),
-        "memory encoder": lambda: common.block(f_menc(params, fe, heads[4], heads[6])),
+        "memory encoder": lambda: common.block(f_menc(params, fe, heads.high_res_masks, heads.object_score_logits)),
         "whole step (jitted alone)": lambda: common.block(f_step(params, st, image)),
     }
     return {k: common.time_fn(fn, repeats=3, warmup=1).median for k, fn in pieces.items()}
