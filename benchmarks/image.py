@@ -106,6 +106,7 @@ def bench_encoder(official, ours, image, batches, repeats, peaks, rows, results)
     import numpy as np
     import torch
 
+    from sam2_jax.modeling.sam2_base import SAM2Base
     from sam2_jax.utils.transforms import SAM2Transforms
 
     size = ours["float32"].image_size
@@ -116,7 +117,7 @@ def bench_encoder(official, ours, image, batches, repeats, peaks, rows, results)
         xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())  # (B, S, S, 3) -> (B, 3, S, S)
         fns, notes = {}, {}
         for dt, model in ours.items():
-            fn = lambda p, x, m=model.module: m.apply({"params": p}, x, method="forward_image")
+            fn = lambda p, x, m=model.module: m.apply({"params": p}, x, method=SAM2Base.forward_image)
             compiled, compile_s, xla_flops = common.jit_compile(fn, model.params, x)
             fns[dt] = lambda c=compiled, p=model.params, x=x: common.block(c(p, x))
             notes[dt] = (compile_s, xla_flops, common.jaxpr_flops(fn, model.params, x))
