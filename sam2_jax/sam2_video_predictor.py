@@ -29,7 +29,7 @@ Deviations from the official predictor:
 
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model, build_sam2
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
-from sam2_jax.tracker.state import TrackerState, empty_state
+from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
@@ -183,7 +183,7 @@ class SAM2VideoPredictor:
     def _get_image_feature(self, s: InferenceState, frame_idx: int):
         cached = s.cached_features.get(frame_idx)
         if cached is None:
-            image = jnp.asarray(s.images[frame_idx])[None]
+            image = jax.device_put(np.asarray(s.images[frame_idx])[None])
             cached = self._features_fn(self.params, image)
             s.cached_features = {frame_idx: cached}  # one frame, as the official
         return cached
@@ -292,10 +292,10 @@ class SAM2VideoPredictor:
         if points is not None:
             prev_out = temp.get(frame_idx) or s.store.get(obj_idx, frame_idx)
             if prev_out is not None:
-                prev = jnp.clip(jnp.asarray(prev_out.pred_masks), -32.0, 32.0)
+                prev = jax.device_put(np.clip(prev_out.pred_masks, -32.0, 32.0))
         feats = self._get_image_feature(s, frame_idx)
         tstate = self._object_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
-        pc, pl = (None, None) if points is None else (jnp.asarray(points[0]), jnp.asarray(points[1]))
+        pc, pl = (None, None) if points is None else jax.device_put((points[0], points[1]))
         out = self._interact_fn(
             self.params,
             tstate,
@@ -365,7 +365,7 @@ class SAM2VideoPredictor:
                     if out.maskmem_features is None:
                         feats = self._get_image_feature(s, frame_idx)
                         mem = self._encode_fn(
-                            self.params, feats, jnp.asarray(out.pred_masks), jnp.asarray(out.object_score_logits)
+                            self.params, feats, *jax.device_put((out.pred_masks, out.object_score_logits))
                         )
                         out.maskmem_features = np.asarray(mem[0])
                     s.store.put(obj_idx, frame_idx, out, cond=key == COND)
@@ -401,35 +401,30 @@ class SAM2VideoPredictor:
         objs = list(range(len(obj_ids)))
         if len(order) == 0:
             return
-        tstate = self._shard(self._object_state(s, objs, order[0], reverse))
-        images = s.images
+        tstate = self._tracking_state(s, objs, order[0], reverse)
         chunk = 1 if live else self.chunk_size
+        # One chunk in flight: chunk k+1 is dispatched before chunk k's outputs are fetched, and the host reads
+        # chunk k+2's frames while the device computes, so the device never waits on the host.
+        pending = None
         pos = 0
         while pos < len(order):
             n = chunk if len(order) - pos >= chunk else 1
             idxs = list(order[pos : pos + n])
-            if not live and hasattr(images, "prefetch"):
-                images.prefetch(list(order[pos + n : pos + 2 * n + chunk]))
+            if not live and hasattr(s.images, "prefetch"):
+                s.images.prefetch(list(order[pos + n : pos + 2 * n + chunk]))
             try:
-                batch = jnp.asarray(np.stack([images[t] for t in idxs]))
+                tstate, dispatched = self._dispatch(s, tstate, idxs, reverse)
             except IndexError:
-                if live:  # the live source ended
-                    s.num_frames = images.num_frames
-                    return
-                raise
-            tstate, out = engine.propagate_chunk(
-                self.module,
-                self.params,
-                tstate,
-                batch,
-                jnp.asarray(idxs, jnp.int32),
-                jnp.bool_(reverse),
-                self.fill_hole_area,
-            )
-            for t, video_res in zip(idxs, self._store_chunk(s, objs, idxs, out, reverse), strict=True):
-                yield t, obj_ids, video_res
+                if not live:
+                    raise
+                s.num_frames = s.images.num_frames  # the live source ended
+                break
+            if pending is not None:
+                yield from self._collect(s, objs, pending, reverse, obj_ids)
+            pending = dispatched
             pos += n
-            s.store.evict(order[pos - 1])
+        if pending is not None:
+            yield from self._collect(s, objs, pending, reverse, obj_ids)
 
     def _propagation_order(
         self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
@@ -447,30 +442,46 @@ class SAM2VideoPredictor:
         end = min(start_frame_idx + max_frame_num_to_track, self._num_frames(s) - 1)
         return range(start_frame_idx, end + 1)
 
-    def _store_chunk(
-        self, s: InferenceState, objs: list[int], idxs: list[int], out: engine.StepOutput, reverse: bool
-    ) -> list:
-        """Keep a scanned chunk's per-frame outputs on the host; returns each frame's video-resolution logits."""
-        host = jax.tree.map(np.asarray, out)
-        masks = []
-        for j, t in enumerate(idxs):
+    def _tracking_state(self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
+        """The tracker state of ``objs`` seen from ``frame_idx``, its object axis padded to ``object_bucket``
+        (compiled shapes depend on the bucket, not on the exact count) and spread over ``self.mesh``."""
+        st = self._object_state(s, objs, frame_idx, reverse, pad_to=object_bucket(len(objs)))
+        return self._shard(st)
+
+    def _dispatch(
+        self, s: InferenceState, tstate: TrackerState, idxs: list[int], reverse: bool
+    ) -> tuple[TrackerState, "_Chunk"]:
+        """Queue a chunk on the device (nothing waits): the scan over its frames, then the video-resolution masks
+        of the real objects; the outputs start copying to the host as soon as they are ready."""
+        # device_put, not jnp.asarray: the latter compiles a copy program per new shape
+        batch, frame_idxs = jax.device_put((np.stack([s.images[t] for t in idxs]), np.asarray(idxs, np.int32)))
+        tstate, out = engine.propagate_chunk(
+            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.fill_hole_area
+        )
+        # Every object of the bucket (a padded copy of object 0 never wins a pixel over it): shapes, and so the
+        # compiled programs, depend on the bucket only; the host keeps the first ``num_objects``.
+        video = _video_res_chunk(out.pred_masks, (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
+        for x in (*jax.tree.leaves(out), video):
+            x.copy_to_host_async()
+        return tstate, _Chunk(idxs, out, video)
+
+    def _collect(self, s: InferenceState, objs: list[int], chunk: "_Chunk", reverse: bool, obj_ids: list):
+        """Fetch a dispatched chunk, keep its per-frame outputs in the store and yield each frame's
+        ``(frame_idx, obj_ids, video-resolution logits (O, 1, H, W))``."""
+        host = jax.tree.map(np.asarray, chunk.out)
+        video = np.asarray(chunk.video)
+        for j, t in enumerate(chunk.idxs):
             for o in objs:
                 s.frames_tracked_per_obj[o][t] = {"reverse": reverse}
                 if host.is_cond[j, o]:
                     continue
-                s.store.put(
-                    o,
-                    t,
-                    FrameOutput(
-                        host.pred_masks[j, o][None],
-                        host.obj_ptr[j, o][None],
-                        host.object_score_logits[j, o][None],
-                        host.maskmem[j, o],
-                    ),
-                )
-            hw = (s.video_height, s.video_width)
-            masks.append(np.asarray(self._video_res_fn(jnp.asarray(host.pred_masks[j]), hw)))
-        return masks
+                out = FrameOutput(
+                    host.pred_masks[j, o][None], host.obj_ptr[j, o][None], host.object_score_logits[j, o][None],
+                    host.maskmem[j, o],
+                )  # fmt: skip
+                s.store.put(o, t, out)
+            yield t, obj_ids, video[j, : len(objs)]
+        s.store.evict(chunk.idxs[-1])
 
     # --- streaming --------------------------------------------------------------------------------------------
     def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> InferenceState:
@@ -517,7 +528,7 @@ class SAM2VideoPredictor:
             t = s.stream_next if s.stream_next is not None else s.last_touched_frame() + 1
             self._check_frame(s, t)
         # read now, also with no object yet: a pushed frame enters the source's window, where a click can reach it
-        image = jnp.asarray(s.images[t])[None]
+        _ = s.images[t]
         s.stream_next = t + 1
         objs = list(range(s.num_objects))
         if not objs:
@@ -525,14 +536,10 @@ class SAM2VideoPredictor:
         tstate = s.stream_tstate
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)
-            tstate = self._shard(self._object_state(s, objs, t, False))
-        tstate, out = engine.propagate_chunk(
-            self.module, self.params, tstate, image, jnp.asarray([t], jnp.int32), jnp.bool_(False), self.fill_hole_area
-        )
-        s.stream_tstate = tstate
-        (masks,) = self._store_chunk(s, objs, [t], out, False)
-        s.store.evict(t)
-        return t, list(s.obj_ids), masks
+            tstate = self._tracking_state(s, objs, t, False)
+        s.stream_tstate, chunk = self._dispatch(s, tstate, [t], False)
+        ((_, obj_ids, masks),) = self._collect(s, objs, chunk, False, list(s.obj_ids))
+        return t, obj_ids, masks
 
     def _shard(self, tstate: TrackerState) -> TrackerState:
         """Spread the object axis of the state over ``self.mesh`` (params and frames stay replicated)."""
@@ -557,12 +564,15 @@ class SAM2VideoPredictor:
             )
         if not masks:
             return np.zeros((0, 1, s.video_height, s.video_width), np.float32)
-        return np.asarray(self._video_res_fn(jnp.asarray(np.concatenate(masks)), (s.video_height, s.video_width)))
+        n = len(masks)
+        masks += masks[:1] * (object_bucket(n) - n)  # compiled per bucket, not per object count
+        hw = (s.video_height, s.video_width)
+        return np.asarray(self._video_res_fn(jax.device_put(np.concatenate(masks)), hw))[:n]
 
     def _dummy_state(self) -> TrackerState:
         return self._empty(1, 1, 1)
 
-    def _empty(self, num_objects: int, num_cond: int, num_frames: int) -> TrackerState:
+    def _empty(self, num_objects: int, num_cond: int, num_frames: int, xp=jnp) -> TrackerState:
         c = self.config
         s = c.image_size // c.backbone_stride
         return empty_state(
@@ -575,18 +585,21 @@ class SAM2VideoPredictor:
             c.image_encoder.neck.d_model,
             (4 * s, 4 * s),
             num_frames,
+            xp=xp,
         )
 
-    def _object_state(self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
+    def _object_state(
+        self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool, pad_to: int | None = None
+    ) -> TrackerState:
         """The memory of ``objs`` as seen from ``frame_idx``: their conditioning frames (the temporally closest
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
-        (re-tracked when the store's budget dropped them)."""
+        (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``)."""
         c = self.config
         n_cond = max(len(s.store.cond(o)) for o in objs)
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
         # recompiles the step only when the count crosses a power of two.
         K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
-        st = jax.tree.map(np.array, self._empty(len(objs), K, self._num_frames(s)))
+        st = self._empty(len(objs), K, self._num_frames(s), xp=np)
         R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
         sign = -1 if reverse else 1
         retrack = functools.partial(self._retrack, s)
@@ -612,7 +625,9 @@ class SAM2VideoPredictor:
                     st.recent_mem[i, f % R] = out.maskmem_features
                     st.recent_frame[i, f % R] = f
                     st.recent_valid[i, f % R] = True
-        return jax.tree.map(jnp.asarray, st)
+        if pad_to is not None:
+            st = pad_objects(st, pad_to)
+        return jax.device_put(st)
 
     def _retrack(self, s: InferenceState, obj_idx: int, frame_idx: int) -> FrameOutput | None:
         """The output of ``obj_idx`` on ``frame_idx`` tracked again (in the direction it was tracked) from the
@@ -626,9 +641,9 @@ class SAM2VideoPredictor:
         order = list(range(start, frame_idx - 1, -1)) if reverse else list(range(start, frame_idx + 1))
         st = self._object_state(s, [obj_idx], start, reverse)
         for t in order:
-            img = jnp.asarray(s.images[t])[None]
+            img, frame_idx = jax.device_put((np.asarray(s.images[t])[None], np.asarray([t], np.int32)))
             st, out = engine.propagate_chunk(
-                self.module, self.params, st, img, jnp.asarray([t], jnp.int32), jnp.bool_(reverse), self.fill_hole_area
+                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.fill_hole_area
             )
         host = jax.tree.map(np.asarray, out)
         return FrameOutput(
@@ -644,6 +659,20 @@ class SAM2VideoPredictor:
         for o in range(s.num_objects):
             for t in range(lo, hi + 1):
                 s.store.pop(o, t)
+
+
+class _Chunk(NamedTuple):
+    """A chunk dispatched to the device, not yet fetched."""
+
+    idxs: list[int]
+    out: engine.StepOutput  # (T, O_bucket, ...)
+    video: jax.Array  # (T, O_bucket, 1, H, W) video-resolution logits
+
+
+@functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")
+def _video_res_chunk(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
+    """``_video_res`` of every frame of a chunk: (T, O, 1, h, w) -> (T, O, 1, H, W)."""
+    return jax.vmap(lambda m: _video_res(m, hw, non_overlap=non_overlap))(masks)
 
 
 @functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")

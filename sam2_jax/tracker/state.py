@@ -56,26 +56,47 @@ def empty_state(
     hidden_dim: int,
     mask_hw: tuple[int, int],
     num_frames: int,
+    xp=jnp,
 ) -> TrackerState:
-    """A state with every slot invalid."""
+    """A state with every slot invalid; ``xp=np`` builds it on the host (no device op, nothing compiled)."""
     O, K, R, P = num_objects, num_cond_slots, num_maskmem - 1, max_obj_ptrs - 1
     return TrackerState(
-        cond_mem=jnp.zeros((O, K, hw, mem_dim), jnp.bfloat16),
-        cond_ptr=jnp.zeros((O, K, hidden_dim), jnp.float32),
-        cond_frame=jnp.full((O, K), -1, jnp.int32),
-        cond_valid=jnp.zeros((O, K), bool),
-        cond_pred_masks=jnp.zeros((O, K, *mask_hw), jnp.float32),
-        cond_obj_score=jnp.zeros((O, K), jnp.float32),
-        recent_mem=jnp.zeros((O, R, hw, mem_dim), jnp.bfloat16),
-        recent_frame=jnp.full((O, R), -1, jnp.int32),
-        recent_valid=jnp.zeros((O, R), bool),
-        ptr=jnp.zeros((O, P, hidden_dim), jnp.float32),
-        ptr_frame=jnp.full((O, P), -1, jnp.int32),
-        ptr_valid=jnp.zeros((O, P), bool),
-        num_frames=jnp.asarray(num_frames, jnp.int32),
+        cond_mem=xp.zeros((O, K, hw, mem_dim), jnp.bfloat16),
+        cond_ptr=xp.zeros((O, K, hidden_dim), jnp.float32),
+        cond_frame=xp.full((O, K), -1, jnp.int32),
+        cond_valid=xp.zeros((O, K), bool),
+        cond_pred_masks=xp.zeros((O, K, *mask_hw), jnp.float32),
+        cond_obj_score=xp.zeros((O, K), jnp.float32),
+        recent_mem=xp.zeros((O, R, hw, mem_dim), jnp.bfloat16),
+        recent_frame=xp.full((O, R), -1, jnp.int32),
+        recent_valid=xp.zeros((O, R), bool),
+        ptr=xp.zeros((O, P, hidden_dim), jnp.float32),
+        ptr_frame=xp.full((O, P), -1, jnp.int32),
+        ptr_valid=xp.zeros((O, P), bool),
+        num_frames=xp.asarray(num_frames, np.int32),
     )
 
 
 def state_nbytes(state: TrackerState) -> int:
     """Device bytes of a state (independent of the video's length)."""
     return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state)))
+
+
+def object_bucket(num_objects: int) -> int:
+    """The padded object count the tracker compiles for: the next power of two (1, 2, 4, 8, 16, …), so adding
+    objects recompiles the step only when the count crosses a power of two."""
+    return 1 << max(num_objects - 1, 0).bit_length()
+
+
+def pad_objects(state: TrackerState, num_objects: int) -> TrackerState:
+    """``state`` (host numpy arrays) with its object axis padded to ``num_objects`` by copies of object 0.
+
+    A copy computes exactly what object 0 computes (objects never interact in the model), so its outputs are
+    finite and are simply dropped; an empty padded object would attend to no key at all. Padding on the host keeps
+    the device program's shapes those of the bucket (no per-count concatenation is compiled).
+    """
+    pad = num_objects - state.num_objects
+    if pad < 0:
+        raise ValueError(f"cannot pad {state.num_objects} objects down to {num_objects}")
+    grow = lambda x: x if np.ndim(x) == 0 else np.concatenate([x, np.repeat(x[:1], pad, axis=0)], axis=0)
+    return jax.tree.map(grow, state) if pad else state
