@@ -16,6 +16,7 @@ from sam2_jax.evaluation import run as run_lib
 from sam2_jax.evaluation import vos_eval
 
 STRIDE = 4  # SA-V train's fixed annotation stride; the other formats are written with the same
+LOGIT_TOL = 1e-3  # mask logits of the tiny model after a few tracked frames, another per-device batch size
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,16 +128,18 @@ def test_eval_cli_and_scoring_its_pngs(data, tmp_path):
 
 
 _DEVICES_SCRIPT = r"""
-import json, sys, threading, time
+import json, os, sys, threading, time
 import jax
+import numpy as np
 from jax.sharding import PartitionSpec
 from sam2_jax import sam2_video_predictor as P
 from sam2_jax.evaluation import vos_eval
 from eval import parse
 from sam2_jax.evaluation.run import run
 
-runs, sharded = {}, []
+runs, sharded, logits_of = {}, [], {}
 _init, _track, _shard = P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard
+_propagate = P.SAM2VideoPredictor.propagate_in_video
 
 def init_state(self, *args, **kwargs):  # the devices the video's image features were computed on
     s = _init(self, *args, **kwargs)
@@ -146,7 +149,7 @@ def init_state(self, *args, **kwargs):  # the devices the video's image features
 
 def track_video(predictor, video, cfg):  # which group ran the video, and when
     mesh = None if predictor.mesh is None else sorted(d.id for d in predictor.mesh.devices.flat)
-    r = runs[threading.get_ident()] = {"mesh": mesh, "start": time.perf_counter()}
+    r = runs[threading.get_ident()] = {"mesh": mesh, "start": time.perf_counter(), "video": video.video_id}
     out = _track(predictor, video, cfg)
     r["end"] = time.perf_counter()
     runs[video.video_id] = runs.pop(threading.get_ident())
@@ -157,8 +160,17 @@ def shard(self, tstate):
     sharded.append(any(getattr(x.sharding, "spec", None) == PartitionSpec("obj") for x in jax.tree.leaves(out)))
     return out
 
+def propagate_in_video(self, *args, **kwargs):  # the logits every predicted mask is thresholded from
+    video = runs[threading.get_ident()]["video"]
+    for t, obj_ids, logits in _propagate(self, *args, **kwargs):
+        for j, obj_id in enumerate(obj_ids):
+            logits_of[f"{video}|{t}|{obj_id}"] = np.asarray(logits[j, 0], np.float32)
+        yield t, obj_ids, logits
+
 P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard = init_state, track_video, shard
+P.SAM2VideoPredictor.propagate_in_video = propagate_in_video
 run(parse(sys.argv[1:]))
+np.savez(os.environ["SAM2_JAX_TEST_LOGITS"], **logits_of)
 print("RESULT", json.dumps({"devices": jax.device_count(), "runs": runs, "sharded": any(sharded)}))
 """
 
@@ -175,11 +187,14 @@ def _max_overlap(runs: dict) -> int:
 @pytest.mark.slow
 def test_eval_on_four_devices_gives_the_one_device_outputs(tmp_path):
     """eval.py with 4 (forced host) devices: 4 videos run at once, one per device (the default), or two at a time
-    on groups of 2 devices with each video's 2 objects sharded over its group; the CSVs, PNGs and plot are the
-    one-device run's, byte for byte."""
+    on groups of 2 devices with each video's 2 objects sharded over its group; the mask logits are the one-device
+    run's within a tolerance, and the CSVs, PNGs and plot byte for byte unless a logit lies at the threshold (the
+    sharded objects run in per-device batches of another size, which may round differently)."""
     import json
     import subprocess
     import sys
+
+    from tests.compare import assert_masks_agree
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outs = {}
@@ -188,6 +203,7 @@ def test_eval_on_four_devices_gives_the_one_device_outputs(tmp_path):
         args = "--dataset_format synthetic --num_synthetic 4 --synthetic_frames 4 --synthetic_objects 2"
         args += f" --synthetic_size 64 --image_size 128 --progress false --output_dir {out}{extra}"
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+        env["SAM2_JAX_TEST_LOGITS"] = str(tmp_path / f"{name}_logits.npz")
         proc = subprocess.run(
             [sys.executable, "-c", _DEVICES_SCRIPT, *args.split()],
             cwd=root,
@@ -217,7 +233,16 @@ def test_eval_on_four_devices_gives_the_one_device_outputs(tmp_path):
     ref = outs["d1"][0]
     files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file())
     assert len([p for p in files if p.suffix == ".png"]) > 10 and len([p for p in files if p.suffix == ".csv"]) == 5
+    logits = {name: dict(np.load(tmp_path / f"{name}_logits.npz")) for name in outs}
+    undecided = sum(int((np.abs(v) <= LOGIT_TOL).sum()) for v in logits["d1"].values())  # score_thresh 0
     for name in ("d4", "d4g2"):
+        assert sorted(logits[name]) == sorted(logits["d1"]), name
+        for k, v in logits["d1"].items():
+            assert_masks_agree(v, logits[name][k], LOGIT_TOL, what=f"{name} {k}")
+        worst = max(float(np.abs(v - logits[name][k]).max()) for k, v in logits["d1"].items())
+        print(f"{name}: {len(logits[name])} logit maps, max difference {worst:.2e}, {undecided} pixels near 0")
         assert files == sorted(p.relative_to(outs[name][0]) for p in outs[name][0].rglob("*") if p.is_file()), name
-        for p in files:
-            assert (ref / p).read_bytes() == (outs[name][0] / p).read_bytes(), (name, p)
+        differ = [p for p in files if (ref / p).read_bytes() != (outs[name][0] / p).read_bytes()]
+        # One video per device runs the one-device shapes: the same files. With objects sharded, a pixel may flip
+        # only where a logit lies within the tolerance of the threshold; with none there, the files are the same.
+        assert not differ or (name == "d4g2" and undecided > 0), (name, differ)
