@@ -275,14 +275,14 @@ def profile_encoder(official, ours, image, repeats) -> None:
     def embed(m, x):
         trunk = m.image_encoder.trunk
         h = trunk.patch_embed(x)
-        return h + trunk._get_pos_embed(h.shape[1:3])
+        return h + trunk.get_pos_embed(h.shape[1:3])
 
     def embed_t():
         h = trunk_t.patch_embed(xt)
-        return h + trunk_t._get_pos_embed(h.shape[1:3])
+        return h + trunk_t.get_pos_embed(h.shape[1:3])
 
     h = run("patch_embed + pos_embed", embed, (x,), embed_t)
-    specs = m32.module.bind({"params": m32.params}).image_encoder.trunk._block_specs()
+    specs = m32.module.bind({"params": m32.params}).image_encoder.trunk.block_specs()
     stage_ends = [int(e) for e in np.cumsum(m32.config.model.image_encoder.trunk.stages) - 1]
     outputs = []
     for i, s in enumerate(specs):

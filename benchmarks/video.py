@@ -221,13 +221,16 @@ def _ious(a: list, b: list) -> list[float]:
     return [masks_iou(x[o], y[o]) for x, y in zip(a, b, strict=True) for o in range(x.shape[0])]
 
 
+_AOT_TEMP_BYTES: dict[int, int | None] = {}  # predictor id -> XLA temp bytes of its compiled chunk
+
+
 def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     """Ahead-of-time compile of our propagation chunk for ``n_obj`` objects: (seconds, XLA flops, jaxpr flops)."""
     import jax.numpy as jnp
 
     from sam2_jax.tracker import engine
 
-    st = pred._empty(n_obj, 1, num_frames)
+    st = pred.empty_tracker_state(n_obj, 1, num_frames)
     s = pred.image_size
     images = jnp.zeros((chunk, s, s, 3), jnp.float32)
     idxs = jnp.arange(chunk, dtype=jnp.int32)
@@ -239,7 +242,7 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
         temp = compiled.memory_analysis().temp_size_in_bytes
     except Exception:  # optional per backend
         temp = None
-    pred._aot_temp_bytes = temp
+    _AOT_TEMP_BYTES[id(pred)] = temp
 
     def fn(params, st, images, idxs):
         return engine.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
@@ -265,7 +268,7 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
         r[f"compile {dt}"] = secs
         r[f"xla flops {dt}"] = xla
         r[f"jaxpr flops {dt}"] = jaxpr_per_frame
-        temp = getattr(pred, "_aot_temp_bytes", None)
+        temp = _AOT_TEMP_BYTES.get(id(pred))
         print(
             f"  {n_obj} obj: ahead-of-time compile of our {dt} chunk ({chunk} frames): {secs:.1f} s; "
             f"XLA cost analysis {0 if xla is None else xla / 1e9:.0f} GFLOP per step; "
@@ -412,7 +415,7 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
 
     from sam2_jax.tracker import engine
 
-    st = p._object_state(s, list(range(n_obj)), t_next, False)
+    st = p.tracker_state(s, list(range(n_obj)), t_next, False)
     image = jnp.asarray(s["images"][t_next])[None]
     t, rev = jnp.int32(t_next), jnp.bool_(False)
     mod, params = p.module, p.params

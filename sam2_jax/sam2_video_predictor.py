@@ -294,7 +294,7 @@ class SAM2VideoPredictor:
             if prev_out is not None:
                 prev = jax.device_put(np.clip(prev_out.pred_masks, -32.0, 32.0))
         feats = self._get_image_feature(s, frame_idx)
-        tstate = self._object_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
+        tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
         pc, pl = (None, None) if points is None else jax.device_put((points[0], points[1]))
         out = self._interact_fn(
             self.params,
@@ -445,7 +445,7 @@ class SAM2VideoPredictor:
     def _tracking_state(self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
         """The tracker state of ``objs`` seen from ``frame_idx``, its object axis padded to ``object_bucket``
         (compiled shapes depend on the bucket, not on the exact count) and spread over ``self.mesh``."""
-        st = self._object_state(s, objs, frame_idx, reverse, pad_to=object_bucket(len(objs)))
+        st = self.tracker_state(s, objs, frame_idx, reverse, pad_to=object_bucket(len(objs)))
         return self._shard(st)
 
     def _dispatch(
@@ -570,9 +570,10 @@ class SAM2VideoPredictor:
         return np.asarray(self._video_res_fn(jax.device_put(np.concatenate(masks)), hw))[:n]
 
     def _dummy_state(self) -> TrackerState:
-        return self._empty(1, 1, 1)
+        return self.empty_tracker_state(1, 1, 1)
 
-    def _empty(self, num_objects: int, num_cond: int, num_frames: int, xp=jnp) -> TrackerState:
+    def empty_tracker_state(self, num_objects: int, num_cond: int, num_frames: int, xp=jnp) -> TrackerState:
+        """A ``TrackerState`` of this model's shapes with every slot invalid (``xp=np``: on the host)."""
         c = self.config
         s = c.image_size // c.backbone_stride
         return empty_state(
@@ -588,10 +589,11 @@ class SAM2VideoPredictor:
             xp=xp,
         )
 
-    def _object_state(
+    def tracker_state(
         self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool, pad_to: int | None = None
     ) -> TrackerState:
-        """The memory of ``objs`` as seen from ``frame_idx``: their conditioning frames (the temporally closest
+        """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
+        tools): their conditioning frames (the temporally closest
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
         (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``)."""
         c = self.config
@@ -599,7 +601,7 @@ class SAM2VideoPredictor:
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
         # recompiles the step only when the count crosses a power of two.
         K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
-        st = self._empty(len(objs), K, self._num_frames(s), xp=np)
+        st = self.empty_tracker_state(len(objs), K, self._num_frames(s), xp=np)
         R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
         sign = -1 if reverse else 1
         retrack = functools.partial(self._retrack, s)
@@ -639,7 +641,7 @@ class SAM2VideoPredictor:
             return None
         start = min(before) if reverse else max(before)
         order = list(range(start, frame_idx - 1, -1)) if reverse else list(range(start, frame_idx + 1))
-        st = self._object_state(s, [obj_idx], start, reverse)
+        st = self.tracker_state(s, [obj_idx], start, reverse)
         for t in order:
             img, frame_idx = jax.device_put((np.asarray(s.images[t])[None], np.asarray([t], np.int32)))
             st, out = engine.propagate_chunk(

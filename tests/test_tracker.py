@@ -64,7 +64,7 @@ def test_state_is_fixed_size_and_store_is_bounded():
         state, masks = _track(pred, _video(n))
         assert sorted(masks) == list(range(n))
         assert state["store_bytes"] <= pred.store_budget_bytes
-        ts = pred._object_state(state, [0], n - 1, False)  # recomputes what the budget dropped, within budget
+        ts = pred.tracker_state(state, [0], n - 1, False)  # recomputes what the budget dropped, within budget
         assert state["store_bytes"] <= pred.store_budget_bytes
         sizes.append((state_nbytes(ts), jax.tree.map(np.shape, ts)))
     assert sizes[0] == sizes[1]

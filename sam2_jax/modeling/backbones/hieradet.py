@@ -180,7 +180,7 @@ class Hiera(nn.Module):
     def stage_ends(self) -> list[int]:
         return [int(e) for e in np.cumsum(self.stages) - 1]
 
-    def _block_specs(self) -> list[dict]:
+    def block_specs(self) -> list[dict]:
         """Constructor arguments of every block, following the official schedule."""
         if len(self.stages) != len(self.window_spec):
             raise ValueError(f"stages {self.stages} and window_spec {self.window_spec} differ in length")
@@ -217,7 +217,7 @@ class Hiera(nn.Module):
     @property
     def channel_list(self) -> list[int]:
         """Output channels, lowest resolution first (the FPN neck's ``backbone_channel_list``)."""
-        specs = self._block_specs()
+        specs = self.block_specs()
         if not self.return_interm_layers:
             return [specs[-1]["dim_out"]]
         return [specs[i]["dim_out"] for i in self.stage_ends[::-1]]
@@ -230,11 +230,10 @@ class Hiera(nn.Module):
         )
         self.pos_embed_window = self.param("pos_embed_window", nn.initializers.zeros, (1, ws0, ws0, self.embed_dim))
         self.blocks = [
-            MultiScaleBlock(**spec, dtype=self.dtype, attention_impl=self.attention_impl)
-            for spec in self._block_specs()
+            MultiScaleBlock(**spec, dtype=self.dtype, attention_impl=self.attention_impl) for spec in self.block_specs()
         ]
 
-    def _get_pos_embed(self, hw: tuple[int, int]) -> jax.Array:
+    def get_pos_embed(self, hw: tuple[int, int]) -> jax.Array:
         """Background embedding resized to ``hw`` (torch bicubic) plus the tiled window embedding."""
         h, w = hw
         ws = self.window_spec[0]
@@ -249,7 +248,7 @@ class Hiera(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> list[jax.Array]:
         """Image ``(B, H, W, 3)`` -> stage outputs ``[(B, H/4, W/4, C0), …]`` (or only the last one)."""
         x = self.patch_embed(x)
-        x = x + self._get_pos_embed(x.shape[1:3])
+        x = x + self.get_pos_embed(x.shape[1:3])
         stage_ends = self.stage_ends
         outputs = []
         for i, blk in enumerate(self.blocks):
