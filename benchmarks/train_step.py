@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                       # tiny, 256 px, 3 frames, 2 objects, 2 corrections
     python benchmarks/train_step.py --image-size 512 --frames 8 --objects 3 --corrections 7 --repeats 2
+    python benchmarks/train_step.py --rss --remat frames  # peak memory with the per-frame remat policy
 
 A step is the forward of the clip (the initial prompt, corrective clicks, tracking through the memory), the loss
 (``MultiStepMultiMasksAndIous``, MOSE weights), the backward and an AdamW update, in float32 on CPU:
@@ -10,7 +11,9 @@ A step is the forward of the clip (the initial prompt, corrective clicks, tracki
 - official: ``SAM2Train.forward_tracking`` + the official loss + ``backward`` + ``torch.optim.AdamW``, eager.
 The prompts are fixed (click with ``center`` corrections, as in ``tests/training/test_sam2_train.py``) so both do
 the same work. Timings interleave the two implementations (``common.time_interleaved``); peak memory is the peak
-RSS (``VmHWM``) of a fresh process running only one implementation (``--rss``).
+RSS (``VmHWM``) of a fresh process running only one implementation (``--rss``; ours in a second process that loads
+its compiled step from the persistent compilation cache, so the compiler's own peak is not counted), and XLA's
+``memory_analysis()`` of our compiled step (temporaries, arguments, outputs).
 """
 
 import argparse
@@ -33,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", choices=["ours", "official"], help="run one implementation (used by --rss)")
     p.add_argument("--rss", action="store_true", help="also measure the peak RSS of each in a fresh process")
+    p.add_argument("--remat", default="none", help="ours: config.train.remat (none, frames, encoder, full)")
     return p.parse_args(argv)
 
 
@@ -77,6 +81,7 @@ def ours(args):
 
     cfg = train_config(args.model)
     cfg.model.image_size = args.image_size
+    cfg.train.remat = args.remat
     p = cfg.train.prompts
     p.num_correction_pt_per_frame, p.point_sampling, p.box_noise = args.corrections, "center", 0.0
     init_cfg = ml_collections.ConfigDict(cfg)
@@ -103,13 +108,15 @@ def ours(args):
 
     state = [params, tx.init(params)]
     t0 = time.perf_counter()
-    common.block(step(*state))
+    compiled = step.lower(*state).compile()
     compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
 
     def run():
-        out = common.block(step(*state))
+        out = common.block(compiled(*state))
         return float(out[2])
 
+    run.memory = {k: getattr(mem, f"{k}_size_in_bytes") / 2**20 for k in ("temp", "argument", "output")}
     return run, compile_s
 
 
@@ -152,8 +159,11 @@ def _peak_rss_mb() -> float:
 def _rss(args, which: str) -> float:
     argv = [sys.executable, __file__, "--only", which, "--repeats", "1"]
     argv += ["--model", args.model, "--image-size", str(args.image_size), "--frames", str(args.frames)]
-    argv += ["--objects", str(args.objects), "--corrections", str(args.corrections)]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=dict(os.environ))
+    argv += ["--objects", str(args.objects), "--corrections", str(args.corrections), "--remat", args.remat]
+    # Ours runs twice: the second process loads the compiled step from the persistent compilation cache, so its
+    # peak is the step's, not XLA's compiler's.
+    for _ in range(2 if which == "ours" else 1):
+        out = subprocess.run(argv, check=True, capture_output=True, text=True, env=dict(os.environ))
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
@@ -175,7 +185,8 @@ def main(argv=None) -> None:
         f"{args.model} {args.image_size}px, {args.frames} frames, {args.objects} objects, "
         f"{args.corrections} corrections, CPU float32 ({os.cpu_count()} cores)"
     )
-    print(f"ours: compile {compile_s:.1f} s (first call), loss {ours_fn():.4f}")
+    print(f"ours (remat {args.remat}): compile {compile_s:.1f} s, loss {ours_fn():.4f}")
+    print("ours, XLA memory_analysis: " + ", ".join(f"{k} {v:.0f} MB" for k, v in ours_fn.memory.items()))
     print(f"official loss {official_fn.losses[0]:.4f} (first step; its AdamW steps then change its weights)")
     for k, t in timings.items():
         print(f"{k:9s} {t.median:8.3f} s/step ({t.spread()})")
