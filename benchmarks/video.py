@@ -423,7 +423,7 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
 
     def heads_fn(prm, pix, fe):
         hr = engine.broadcast_high_res(fe, n_obj)
-        return engine.sam_heads(mod, prm, pix, hr, None, None, None, multimask)
+        return engine.sam_heads(mod, prm, pix, None, None, None, hr, multimask)
 
     def menc_fn(prm, fe, high_res_masks, object_score_logits):
         return engine.encode_memory(mod, prm, fe, high_res_masks, object_score_logits, False)

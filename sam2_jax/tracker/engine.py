@@ -101,55 +101,16 @@ def image_embeddings(module: SAM2Base, params, images: jax.Array) -> ImageEmbedd
 
 
 # --- heads --------------------------------------------------------------------------------------------------------
-def sam_heads(
-    module: SAM2Base,
-    params,
-    pix_feat: jax.Array,
-    high_res: list[jax.Array] | None,
-    point_coords: jax.Array | None,
-    point_labels: jax.Array | None,
-    mask_inputs: jax.Array | None,
-    multimask_output: bool,
-) -> SamHeadsOutput:
-    """``SAM2Base.sam_heads`` (official ``_forward_sam_heads``) on features (O, h, w, C); see its docstring."""
-    return _call(
-        module,
-        params,
-        SAM2Base.sam_heads,
-        pix_feat,
-        point_coords,
-        point_labels,
-        mask_inputs,
-        high_res,
-        multimask_output,
-    )
+def sam_heads(module: SAM2Base, params, *args, **kwargs) -> SamHeadsOutput:
+    """``SAM2Base.sam_heads`` (official ``_forward_sam_heads``): ``(backbone_features (O, h, w, C), point_coords,
+    point_labels, mask_inputs, high_res_features, multimask_output)``, as its docstring says."""
+    return _call(module, params, SAM2Base.sam_heads, *args, **kwargs)
 
 
-def decode_prompts(
-    module: SAM2Base,
-    params,
-    image_embed: jax.Array,
-    high_res_feats: list[jax.Array] | None,
-    point_coords: jax.Array | None,
-    point_labels: jax.Array | None,
-    mask_input: jax.Array | None,
-    multimask_output: bool,
-    repeat_image: bool = False,
-) -> DecoderOutput:
+def decode_prompts(module: SAM2Base, params, *args, **kwargs) -> DecoderOutput:
     """``SAM2Base.decode_prompts``: prompt encoder + mask decoder on an image embedding, as the image predictor and
-    the automatic mask generator call them (no object-score gating)."""
-    return _call(
-        module,
-        params,
-        SAM2Base.decode_prompts,
-        image_embed,
-        high_res_feats,
-        point_coords,
-        point_labels,
-        mask_input,
-        multimask_output,
-        repeat_image,
-    )
+    the automatic mask generator call them (no object-score gating); arguments as its docstring says."""
+    return _call(module, params, SAM2Base.decode_prompts, *args, **kwargs)
 
 
 def use_mask_as_output(
@@ -393,7 +354,7 @@ def track_frame(
     pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs)
     multimask = module.use_multimask(is_init_cond_frame=False, num_pts=0)
     hr = broadcast_high_res(feats, state.num_objects)
-    return TrackedFrame(pix, sam_heads(module, params, pix, hr, None, None, None, multimask))
+    return TrackedFrame(pix, sam_heads(module, params, pix, None, None, None, hr, multimask))
 
 
 # --- state writes -------------------------------------------------------------------------------------------------
@@ -530,7 +491,7 @@ def interact(
         if prev_mask_logits is not None:
             # (1, 1, 4h, 4w) -> (1, 4h, 4w, 1)
             mask_in = prev_mask_logits.transpose(0, 2, 3, 1)
-        outs = sam_heads(module, params, pix, hr, point_coords, point_labels, mask_in, multimask)
+        outs = sam_heads(module, params, pix, point_coords, point_labels, mask_in, hr, multimask)
     return PromptOutput(
         _postprocess_pred_masks(outs.low_res_masks, fill_hole_area), outs.object_score_logits, outs.obj_ptr
     )

@@ -176,7 +176,7 @@ def _step_loss(ctx: _Ctx, outs: SamHeadsOutput, gt_t: jax.Array) -> dict[str, ja
 
 
 def _heads(ctx: _Ctx, pix, hr, coords, labels, mask_in, multimask: bool) -> SamHeadsOutput:
-    return engine.sam_heads(ctx.module, ctx.params, pix, hr, coords, labels, mask_in, multimask)
+    return engine.sam_heads(ctx.module, ctx.params, pix, coords, labels, mask_in, hr, multimask)
 
 
 def _correct(ctx: _Ctx, pix, hr, gt_t, outs, coords, labels, is_init: bool, keys, from_gt):
