@@ -7,6 +7,8 @@ its own fresh child process, so that peak device memory is its own:
   because the official hole filling needs its CUDA extension, which the PyPI package does not build);
   ``float32`` = torch defaults, ``bfloat16`` = ``torch.autocast("cuda", bfloat16)`` with TF32 matmuls, as the
   official notebooks and ``tools/vos_inference.py`` run it;
+- official_vos: the same with ``vos_optimized=True`` (``SAM2VideoPredictorVOS``: ``torch.compile`` max-autotune of
+  every component), bfloat16 autocast only, as the official ``tools/benchmark.py`` measures it;
 - ours: ``float32`` = JAX's default matmul precision on GPU, ``bfloat16`` = ``dtype=jnp.bfloat16`` compute.
 
 Reported per object count: ``init_state`` seconds (the official decodes and uploads every frame there; ours reads
@@ -44,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--objects", default="1,3,8")
     p.add_argument("--models", default="sam2.1_hiera_t")
     p.add_argument("--dtypes", default="float32,bfloat16")
-    p.add_argument("--impls", default="official,ours", help="implementations to run")
+    p.add_argument("--impls", default="official,official_vos,ours", help="implementations to run")
     p.add_argument("--chunk", type=int, default=8, help="our chunk_size")
     p.add_argument("--timeout", type=int, default=400, help="seconds per child process")
     p.add_argument("--out", default="", help="folder for the JSON results (default: a temporary folder)")
@@ -82,7 +84,9 @@ def _per_frame(stamps: list[float], warmup: int) -> float:
     return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
 
 
-def run_official(model, dtype, objects, folder: Path, warmup: int, masks_out: Path, device: str, size: int) -> dict:
+def run_official(
+    model, dtype, objects, folder: Path, warmup: int, masks_out: Path, device: str, size: int, vos: bool = False
+) -> dict:
     import contextlib
 
     import numpy as np
@@ -96,8 +100,14 @@ def run_official(model, dtype, objects, folder: Path, warmup: int, masks_out: Pa
     from sam2_jax.reference.image import reference_state_dict
 
     torch.manual_seed(0)
+    # vos_optimized: the official SAM2VideoPredictorVOS (torch.compile max-autotune of the image encoder, memory
+    # attention, memory encoder, prompt encoder and mask decoder), as its tools/benchmark.py measures it.
     pred = build_sam2_video_predictor(
-        OFFICIAL_YAML[model], None, device=device, hydra_overrides_extra=[f"++model.image_size={size}"]
+        OFFICIAL_YAML[model],
+        None,
+        device=device,
+        hydra_overrides_extra=[f"++model.image_size={size}"],
+        vos_optimized=vos,
     )
     sd = reference_state_dict(model, 0)
     pred.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
@@ -188,8 +198,9 @@ def child(args) -> None:
     folder = Path(args.frames_dir)
     out = Path(args.out)
     masks_out = out / f"masks_{impl}_{model}.npy"
-    if impl == "official":
-        res = run_official(model, dtype, objects, folder, args.warmup, masks_out, args.device, args.image_size)
+    if impl in ("official", "official_vos"):
+        vos = impl == "official_vos"
+        res = run_official(model, dtype, objects, folder, args.warmup, masks_out, args.device, args.image_size, vos)
     else:
         res = run_ours(model, dtype, objects, folder, args.warmup, args.chunk, masks_out, args.image_size)
     print("RESULT " + json.dumps(res))
@@ -217,6 +228,8 @@ def main(argv=None) -> None:
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
             for impl in args.impls.split(","):
+                if impl == "official_vos" and dtype != "bfloat16":
+                    continue  # the official measures vos_optimized with bfloat16 autocast only
                 key = f"{impl}:{model}:{dtype}"
                 argv = [sys.executable, __file__, "--child", key, "--frames-dir", str(folder), "--out", str(out)]
                 argv += ["--objects", args.objects, "--warmup", str(args.warmup), "--chunk", str(args.chunk)]
@@ -247,23 +260,24 @@ def main(argv=None) -> None:
 def print_table(results: dict, args) -> None:
     print(f"\n{args.frames} frames, warm-up {args.warmup}, our chunk {args.chunk}")
     print(
-        "| model | dtype | objects | official s/frame | ours s/frame | off/ours | official total s | ours total s "
-        "(compile) | official peak MB | ours peak MB |"
+        "| model | dtype | objects | official s/frame | ours s/frame | off/ours | official vos_optimized s/frame | "
+        "vos/ours | official total s | ours total s (compile) | official peak MB | ours peak MB |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
             off = results.get(f"official:{model}:{dtype}", {})
             our = results.get(f"ours:{model}:{dtype}", {})
-            for n in sorted(set(off) | set(our), key=int):
-                o, u = off.get(n), our.get(n)
+            vos = results.get(f"official_vos:{model}:{dtype}", {})
+            for n in sorted(set(off) | set(our) | set(vos), key=int):
+                o, u, v = off.get(n), our.get(n), vos.get(n)
                 f = lambda d, k, fmt: format(d[k], fmt) if d else "-"  # noqa: E731
-                ratio = f"{o['s_per_frame'] / u['s_per_frame']:.2f}x" if o and u else "-"
+                ratio = lambda a, b: f"{a['s_per_frame'] / b['s_per_frame']:.2f}x" if a and b else "-"  # noqa: E731
                 comp = f" ({u['compile_s']:.1f})" if u else ""
                 print(
                     f"| {model} | {dtype} | {n} | {f(o, 's_per_frame', '.4f')} | {f(u, 's_per_frame', '.4f')} | "
-                    f"{ratio} | {f(o, 'total_s', '.1f')} | {f(u, 'total_s', '.1f')}{comp} | "
-                    f"{f(o, 'peak_mb', '.0f')} | {f(u, 'peak_mb', '.0f')} |"
+                    f"{ratio(o, u)} | {f(v, 's_per_frame', '.4f')} | {ratio(v, u)} | {f(o, 'total_s', '.1f')} | "
+                    f"{f(u, 'total_s', '.1f')}{comp} | {f(o, 'peak_mb', '.0f')} | {f(u, 'peak_mb', '.0f')} |"
                 )
         if f"iou:{model}" in results:
             r = results[f"iou:{model}"]
