@@ -158,7 +158,7 @@ def run_ours(model, dtype, objects, folder: Path, warmup: int, chunk: int, masks
     log = lambda msg: print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     params = our_params(model)
     log("params ready")
-    pred = our_predictor(model, params, dtype, image_size=size, chunk=chunk)
+    pred = our_predictor(model, params, dtype, image_size=size, chunk=chunk, chunks_in_flight=1)
     dev = jax.devices()[0]
     res = {}
     for n in objects:

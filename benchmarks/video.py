@@ -130,7 +130,14 @@ def our_params(name: str) -> dict:
     return jax.tree.map(jnp.asarray, params)
 
 
-def our_predictor(name: str, params: dict, dtype: str = "float32", image_size: int | None = None, chunk: int = 4):
+def our_predictor(
+    name: str,
+    params: dict,
+    dtype: str = "float32",
+    image_size: int | None = None,
+    chunk: int = 4,
+    chunks_in_flight: int = 0,
+):
     """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0)."""
     import jax.numpy as jnp
     import ml_collections
@@ -144,7 +151,11 @@ def our_predictor(name: str, params: dict, dtype: str = "float32", image_size: i
     if image_size is not None:
         cfg.model.image_size = image_size
     module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=getattr(jnp, dtype))
-    return SAM2VideoPredictor(SAM2Model(module, params, cfg), fill_hole_area=0, chunk_size=chunk)
+    # chunks_in_flight=0: the lockstep timing below needs each chunk finished before the official's turn (with a
+    # chunk in flight, ours would compute in the background of the official's measurement).
+    return SAM2VideoPredictor(
+        SAM2Model(module, params, cfg), fill_hole_area=0, chunk_size=chunk, chunks_in_flight=chunks_in_flight
+    )
 
 
 def clip_dir(root: Path, n: int) -> Path:

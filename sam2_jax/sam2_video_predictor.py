@@ -75,6 +75,7 @@ class SAM2VideoPredictor:
         store_budget_mb: float = 2048.0,
         max_cond_slots: int = 16,
         mesh: jax.sharding.Mesh | None = None,
+        chunks_in_flight: int = 1,
     ) -> None:
         """
         Args:
@@ -87,6 +88,9 @@ class SAM2VideoPredictor:
           max_cond_slots: most conditioning frames attended to per object (the temporally closest are kept).
           mesh: a ``Mesh`` with an ``"obj"`` axis to spread objects over devices; default all local devices
             when there are several. Results do not depend on it.
+          chunks_in_flight: chunks ``propagate_in_video`` dispatches ahead of the one it yields (1: the device
+            computes chunk k+1 while the caller handles chunk k; 0: each chunk finishes before it is yielded, which a
+            benchmark that interleaves implementations needs). Results do not depend on it.
         """
         video = sam_model.config.video
         cfg = ml_collections.ConfigDict(sam_model.config.model)
@@ -112,6 +116,9 @@ class SAM2VideoPredictor:
         self.chunk_size = int(chunk_size)
         self.store_budget_bytes = int(store_budget_mb * 2**20)
         self.max_cond_slots = int(max_cond_slots)
+        if chunks_in_flight not in (0, 1):
+            raise ValueError(f"chunks_in_flight must be 0 or 1, got {chunks_in_flight!r}")
+        self.chunks_in_flight = int(chunks_in_flight)
         if mesh is None and jax.device_count() > 1:
             mesh = jax.sharding.Mesh(np.array(jax.devices()), ("obj",))
         self.mesh = mesh
@@ -423,6 +430,9 @@ class SAM2VideoPredictor:
                 yield from self._collect(s, objs, pending, reverse, obj_ids)
             pending = dispatched
             pos += n
+            if not self.chunks_in_flight:
+                yield from self._collect(s, objs, pending, reverse, obj_ids)
+                pending = None
         if pending is not None:
             yield from self._collect(s, objs, pending, reverse, obj_ids)
 
