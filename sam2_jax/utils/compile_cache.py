@@ -29,7 +29,9 @@ def default_cache_dir() -> Path:
     value = os.environ.get(ENV, "")
     if value and value.lower() not in _OFF + ("1", "true", "on", "yes"):
         return Path(value)
-    return Path(os.environ.get("SAM2_JAX_CACHE", Path.home() / ".cache" / "sam2_jax")) / "xla"
+    from sam2_jax.checkpoints import cache_dir  # lazy: checkpoints imports the model's configs
+
+    return cache_dir() / "xla"
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None, enabled: bool = True) -> str | None:
