@@ -39,7 +39,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model, build_sam2
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
-from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects
+from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
@@ -436,6 +436,88 @@ class SAM2VideoPredictor:
         if pending is not None:
             yield from self._collect(s, objs, pending, reverse, obj_ids)
 
+    def propagate_in_videos(
+        self,
+        inference_states: list[InferenceState],
+        start_frame_idx: int | list | None = None,
+        max_frame_num_to_track: int | list | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, int, list, np.ndarray]]:
+        """``propagate_in_video`` of several videos at once: one compiled step tracks a chunk of frames of every
+        video (``engine.propagate_videos_chunk``), so a small model fills an accelerator. Not in the official API.
+
+        Args:
+          inference_states: states from ``init_state`` (videos of known length, prompted as for
+            ``propagate_in_video``); their outputs and bookkeeping are updated exactly as ``propagate_in_video``
+            updates them, so corrections and later propagations work per video as usual.
+          start_frame_idx, max_frame_num_to_track: as ``propagate_in_video``, one value for every video or a list
+            with one per video.
+          reverse: the direction, for every video.
+        Yields:
+          ``(video_index, frame_idx, obj_ids, masks (O, 1, H, W) logits)``: for each chunk, every video's frames in
+          order (a video's frames come in order; videos interleave chunk by chunk).
+        """
+        states = list(inference_states)
+        V = len(states)
+        starts = _per_video(start_frame_idx, V, "start_frame_idx")
+        maxes = _per_video(max_frame_num_to_track, V, "max_frame_num_to_track")
+        orders = []
+        for s, a, m in zip(states, starts, maxes):
+            if s.num_frames is None or s.frame_queue is not None:
+                raise ValueError("propagate_in_videos needs videos of known length; track a live source alone")
+            s.stream_tstate = None
+            self.propagate_in_video_preflight(s)
+            orders.append(self._propagation_order(s, a, m, reverse))
+        batch = [v for v in range(V) if len(orders[v])]
+        if not batch:
+            return
+        O = object_bucket(max(states[v].num_objects for v in batch))
+        tstate = stack_states(
+            [
+                self.tracker_state(states[v], list(range(states[v].num_objects)), orders[v][0], reverse, O, False)
+                for v in batch
+            ]
+        )
+        tstate = self._shard(jax.device_put(tstate))
+        pending = None
+        T = self.chunk_size
+        for pos in range(0, max(len(orders[v]) for v in batch), T):
+            idxs = [list(orders[v][pos : pos + T]) for v in batch]
+            # a video with fewer frames left repeats its last frame: the outputs are dropped, the state discarded
+            frames = [ix + [orders[v][-1]] * (T - len(ix)) for v, ix in zip(batch, idxs)]
+            for v in batch:
+                if hasattr(states[v].images, "prefetch"):
+                    states[v].images.prefetch(list(orders[v][pos + T : pos + 2 * T]))
+            tstate, dispatched = self._dispatch_videos([states[v] for v in batch], tstate, frames, reverse)
+            if pending is not None:
+                yield from self._collect_videos(states, batch, *pending, reverse)
+            pending = (idxs, dispatched)
+        yield from self._collect_videos(states, batch, *pending, reverse)
+
+    def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse):
+        """Queue one chunk (V, T) of frames on the device; the outputs start copying to the host when ready."""
+        images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames)])
+        args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
+        tstate, out = engine.propagate_videos_chunk(self.module, self.params, tstate, *args, self.fill_hole_area)
+        for x in jax.tree.leaves(out):
+            x.copy_to_host_async()
+        return tstate, out
+
+    def _collect_videos(self, states, batch: list[int], idxs: list[list[int]], out: engine.StepOutput, reverse):
+        """Fetch a dispatched chunk of every video and hand each video's frames to ``_collect``."""
+        host = jax.tree.map(np.asarray, out)  # (V, T, O, ...)
+        for i, v in enumerate(batch):
+            if not idxs[i]:
+                continue
+            s = states[v]
+            objs = list(range(s.num_objects))
+            mine = jax.tree.map(lambda x: x[i], host)
+            video = _video_res_chunk(
+                jax.device_put(mine.pred_masks), (s.video_height, s.video_width), non_overlap=self.non_overlap_masks
+            )
+            for t, obj_ids, masks in self._collect(s, objs, _Chunk(idxs[i], mine, video), reverse, list(s.obj_ids)):
+                yield v, t, obj_ids, masks
+
     def _propagation_order(
         self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
     ) -> range:
@@ -600,12 +682,19 @@ class SAM2VideoPredictor:
         )
 
     def tracker_state(
-        self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool, pad_to: int | None = None
+        self,
+        s: InferenceState,
+        objs: list[int],
+        frame_idx: int,
+        reverse: bool,
+        pad_to: int | None = None,
+        on_device: bool = True,
     ) -> TrackerState:
         """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
         tools): their conditioning frames (the temporally closest
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
-        (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``)."""
+        (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
+        host numpy arrays with ``on_device=False``."""
         c = self.config
         n_cond = max(len(s.store.cond(o)) for o in objs)
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
@@ -639,7 +728,7 @@ class SAM2VideoPredictor:
                     st.recent_valid[i, f % R] = True
         if pad_to is not None:
             st = pad_objects(st, pad_to)
-        return jax.device_put(st)
+        return jax.device_put(st) if on_device else st
 
     def _retrack(self, s: InferenceState, obj_idx: int, frame_idx: int) -> FrameOutput | None:
         """The output of ``obj_idx`` on ``frame_idx`` tracked again (in the direction it was tracked) from the
@@ -702,3 +791,12 @@ def apply_non_overlapping_constraints(pred_masks: jax.Array) -> jax.Array:
     max_obj = jnp.argmax(pred_masks, axis=0, keepdims=True)
     keep = max_obj == jnp.arange(pred_masks.shape[0])[:, None, None, None]
     return jnp.where(keep, pred_masks, jnp.minimum(pred_masks, -10.0))
+
+
+def _per_video(value, num_videos: int, name: str) -> list:
+    """One value per video from a scalar (or None) or a sequence of ``num_videos``."""
+    if isinstance(value, list | tuple | np.ndarray):
+        if len(value) != num_videos:
+            raise ValueError(f"{name}: {len(value)} values for {num_videos} videos")
+        return list(value)
+    return [value] * num_videos

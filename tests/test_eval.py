@@ -75,6 +75,39 @@ def test_same_numbers_from_every_format(data, tmp_path):
     assert any(s.j.max() > 0 for s in ref.scores) and ref.summary["J"] < 1
 
 
+def _late_starter_video():
+    """A synthetic video whose three objects start on three different annotated frames (three segments)."""
+    for seed in range(50):
+        v = next(iter(SyntheticVideoDataset(1, seed=seed, num_frames=10, height=40, width=48, num_objects=3)))
+        vv = vos.vos_video_from_arrays(f"late_{seed}", v.frames, v.masks, v.object_ids, annotation_stride=2)
+        first = vv.first_annotated()
+        if (first >= 0).all() and len(set(first.tolist())) == 3:
+            return vv
+    raise AssertionError("no synthetic video with three different start frames")
+
+
+def test_videos_per_step_tracks_a_batch_as_one_at_a_time(data):
+    """``videos_per_step``: videos of different sizes, lengths and object counts (one with objects starting on three
+    different frames) tracked together give the one-at-a-time masks (a pixel may flip where its logit rounds
+    across the threshold) and scores."""
+    _, arrays = data
+    videos = [*arrays, _late_starter_video()]
+    pred = _predictor()
+    cfg = vos_eval.VOSEvalConfig(output_layout="davis")
+    alone = [vos_eval.track_video(pred, v, cfg) for v in videos]
+    together = vos_eval.track_videos(pred, videos, cfg)
+    for (m1, n1), (m2, n2) in zip(alone, together, strict=True):
+        assert n1 == n2 and m1.shape == m2.shape
+        assert (m1 != m2).mean() <= 1e-3
+    assert any(m.any() for m, _ in alone)
+    for v, a, b in zip(videos, alone, together, strict=True):
+        (s1, bad1, n1), (s2, bad2, n2) = vos_eval.score_tracked(v, a, cfg), vos_eval.score_tracked(v, b, cfg)
+        assert bad1 is bad2 is None and n1 == n2 and len(s1) == len(s2)
+        for x, y in zip(s1, s2, strict=True):
+            assert (x.video, x.object_id, x.frames) == (y.video, y.object_id, y.frames)
+            np.testing.assert_allclose(y.j, x.j, atol=2e-2)
+
+
 def test_eval_cli_and_scoring_its_pngs(data, tmp_path):
     import eval as eval_cli
 

@@ -218,6 +218,55 @@ def test_stream_equals_propagation_and_takes_new_objects():
     assert (ft, ids) == (7, [1, 2]) and m.shape == (2, 1, 96, 128)
 
 
+def _prompt(pred, state, frame_idx, n_obj):
+    for o in range(n_obj):
+        pts = np.array([[50 + 5 * o, 40 - 3 * o]], np.float32)
+        pred.add_new_points_or_box(state, frame_idx, o + 1, points=pts, labels=np.array([1], np.int32))
+
+
+def test_batch_of_videos_equals_one_at_a_time():
+    """``propagate_in_videos`` (one program over a batch of videos of different lengths, sizes, object counts and
+    start frames) yields what ``propagate_in_video`` yields for each video alone, keeps the same per-frame outputs,
+    and leaves each state ready for a correction."""
+    pred = small_predictor()
+    videos = [_video(6), _video(9, 80, 112, seed=1), _video(4, seed=2)]
+    setups = [(0, 1), (2, 3), (1, 2)]  # (prompted frame, objects)
+    alone, batched = [], []
+    for video, (t0, n) in zip(videos, setups):
+        a, b = pred.init_state(video), pred.init_state(video)
+        _prompt(pred, a, t0, n)
+        _prompt(pred, b, t0, n)
+        alone.append(a)
+        batched.append(b)
+    ref = [{t: m for t, _, m in pred.propagate_in_video(s)} for s in alone]
+    got = [{} for _ in videos]
+    order = [[] for _ in videos]
+    for v, t, ids, m in pred.propagate_in_videos(batched, max_frame_num_to_track=[None, 5, None]):
+        assert ids == list(range(1, setups[v][1] + 1))
+        got[v][t] = m
+        order[v].append(t)
+    assert order == [list(range(0, 6)), list(range(2, 8)), list(range(1, 4))]
+    for v in range(len(videos)):
+        for t in order[v]:
+            np.testing.assert_allclose(got[v][t], ref[v][t], atol=STREAM_ATOL, rtol=0, err_msg=f"video {v} frame {t}")
+            for o in range(setups[v][1]):
+                mine = batched[v]["output_dict_per_obj"][o]["non_cond_frame_outputs"].get(t)
+                theirs = alone[v]["output_dict_per_obj"][o]["non_cond_frame_outputs"].get(t)
+                assert (mine is None) == (theirs is None)
+                if mine is not None:
+                    np.testing.assert_allclose(mine.obj_ptr, theirs.obj_ptr, atol=STREAM_ATOL, rtol=0)
+    # a correction after the batched run continues as after a single run
+    fix = dict(points=np.array([[60, 50]], np.float32), labels=np.array([0], np.int32), clear_old_points=False)
+    outs = []
+    for s in (alone[0], batched[0]):
+        pred.add_new_points_or_box(s, 3, 1, **fix)
+        outs.append({t: m for t, _, m in pred.propagate_in_video(s, start_frame_idx=3)})
+    for t in outs[0]:
+        np.testing.assert_allclose(outs[1][t], outs[0][t], atol=STREAM_ATOL, rtol=0, err_msg=f"corrected frame {t}")
+    with pytest.raises(ValueError, match="2 values for 3 videos"):
+        list(pred.propagate_in_videos(batched, start_frame_idx=[0, 1]))
+
+
 RSS_SCRIPT = textwrap.dedent(
     """
     import resource, sys, numpy as np

@@ -54,7 +54,10 @@ class RunConfig:
         devices, else devices // videos; the device count: one video at a time, its objects sharded over all.
       output_dir: results folder.
       progress: show progress bars.
-      compilation_cache: persistent XLA compilation cache folder (empty: none); a second run skips the compiles.
+      compilation_cache: persistent XLA compilation cache folder; ``default``: ``$SAM2_JAX_CACHE/xla`` (as every
+        entry point, ``compile_cache.default_cache_dir``); empty: none. A second run skips the compiles.
+      videos_per_step: ``vos`` task: videos tracked together in one compiled step (``vos_eval.track_videos``:
+        fills an accelerator with a small model); 1: one at a time.
     """
 
     task: str = "vos"
@@ -91,7 +94,8 @@ class RunConfig:
     devices_per_video: int = 0
     output_dir: str = "eval_out"
     progress: bool = True
-    compilation_cache: str = "~/.cache/sam2_jax/xla"
+    compilation_cache: str = "default"
+    videos_per_step: int = 1
 
 
 def build_model(cfg: RunConfig):
@@ -201,6 +205,7 @@ def vos_config(cfg: RunConfig) -> vos_eval.VOSEvalConfig:
         score_thresh=cfg.score_thresh,
         output_layout=cfg.output_layout or None,
         output_dir=cfg.output_dir or None,
+        videos_per_step=cfg.videos_per_step,
     )
 
 
@@ -226,7 +231,8 @@ def run(cfg: RunConfig):
     if cfg.compilation_cache and cfg.task != "score":
         from sam2_jax.utils.compile_cache import enable_compilation_cache
 
-        enable_compilation_cache(os.path.expanduser(cfg.compilation_cache))
+        folder = None if cfg.compilation_cache == "default" else os.path.expanduser(cfg.compilation_cache)
+        enable_compilation_cache(folder)
     if cfg.convention not in metrics.CONVENTIONS:
         raise ValueError(f"unknown convention {cfg.convention!r}, expected one of {metrics.CONVENTIONS}")
     if cfg.task == "score":

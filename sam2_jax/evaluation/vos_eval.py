@@ -64,6 +64,7 @@ class VOSEvalConfig:
       output_dir: where CSVs, PNGs and plots go (None: nothing written).
       write_pngs: write the predicted masks.
       bound_th: F boundary tolerance.
+      videos_per_step: videos tracked together in one program (``track_videos``); 1: one at a time.
     """
 
     prompt: str = "mask"
@@ -74,6 +75,7 @@ class VOSEvalConfig:
     output_dir: str | None = None
     write_pngs: bool = True
     bound_th: float = metrics.BOUND_TH
+    videos_per_step: int = 1
 
 
 @dataclasses.dataclass
@@ -184,6 +186,54 @@ def _prompt_object(predictor, state, frame_idx: int, obj_id: int, gt: np.ndarray
         raise ValueError(f"unknown prompt {prompt!r}, expected one of {PROMPTS}")
 
 
+class _VideoRun:
+    """One video's tracking plan and its predictions (module docstring): segments that each start on a frame where
+    objects are prompted, tracked forward up to the next one."""
+
+    def __init__(self, predictor, video: vos.VOSVideo):
+        self.video = video
+        first = video.first_annotated()
+        self.starts: dict[int, list[int]] = {}
+        for k, a in enumerate(first):
+            if a >= 0:
+                self.starts.setdefault(int(video.mask_frames[a]), []).append(k)
+        self.order = sorted(self.starts)
+        self.out = np.zeros((len(video.mask_frames), len(video.object_ids), video.height, video.width), bool)
+        self.tracked = 0
+        self.row_of = {int(t): a for a, t in enumerate(video.mask_frames)}
+        self.col_of = {int(o): k for k, o in enumerate(video.object_ids)}
+        self.state = predictor.init_state(video.frames) if self.order else None
+        if self.state is None:
+            return
+        n = self.state["num_frames"]
+        if n is not None and n <= int(video.mask_frames[-1]):
+            raise vos.DataError(
+                f"video {video.video_id}: annotation on frame {int(video.mask_frames[-1])} but the video has "
+                f"{n} frames"
+            )
+        if (self.state["video_height"], self.state["video_width"]) != (video.height, video.width):
+            raise vos.DataError(
+                f"video {video.video_id}: frames are {self.state['video_width']}x{self.state['video_height']}, "
+                f"annotations {video.width}x{video.height}"
+            )
+
+    def prompt(self, predictor, i: int, cfg: "VOSEvalConfig") -> tuple[int, int | None]:
+        """Prompts the objects of segment ``i``; returns its ``(start_frame_idx, max_frame_num_to_track)``."""
+        s = self.order[i]
+        gts = self.video.masks(self.row_of[s])
+        for k in self.starts[s]:
+            _prompt_object(predictor, self.state, s, int(self.video.object_ids[k]), gts[k], cfg.prompt, cfg.score_thresh)
+        return s, self.order[i + 1] - s - 1 if i + 1 < len(self.order) else None
+
+    def record(self, t: int, obj_ids: Sequence[int], logits: np.ndarray, thresh: float) -> None:
+        self.tracked += 1
+        a = self.row_of.get(int(t))
+        if a is None:
+            return
+        for j, oid in enumerate(obj_ids):
+            self.out[a, self.col_of[int(oid)]] = np.asarray(logits[j, 0]) > thresh
+
+
 def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.ndarray, int]:
     """Tracks every object of a video in one batched run and returns the predictions on the annotated frames.
 
@@ -196,42 +246,49 @@ def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.
       ``(masks, tracked)``: ``(A, O, H, W)`` bool predictions on ``video.mask_frames`` (empty before an object's
       start frame and for objects never present), and the number of frames tracked.
     """
-    first = video.first_annotated()
-    starts = {}
-    for k, a in enumerate(first):
-        if a >= 0:
-            starts.setdefault(int(video.mask_frames[a]), []).append(k)
-    out = np.zeros((len(video.mask_frames), len(video.object_ids), video.height, video.width), bool)
-    if not starts:
-        return out, 0
-    row_of = {int(t): a for a, t in enumerate(video.mask_frames)}
-    state = predictor.init_state(video.frames)
-    if state["num_frames"] is not None and state["num_frames"] <= int(video.mask_frames[-1]):
-        raise vos.DataError(
-            f"video {video.video_id}: annotation on frame {int(video.mask_frames[-1])} but the video has "
-            f"{state['num_frames']} frames"
-        )
-    if (state["video_height"], state["video_width"]) != (video.height, video.width):
-        raise vos.DataError(
-            f"video {video.video_id}: frames are {state['video_width']}x{state['video_height']}, annotations "
-            f"{video.width}x{video.height}"
-        )
-    col_of = {int(o): k for k, o in enumerate(video.object_ids)}
-    order = sorted(starts)
-    tracked = 0
-    for i, s in enumerate(order):
-        gts = video.masks(row_of[s])
-        for k in starts[s]:
-            _prompt_object(predictor, state, s, int(video.object_ids[k]), gts[k], cfg.prompt, cfg.score_thresh)
-        n = order[i + 1] - s - 1 if i + 1 < len(order) else None
-        for t, obj_ids, logits in predictor.propagate_in_video(state, start_frame_idx=s, max_frame_num_to_track=n):
-            tracked += 1
-            a = row_of.get(int(t))
-            if a is None:
-                continue
-            for j, oid in enumerate(obj_ids):
-                out[a, col_of[int(oid)]] = np.asarray(logits[j, 0]) > cfg.score_thresh
-    return out, tracked
+    run = _VideoRun(predictor, video)
+    for i in range(len(run.order)):
+        s, n = run.prompt(predictor, i, cfg)
+        for t, obj_ids, logits in predictor.propagate_in_video(run.state, start_frame_idx=s, max_frame_num_to_track=n):
+            run.record(t, obj_ids, logits, cfg.score_thresh)
+    return run.out, run.tracked
+
+
+def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig) -> list:
+    """``track_video`` of several videos at once: each round prompts the next segment of every video that has one
+    and tracks them all in one program (``SAM2VideoPredictor.propagate_in_videos``); predictions equal
+    ``track_video``'s to float rounding.
+
+    Returns:
+      per video, ``track_video``'s ``(masks, tracked)``, or the ``DataError`` / ``ValueError`` that video raised
+      (a video that fails alone leaves the others of its batch tracked).
+    """
+    runs: list = []
+    for video in videos:
+        try:
+            runs.append(_VideoRun(predictor, video))
+        except (vos.DataError, ValueError) as e:
+            runs.append(e)
+    ok = [r for r in runs if isinstance(r, _VideoRun)]
+    try:
+        for i in range(max((len(r.order) for r in ok), default=0)):
+            live = [r for r in ok if i < len(r.order)]
+            segs = [r.prompt(predictor, i, cfg) for r in live]
+            starts, lengths = [s for s, _ in segs], [n for _, n in segs]
+            batch = predictor.propagate_in_videos([r.state for r in live], starts, lengths)
+            for v, t, obj_ids, logits in batch:
+                live[v].record(t, obj_ids, logits, cfg.score_thresh)
+    except (vos.DataError, ValueError) as e:
+        log.warning("a batch of %d videos failed (%s); tracking them one at a time", len(ok), e)
+        return [_try(lambda v=v: track_video(predictor, v, cfg)) for v in videos]
+    return [(r.out, r.tracked) if isinstance(r, _VideoRun) else r for r in runs]
+
+
+def _try(fn):
+    try:
+        return fn()
+    except (vos.DataError, ValueError) as e:
+        return e
 
 
 def _write_csvs(out_dir: str, result: EvalResult, extra: dict[str, Any] | None = None) -> None:
@@ -339,13 +396,22 @@ def evaluate_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig):
       ``(scores, skipped, frames)``: the per-object scores, ``(video, reason)`` when the video is bad data (then no
       scores) or None, and the number of frames tracked.
     """
+    return score_tracked(video, _try(lambda: track_video(predictor, video, cfg)), cfg)
+
+
+def evaluate_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig) -> list:
+    """``evaluate_video`` of a batch of videos tracked together (``track_videos``)."""
+    return [score_tracked(v, r, cfg) for v, r in zip(videos, track_videos(predictor, videos, cfg), strict=True)]
+
+
+def score_tracked(video: vos.VOSVideo, tracked, cfg: VOSEvalConfig):
+    """Writes and scores a video's predictions ``tracked`` (``track_video``'s result, or the error it raised)."""
+    if isinstance(tracked, Exception):
+        log.warning("skipping video %s: %s", video.video_id, tracked)
+        return [], (video.video_id, str(tracked)), 0
+    pred, n = tracked
     layout = cfg.output_layout or video.layout
-    try:
-        pred, n = track_video(predictor, video, cfg)
-        pred = np.stack([as_layout(p, video.object_ids, layout) for p in pred])
-    except (vos.DataError, ValueError) as e:
-        log.warning("skipping video %s: %s", video.video_id, e)
-        return [], (video.video_id, str(e)), 0
+    pred = np.stack([as_layout(p, video.object_ids, layout) for p in pred])
     names = [video.frame_names[t] for t in video.mask_frames]
     if cfg.output_dir and cfg.write_pngs:
         for a, name in enumerate(names):
@@ -381,13 +447,32 @@ def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, 
     skipped: list[tuple[str, str]] = []
     tracked = 0
     # Assembled in the dataset's order, whichever group ran each video (parallel module docstring).
-    for res, bad, n in parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, predictor, progress):
+    if cfg.videos_per_step < 1:
+        raise ValueError(f"videos_per_step must be at least 1, got {cfg.videos_per_step}")
+    if cfg.videos_per_step == 1:
+        results = parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, predictor, progress)
+    else:  # the bar counts batches
+        batches = _batches(videos, cfg.videos_per_step)
+        done = parallel.map_videos(lambda p, b: evaluate_videos(p, b, cfg), batches, predictor, progress)
+        results = [r for batch in done for r in batch]
+    for res, bad, n in results:
         scores.extend(res)
         skipped += [bad] if bad else []
         tracked += n
     skipped.extend(getattr(videos, "errors", []))
     result = EvalResult(scores, metrics.summarize(scores), skipped, tracked, time.perf_counter() - start)
     return _finish(result, cfg, {"prompt": cfg.prompt, "convention": cfg.convention})
+
+
+def _batches(videos: Iterable, n: int):
+    batch = []
+    for v in videos:
+        batch.append(v)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _gt_video_layout(gt_dir: str) -> str:

@@ -15,7 +15,8 @@ Per frame (a table with the drivers is in ``docs/architecture.md``):
 - ``sam_heads`` / ``use_mask_as_output``: prompt encoder + mask decoder + object pointer.
 - ``encode_memory``: the memory encoder on a frame's mask; ``write_recent`` / ``write_cond`` store it in the state.
 - ``track_frame`` (a frame with no new prompt), ``track_step`` (+ memory write: the body of the scan),
-  ``propagate_chunk`` (``lax.scan`` over a chunk); ``interact`` (a prompted frame), ``encode_prompt_memory``.
+  ``scan_frames`` (``lax.scan`` over a chunk; jitted as ``propagate_chunk``, and over a batch of videos as
+  ``propagate_videos_chunk``); ``interact`` (a prompted frame), ``encode_prompt_memory``.
 
 Functions that may run in training take ``deterministic`` and ``rngs`` (``{"dropout": key}``): dropout in the
 memory attention and drop path in the trunk are on with ``deterministic=False``.
@@ -437,8 +438,7 @@ def track_step(
     return state, StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
-def propagate_chunk(
+def scan_frames(
     module: SAM2Base,
     params,
     state: TrackerState,
@@ -454,6 +454,32 @@ def propagate_chunk(
         return track_step(module, params, st, image[None], t, reverse, fill_hole_area)
 
     return jax.lax.scan(body, state, (images, frame_idxs))
+
+
+propagate_chunk = jax.jit(scan_frames, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
+
+
+@functools.partial(jax.jit, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
+def propagate_videos_chunk(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    images: jax.Array,
+    frame_idxs: jax.Array,
+    reverse: jax.Array,
+    fill_hole_area: int = 0,
+) -> tuple[TrackerState, StepOutput]:
+    """``scan_frames`` of several videos at once, in one program (the official code tracks one video at a time,
+    upstream #399): every argument but ``params`` has a leading video axis V.
+
+    Args:
+      state: ``TrackerState`` (V, O, …) (``stack_states``: the same object and slot counts in every video).
+      images: (V, T, S, S, 3) normalised frames. frame_idxs: (V, T) int. reverse: (V,) bool.
+    Returns:
+      the state (V, O, …) and ``StepOutput`` stacked (V, T, O, …).
+    """
+    one = lambda st, im, ix, rv: scan_frames(module, params, st, im, ix, rv, fill_hole_area)
+    return jax.vmap(one)(state, images, frame_idxs, reverse)
 
 
 def interact(

@@ -105,3 +105,31 @@ def pad_objects(state: TrackerState, num_objects: int) -> TrackerState:
         raise ValueError(f"cannot pad {state.num_objects} objects down to {num_objects}")
     grow = lambda x: x if np.ndim(x) == 0 else np.concatenate([x, np.repeat(x[:1], pad, axis=0)], axis=0)
     return jax.tree.map(grow, state) if pad else state
+
+
+def pad_cond_slots(state: TrackerState, num_cond_slots: int) -> TrackerState:
+    """``state`` (host numpy arrays) with ``num_cond_slots`` conditioning slots, the added ones invalid (a slot that
+    is not valid is masked out of the attention, so the outputs do not change)."""
+    pad = num_cond_slots - state.num_cond_slots
+    if pad < 0:
+        raise ValueError(f"cannot pad {state.num_cond_slots} conditioning slots down to {num_cond_slots}")
+    if not pad:
+        return state
+    grow = lambda x, fill: np.concatenate([x, np.full((x.shape[0], pad, *x.shape[2:]), fill, x.dtype)], axis=1)
+    return state.replace(
+        cond_mem=grow(state.cond_mem, 0),
+        cond_ptr=grow(state.cond_ptr, 0),
+        cond_frame=grow(state.cond_frame, -1),
+        cond_valid=grow(state.cond_valid, False),
+        cond_pred_masks=grow(state.cond_pred_masks, 0),
+        cond_obj_score=grow(state.cond_obj_score, 0),
+    )
+
+
+def stack_states(states: list[TrackerState]) -> TrackerState:
+    """Host states of several videos -> one state with a leading video axis (V, O, …), every video padded to the
+    largest object bucket (``pad_objects``) and conditioning-slot count (``pad_cond_slots``) among them."""
+    num_objects = max(s.num_objects for s in states)
+    num_cond = max(s.num_cond_slots for s in states)
+    states = [pad_cond_slots(pad_objects(s, num_objects), num_cond) for s in states]
+    return jax.tree.map(lambda *xs: np.stack(xs), *states)

@@ -113,6 +113,65 @@ def test_objects_start_on_their_first_annotated_frame_in_one_batched_run(video):
             assert c[3] == int(video.masks(a)[k].sum()) > 0
 
 
+class EchoBatch:
+    """One ``EchoPredictor`` per video behind one predictor, with ``propagate_in_videos``: each video's frames in
+    order, videos interleaved, as the real one yields them."""
+
+    def __init__(self, videos):
+        self.echo = {id(v.frames): EchoPredictor(v) for v in videos}
+        self.batches = []
+
+    def init_state(self, frames):
+        echo = self.echo[id(frames)]
+        state = echo.init_state(frames)
+        state["echo"] = echo
+        return state
+
+    def add_new_mask(self, state, *args):
+        return state["echo"].add_new_mask(state, *args)
+
+    def add_new_points_or_box(self, state, *args, **kwargs):
+        return state["echo"].add_new_points_or_box(state, *args, **kwargs)
+
+    def propagate_in_video(self, state, **kwargs):
+        return state["echo"].propagate_in_video(state, **kwargs)
+
+    def propagate_in_videos(self, states, start_frame_idx, max_frame_num_to_track):
+        self.batches.append(len(states))
+        gens = [s["echo"].propagate_in_video(s, a, m) for s, a, m in zip(states, start_frame_idx, max_frame_num_to_track)]
+        lists = [list(g) for g in gens]
+        for j in range(max(map(len, lists))):
+            for v, frames in enumerate(lists):
+                if j < len(frames):
+                    yield (v, *frames[j])
+
+
+def test_videos_per_step_runs_the_same_protocol_in_batches(video):
+    """``videos_per_step``: the same prompts and segments as one video at a time (the calls each video sees are
+    the same), in batches of at most that many videos, the results in the dataset's order."""
+    others = [
+        vos.vos_video_from_arrays(f"v{seed}", v.frames, v.masks, v.object_ids, annotation_stride=2)
+        for seed in (1, 2)
+        for v in SyntheticVideoDataset(1, seed=seed, num_frames=8, height=40, width=48, num_objects=2)
+    ]
+    videos = [video, *others]
+    alone, batched = EchoBatch(videos), EchoBatch(videos)
+    r1 = vos_eval.evaluate_vos(alone, videos, vos_eval.VOSEvalConfig(), progress=False)
+    r2 = vos_eval.evaluate_vos(batched, videos, vos_eval.VOSEvalConfig(videos_per_step=2), progress=False)
+    calls = lambda e: [[c for c in p.calls if c[0] != "propagate"] for p in e.echo.values()]
+    assert calls(batched) == calls(alone)
+    # per round of a batch, the videos that still have a segment (one per start frame)
+    segs = [len(set(v.first_annotated().tolist()) - {-1}) for v in videos]
+    rounds = lambda b: [sum(n > i for n in b) for i in range(max(b))]
+    assert batched.batches == rounds(segs[:2]) + rounds(segs[2:]) and max(segs) == 3
+    assert [(s.video, s.object_id, s.frames, s.j.tolist()) for s in r2.scores] == [
+        (s.video, s.object_id, s.frames, s.j.tolist()) for s in r1.scores
+    ]
+    assert r2.num_frames == r1.num_frames and r2.summary == r1.summary
+    with pytest.raises(ValueError, match="videos_per_step must be at least 1"):
+        vos_eval.evaluate_vos(alone, videos, vos_eval.VOSEvalConfig(videos_per_step=0), progress=False)
+
+
 def test_click_and_box_prompts(video):
     pred = EchoPredictor(video)
     vos_eval.track_video(pred, video, vos_eval.VOSEvalConfig(prompt="click3"))
