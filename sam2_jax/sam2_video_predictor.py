@@ -480,11 +480,13 @@ class SAM2VideoPredictor:
         )
         tstate = self._shard(jax.device_put(tstate))
         pending = None
-        T = self.chunk_size
-        for pos in range(0, max(len(orders[v]) for v in batch), T):
+        pos, end = 0, max(len(orders[v]) for v in batch)
+        while pos < end:
+            # whole chunks while the longest video has one left, then single frames (as propagate_in_video)
+            T = self.chunk_size if end - pos >= self.chunk_size else 1
             idxs = [list(orders[v][pos : pos + T]) for v in batch]
             # a video with fewer frames left repeats its last frame: the outputs are dropped, the state discarded
-            frames = [ix + [orders[v][-1]] * (T - len(ix)) for v, ix in zip(batch, idxs)]
+            frames = [ix + [orders[v][-1]] * (T - len(ix)) for v, ix in zip(batch, idxs)]  # (V, T)
             for v in batch:
                 if hasattr(states[v].images, "prefetch"):
                     states[v].images.prefetch(list(orders[v][pos + T : pos + 2 * T]))
@@ -492,6 +494,7 @@ class SAM2VideoPredictor:
             if pending is not None:
                 yield from self._collect_videos(states, batch, *pending, reverse)
             pending = (idxs, dispatched)
+            pos += T
         yield from self._collect_videos(states, batch, *pending, reverse)
 
     def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse):

@@ -81,6 +81,21 @@ def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects):
     _check(fn, *args)
 
 
+def test_batch_of_videos_lowers_for_gpu_and_tpu():
+    module = _module()
+    V, O = 3, 2
+    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_videos_chunk(module, p, st, im, fi, rev, fill_hole_area=8))
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((V, *x.shape), x.dtype), _state(module, O))
+    args = (
+        _abstract_params(module),
+        state,
+        jax.ShapeDtypeStruct((V, 4, S, S, 3), jnp.float32),
+        jax.ShapeDtypeStruct((V, 4), jnp.int32),
+        jax.ShapeDtypeStruct((V,), jnp.bool_),
+    )
+    _check(fn, *args)
+
+
 @pytest.mark.parametrize("prompt", ["clicks", "mask", "clicks_on_memory"])
 def test_interact_lowers_for_gpu_and_tpu(prompt):
     module = _module()

@@ -1,0 +1,113 @@
+"""Several videos in one step: throughput in videos per second of ``propagate_in_videos`` (V videos tracked by one
+compiled program) against ``propagate_in_video`` one video at a time, same model, same videos, same run.
+
+    python benchmarks/videos_per_step.py                       # tiny, 256 px, 4 videos x 16 frames, 1 object
+    python benchmarks/videos_per_step.py --videos 8 --image_size 512 --dtype bfloat16
+
+Each video gets one mask prompt on frame 0 (the VOS setting), then is propagated to its end. The two ways are timed
+alternately (``time_interleaved``) after a warm-up pass that compiles; compile seconds are reported apart. Masks of
+the two ways are compared (largest logit difference). Random weights: the speed does not depend on them. The
+official code has no batched-videos mode (upstream #399), so there is no official row.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import environment_summary, time_interleaved  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="sam2.1_hiera_t")
+    p.add_argument("--image_size", type=int, default=256)
+    p.add_argument("--videos", type=int, default=4, help="videos per step (V)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video")
+    p.add_argument("--objects", type=int, default=1, help="objects per video")
+    p.add_argument("--chunk", type=int, default=4, help="frames per compiled step")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--repeats", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def make_videos(n: int, frames: int, objects: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` synthetic (frames (T, 240, 320, 3) uint8, first-frame masks (objects, 240, 320) bool) pairs."""
+    from sam2_jax.datasets.synthetic import SyntheticVideoDataset
+
+    out = []
+    for v in SyntheticVideoDataset(n, seed=seed, num_frames=frames, height=240, width=320, num_objects=objects):
+        masks = v.masks[0] if v.masks[0].any(axis=(1, 2)).all() else np.ones((objects, 240, 320), bool)
+        out.append((v.frames, masks))
+    return out
+
+
+def prompted(pred, videos) -> list:
+    states = []
+    for frames, masks in videos:
+        s = pred.init_state(frames)
+        for o, m in enumerate(masks):
+            pred.add_new_mask(s, 0, o + 1, m)
+        states.append(s)
+    return states
+
+
+def one_at_a_time(pred, videos) -> list[dict]:
+    return [{t: m for t, _, m in pred.propagate_in_video(s)} for s in prompted(pred, videos)]
+
+
+def together(pred, videos) -> list[dict]:
+    out = [{} for _ in videos]
+    for v, t, _, m in pred.propagate_in_videos(prompted(pred, videos)):
+        out[v][t] = m
+    return out
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import jax.numpy as jnp
+
+    from configs import get_config
+    from sam2_jax.build_sam import build_sam2
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+    from sam2_jax.utils.compile_cache import CompileCounter
+
+    print(environment_summary())
+    cfg = get_config(args.model)
+    cfg.model.image_size = args.image_size
+    model = build_sam2(cfg, None, seed=0, dtype=jnp.dtype(args.dtype))
+    pred = SAM2VideoPredictor(model, chunk_size=args.chunk, fill_hole_area=0)
+    videos = make_videos(args.videos, args.frames, args.objects)
+    first = {}
+    for name, fn in (("one at a time", one_at_a_time), ("together", together)):
+        with CompileCounter() as cc:
+            t0 = time.perf_counter()
+            first[name] = fn(pred, videos)
+            first[name + " s"] = time.perf_counter() - t0
+        first[name + " compiles"] = cc.compiles
+    diff = max(float(np.abs(a[t] - b[t]).max()) for a, b in zip(first["one at a time"], first["together"]) for t in a)
+    times = time_interleaved(
+        {"one at a time": lambda: one_at_a_time(pred, videos), "together": lambda: together(pred, videos)},
+        repeats=args.repeats,
+        warmup=0,
+    )
+    V, T = args.videos, args.frames
+    print(
+        f"\n{args.model} {args.dtype} {args.image_size} px, {V} videos x {T} frames x {args.objects} object(s), "
+        f"chunk {args.chunk}; largest video-res logit difference between the two ways {diff:.2e}"
+    )
+    print(f"{'way':<16}{'first run s':>12}{'compiles':>10}{'steady s':>10}{'videos/s':>10}{'frames/s':>10}")
+    for name, t in times.items():
+        s = t.median
+        print(f"{name:<16}{first[name + ' s']:>12.1f}{first[name + ' compiles']:>10}{s:>10.2f}"
+              f"{V / s:>10.3f}{V * T / s:>10.2f}")  # fmt: skip
+    ratio = times["one at a time"].median / times["together"].median
+    print(f"together / one at a time throughput: {ratio:.2f}x ({times['together'].spread()})")
+
+
+if __name__ == "__main__":
+    main()
