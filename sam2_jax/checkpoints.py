@@ -13,7 +13,8 @@
 - ``load_params`` (strict, from a ``.pt`` or an orbax folder), ``init_params`` and ``param_shapes`` for
   ``build_sam2``.
 
-Reading a ``.pt`` needs PyTorch (any CPU build); orbax folders do not.
+Nothing here needs PyTorch: ``.pt`` files are read and written by ``convert_weights.pt_format`` (zip + a restricted
+unpickler that refuses any pickle able to run code).
 """
 
 import hashlib
@@ -237,7 +238,7 @@ def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) ->
 
 
 def random_checkpoint(config_name: str, path: str | os.PathLike, seed: int = 0) -> Path:
-    """Write an official-format ``.pt`` with deterministic random weights (needs PyTorch to write it).
+    """Write an official-format ``.pt`` with deterministic random weights (no PyTorch needed).
 
     Args:
       config_name: model config name.
@@ -322,7 +323,7 @@ def convert_checkpoint(
       ``Conversion(path, config_name, sha256, num_tensors, cached)``.
     Raises:
       ValueError: missing or unreadable file, a checkpoint that does not match the config, ``out`` exists.
-      ImportError: PyTorch is not installed (needed to read a ``.pt``).
+      UnsafeCheckpointError: the ``.pt``'s pickle would run code (refused, nothing executed).
     """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -419,7 +420,7 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
     Raises:
       ValueError: naming missing, unexpected or wrongly shaped params, a checkpoint of another model, or a missing
         or unreadable file.
-      ImportError: a ``.pt`` without PyTorch installed.
+      UnsafeCheckpointError: the ``.pt``'s pickle would run code (refused, nothing executed).
     """
     path = os.fspath(checkpoint)
     shapes = param_shapes(module)
