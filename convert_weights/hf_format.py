@@ -10,6 +10,7 @@ A file of the image-only ``Sam2Model`` lacks the memory components our model nee
 them (nothing is filled in); write one with ``image_only=True`` for ``transformers``' image model.
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -137,6 +138,30 @@ def state_dict_to_hf(state_dict: Mapping[str, np.ndarray], config, image_only: b
         arrays = [np.asarray(state_dict[k]) for k in keys]
         out[hf_key] = np.ascontiguousarray(np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0])
     return out
+
+
+def hf_shapes(config, shapes: Mapping[str, tuple], image_only: bool = False) -> dict[str, tuple[int, ...]]:
+    """HF key -> shape, from the official shapes (``sam2_jax.checkpoints.official_shapes``).
+
+    Args:
+      config: a model config.
+      shapes: official key -> shape.
+      image_only: only ``Sam2Model``'s keys.
+    """
+    out = {}
+    for hf_key, keys in hf_table(config):
+        if image_only and not is_image_key(hf_key):
+            continue
+        first = tuple(shapes[keys[0]])
+        out[hf_key] = first if len(keys) == 1 else (sum(shapes[k][0] for k in keys), *first[1:])
+    return out
+
+
+def key_digest(shapes: Mapping[str, tuple]) -> dict:
+    """``{"count": n, "sha256": ...}`` of the sorted ``key [shape]`` lines: a few bytes that pin a key set and its
+    shapes (``tests/golden/hf_keys.json``)."""
+    lines = "".join(f"{k} {list(v)}\n" for k, v in sorted(shapes.items()))
+    return {"count": len(shapes), "sha256": hashlib.sha256(lines.encode()).hexdigest()}
 
 
 def weights_file(path: str | os.PathLike) -> Path:

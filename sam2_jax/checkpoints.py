@@ -17,6 +17,7 @@ Nothing here needs PyTorch: ``.pt`` files are read and written by ``convert_weig
 unpickler that refuses any pickle able to run code).
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ from convert_weights.convert import (
     params_to_state_dict,
     save_torch_state_dict,
 )
+from convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, read_hf, weights_file, write_hf
 from convert_weights.mapping import TRANSFORMS, param_table
 from convert_weights.orbax_io import restore_params, save_params
 from sam2_jax.modeling.sam2_base import SAM2Base
@@ -193,10 +195,16 @@ def param_shapes(module: SAM2Base) -> dict[tuple[str, ...], tuple[int, ...]]:
     Returns:
       Param path (tuple of names) -> shape.
     """
+    return dict(_traced_shapes(module))
+
+
+@functools.lru_cache(maxsize=16)
+def _traced_shapes(module: SAM2Base) -> tuple:
+    # Tracing the whole init takes seconds for the large model; a module hashes by its frozen config.
     s = module.image_size
     x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
-    return {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
+    return tuple((p, tuple(v.shape)) for p, v in flatten(variables["params"]).items())
 
 
 def init_params(module: SAM2Base, seed: int = 0) -> dict:
@@ -217,6 +225,18 @@ def init_params(module: SAM2Base, seed: int = 0) -> dict:
 def _torch_shapes(config: ml_collections.ConfigDict, ours: dict) -> dict[str, tuple[int, ...]]:
     # Torch-layout shapes by running each inverse transform on a dummy of our shape.
     return {k: TRANSFORMS[tf][1](np.empty(ours[p], np.float32)).shape for p, k, tf in param_table(config)}
+
+
+def official_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Torch-layout shapes of every official state-dict key of a config (from ``jax.eval_shape``; no torch).
+
+    Args:
+      config: config name or ConfigDict.
+    Returns:
+      Official key -> shape.
+    """
+    config = _as_config(config)
+    return _torch_shapes(config, param_shapes(_module(config)))
 
 
 def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) -> dict:
@@ -259,6 +279,30 @@ def random_checkpoint(config_name: str, path: str | os.PathLike, seed: int = 0) 
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
+
+
+def is_hf_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in transformers' format: a ``.safetensors`` file or a folder with ``model.safetensors``."""
+    path = Path(path)
+    return path.suffix == ".safetensors" or (path.is_dir() and weights_file(path).is_file())
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The official state dict (numpy) of an official ``.pt`` or a transformers SAM 2 file / folder. No torch.
+
+    Args:
+      path: ``.pt`` (read by ``convert_weights.pt_format``), ``.safetensors`` or an HF folder (strict HF table;
+        the model is inferred from the HF keys).
+    Returns:
+      Official key -> array.
+    Raises:
+      ValueError: unreadable, or an HF file that does not match its own inferred config (names the keys).
+    """
+    if is_hf_checkpoint(path):
+        hf = read_hf(path)
+        config = get_config(infer_config_name_hf(hf))
+        return hf_to_state_dict(hf, config, official_shapes(config))  # shape errors named by HF key
+    return load_torch_state_dict(path)
 
 
 def _params_from_state_dict(sd: dict, path: Any, config: ml_collections.ConfigDict, shapes: dict) -> dict:
@@ -325,7 +369,8 @@ def convert_checkpoint(
       ValueError: missing or unreadable file, a checkpoint that does not match the config, ``out`` exists.
       UnsafeCheckpointError: the ``.pt``'s pickle would run code (refused, nothing executed).
     """
-    checkpoint = Path(checkpoint)
+    source = Path(checkpoint)
+    checkpoint = weights_file(source) if is_hf_checkpoint(source) else source  # an HF folder: its safetensors
     if not checkpoint.is_file():
         raise ValueError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out is not None and os.path.exists(out):  # before the slow part; save_params checks again
@@ -337,7 +382,7 @@ def convert_checkpoint(
         record = _cached(folder, sha256)
         if record is not None:
             return Conversion(folder / PARAMS, record["config"], sha256, record["num_tensors"], cached=True)
-    sd = load_torch_state_dict(checkpoint)
+    sd = read_state_dict(checkpoint)
     config = _as_config(config if config is not None else infer_config_name(sd))
     params = _params_from_state_dict(sd, checkpoint, config, param_shapes(_module(config)))
     if folder is None:
@@ -386,6 +431,26 @@ def export_checkpoint(params_dir: str | os.PathLike, config: Any, out: str | os.
     return Path(out)
 
 
+def export_hf_checkpoint(
+    params_dir: str | os.PathLike, config: Any, out: str | os.PathLike, image_only: bool = False
+) -> Path:
+    """Write orbax params as a transformers SAM 2 folder (``model.safetensors`` + ``config.json``), no torch.
+
+    Args:
+      params_dir: orbax params folder.
+      config: config name or ConfigDict of the params.
+      out: output folder (``Sam2VideoModel.from_pretrained(out)`` loads it; ``Sam2Model`` with ``image_only``).
+      image_only: write only the image model's tensors and config.
+    Returns:
+      ``out``.
+    Raises:
+      ValueError: the params do not match the config.
+    """
+    config = _as_config(config)
+    sd = params_to_state_dict(restore_params(params_dir), param_table(config))
+    return write_hf(sd, config, out, image_only)
+
+
 # --- loading ------------------------------------------------------------------------------------------------
 
 
@@ -400,7 +465,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> CheckpointSource:
       ValueError: the path does not exist.
     """
     path = Path(checkpoint)
-    if path.is_dir():
+    if path.is_dir():  # orbax params or an HF folder: read as they are
         return CheckpointSource(path, None, path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
@@ -424,7 +489,7 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
     """
     path = os.fspath(checkpoint)
     shapes = param_shapes(module)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not is_hf_checkpoint(path):
         params = restore_params(path)
         flat = {p: np.shape(v) for p, v in flatten(params).items()}
         missing, extra = set(shapes) - set(flat), set(flat) - set(shapes)
@@ -440,7 +505,7 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
                 f"{sorted('/'.join(p) for p in extra)[:8]}, wrong shapes {wrong[:8]}"
             )
         return params
-    return _params_from_state_dict(load_torch_state_dict(path), path, config, shapes)
+    return _params_from_state_dict(read_state_dict(path), path, config, shapes)
 
 
 def build_sam2_hf(model_id: str, **kwargs):
