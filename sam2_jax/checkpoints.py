@@ -508,18 +508,72 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
     return _params_from_state_dict(read_state_dict(path), path, config, shapes)
 
 
-def build_sam2_hf(model_id: str, **kwargs):
-    """``build_sam2`` for an official Hugging Face id, from the local cache (downloading from Meta if possible).
+def hub_checkpoint(
+    model_id: str,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The checkpoint file of an official Hugging Face repo (``facebook/sam2.1-hiera-tiny`` ...), through
+    ``huggingface_hub``: its cache (``HF_HUB_CACHE``), revision pinning, offline mode (``HF_HUB_OFFLINE=1``) and
+    token. The first supported file the repo (or the cache) has: the official ``.pt``, then transformers'
+    ``model.safetensors``; where neither can be had, the official ``.pt`` already in our cache (``cache_dir()``).
+
+    Args:
+      model_id: one of ``HF_MODEL_IDS``.
+      revision: branch, tag or commit (None: ``main``).
+      token: hub token (None: ``huggingface_hub``'s own lookup: ``HF_TOKEN``, the saved login).
+      cache_dir: hub cache folder (None: ``huggingface_hub``'s default).
+      local_files_only: only look in the hub cache.
+    Returns:
+      Path of the ``.pt`` or ``.safetensors`` file (``build_sam2`` / ``load_params`` read either).
+    Raises:
+      ValueError: an unknown id.
+      CheckpointUnavailable: nothing found (one line saying which file to place where).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    if model_id not in HF_MODEL_IDS:
+        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(HF_MODEL_IDS)}")
+    config = get_config(HF_MODEL_IDS[model_id])
+    reasons = []
+    for filename in (config.checkpoint_name, "model.safetensors"):
+        try:
+            return Path(
+                hf_hub_download(
+                    model_id,
+                    filename,
+                    revision=revision,
+                    token=token,
+                    cache_dir=cache_dir,
+                    local_files_only=local_files_only,
+                )
+            )
+        except (EntryNotFoundError, HfHubHTTPError, OSError) as e:  # not in the repo / cache, offline, no network
+            reasons.append(f"{filename}: {type(e).__name__}")
+    ours = official_checkpoint_path(config.name)
+    if ours.is_file():
+        return ours
+    raise CheckpointUnavailable(
+        f"cannot get {model_id}{'@' + revision if revision else ''} from the Hugging Face hub "
+        f"({'; '.join(reasons)}): no network, or offline? Download {config.checkpoint_name} (or the repo's "
+        f"model.safetensors) on a machine with internet and copy it to {ours}, or pass its path as the checkpoint"
+    )
+
+
+def build_sam2_hf(model_id: str, revision: str | None = None, token: str | bool | None = None, **kwargs):
+    """``build_sam2`` for an official Hugging Face id (official ``build_sam2_hf``), fetched by ``hub_checkpoint``.
 
     Args:
       model_id: ``facebook/sam2.1-hiera-tiny`` etc. (``HF_MODEL_IDS``).
+      revision, token: passed to ``huggingface_hub``.
       **kwargs: passed to ``build_sam2``.
     Returns:
       ``SAM2Model``.
     """
     from sam2_jax.build_sam import build_sam2
 
-    if model_id not in HF_MODEL_IDS:
-        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(HF_MODEL_IDS)}")
-    name = HF_MODEL_IDS[model_id]
-    return build_sam2(name, get_checkpoint(name), **kwargs)
+    path = hub_checkpoint(model_id, revision=revision, token=token)
+    return build_sam2(HF_MODEL_IDS[model_id], path, **kwargs)
