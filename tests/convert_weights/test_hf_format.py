@@ -18,6 +18,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from configs import NAMES, get_config
+from convert_weights.__main__ import main as convert_main
 from convert_weights.convert import flatten
 from convert_weights.hf_format import hf_shapes, hf_to_state_dict, infer_config_name_hf, key_digest, write_hf
 from convert_weights.hf_mapping import SHARED_IMAGE_EMBEDDING, is_image_key
@@ -87,6 +88,14 @@ def test_official_to_hf_to_ours_is_the_identity(tiny):
     back = load_file(again / "model.safetensors")
     assert set(back) == set(hf) and all(back[k].tobytes() == hf[k].tobytes() for k in hf)
     assert json.loads((again / "config.json").read_text())["model_type"] == "sam2_video"
+    # The same through the converter's command line, image model too.
+    args = ["--export", str(conv.path), "--config", NAME, "--hf", "--image-only", "--out", str(root / "cli_image")]
+    assert convert_main(args) == 0
+    image = load_file(root / "cli_image" / "model.safetensors")
+    assert set(image) == {k for k in hf if is_image_key(k)} and all(
+        image[k].tobytes() == hf[k].tobytes() for k in image
+    )
+    assert json.loads((root / "cli_image" / "config.json").read_text())["architectures"] == ["Sam2Model"]
 
 
 def test_hf_reader_is_strict(tiny, tmp_path):
