@@ -3,18 +3,24 @@
 - ``get_checkpoint``: the official ``.pt`` of a config in the cache (``$SAM2_JAX_CACHE`` or ``~/.cache/sam2_jax``),
   downloaded from Meta's published URL when missing; where there is no network a ``CheckpointUnavailable`` says
   where to put the file.
+- ``hub_checkpoint`` / ``build_sam2_hf``: an official Hugging Face id (``facebook/sam2.1-hiera-tiny``) through
+  ``huggingface_hub`` (cache, revision, offline mode, token): the repo's official ``.pt`` or transformers'
+  ``model.safetensors``.
+- ``read_state_dict``: the official state dict of a ``.pt`` or a transformers SAM 2 file / folder.
 - ``random_checkpoint`` / ``random_params``: deterministic random weights at PyTorch-like scales
   (``sam2_jax.utils.random_weights``), as an official-format ``.pt`` or as our params, for demos and tests on
   machines that cannot download anything.
-- ``convert_checkpoint``: an official ``.pt`` to an orbax params folder. Without an explicit output folder the
-  conversion goes to the cache, keyed by the SHA-256 of the file's content (not its name), so a replaced, edited or
-  truncated file is never served an earlier conversion; ``resolve_checkpoint`` finds it again.
-- ``export_checkpoint``: our params back to an official ``.pt`` (bit-exact round trip).
-- ``load_params`` (strict, from a ``.pt`` or an orbax folder), ``init_params`` and ``param_shapes`` for
-  ``build_sam2``.
+- ``convert_checkpoint``: an official ``.pt`` (or a transformers folder) to an orbax params folder. Without an
+  explicit output folder the conversion goes to the cache, keyed by the SHA-256 of the file's content (not its
+  name), so a replaced, edited or truncated file is never served an earlier conversion; ``resolve_checkpoint`` finds
+  it again.
+- ``export_checkpoint`` / ``export_hf_checkpoint``: our params back to an official ``.pt`` or a transformers folder
+  (bit-exact round trips).
+- ``load_params`` (strict, from a ``.pt``, a transformers folder / ``.safetensors`` or an orbax folder),
+  ``init_params`` and ``param_shapes`` for ``build_sam2``.
 
 Nothing here needs PyTorch: ``.pt`` files are read and written by ``convert_weights.pt_format`` (zip + a restricted
-unpickler that refuses any pickle able to run code).
+unpickler that refuses any pickle able to run code), transformers' files by ``convert_weights.hf_format``.
 """
 
 import functools
