@@ -23,7 +23,7 @@ from convert_weights.convert import flatten
 from convert_weights.hf_format import hf_shapes, hf_to_state_dict, infer_config_name_hf, key_digest, write_hf
 from convert_weights.hf_mapping import SHARED_IMAGE_EMBEDDING, is_image_key
 from sam2_jax import checkpoints
-from tests.reference import GOLDEN
+from tests.reference import GOLDEN, REPO
 
 NAME = "sam2.1_hiera_t"
 TRANSFORMERS_VERSION = "5.24.0"  # the version these tests ran against (scripts/install_reference.sh pins it)
@@ -155,12 +155,31 @@ with torch.no_grad():
         p.add_(torch.randn_like(p) * 0.05)  # every tensor distinct (init leaves zeros, ones and copies)
     video.shared_image_embedding.positional_embedding.copy_(video.prompt_encoder.shared_embedding.positional_embedding)
 video.save_pretrained(f"{root}/saved")
+
+# A few video frames with transformers' inference session on our video export (the frames already normalised).
+from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+import torch.nn.functional as F
+model = Sam2VideoModel.from_pretrained(f"{root}/video").eval()
+frames = torch.from_numpy(x["video"])  # (T, 3, S, S)
+session = Sam2VideoInferenceSession(
+    video=frames, video_height=frames.shape[2], video_width=frames.shape[3], dtype=torch.float32
+)
+session.add_point_inputs(session.obj_id_to_idx(1), 0, {"point_coords": torch.from_numpy(x["points"][:, :, :1]),
+                                                       "point_labels": torch.from_numpy(x["labels"][:, :, :1].astype(np.int32))})
+session.obj_with_new_inputs = [1]
+masks = {}
+with torch.no_grad():
+    model(inference_session=session, frame_idx=0)
+    for o in model.propagate_in_video_iterator(session):
+        up = F.interpolate(o.pred_masks.float(), size=frames.shape[2:], mode="bilinear", align_corners=False)
+        masks[f"frame_{o.frame_idx}"] = up.numpy()
+np.savez(f"{root}/theirs_video.npz", **masks)
 print(json.dumps(out))
 """
 
 
 @requires_transformers
-@pytest.mark.slow  # about 75 s on 2 cores: transformers' and our tiny model at 1024 px
+@pytest.mark.slow  # about 3.5 minutes on 2 cores: transformers' and our tiny model at 1024 px, image and video
 def test_transformers_loads_our_export_and_agrees(tiny):
     import jax
 
@@ -172,7 +191,14 @@ def test_transformers_loads_our_export_and_agrees(tiny):
     image = rng.standard_normal((1, 1024, 1024, 3)).astype(np.float32)
     points = np.array([[[[300.0, 420.0], [610.0, 200.0]]]], np.float32)  # (B, point batch, N, 2) in 1024 px
     labels = np.array([[[1, 0]]], np.int64)
-    np.savez(root / "inputs.npz", pixel_values=image.transpose(0, 3, 1, 2), points=points, labels=labels)
+    # Video: three rotations of the truck photo at the model's size (no resize on either side), normalised as ours.
+    from PIL import Image
+
+    photo = Image.open(REPO / "examples" / "truck.jpg").convert("RGB").resize((1024, 1024))
+    frames = np.stack([np.array(photo.rotate(a)) for a in (0, 3, 6)])
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    video = ((frames.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    np.savez(root / "inputs.npz", pixel_values=image.transpose(0, 3, 1, 2), points=points, labels=labels, video=video)
     r = subprocess.run([sys.executable, "-c", CHILD, str(root)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads(r.stdout.strip().splitlines()[-1])
@@ -195,6 +221,20 @@ def test_transformers_loads_our_export_and_agrees(tiny):
         assert a.shape == b.shape, what
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, atol=1e-4 * scale, rtol=0, err_msg=what)
+
+    # The video frames: our predictor (hole filling off: transformers has none) against its inference session.
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    theirs_video = np.load(root / "theirs_video.npz")
+    predictor = SAM2VideoPredictor(model, fill_hole_area=0)
+    state = predictor.init_state(frames)
+    predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=points[0, 0, :1], labels=[1])
+    seen = []
+    for f, _, logits in predictor.propagate_in_video(state):
+        b = theirs_video[f"frame_{f}"]
+        np.testing.assert_allclose(np.asarray(logits), b, atol=1e-4 * max(1.0, float(np.abs(b).max())), rtol=0)
+        seen.append(f)
+    assert seen == [0, 1, 2]
 
     # What transformers saves (its own random video model) reads through ours and writes back byte for byte.
     saved = load_file(root / "saved" / "model.safetensors")
