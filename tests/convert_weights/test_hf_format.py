@@ -164,8 +164,9 @@ frames = torch.from_numpy(x["video"])  # (T, 3, S, S)
 session = Sam2VideoInferenceSession(
     video=frames, video_height=frames.shape[2], video_width=frames.shape[3], dtype=torch.float32
 )
-session.add_point_inputs(session.obj_id_to_idx(1), 0, {"point_coords": torch.from_numpy(x["points"][:, :, :1]),
-                                                       "point_labels": torch.from_numpy(x["labels"][:, :, :1].astype(np.int32))})
+click = {"point_coords": torch.from_numpy(x["points"][:, :, :1]),
+         "point_labels": torch.from_numpy(x["labels"][:, :, :1].astype(np.int32))}
+session.add_point_inputs(session.obj_id_to_idx(1), 0, click)
 session.obj_with_new_inputs = [1]
 masks = {}
 with torch.no_grad():
