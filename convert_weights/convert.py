@@ -7,9 +7,11 @@ names the keys. Nothing is filled in or dropped silently.
 import os
 from typing import Any, Mapping
 
+import ml_dtypes
 import numpy as np
 
 from convert_weights.mapping import TRANSFORMS, Entry
+from convert_weights.pt_format import load_pt, save_pt
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -110,33 +112,30 @@ def params_to_state_dict(params: Mapping, table: list[Entry]) -> dict[str, np.nd
 
 
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an official ``.pt`` checkpoint (``{"model": state_dict}``) into numpy arrays.
+    """Read an official ``.pt`` checkpoint (``{"model": state_dict}``) into numpy arrays, without PyTorch.
 
-    Raises ValueError for an unreadable or truncated file or one without a ``"model"`` state dict.
+    The archive is read by ``convert_weights.pt_format.load_pt`` (a restricted unpickler: a checkpoint that would
+    run code is refused). Floating tensors (float16, bfloat16, float64 included) come back as float32.
+
+    Raises:
+      ValueError: an unreadable or truncated file, or one without a ``"model"`` state dict.
+      UnsafeCheckpointError: a pickle naming anything but the tensor format's globals (nothing is executed).
     """
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading a .pt checkpoint needs PyTorch (CPU build is enough): pip install 'sam2-jax[torch]'"
-        ) from e
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint {str(path)!r} could not be read (truncated or not a torch file): {e}") from e
+    ckpt = load_pt(path)
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or not isinstance(ckpt["model"], Mapping):
         got = sorted(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise ValueError(f"checkpoint {str(path)!r} has no 'model' state dict (found {got})")
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in ckpt["model"].items()}
+    return {k: v.astype(np.float32) if is_float(v) else v for k, v in ckpt["model"].items()}
+
+
+def is_float(a: np.ndarray) -> bool:
+    """Whether ``a`` is a floating tensor (bfloat16 is not a numpy floating type, so it is named)."""
+    return np.issubdtype(a.dtype, np.floating) or a.dtype == ml_dtypes.bfloat16
 
 
 def save_torch_state_dict(state_dict: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Write ``{"model": state_dict}`` as the official tools load it."""
-    import torch
-
-    torch.save({"model": {k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}}, path)
+    """Write ``{"model": state_dict}`` as ``torch.save`` does (``pt_format.save_pt``), without PyTorch."""
+    save_pt({k: np.asarray(v) for k, v in state_dict.items()}, path)
 
 
 def infer_config_name(state_dict: Mapping[str, np.ndarray]) -> str:

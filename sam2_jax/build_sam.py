@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from configs import get_config
-from sam2_jax.checkpoints import init_params, load_params
+from sam2_jax.checkpoints import HF_MODEL_IDS, hub_checkpoint, init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.utils.compile_cache import enable_compilation_cache
 
@@ -69,17 +69,23 @@ def build_sam2(
 
     Args:
       config_file: config name (``"sam2.1_hiera_t"``), official YAML name (``"configs/sam2.1/sam2.1_hiera_t.yaml"``),
-        a ``configs/*.py`` path or a ConfigDict.
-      ckpt_path: official ``.pt`` or an orbax params directory; None gives random params (for training from
-        scratch).
+        a ``configs/*.py`` path, a ConfigDict, or a Hugging Face id (``"facebook/sam2.1-hiera-tiny"``: its
+        checkpoint is fetched by ``checkpoints.hub_checkpoint`` when ``ckpt_path`` is None; ``revision=`` and
+        ``token=`` go to the hub).
+      ckpt_path: official ``.pt``, a transformers SAM 2 folder or ``.safetensors``, or an orbax params directory;
+        None gives random params (for training from scratch), except with a hub id.
       device, mode: accepted for API compatibility with the official function; ignored.
       dtype: compute dtype (``"float32"`` default, ``"bfloat16"``); params stay float32.
       seed: init seed when ``ckpt_path`` is None.
     Returns:
       ``SAM2Model`` (module + params + config).
     """
-    del device, mode, kwargs
+    del device, mode
     enable_compilation_cache()
+    if isinstance(config_file, str) and config_file in HF_MODEL_IDS:  # a hub name: its file, unless one is given
+        if ckpt_path is None:
+            ckpt_path = hub_checkpoint(config_file, kwargs.get("revision"), kwargs.get("token"))
+        config_file = HF_MODEL_IDS[config_file]
     config = resolve_config(config_file)
     if dtype is None:
         dtype = config.get("dtype", "float32")

@@ -3,19 +3,27 @@
 - ``get_checkpoint``: the official ``.pt`` of a config in the cache (``$SAM2_JAX_CACHE`` or ``~/.cache/sam2_jax``),
   downloaded from Meta's published URL when missing; where there is no network a ``CheckpointUnavailable`` says
   where to put the file.
+- ``hub_checkpoint`` / ``build_sam2_hf``: an official Hugging Face id (``facebook/sam2.1-hiera-tiny``) through
+  ``huggingface_hub`` (cache, revision, offline mode, token): the repo's official ``.pt`` or transformers'
+  ``model.safetensors``.
+- ``read_state_dict``: the official state dict of a ``.pt`` or a transformers SAM 2 file / folder.
 - ``random_checkpoint`` / ``random_params``: deterministic random weights at PyTorch-like scales
   (``sam2_jax.utils.random_weights``), as an official-format ``.pt`` or as our params, for demos and tests on
   machines that cannot download anything.
-- ``convert_checkpoint``: an official ``.pt`` to an orbax params folder. Without an explicit output folder the
-  conversion goes to the cache, keyed by the SHA-256 of the file's content (not its name), so a replaced, edited or
-  truncated file is never served an earlier conversion; ``resolve_checkpoint`` finds it again.
-- ``export_checkpoint``: our params back to an official ``.pt`` (bit-exact round trip).
-- ``load_params`` (strict, from a ``.pt`` or an orbax folder), ``init_params`` and ``param_shapes`` for
-  ``build_sam2``.
+- ``convert_checkpoint``: an official ``.pt`` (or a transformers folder) to an orbax params folder. Without an
+  explicit output folder the conversion goes to the cache, keyed by the SHA-256 of the file's content (not its
+  name), so a replaced, edited or truncated file is never served an earlier conversion; ``resolve_checkpoint`` finds
+  it again.
+- ``export_checkpoint`` / ``export_hf_checkpoint``: our params back to an official ``.pt`` or a transformers folder
+  (bit-exact round trips).
+- ``load_params`` (strict, from a ``.pt``, a transformers folder / ``.safetensors`` or an orbax folder),
+  ``init_params`` and ``param_shapes`` for ``build_sam2``.
 
-Reading a ``.pt`` needs PyTorch (any CPU build); orbax folders do not.
+Nothing here needs PyTorch: ``.pt`` files are read and written by ``convert_weights.pt_format`` (zip + a restricted
+unpickler that refuses any pickle able to run code), transformers' files by ``convert_weights.hf_format``.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +49,7 @@ from convert_weights.convert import (
     params_to_state_dict,
     save_torch_state_dict,
 )
+from convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, read_hf, weights_file, write_hf
 from convert_weights.mapping import TRANSFORMS, param_table
 from convert_weights.orbax_io import restore_params, save_params
 from sam2_jax.modeling.sam2_base import SAM2Base
@@ -192,10 +201,16 @@ def param_shapes(module: SAM2Base) -> dict[tuple[str, ...], tuple[int, ...]]:
     Returns:
       Param path (tuple of names) -> shape.
     """
+    return dict(_traced_shapes(module))
+
+
+@functools.lru_cache(maxsize=16)
+def _traced_shapes(module: SAM2Base) -> tuple:
+    # Tracing the whole init takes seconds for the large model; a module hashes by its frozen config.
     s = module.image_size
     x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), x)
-    return {p: tuple(v.shape) for p, v in flatten(variables["params"]).items()}
+    return tuple((p, tuple(v.shape)) for p, v in flatten(variables["params"]).items())
 
 
 def init_params(module: SAM2Base, seed: int = 0) -> dict:
@@ -218,6 +233,18 @@ def _torch_shapes(config: ml_collections.ConfigDict, ours: dict) -> dict[str, tu
     return {k: TRANSFORMS[tf][1](np.empty(ours[p], np.float32)).shape for p, k, tf in param_table(config)}
 
 
+def official_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Torch-layout shapes of every official state-dict key of a config (from ``jax.eval_shape``; no torch).
+
+    Args:
+      config: config name or ConfigDict.
+    Returns:
+      Official key -> shape.
+    """
+    config = _as_config(config)
+    return _torch_shapes(config, param_shapes(_module(config)))
+
+
 def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) -> dict:
     """Deterministic random params at PyTorch-like scales: the weights of ``random_checkpoint``, converted.
 
@@ -237,7 +264,7 @@ def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) ->
 
 
 def random_checkpoint(config_name: str, path: str | os.PathLike, seed: int = 0) -> Path:
-    """Write an official-format ``.pt`` with deterministic random weights (needs PyTorch to write it).
+    """Write an official-format ``.pt`` with deterministic random weights (no PyTorch needed).
 
     Args:
       config_name: model config name.
@@ -258,6 +285,30 @@ def random_checkpoint(config_name: str, path: str | os.PathLike, seed: int = 0) 
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
+
+
+def is_hf_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in transformers' format: a ``.safetensors`` file or a folder with ``model.safetensors``."""
+    path = Path(path)
+    return path.suffix == ".safetensors" or (path.is_dir() and weights_file(path).is_file())
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The official state dict (numpy) of an official ``.pt`` or a transformers SAM 2 file / folder. No torch.
+
+    Args:
+      path: ``.pt`` (read by ``convert_weights.pt_format``), ``.safetensors`` or an HF folder (strict HF table;
+        the model is inferred from the HF keys).
+    Returns:
+      Official key -> array.
+    Raises:
+      ValueError: unreadable, or an HF file that does not match its own inferred config (names the keys).
+    """
+    if is_hf_checkpoint(path):
+        hf = read_hf(path)
+        config = get_config(infer_config_name_hf(hf))
+        return hf_to_state_dict(hf, config, official_shapes(config))  # shape errors named by HF key
+    return load_torch_state_dict(path)
 
 
 def _params_from_state_dict(sd: dict, path: Any, config: ml_collections.ConfigDict, shapes: dict) -> dict:
@@ -322,9 +373,10 @@ def convert_checkpoint(
       ``Conversion(path, config_name, sha256, num_tensors, cached)``.
     Raises:
       ValueError: missing or unreadable file, a checkpoint that does not match the config, ``out`` exists.
-      ImportError: PyTorch is not installed (needed to read a ``.pt``).
+      UnsafeCheckpointError: the ``.pt``'s pickle would run code (refused, nothing executed).
     """
-    checkpoint = Path(checkpoint)
+    source = Path(checkpoint)
+    checkpoint = weights_file(source) if is_hf_checkpoint(source) else source  # an HF folder: its safetensors
     if not checkpoint.is_file():
         raise ValueError(f"checkpoint {str(checkpoint)!r} does not exist")
     if out is not None and os.path.exists(out):  # before the slow part; save_params checks again
@@ -336,7 +388,7 @@ def convert_checkpoint(
         record = _cached(folder, sha256)
         if record is not None:
             return Conversion(folder / PARAMS, record["config"], sha256, record["num_tensors"], cached=True)
-    sd = load_torch_state_dict(checkpoint)
+    sd = read_state_dict(checkpoint)
     config = _as_config(config if config is not None else infer_config_name(sd))
     params = _params_from_state_dict(sd, checkpoint, config, param_shapes(_module(config)))
     if folder is None:
@@ -385,6 +437,26 @@ def export_checkpoint(params_dir: str | os.PathLike, config: Any, out: str | os.
     return Path(out)
 
 
+def export_hf_checkpoint(
+    params_dir: str | os.PathLike, config: Any, out: str | os.PathLike, image_only: bool = False
+) -> Path:
+    """Write orbax params as a transformers SAM 2 folder (``model.safetensors`` + ``config.json``), no torch.
+
+    Args:
+      params_dir: orbax params folder.
+      config: config name or ConfigDict of the params.
+      out: output folder (``Sam2VideoModel.from_pretrained(out)`` loads it; ``Sam2Model`` with ``image_only``).
+      image_only: write only the image model's tensors and config.
+    Returns:
+      ``out``.
+    Raises:
+      ValueError: the params do not match the config.
+    """
+    config = _as_config(config)
+    sd = params_to_state_dict(restore_params(params_dir), param_table(config))
+    return write_hf(sd, config, out, image_only)
+
+
 # --- loading ------------------------------------------------------------------------------------------------
 
 
@@ -399,7 +471,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> CheckpointSource:
       ValueError: the path does not exist.
     """
     path = Path(checkpoint)
-    if path.is_dir():
+    if path.is_dir():  # orbax params or an HF folder: read as they are
         return CheckpointSource(path, None, path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
@@ -419,11 +491,11 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
     Raises:
       ValueError: naming missing, unexpected or wrongly shaped params, a checkpoint of another model, or a missing
         or unreadable file.
-      ImportError: a ``.pt`` without PyTorch installed.
+      UnsafeCheckpointError: the ``.pt``'s pickle would run code (refused, nothing executed).
     """
     path = os.fspath(checkpoint)
     shapes = param_shapes(module)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not is_hf_checkpoint(path):
         params = restore_params(path)
         flat = {p: np.shape(v) for p, v in flatten(params).items()}
         missing, extra = set(shapes) - set(flat), set(flat) - set(shapes)
@@ -439,21 +511,75 @@ def load_params(checkpoint: str | os.PathLike, config: ml_collections.ConfigDict
                 f"{sorted('/'.join(p) for p in extra)[:8]}, wrong shapes {wrong[:8]}"
             )
         return params
-    return _params_from_state_dict(load_torch_state_dict(path), path, config, shapes)
+    return _params_from_state_dict(read_state_dict(path), path, config, shapes)
 
 
-def build_sam2_hf(model_id: str, **kwargs):
-    """``build_sam2`` for an official Hugging Face id, from the local cache (downloading from Meta if possible).
+def hub_checkpoint(
+    model_id: str,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The checkpoint file of an official Hugging Face repo (``facebook/sam2.1-hiera-tiny`` ...), through
+    ``huggingface_hub``: its cache (``HF_HUB_CACHE``), revision pinning, offline mode (``HF_HUB_OFFLINE=1``) and
+    token. The first supported file the repo (or the cache) has: the official ``.pt``, then transformers'
+    ``model.safetensors``; where neither can be had, the official ``.pt`` already in our cache (``cache_dir()``).
+
+    Args:
+      model_id: one of ``HF_MODEL_IDS``.
+      revision: branch, tag or commit (None: ``main``).
+      token: hub token (None: ``huggingface_hub``'s own lookup: ``HF_TOKEN``, the saved login).
+      cache_dir: hub cache folder (None: ``huggingface_hub``'s default).
+      local_files_only: only look in the hub cache.
+    Returns:
+      Path of the ``.pt`` or ``.safetensors`` file (``build_sam2`` / ``load_params`` read either).
+    Raises:
+      ValueError: an unknown id.
+      CheckpointUnavailable: nothing found (one line saying which file to place where).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    if model_id not in HF_MODEL_IDS:
+        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(HF_MODEL_IDS)}")
+    config = get_config(HF_MODEL_IDS[model_id])
+    reasons = []
+    for filename in (config.checkpoint_name, "model.safetensors"):
+        try:
+            return Path(
+                hf_hub_download(
+                    model_id,
+                    filename,
+                    revision=revision,
+                    token=token,
+                    cache_dir=cache_dir,
+                    local_files_only=local_files_only,
+                )
+            )
+        except (EntryNotFoundError, HfHubHTTPError, OSError) as e:  # not in the repo / cache, offline, no network
+            reasons.append(f"{filename}: {type(e).__name__}")
+    ours = official_checkpoint_path(config.name)
+    if ours.is_file():
+        return ours
+    raise CheckpointUnavailable(
+        f"cannot get {model_id}{'@' + revision if revision else ''} from the Hugging Face hub "
+        f"({'; '.join(reasons)}): no network, or offline? Download {config.checkpoint_name} (or the repo's "
+        f"model.safetensors) on a machine with internet and copy it to {ours}, or pass its path as the checkpoint"
+    )
+
+
+def build_sam2_hf(model_id: str, revision: str | None = None, token: str | bool | None = None, **kwargs):
+    """``build_sam2`` for an official Hugging Face id (official ``build_sam2_hf``), fetched by ``hub_checkpoint``.
 
     Args:
       model_id: ``facebook/sam2.1-hiera-tiny`` etc. (``HF_MODEL_IDS``).
+      revision, token: passed to ``huggingface_hub``.
       **kwargs: passed to ``build_sam2``.
     Returns:
       ``SAM2Model``.
     """
     from sam2_jax.build_sam import build_sam2
 
-    if model_id not in HF_MODEL_IDS:
-        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(HF_MODEL_IDS)}")
-    name = HF_MODEL_IDS[model_id]
-    return build_sam2(name, get_checkpoint(name), **kwargs)
+    path = hub_checkpoint(model_id, revision=revision, token=token)
+    return build_sam2(HF_MODEL_IDS[model_id], path, **kwargs)

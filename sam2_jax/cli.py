@@ -530,16 +530,33 @@ def convert_checkpoint(ckpt: Path, out: Path | None, config_name: str | None) ->
 
 def cmd_download(args) -> int:
     from configs import NAMES
+    from sam2_jax.checkpoints import HF_MODEL_IDS
 
     names = NAMES if args.all else (args.model or ["sam2.1_hiera_t"])
     for name in names:
-        if name not in NAMES:
-            raise CliError(f"unknown model {name!r}; expected one of {NAMES}")
+        if name not in NAMES and name not in HF_MODEL_IDS:
+            raise CliError(f"unknown model {name!r}; expected one of {NAMES} or {sorted(HF_MODEL_IDS)}")
     for name in names:
-        path = download_checkpoint(name, args.timeout, args.quiet)
+        if name in HF_MODEL_IDS:  # through huggingface_hub (its cache, HF_HUB_OFFLINE, HF_TOKEN)
+            path = download_from_hub(name, args.revision)
+            name = HF_MODEL_IDS[name]
+        else:
+            path = download_checkpoint(name, args.timeout, args.quiet)
         if args.convert:
             convert_checkpoint(path, None, name)
     return 0
+
+
+def download_from_hub(model_id: str, revision: str | None) -> Path:
+    """``checkpoints.hub_checkpoint`` with a line saying which file it got."""
+    from sam2_jax.checkpoints import CheckpointUnavailable, hub_checkpoint
+
+    try:
+        path = hub_checkpoint(model_id, revision=revision)
+    except CheckpointUnavailable as e:
+        raise CliError(str(e)) from None
+    print(f"{model_id}: {path}")
+    return path
 
 
 def cmd_convert(args) -> int:
@@ -562,7 +579,10 @@ EPILOGS = {
         "writes OUT/masks/<frame>.png (palette PNGs, pixel = object id, DAVIS layout), OUT/overlay.mp4 (or\n"
         "--overlay PATH.gif), OUT/contact_sheet.png and OUT/video.json"
     ),
-    "download": "example:\n  sam2-jax download --model sam2.1_hiera_t --model sam2.1_hiera_l --convert",
+    "download": (
+        "examples:\n  sam2-jax download --model sam2.1_hiera_t --model sam2.1_hiera_l --convert\n"
+        "  sam2-jax download --model facebook/sam2.1-hiera-large   # via huggingface_hub (HF_HUB_OFFLINE, HF_TOKEN)"
+    ),
     "convert": "example:\n  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt",
 }
 
@@ -674,8 +694,13 @@ def _add_checkpoint_parsers(sub, fmt) -> None:
     sp = sub.add_parser(
         "download", help="download official checkpoints into the cache", epilog=EPILOGS["download"], formatter_class=fmt
     )
-    sp.add_argument("--model", action="append", help="config name (repeatable; default sam2.1_hiera_t)")
+    sp.add_argument(
+        "--model",
+        action="append",
+        help="config name or hub id facebook/sam2.1-hiera-tiny (repeatable; default sam2.1_hiera_t)",
+    )
     sp.add_argument("--all", action="store_true", help="all 8 official checkpoints")
+    sp.add_argument("--revision", help="hub branch, tag or commit for Hugging Face ids (default main)")
     sp.add_argument("--timeout", type=float, default=15.0, help="network timeout in seconds (default %(default)s)")
     sp.add_argument("--convert", action="store_true", help="also convert each to orbax params in the cache")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")

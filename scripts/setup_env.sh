@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Creates .venv with sam2-jax (editable) and its test tools; with --reference also the PyTorch reference.
+# Creates .venv with sam2-jax (editable) and its test tools; with --reference also the PyTorch reference
+# (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the parity tests. sam2-jax itself needs no torch: official .pt
+# checkpoints are read without it.
 # Idempotent: re-running on an existing .venv only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-# torch first, pinned to the CPU build on disk, so nothing later pulls a CUDA build.
-.venv/bin/pip install -q torch==2.13.0
+if [ "${1:-}" = "--reference" ]; then
+  # torch first, pinned to the CPU build on disk, so nothing later pulls a CUDA build.
+  .venv/bin/pip install -q torch==2.13.0
+fi
 .venv/bin/pip install -q -e ".[test]"
 if [ "${1:-}" = "--reference" ]; then
   scripts/install_reference.sh .venv

@@ -264,10 +264,8 @@ def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
             only0 = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
             with ocp.StandardCheckpointer(multiprocessing_options=only0) as ckptr:
                 ckptr.save(os.path.abspath(path), host)
-    try:
-        save_torch_state_dict(params_to_state_dict(host, param_table(config)), os.path.join(out, "model.pt"))
-    except ImportError:
-        pass  # the .pt export needs torch; the orbax params are always written
+    # The official-format .pt is written without torch (convert_weights.pt_format).
+    save_torch_state_dict(params_to_state_dict(host, param_table(config)), os.path.join(out, "model.pt"))
 
 
 def build_model(config: ml_collections.ConfigDict):
