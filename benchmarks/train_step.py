@@ -10,13 +10,18 @@ A step is the forward of the clip (the initial prompt, corrective clicks, tracki
   optax AdamW with the official param groups), compiled once (the compile time is reported apart);
 - official: ``SAM2Train.forward_tracking`` + the official loss + ``backward`` + ``torch.optim.AdamW``, eager.
 The prompts are fixed (click with ``center`` corrections, as in ``tests/training/test_sam2_train.py``) so both do
-the same work. Timings interleave the two implementations (``common.time_interleaved``); peak memory is the peak
-RSS (``VmHWM``) of a fresh process running only one implementation (``--rss``; ours in a second process that loads
-its compiled step from the persistent compilation cache, so the compiler's own peak is not counted), and XLA's
-``memory_analysis()`` of our compiled step (temporaries, arguments, outputs).
+the same work; ours donates its params and optimizer state to the update, as ``train.py`` does. Timings interleave
+the two implementations (``common.time_interleaved``). Memory (``--rss``): a fresh process per implementation (ours
+in a second process that loads its compiled step from the persistent compilation cache, and without PyTorch),
+reporting its whole peak RSS, the set-up's peak (model, weights, optimizer state, and for ours the compile), and
+the steps' own peak after ``malloc_trim`` and a ``VmHWM`` reset; and XLA's ``memory_analysis()`` of our compiled
+step (temporaries, arguments, outputs, and the outputs aliased to donated arguments): on an accelerator, where the
+compiler's host memory does not count, the step holds arguments + temporaries + (outputs - aliased).
 """
 
 import argparse
+import ctypes
+import functools
 import json
 import os
 import resource
@@ -91,12 +96,14 @@ def ours(args):
         st.SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=model.module.dtype)
     )
     fc = ml_collections.FrozenConfigDict(cfg)
-    params = jax.tree.map(jax.numpy.asarray, converted_params(args.model))
+    # The memory-only child process keeps PyTorch out (the official weights only matter for the loss printed).
+    params = model.params if args.only else jax.tree.map(jax.numpy.asarray, converted_params(args.model))
     tx = opt_lib.make_optimizer(params, cfg, 1000)
     frames, masks = _clip(args)
     plan = _plan(args)
 
-    @jax.jit
+    # The state is donated, as train.py's update donates it: the new params and optimizer state reuse its buffers.
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(params, opt_state):
         def loss(p):
             losses, _ = st.clip_losses(module, p, st.normalize_images(frames), masks, plan, jax.random.key(0), fc)
@@ -114,9 +121,12 @@ def ours(args):
 
     def run():
         out = common.block(compiled(*state))
-        return float(out[2])
+        state[:] = out[:2]
+        run.losses.append(float(out[2]))
+        return run.losses[-1]
 
-    run.memory = {k: getattr(mem, f"{k}_size_in_bytes") / 2**20 for k in ("temp", "argument", "output")}
+    run.losses = []  # the first is on the official's weights (later ones after our own AdamW updates)
+    run.memory = {k: getattr(mem, f"{k}_size_in_bytes") / 2**20 for k in ("temp", "argument", "output", "alias")}
     return run, compile_s
 
 
@@ -156,7 +166,26 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rss(args, which: str) -> float:
+def _reset_peak_rss() -> None:
+    """Give freed heap back to the OS and restart ``VmHWM`` from the current RSS (Linux ``clear_refs`` 5), so the
+    peak read next is that of the work after this call (the steps), not of the set-up and compile before it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def _rss(args, which: str) -> dict:
     argv = [sys.executable, __file__, "--only", which, "--repeats", "1"]
     argv += ["--model", args.model, "--image-size", str(args.image_size), "--frames", str(args.frames)]
     argv += ["--objects", str(args.objects), "--corrections", str(args.corrections), "--remat", args.remat]
@@ -164,7 +193,7 @@ def _rss(args, which: str) -> float:
     # peak is the step's, not XLA's compiler's.
     for _ in range(2 if which == "ours" else 1):
         out = subprocess.run(argv, check=True, capture_output=True, text=True, env=dict(os.environ))
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
@@ -174,9 +203,13 @@ def main(argv=None) -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
     if args.only:
         fn = ours(args)[0] if args.only == "ours" else official(args)
-        for _ in range(args.repeats):
+        setup_peak = _peak_rss_mb()
+        _reset_peak_rss()
+        before = _current_rss_mb()
+        for _ in range(max(args.repeats, 2)):  # the official's AdamW state appears at its first step
             fn()
-        print(json.dumps({"peak_rss_mb": _peak_rss_mb()}))
+        print(json.dumps({"peak_rss_mb": max(setup_peak, _peak_rss_mb()), "setup_peak_mb": setup_peak,
+                          "before_steps_mb": before, "steps_peak_mb": _peak_rss_mb()}))  # fmt: skip
         return
     ours_fn, compile_s = ours(args)
     official_fn = official(args)
@@ -185,15 +218,21 @@ def main(argv=None) -> None:
         f"{args.model} {args.image_size}px, {args.frames} frames, {args.objects} objects, "
         f"{args.corrections} corrections, CPU float32 ({os.cpu_count()} cores)"
     )
-    print(f"ours (remat {args.remat}): compile {compile_s:.1f} s, loss {ours_fn():.4f}")
+    print(f"ours (remat {args.remat}): compile {compile_s:.1f} s, loss {ours_fn.losses[0]:.4f} (first step)")
     print("ours, XLA memory_analysis: " + ", ".join(f"{k} {v:.0f} MB" for k, v in ours_fn.memory.items()))
     print(f"official loss {official_fn.losses[0]:.4f} (first step; its AdamW steps then change its weights)")
     for k, t in timings.items():
         print(f"{k:9s} {t.median:8.3f} s/step ({t.spread()})")
     print(f"official / ours: {timings['official'].median / timings['ours'].median:.2f}x")
     if args.rss:
+        print("peak RSS of a fresh process per implementation (MB): the whole process; the set-up (model, weights,")
+        print("optimizer, and for ours the compile, loaded from the persistent cache); RSS before the steps; the")
+        print("peak during the steps (after malloc_trim, VmHWM reset); the steps' own growth (peak - before).")
         for which in ("ours", "official"):
-            print(f"peak RSS {which}: {_rss(args, which):.0f} MB (fresh process, {args.repeats} step(s) + setup)")
+            r = _rss(args, which)
+            print(f"  {which:9s} whole {r['peak_rss_mb']:6.0f}  set-up {r['setup_peak_mb']:6.0f}  before steps "
+                  f"{r['before_steps_mb']:6.0f}  steps {r['steps_peak_mb']:6.0f}  growth "
+                  f"{r['steps_peak_mb'] - r['before_steps_mb']:6.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":
