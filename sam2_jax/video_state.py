@@ -36,6 +36,7 @@ class FrameOutput:
     obj_ptr: np.ndarray  # (1, C) float32
     object_score_logits: np.ndarray  # (1, 1) float32
     maskmem_features: np.ndarray | None = None  # (hw, mem_dim) bfloat16 once encoded
+    admitted: bool = True  # the tracking policy admitted the frame into the memory (tracker/policies.py)
 
     def nbytes(self) -> int:
         n = self.pred_masks.nbytes + self.obj_ptr.nbytes + self.object_score_logits.nbytes
