@@ -55,6 +55,8 @@ class RunConfig:
       output_dir: results folder.
       progress: show progress bars.
       compilation_cache: persistent XLA compilation cache folder (empty: none); a second run skips the compiles.
+      tracker: the video tracking policy, ``sam2``, ``samurai`` or ``sam3_selection`` (``tracker/policies.py``; its
+        thresholds are the model config's ``tracker`` fields).
     """
 
     task: str = "vos"
@@ -92,6 +94,7 @@ class RunConfig:
     output_dir: str = "eval_out"
     progress: bool = True
     compilation_cache: str = "~/.cache/sam2_jax/xla"
+    tracker: str = "sam2"
 
 
 def build_model(cfg: RunConfig):
@@ -102,6 +105,7 @@ def build_model(cfg: RunConfig):
     mcfg = get_config(cfg.model)
     if cfg.image_size:
         mcfg.model.image_size = cfg.image_size
+    mcfg.tracker.policy = cfg.tracker
     return build_sam2(mcfg, cfg.checkpoint or None, dtype=cfg.dtype, seed=cfg.seed)
 
 
