@@ -338,13 +338,14 @@ def test_stream_and_reverse_with_a_policy(tmp_path: pathlib.Path):
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="samurai")
-    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:6]:
+    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
         shutil.copy(f, tmp_path / f.name)
     box = [190.0, 150.0, 330.0, 420.0]
     state = pred.init_state(str(tmp_path))
     pred.add_new_points_or_box(state, 0, 0, box=box)
-    propagated = {t: m for t, _, m in pred.propagate_in_video(state)}
-    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))]
+    propagated = {t: m for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
     stream = pred.init_stream(frames[0])
     pred.add_new_points_or_box(stream, 0, 0, box=box)
     for t in range(1, 6):
@@ -359,4 +360,24 @@ def test_stream_and_reverse_with_a_policy(tmp_path: pathlib.Path):
     state = pred.init_state(str(tmp_path))
     pred.add_new_points_or_box(state, 5, 0, box=box)
     back = [t for t, _, m in pred.propagate_in_video(state, reverse=True) if np.isfinite(m).all()]
+    assert all(isinstance(state.store.non_cond(0)[t].admitted, bool) for t in range(5))
     assert back == [5, 4, 3, 2, 1, 0]
+
+
+def test_policy_flags_reach_the_predictor():
+    """``eval.py --tracker`` and ``sam2-jax video --tracker`` name the policy; the eval run puts it in the model
+    config's ``tracker`` section, which ``SAM2VideoPredictor`` reads."""
+    import eval as eval_main
+    from sam2_jax import cli
+    from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    assert eval_main.parse(["--tracker", "sam3_selection"]).tracker == "sam3_selection"
+    assert eval_main.parse([]).tracker == "sam2"
+    assert cli.build_parser().parse_args(["video", "v.mp4", "--tracker", "samurai"]).tracker == "samurai"
+    m = _ours(256)
+    cfg = m.config.copy_and_resolve_references()
+    cfg.tracker.policy, cfg.tracker.mf_threshold = "sam3_selection", 0.3
+    pred = SAM2VideoPredictor(SAM2Model(m.module, m.params, cfg))
+    assert pred.policy == TrackerPolicy("sam3_selection", mf_threshold=0.3)
+    assert SAM2VideoPredictor(m, tracker_policy="samurai").policy == SAMURAI

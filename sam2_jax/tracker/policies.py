@@ -23,6 +23,9 @@ Deviations from the references (documented in README "Tracking policies"):
 - The Kalman state and the admission count restart when a propagation starts (a new ``propagate_in_video`` call or
   a stream rebuilt after a prompt); the references keep the filter across calls. The admitted ring is rebuilt from
   the stored per-frame admission flags.
+- The Kalman filter starts on the first tracked frame. SAMURAI prompts with a box (one mask, no filter step on the
+  prompted frame), where this equals the reference; after a single click (three candidate masks) the reference
+  already initialises it on the prompted frame, one frame earlier.
 - Reverse tracking: SAMURAI's selection only looks backwards in frame index (undefined in reverse); ours mirrors it in
   the tracking direction, and the "frames 0 and 1 are never admitted" bound of its loop applies forward only.
 """
