@@ -381,3 +381,36 @@ def test_policy_flags_reach_the_predictor():
     pred = SAM2VideoPredictor(SAM2Model(m.module, m.params, cfg))
     assert pred.policy == TrackerPolicy("sam3_selection", mf_threshold=0.3)
     assert SAM2VideoPredictor(m, tracker_policy="samurai").policy == SAMURAI
+
+
+@requires_data
+@pytest.mark.slow
+def test_sam3_selection_stream_rebuild_and_correction(tmp_path: pathlib.Path):
+    """SAM 3 selection through the predictor: with ``mf_threshold`` between the frames' scores on these weights some
+    frames are refused; a propagation resumed mid-video rebuilds the memory and pointer rings the scan carried, and
+    a correction on the latest frame is taken in by the next frames."""
+    from PIL import Image
+
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    policy = TrackerPolicy("sam3_selection", mf_threshold=0.031)
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy=policy)
+    files = sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:14]
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    stream = pred.init_stream(frames[0])
+    pred.add_new_points_or_box(stream, 0, 0, box=[190.0, 150.0, 330.0, 420.0])
+    for t in range(1, 11):
+        pred.track_frame(stream, frames[t])
+    admitted = [stream.store.non_cond(0)[t].admitted for t in range(1, 11)]
+    assert any(admitted) and not all(admitted), admitted
+    rebuilt = pred.tracker_state(stream, [0], 11, False)
+    assert _selected(rebuilt, 11, policy) == _selected(stream.stream_tstate, 11, policy)
+    _, _, m = pred.track_frame(stream, frames[11])
+    _, _, corrected = pred.add_new_points_or_box(stream, 11, 0, points=[[250, 300]], labels=[0], clear_old_points=False)
+    assert np.abs(corrected - m).max() > 0  # the click changed frame 11
+    assert 11 in stream.store.cond(0) or 11 in stream.temp_output_dict_per_obj[0]["cond_frame_outputs"]
+    for t in (12, 13):
+        ft, _, m = pred.track_frame(stream, frames[t])
+        assert ft == t and np.isfinite(m).all()
+    # frame 12 sees the correction as a conditioning frame, so 11 is no ring entry: its slot holds frame 12's place
+    assert 11 not in _selected(pred.tracker_state(stream, [0], 13, False), 13, policy)[0]
