@@ -494,7 +494,8 @@ class SAM2VideoPredictor:
                     continue
                 out = FrameOutput(
                     host.pred_masks[j, o][None], host.obj_ptr[j, o][None], host.object_score_logits[j, o][None],
-                    host.maskmem[j, o], bool(host.admitted[j, o]),
+                    host.maskmem[j, o], bool(host.admitted[j, o]), float(host.best_iou[j, o]), host.kf_box[j, o],
+                    float(host.kf_score[j, o]),
                 )  # fmt: skip
                 s.store.put(o, t, out)
             yield t, obj_ids, video[j, : len(objs)]

@@ -37,7 +37,7 @@ def dump_weights(out: str) -> None:
     np.savez(out, **reference_state_dict("sam2.1_hiera_t", 0))
 
 
-def run(weights: str, out: str, frames: int, image_size: int, video: str, extra: list[str]) -> None:
+def run(weights: str, out: str, frames: int, image_size: int, video: str, extra: list[str], box) -> None:
     import shutil
     import tempfile
 
@@ -58,7 +58,7 @@ def run(weights: str, out: str, frames: int, image_size: int, video: str, extra:
     rec = {k: [] for k in ("frame", "pred_masks", "obj_score", "best_iou", "kf_score", "kf_box", "stable", "admit")}
     with torch.inference_mode():
         state = pred.init_state(str(tmp), offload_video_to_cpu=True)
-        pred.add_new_points_or_box(state, box=np.array(BOX, np.float32), frame_idx=0, obj_id=0)
+        pred.add_new_points_or_box(state, box=np.array(box, np.float32), frame_idx=0, obj_id=0)
         for t, _, _ in pred.propagate_in_video(state):
             if t == 0:
                 continue
@@ -80,7 +80,7 @@ def run(weights: str, out: str, frames: int, image_size: int, video: str, extra:
     arrays = {k: np.asarray(v) for k, v in rec.items()}
     arrays["pred_masks"] = arrays["pred_masks"].astype(np.float16)  # small golden file; logits within 1e-2
     np.savez_compressed(
-        out, box=np.array(BOX), image_size=image_size, overrides=np.array(extra, dtype=str),
+        out, box=np.array(box), image_size=image_size, overrides=np.array(extra, dtype=str),
         obj_score_threshold=pred.memory_bank_obj_score_threshold, **arrays,
     )  # fmt: skip
     print("wrote", out, {k: v.shape for k, v in arrays.items()})
@@ -96,13 +96,14 @@ def main(argv: list[str]) -> None:
     r.add_argument("out")
     r.add_argument("--frames", type=int, default=24)
     r.add_argument("--image-size", type=int, default=256)
+    r.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")], default=list(BOX), help="x0,y0,x1,y1")
     r.add_argument("--override", action="append", default=[], help="hydra override, e.g. ++model.x=1")
     r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"))
     a = p.parse_args(argv)
     if a.cmd == "weights":
         dump_weights(a.out)
     else:
-        run(a.weights, a.out, a.frames, a.image_size, a.video, a.override)
+        run(a.weights, a.out, a.frames, a.image_size, a.video, a.override, a.box)
 
 
 if __name__ == "__main__":

@@ -287,8 +287,9 @@ def _run_bedroom(policy, gold, n, tmp_path):
 @requires_data
 @pytest.mark.parametrize("n", [10, pytest.param(23, marks=pytest.mark.slow)])
 def test_samurai_matches_reference_on_bedroom(n, tmp_path: pathlib.Path):
-    """Low-res logits (golden stored as float16: within 1e-2; measured 4e-3 over 23 frames), object scores within
-    1e-3, and every admission as SAMURAI's code decided it. The sam2 policy on the same run differs by more than
+    """Low-res logits (golden stored as float16: within 1e-2; measured 4e-3 over 23 frames), object scores and
+    predicted IoUs within 1e-3, Kalman boxes within 1e-2 px and Kalman IoU scores (NaN before the stable phase, as
+    the reference's None), and every admission as SAMURAI's code decided it. The sam2 policy on the same run differs by more than
     0.05 from frame 4 on (its memory holds the refused frames), so the comparison sees the policy."""
     gold = np.load(GOLDEN / f"samurai_bedroom_{NAME}.npz")
     policy = TrackerPolicy("samurai", memory_bank_obj_score_threshold=float(gold["obj_score_threshold"]))
@@ -299,6 +300,10 @@ def test_samurai_matches_reference_on_bedroom(n, tmp_path: pathlib.Path):
     np.testing.assert_allclose([o.object_score_logits.item() for o in outs], gold["obj_score"][:n], atol=1e-3)
     assert [o.admitted for o in outs] == gold["admit"][:n].tolist()
     assert not gold["admit"][:7].any() and gold["admit"][7:n].all()
+    np.testing.assert_allclose([o.best_iou for o in outs], gold["best_iou"][:n], atol=1e-3)
+    np.testing.assert_allclose(np.stack([o.kf_box for o in outs]), gold["kf_box"][:n], atol=1e-2)
+    # the Kalman IoU score exists from the filter's stable phase on (frame 16 here), as in the reference
+    np.testing.assert_allclose([o.kf_score for o in outs], gold["kf_score"][:n], atol=1e-3)
     sam2_masks = np.stack([o.pred_masks[0, 0] for o in _run_bedroom(SAM2, gold, min(n, 5), tmp_path)])
     assert np.abs(sam2_masks[3:] - ref_masks[3 : len(sam2_masks)]).max() > 0.05
 

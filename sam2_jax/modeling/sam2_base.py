@@ -336,9 +336,11 @@ class SAM2Base(nn.Module):
         backbone_features: jax.Array,
         high_res_features: list[jax.Array] | None,
         mask_inputs: jax.Array,
+        obj_score_threshold: float = 0.0,
     ) -> SamHeadsOutput:
         """Official ``_use_mask_as_output``: a binary mask input (B, H, W, 1) at image size becomes the output logits
-        (+-10), with a pointer from the SAM decoder run on the downsampled mask."""
+        (+-10), with a pointer from the SAM decoder run on the downsampled mask (``obj_score_threshold`` as in
+        ``sam_heads``)."""
         c = self.config
         out_scale, out_bias = 20.0, -10.0  # sigmoid(-10) = 4.5e-5
         mask_f = mask_inputs.astype(jnp.float32)
@@ -357,6 +359,7 @@ class SAM2Base(nn.Module):
                 backbone_features,
                 mask_inputs=self.mask_downsample(mask_f),
                 high_res_features=high_res_features,
+                obj_score_threshold=obj_score_threshold,
             ).obj_ptr
         # The mask input, not the object-score head, decides whether the object is present.
         lam = jnp.any(mask_f.reshape(B, -1) > 0.0, axis=1, keepdims=True).astype(jnp.float32)

@@ -59,6 +59,7 @@ class StepOutput(NamedTuple):
     admitted: jax.Array  # (O,) bool: the frame entered the memory as an admitted frame (sam2: every tracked frame)
     best_iou: jax.Array  # (O,) predicted IoU of the kept candidate
     kf_box: jax.Array  # (O, 4) xyxy: SAMURAI's Kalman box after this frame (zeros for other policies)
+    kf_score: jax.Array  # (O,) SAMURAI's Kalman IoU of the kept mask, NaN outside its stable phase (and other policies)
 
 
 class TrackedFrame(NamedTuple):
@@ -119,10 +120,15 @@ def decode_prompts(module: SAM2Base, params, *args, **kwargs) -> DecoderOutput:
 
 
 def use_mask_as_output(
-    module: SAM2Base, params, pix_feat: jax.Array, high_res: list[jax.Array] | None, mask: jax.Array
+    module: SAM2Base,
+    params,
+    pix_feat: jax.Array,
+    high_res: list[jax.Array] | None,
+    mask: jax.Array,
+    obj_score_threshold: float = 0.0,
 ) -> SamHeadsOutput:
     """``SAM2Base.use_mask_as_output``: a binary mask (O, S, S, 1) taken as the output."""
-    return _call(module, params, SAM2Base.use_mask_as_output, pix_feat, high_res, mask)
+    return _call(module, params, SAM2Base.use_mask_as_output, pix_feat, high_res, mask, obj_score_threshold)
 
 
 def _postprocess_pred_masks(pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
@@ -473,6 +479,7 @@ class Admission(NamedTuple):
     admitted: jax.Array  # (O,) bool
     best_iou: jax.Array  # (O,) predicted IoU of the kept candidate
     kalman: kalman.KalmanState  # SAMURAI's filter after the frame (unchanged for other policies)
+    kf_score: jax.Array  # (O,) Kalman IoU of the kept mask; NaN where the filter did not score (the reference's None)
 
 
 def admission(
@@ -491,10 +498,12 @@ def admission(
     obj = heads.object_score_logits[:, 0]
     best_iou = heads.ious.max(-1)
     admitted = ~is_cond
+    kf_score = jnp.full(obj.shape, jnp.nan, jnp.float32)
     if policy.name == "samurai":
         choice = kalman.samurai_choice(kf, heads.ious, heads.high_res_multimasks, policy)
         best_iou = jnp.take_along_axis(heads.ious, choice.best[:, None], 1)[:, 0]
         kf_ok = ~choice.kf_scored | (choice.kf_score > policy.memory_bank_kf_score_threshold)
+        kf_score = jnp.where(choice.kf_scored, choice.kf_score, jnp.nan)
         admitted &= (best_iou > policy.memory_bank_iou_threshold) & (obj > policy.memory_bank_obj_score_threshold)
         admitted &= kf_ok & (reverse | (t >= policy.samurai_admit_from_frame))
         # the reference's filter only steps on frames it decodes (a conditioning frame reuses its stored output)
@@ -503,7 +512,7 @@ def admission(
     elif policy.name == "sam3_selection":
         norm = jnp.where(obj > 0, jax.nn.sigmoid(obj) * 2 - 1, 0.0)
         admitted &= (norm * best_iou > policy.mf_threshold) & (reverse | (t >= 1))
-    return Admission(admitted, best_iou, kf)
+    return Admission(admitted, best_iou, kf, kf_score)
 
 
 def write_cond(
@@ -576,7 +585,8 @@ def track_step(
     else:
         state = write_recent(state, t, maskmem, obj_ptr, ~is_cond)
     kf_box = kalman.xyah_to_xyxy(state.kf_mean) if policy.name == "samurai" else jnp.zeros((O, 4), jnp.float32)
-    return state, StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond, adm.admitted, adm.best_iou, kf_box)
+    out = StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond, adm.admitted, adm.best_iou, kf_box, adm.kf_score)
+    return state, out
 
 
 @functools.partial(jax.jit, static_argnames=("module", "fill_hole_area", "policy"), donate_argnames=("state",))
@@ -626,7 +636,7 @@ def interact(
     """
     hr = list(feats.high_res) or None
     if mask_input is not None and module.config.use_mask_input_as_output_without_sam:
-        outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input)
+        outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input, policy.obj_score_threshold)
     else:
         pix = prompt_features(module, params, state, feats, frame_idx, reverse, is_init_cond_frame, policy=policy)
         num_pts = 0 if point_labels is None else point_labels.shape[1]
