@@ -14,6 +14,9 @@ SAMURAI is a fork of sam2 with the same package name, so it runs in its own virt
     /work/venv-samurai/bin/python scripts/samurai_reference.py run /tmp/samurai_weights.npz \
         tests/golden/samurai_bedroom.npz --frames 24 --image-size 256 \
         --override ++model.memory_bank_obj_score_threshold=0.121
+    # 3. the MP4 clip: 30 frames of 01_dog.mp4 saved as JPEG (PyAV + PIL, quality 95) in FRAMES, the dog's box:
+    /work/venv-samurai/bin/python scripts/samurai_reference.py run /tmp/samurai_weights.npz \
+        tests/golden/samurai_dog_sam2.1_hiera_t.npz --frames 30 --image-size 256 --video FRAMES --box 480,380,700,540
 
 The run: ``configs/samurai/sam2.1_hiera_t.yaml`` at ``image_size``, ``fill_hole_area = 0`` (the CUDA hole filling
 is skipped on CPU anyway), a box on frame 0 (as SAMURAI's demo prompts), forward propagation. Per tracked frame it

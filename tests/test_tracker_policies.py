@@ -271,41 +271,62 @@ def _ours(image_size: int):
     )
 
 
-def _run_bedroom(policy, gold, n, tmp_path):
+def _run_video(policy, gold, frames_dir: pathlib.Path, n: int):
+    """Our predictor with ``policy`` on the first n + 1 frames of ``frames_dir``: the box of ``gold`` on frame 0,
+    forward propagation; the stored outputs of frames 1 … n."""
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     pred = SAM2VideoPredictor(_ours(int(gold["image_size"])), fill_hole_area=0, tracker_policy=policy)
-    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[: n + 1]:
-        shutil.copy(f, tmp_path / f.name)
-    state = pred.init_state(str(tmp_path))
+    state = pred.init_state(str(frames_dir))
     pred.add_new_points_or_box(state, 0, 0, box=gold["box"])
-    for _ in pred.propagate_in_video(state):
+    for _ in pred.propagate_in_video(state, max_frame_num_to_track=n):
         pass
     return [state.store.non_cond(0)[t] for t in range(1, n + 1)]
+
+
+def _check_against_golden(outs, gold, n):
+    ref_masks = gold["pred_masks"][:n].astype(np.float32)
+    np.testing.assert_allclose(np.stack([o.pred_masks[0, 0] for o in outs]), ref_masks, atol=1e-2)
+    np.testing.assert_allclose([o.object_score_logits.item() for o in outs], gold["obj_score"][:n], atol=1e-3)
+    assert [o.admitted for o in outs] == gold["admit"][:n].tolist()
+    np.testing.assert_allclose([o.best_iou for o in outs], gold["best_iou"][:n], atol=1e-3)
+    np.testing.assert_allclose(np.stack([o.kf_box for o in outs]), gold["kf_box"][:n], atol=1e-2)
+    # the Kalman IoU score exists from the filter's stable phase on (frame 16), as in the reference (NaN: None)
+    np.testing.assert_allclose([o.kf_score for o in outs], gold["kf_score"][:n], atol=1e-3)
+    return ref_masks
 
 
 @requires_data
 @pytest.mark.parametrize("n", [10, pytest.param(23, marks=pytest.mark.slow)])
 def test_samurai_matches_reference_on_bedroom(n, tmp_path: pathlib.Path):
     """Low-res logits (golden stored as float16: within 1e-2; measured 4e-3 over 23 frames), object scores and
-    predicted IoUs within 1e-3, Kalman boxes within 1e-2 px and Kalman IoU scores (NaN before the stable phase, as
-    the reference's None), and every admission as SAMURAI's code decided it. The sam2 policy on the same run differs by more than
-    0.05 from frame 4 on (its memory holds the refused frames), so the comparison sees the policy."""
+    predicted IoUs within 1e-3, Kalman boxes within 1e-2 px and Kalman IoU scores, and every admission as SAMURAI's
+    code decided it. The sam2 policy on the same run differs by more than 0.05 from frame 4 on (its memory holds the
+    refused frames), so the comparison sees the policy."""
     gold = np.load(GOLDEN / f"samurai_bedroom_{NAME}.npz")
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[: n + 1]:
+        shutil.copy(f, tmp_path / f.name)
     policy = TrackerPolicy("samurai", memory_bank_obj_score_threshold=float(gold["obj_score_threshold"]))
-    outs = _run_bedroom(policy, gold, n, tmp_path)
-    ref_masks = gold["pred_masks"][:n].astype(np.float32)
-    masks = np.stack([o.pred_masks[0, 0] for o in outs])
-    np.testing.assert_allclose(masks, ref_masks, atol=1e-2)
-    np.testing.assert_allclose([o.object_score_logits.item() for o in outs], gold["obj_score"][:n], atol=1e-3)
-    assert [o.admitted for o in outs] == gold["admit"][:n].tolist()
+    ref_masks = _check_against_golden(_run_video(policy, gold, tmp_path, n), gold, n)
     assert not gold["admit"][:7].any() and gold["admit"][7:n].all()
-    np.testing.assert_allclose([o.best_iou for o in outs], gold["best_iou"][:n], atol=1e-3)
-    np.testing.assert_allclose(np.stack([o.kf_box for o in outs]), gold["kf_box"][:n], atol=1e-2)
-    # the Kalman IoU score exists from the filter's stable phase on (frame 16 here), as in the reference
-    np.testing.assert_allclose([o.kf_score for o in outs], gold["kf_score"][:n], atol=1e-3)
-    sam2_masks = np.stack([o.pred_masks[0, 0] for o in _run_bedroom(SAM2, gold, min(n, 5), tmp_path)])
+    sam2_masks = np.stack([o.pred_masks[0, 0] for o in _run_video(SAM2, gold, tmp_path, min(n, 5))])
     assert np.abs(sam2_masks[3:] - ref_masks[3 : len(sam2_masks)]).max() > 0.05
+
+
+@requires_data
+@pytest.mark.slow
+def test_samurai_matches_reference_on_mp4(tmp_path: pathlib.Path):
+    """30 frames of ``01_dog.mp4`` (decoded with PyAV, saved as JPEG quality 95, the frames both sides read), the
+    dog's box, SAMURAI's published thresholds (frame 1 refused by its loop bound, 2-29 admitted), 256 px."""
+    import av
+
+    gold = np.load(GOLDEN / f"samurai_dog_{NAME}.npz")
+    with av.open(str(DATA / "videos" / "01_dog.mp4")) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i == 30:
+                break
+            frame.to_image().save(tmp_path / f"{i:05d}.jpg", quality=95)
+    _check_against_golden(_run_video(SAMURAI, gold, tmp_path, 29), gold, 29)
 
 
 # --- config ---------------------------------------------------------------------------------------------------------
