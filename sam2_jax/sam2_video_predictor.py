@@ -25,6 +25,9 @@ Deviations from the official predictor:
   masks of every object out, the ``TrackerState`` kept on the device between calls; prompts and new objects may
   come on the latest frame at any time.
 - With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
+- ``tracker_policy`` (not in the official API): SAMURAI's Kalman choice and memory admission or SAM 3's memory
+  selection on the same weights (``sam2_jax/tracker/policies.py``, which lists how they meet corrections, streams
+  and reverse tracking).
 """
 
 import functools
