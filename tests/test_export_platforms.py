@@ -69,7 +69,7 @@ def test_image_encoder_lowers_for_gpu_and_tpu():
 
 @pytest.mark.parametrize(
     "num_objects, policy",
-    [(1, "sam2"), (3, "sam2"), (3, "samurai"), pytest.param(3, "sam3_selection", marks=pytest.mark.slow)],
+    [(1, "sam2"), (3, "sam2")] + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection")],
 )
 def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
     from sam2_jax.tracker.policies import TrackerPolicy
