@@ -14,8 +14,8 @@ policy compiles its own step and nothing branches on data.
 - ``sam3_selection`` (github ``facebookresearch/sam3``, ``sam3/model/sam3_tracker_base.py``: ``cal_mem_score``,
   ``frame_filter``): a frame is admitted when ``mean(norm(object score) * predicted IoU) > mf_threshold``; both the
   memory ring and the pointer ring hold the admitted frames (+ t-1), with rank-based temporal positions.
-- ``sam2long`` (Ding et al., arXiv 2410.16268): the config exists with the paper's hyper-parameters; the pathway
-  axis is not implemented, and selecting it raises.
+- ``sam2long`` (Ding et al., arXiv 2410.16268): the name and three reserved fields exist; the pathway axis is not
+  implemented, and selecting it raises.
 
 Deviations from the references (documented in README "Tracking policies"):
 - The references keep one Kalman filter on the model (SAMURAI tracks one object); ours is per object, batched.
@@ -49,7 +49,8 @@ class TrackerPolicy:
       samurai_admit_from_frame: the reference's selection loop (``range(frame_idx - 1, 1, -1)``) never admits frames
         0 and 1 (forward tracking).
       mf_threshold: SAM 3's memory-selection threshold (``Sam3TrackerBase(mf_threshold=0.01)``).
-      num_pathways, sam2long_iou_threshold, sam2long_uncertainty: SAM2Long's paper values (not implemented).
+      num_pathways, sam2long_iou_threshold, sam2long_uncertainty: reserved for SAM2Long (not implemented; P = 3 is
+        the paper's pathway count, the other two are placeholders not checked against the paper).
     """
 
     name: str = "sam2"
