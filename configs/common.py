@@ -7,6 +7,8 @@ the same nesting and names, plus the post-processing overrides that the official
 
 import ml_collections
 
+from sam2_jax.tracker.policies import policy_config
+
 # Trunk shapes per size, from the official YAMLs (identical for SAM 2 and 2.1).
 TRUNKS = {
     "tiny": dict(
@@ -224,5 +226,8 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
             add_all_frames_to_correct_as_cond=True,
         )
     )
+    # Not an official field: the tracking policy of the video predictor and its thresholds (sam2 | samurai |
+    # sam3_selection; sam2_jax/tracker/policies.py). --config.tracker.policy=samurai selects one.
+    c.tracker = policy_config()
     c.dtype = "float32"
     return c

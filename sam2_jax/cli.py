@@ -427,7 +427,7 @@ def cmd_video(args) -> int:
     prompts = collect_prompts(getattr(args, "prompt_events", None))
     n, hw, masks_in, overlay_path = check_video_input(args, prompts)
     model, meta = load_model(args)
-    predictor = SAM2VideoPredictor(model)
+    predictor = SAM2VideoPredictor(model, tracker_policy=args.tracker)
     try:
         state = predictor.init_state(args.video)
     except ValueError as e:
@@ -472,6 +472,7 @@ def cmd_video(args) -> int:
         out / "video.json",
         dict(
             meta,
+            tracker=args.tracker,
             video=args.video,
             height=hw[0],
             width=hw[1],
@@ -680,6 +681,12 @@ def _add_video_parser(sub, fmt) -> None:
             "track at most this many frames forward from the first prompted one; without it the whole video "
             "is tracked (frames before the first prompt by a reverse pass)"
         ),
+    )
+    sp.add_argument(
+        "--tracker",
+        default="sam2",
+        choices=["sam2", "samurai", "sam3_selection"],
+        help="tracking policy: which mask and which frames enter the memory (default %(default)s)",
     )
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")
     sp.add_argument("--fps", type=float, default=10.0, help="overlay frame rate (default %(default)s)")

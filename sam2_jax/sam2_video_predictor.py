@@ -25,6 +25,9 @@ Deviations from the official predictor:
   masks of every object out, the ``TrackerState`` kept on the device between calls; prompts and new objects may
   come on the latest frame at any time.
 - With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
+- ``tracker_policy`` (not in the official API): SAMURAI's Kalman choice and memory admission or SAM 3's memory
+  selection on the same weights (``sam2_jax/tracker/policies.py``, which lists how they meet corrections, streams
+  and reverse tracking).
 """
 
 import functools
@@ -39,6 +42,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model, build_sam2
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
+from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
@@ -76,6 +80,7 @@ class SAM2VideoPredictor:
         max_cond_slots: int = 16,
         mesh: jax.sharding.Mesh | None = None,
         chunks_in_flight: int = 1,
+        tracker_policy: Any = None,
     ) -> None:
         """
         Args:
@@ -91,6 +96,8 @@ class SAM2VideoPredictor:
           chunks_in_flight: chunks ``propagate_in_video`` dispatches ahead of the one it yields (1: the device
             computes chunk k+1 while the caller handles chunk k; 0: each chunk finishes before it is yielded, which a
             benchmark that interleaves implementations needs). Results do not depend on it.
+          tracker_policy: ``"sam2"`` (default), ``"samurai"`` or ``"sam3_selection"``, or a ``TrackerPolicy``
+            (``sam2_jax/tracker/policies.py``); thresholds from the config's ``tracker`` section.
         """
         video = sam_model.config.video
         cfg = ml_collections.ConfigDict(sam_model.config.model)
@@ -99,6 +106,7 @@ class SAM2VideoPredictor:
         if cfg.memory_temporal_stride_for_eval != 1:
             raise ValueError("memory_temporal_stride_for_eval must be 1 for the tracker")
         self.module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg), dtype=sam_model.module.dtype)
+        self.policy = get_policy(tracker_policy, sam_model.config.get("tracker"))
         self.params = sam_model.params
         self.model = sam_model
         self.config = cfg
@@ -124,7 +132,9 @@ class SAM2VideoPredictor:
         self.mesh = mesh
         # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
         self._features_fn = functools.partial(engine.jit_frame_features, self.module)
-        self._interact_fn = functools.partial(engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area)
+        self._interact_fn = functools.partial(
+            engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy
+        )
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
@@ -501,7 +511,9 @@ class SAM2VideoPredictor:
         """Queue one chunk (V, T) of frames on the device; the outputs start copying to the host when ready."""
         images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames)])
         args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
-        tstate, out = engine.propagate_videos_chunk(self.module, self.params, tstate, *args, self.fill_hole_area)
+        tstate, out = engine.propagate_videos_chunk(
+            self.module, self.params, tstate, *args, self.fill_hole_area, self.policy
+        )
         for x in jax.tree.leaves(out):
             x.copy_to_host_async()
         return tstate, out
@@ -551,7 +563,7 @@ class SAM2VideoPredictor:
         # device_put, not jnp.asarray: the latter compiles a copy program per new shape
         batch, frame_idxs = jax.device_put((np.stack([s.images[t] for t in idxs]), np.asarray(idxs, np.int32)))
         tstate, out = engine.propagate_chunk(
-            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.fill_hole_area
+            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.fill_hole_area, self.policy
         )
         # Every object of the bucket (a padded copy of object 0 never wins a pixel over it): shapes, and so the
         # compiled programs, depend on the bucket only; the host keeps the first ``num_objects``.
@@ -572,7 +584,8 @@ class SAM2VideoPredictor:
                     continue
                 out = FrameOutput(
                     host.pred_masks[j, o][None], host.obj_ptr[j, o][None], host.object_score_logits[j, o][None],
-                    host.maskmem[j, o],
+                    host.maskmem[j, o], bool(host.admitted[j, o]), float(host.best_iou[j, o]), host.kf_box[j, o],
+                    float(host.kf_score[j, o]),
                 )  # fmt: skip
                 s.store.put(o, t, out)
             yield t, obj_ids, video[j, : len(objs)]
@@ -717,21 +730,61 @@ class SAM2VideoPredictor:
                 st.cond_valid[i, k] = True
                 st.cond_pred_masks[i, k] = out.pred_masks[0, 0]
                 st.cond_obj_score[i, k] = out.object_score_logits[0, 0]
+            if self.policy.selects_memory:
+                self._admitted_rings(s, st, i, o, frame_idx, reverse)
             for d in range(1, P + 1):
                 f = frame_idx - sign * d
+                if self.policy.selects_pointers:
+                    break
                 out = s.store.memory(o, f, s.frames_tracked_per_obj[o], retrack)
                 if out is None:
                     continue
                 st.ptr[i, f % P] = out.obj_ptr[0]
                 st.ptr_frame[i, f % P] = f
                 st.ptr_valid[i, f % P] = True
-                if d <= R:
+                if d <= R and not self.policy.selects_memory:
                     st.recent_mem[i, f % R] = out.maskmem_features
                     st.recent_frame[i, f % R] = f
                     st.recent_valid[i, f % R] = True
         if pad_to is not None:
             st = pad_objects(st, pad_to)
         return jax.device_put(st) if on_device else st
+
+    def _admitted_rings(self, s: InferenceState, st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool):
+        """Fill row ``i`` of host state ``st`` as a memory-selecting policy's scan would have left it before
+        ``frame_idx``: the stored frames the policy admitted (newest first, up to the pointer ring's size), then the
+        previous frame when it was not admitted (``engine.write_admitted``). Dropped outputs are skipped and the
+        Kalman filter restarts (``policies.py``)."""
+        R, P = st.recent_frame.shape[1], st.ptr_frame.shape[1]
+        sign = -1 if reverse else 1
+        stored = s.store.non_cond(o)
+        prev_f = frame_idx - sign
+        prev = stored.get(prev_f)
+        before = sorted(
+            (f for f in stored if (frame_idx - f) * sign > 0 and stored[f].admitted), key=lambda f: -f * sign
+        )
+        admitted = [(f, stored[f]) for f in before[:P]]
+        A = len(admitted)
+        # the previous frame always takes the newest place, as an empty one when it is a conditioning frame
+        is_prev_cond = prev_f in s.store.cond(o)
+        last = (
+            [] if (prev is None and not is_prev_cond) or (prev is not None and prev.admitted) else [(A, prev_f, prev)]
+        )
+        entries = [(A - 1 - q, f, out) for q, (f, out) in enumerate(admitted)] + last
+        for pos, f, out in entries:
+            rank = A - 1 - pos + len(last)  # 0: the newest entry
+            if rank < R:
+                st.recent_frame[i, pos % R] = f
+                st.recent_valid[i, pos % R] = out is not None
+                if out is not None:
+                    st.recent_mem[i, pos % R] = out.maskmem_features
+            if self.policy.selects_pointers:
+                st.ptr_frame[i, pos % P] = f
+                st.ptr_valid[i, pos % P] = out is not None
+                if out is not None:
+                    st.ptr[i, pos % P] = out.obj_ptr[0]
+        st.admit_count[i] = A
+        st.last_admitted[i] = prev is not None and prev.admitted
 
     def _retrack(self, s: InferenceState, obj_idx: int, frame_idx: int) -> FrameOutput | None:
         """The output of ``obj_idx`` on ``frame_idx`` tracked again (in the direction it was tracked) from the
@@ -747,7 +800,7 @@ class SAM2VideoPredictor:
         for t in order:
             img, frame_idx = jax.device_put((np.asarray(s.images[t])[None], np.asarray([t], np.int32)))
             st, out = engine.propagate_chunk(
-                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.fill_hole_area
+                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.fill_hole_area, self.policy
             )
         host = jax.tree.map(np.asarray, out)
         return FrameOutput(

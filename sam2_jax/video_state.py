@@ -36,6 +36,12 @@ class FrameOutput:
     obj_ptr: np.ndarray  # (1, C) float32
     object_score_logits: np.ndarray  # (1, 1) float32
     maskmem_features: np.ndarray | None = None  # (hw, mem_dim) bfloat16 once encoded
+    admitted: bool = True  # the tracking policy admitted the frame into the memory (tracker/policies.py)
+    # a tracked frame's policy scores (as SAMURAI's compact output keeps best_iou_score / kf_score): predicted IoU of
+    # the kept mask, SAMURAI's Kalman box (xyxy, model-input pixels) and Kalman IoU (NaN outside its stable phase)
+    best_iou: float | None = None
+    kf_box: np.ndarray | None = None
+    kf_score: float | None = None
 
     def nbytes(self) -> int:
         n = self.pred_masks.nbytes + self.obj_ptr.nbytes + self.object_score_logits.nbytes

@@ -67,10 +67,15 @@ def test_image_encoder_lowers_for_gpu_and_tpu():
     _check(jax.jit(functools.partial(engine.frame_features, module)), _abstract_params(module), img)
 
 
-@pytest.mark.parametrize("num_objects", [1, 3])
-def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects):
-    module = _module()
-    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_chunk(module, p, st, im, fi, rev, fill_hole_area=8))
+@pytest.mark.parametrize(
+    "num_objects, policy",
+    [(1, "sam2"), (3, "sam2")] + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection")],
+)
+def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
+    from sam2_jax.tracker.policies import TrackerPolicy
+
+    module, pol = _module(), TrackerPolicy(policy)
+    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_chunk(module, p, st, im, fi, rev, 8, pol))
     args = (
         _abstract_params(module),
         _state(module, num_objects),

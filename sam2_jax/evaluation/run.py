@@ -58,6 +58,8 @@ class RunConfig:
         entry point, ``compile_cache.default_cache_dir``); empty: none. A second run skips the compiles.
       videos_per_step: ``vos`` task: videos tracked together in one compiled step (``vos_eval.track_videos``:
         fills an accelerator with a small model); 1: one at a time.
+      tracker: the video tracking policy, ``sam2``, ``samurai`` or ``sam3_selection`` (``tracker/policies.py``; its
+        thresholds are the model config's ``tracker`` fields).
     """
 
     task: str = "vos"
@@ -96,6 +98,7 @@ class RunConfig:
     progress: bool = True
     compilation_cache: str = "default"
     videos_per_step: int = 1
+    tracker: str = "sam2"
 
 
 def build_model(cfg: RunConfig):
@@ -106,6 +109,7 @@ def build_model(cfg: RunConfig):
     mcfg = get_config(cfg.model)
     if cfg.image_size:
         mcfg.model.image_size = cfg.image_size
+    mcfg.tracker.policy = cfg.tracker
     return build_sam2(mcfg, cfg.checkpoint or None, dtype=cfg.dtype, seed=cfg.seed)
 
 

@@ -25,6 +25,7 @@ Deviations from the official file:
 - The official ``forward`` raises; here ``__call__`` only exists to create every parameter at ``init``.
 """
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -267,6 +268,8 @@ class SAM2Base(nn.Module):
         mask_inputs: jax.Array | None = None,
         high_res_features: list[jax.Array] | None = None,
         multimask_output: bool = False,
+        choose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        obj_score_threshold: float = 0.0,
     ) -> SamHeadsOutput:
         """Official ``_forward_sam_heads``: prompt encoder + mask decoder + object pointer, gated by the object score.
 
@@ -274,6 +277,10 @@ class SAM2Base(nn.Module):
           backbone_features: (B, h, w, C). point_coords (B, P, 2) absolute model-input pixels, point_labels (B, P)
             (-1 padding), or None for no points. mask_inputs: (B, H, W, 1) of any size (resized to 256 with
             bilinear antialias, like the official) or None.
+          choose: with multimask output, a function ``(ious (B, M), high_res_multimasks (B, M, S, S)) -> (B,)`` index
+            of the kept candidate (a tracking policy, ``sam2_jax/tracker/policies.py``); default the best IoU.
+          obj_score_threshold: the object-score logit above which the object counts as present (official: 0;
+            SAMURAI's ``min_obj_score_logits``: -1).
         Returns:
           ``SamHeadsOutput``.
         """
@@ -291,7 +298,7 @@ class SAM2Base(nn.Module):
             backbone_features, high_res_features, point_coords, point_labels, mask_inputs, multimask_output
         )
         if c.pred_obj_scores:
-            is_obj_appearing = object_score_logits > 0  # (B, 1)
+            is_obj_appearing = object_score_logits > obj_score_threshold  # (B, 1)
             # The mask used for memory is a hard choice between object and no object.
             low_res_multimasks = jnp.where(is_obj_appearing[:, :, None, None], low_res_multimasks, NO_OBJ_SCORE)
         low_res_multimasks = low_res_multimasks.astype(jnp.float32)
@@ -299,7 +306,7 @@ class SAM2Base(nn.Module):
 
         sam_output_token = sam_output_tokens[:, 0]
         if multimask_output:
-            best = jnp.argmax(ious, axis=-1)  # (B,)
+            best = jnp.argmax(ious, axis=-1) if choose is None else choose(ious, high_res_multimasks)  # (B,)
             take = lambda x: jnp.take_along_axis(x, best[:, None, None, None], axis=1)
             low_res_masks, high_res_masks = take(low_res_multimasks), take(high_res_multimasks)
             if sam_output_tokens.shape[1] > 1:
@@ -329,9 +336,11 @@ class SAM2Base(nn.Module):
         backbone_features: jax.Array,
         high_res_features: list[jax.Array] | None,
         mask_inputs: jax.Array,
+        obj_score_threshold: float = 0.0,
     ) -> SamHeadsOutput:
         """Official ``_use_mask_as_output``: a binary mask input (B, H, W, 1) at image size becomes the output logits
-        (+-10), with a pointer from the SAM decoder run on the downsampled mask."""
+        (+-10), with a pointer from the SAM decoder run on the downsampled mask (``obj_score_threshold`` as in
+        ``sam_heads``)."""
         c = self.config
         out_scale, out_bias = 20.0, -10.0  # sigmoid(-10) = 4.5e-5
         mask_f = mask_inputs.astype(jnp.float32)
@@ -350,6 +359,7 @@ class SAM2Base(nn.Module):
                 backbone_features,
                 mask_inputs=self.mask_downsample(mask_f),
                 high_res_features=high_res_features,
+                obj_score_threshold=obj_score_threshold,
             ).obj_ptr
         # The mask input, not the object-score head, decides whether the object is present.
         lam = jnp.any(mask_f.reshape(B, -1) > 0.0, axis=1, keepdims=True).astype(jnp.float32)

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 from sam2_jax.modeling.position_encoding import PositionEmbeddingSine, square_side
 from sam2_jax.modeling.sam2_base import DecoderOutput, ImageEmbeddings, ImageFeatures, SAM2Base, SamHeadsOutput
 from sam2_jax.modeling.sam2_utils import get_1d_sine_pe
+from sam2_jax.tracker import kalman
+from sam2_jax.tracker.policies import SAM2, TrackerPolicy
 from sam2_jax.tracker.state import TrackerState
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.misc import fill_holes_in_mask_scores
@@ -55,6 +57,10 @@ class StepOutput(NamedTuple):
     obj_ptr: jax.Array  # (O, C)
     maskmem: jax.Array  # (O, hw, mem_dim) bfloat16: this frame's memory (valid where not is_cond)
     is_cond: jax.Array  # (O,) bool: the output is the object's stored conditioning output
+    admitted: jax.Array  # (O,) bool: the frame entered the memory as an admitted frame (sam2: every tracked frame)
+    best_iou: jax.Array  # (O,) predicted IoU of the kept candidate
+    kf_box: jax.Array  # (O, 4) xyxy: SAMURAI's Kalman box after this frame (zeros for other policies)
+    kf_score: jax.Array  # (O,) SAMURAI's Kalman IoU of the kept mask, NaN outside its stable phase (and other policies)
 
 
 class TrackedFrame(NamedTuple):
@@ -115,10 +121,15 @@ def decode_prompts(module: SAM2Base, params, *args, **kwargs) -> DecoderOutput:
 
 
 def use_mask_as_output(
-    module: SAM2Base, params, pix_feat: jax.Array, high_res: list[jax.Array] | None, mask: jax.Array
+    module: SAM2Base,
+    params,
+    pix_feat: jax.Array,
+    high_res: list[jax.Array] | None,
+    mask: jax.Array,
+    obj_score_threshold: float = 0.0,
 ) -> SamHeadsOutput:
     """``SAM2Base.use_mask_as_output``: a binary mask (O, S, S, 1) taken as the output."""
-    return _call(module, params, SAM2Base.use_mask_as_output, pix_feat, high_res, mask)
+    return _call(module, params, SAM2Base.use_mask_as_output, pix_feat, high_res, mask, obj_score_threshold)
 
 
 def _postprocess_pred_masks(pred_masks: jax.Array, fill_hole_area: int) -> jax.Array:
@@ -194,12 +205,19 @@ class MemoryInputs(NamedTuple):
 
 
 def memory_inputs(
-    module: SAM2Base, params, state: TrackerState, frame_idx: jax.Array, reverse: jax.Array
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    policy: TrackerPolicy = SAM2,
 ) -> MemoryInputs:
     """The official memory selection of ``_prepare_memory_conditioned_features`` as masks over the state's slots.
 
     Layout: K conditioning slots then R recent slots of ``hw`` tokens each, then (K + P) pointers of
     ``C / mem_dim`` tokens each (attention is order-free; every positional signal travels with its token).
+    With a policy that selects memories (``policy.selects_memory``) every written recent slot attends, its temporal
+    encoding from its rank in recency (the references' ``valid_indices[-t_rel]``).
     """
     c = module.config
     t = jnp.asarray(frame_idx, jnp.int32)
@@ -210,8 +228,7 @@ def memory_inputs(
 
     selected = _selected_cond(state, t, c.max_cond_frames_in_attn)
     unselected = state.cond_valid & ~selected
-    recent_rel = _rel(state.recent_frame, t, reverse)
-    recent_ok = state.recent_valid & (recent_rel >= 1) & (recent_rel <= R)
+    recent_ok, recent_tpos_idx = recent_selection(state, t, reverse, num_maskmem, policy)
     cond_rel = _rel(state.cond_frame, t, reverse)
     # An unselected conditioning frame inside the window stands in for a missing non-conditioning memory.
     has_recent = (state.recent_frame[:, None, :] == state.cond_frame[:, :, None]) & recent_ok[:, None, :]
@@ -219,7 +236,6 @@ def memory_inputs(
     cond_mem_ok = selected | cond_as_recent
     # maskmem_tpos_enc index: num_maskmem - t_pos - 1, t_pos = 0 for conditioning, num_maskmem - t_rel otherwise
     cond_tpos_idx = jnp.where(selected, num_maskmem - 1, jnp.clip(cond_rel - 1, 0, num_maskmem - 1))
-    recent_tpos_idx = jnp.clip(recent_rel - 1, 0, num_maskmem - 1)
     # (O, K+R, mem_dim)
     tpos = _call(module, params, SAM2Base.maskmem_tpos, jnp.concatenate([cond_tpos_idx, recent_tpos_idx], 1))
 
@@ -233,7 +249,7 @@ def memory_inputs(
     mask = mem_mask.reshape(O, -1)
     if not c.use_obj_ptrs_in_encoder:
         return MemoryInputs(memory, memory_pos, mask, 0)
-    ptr_tokens, ptr_pos, ptr_ok = _pointer_tokens(module, params, state, t, reverse, selected, unselected)
+    ptr_tokens, ptr_pos, ptr_ok = _pointer_tokens(module, params, state, t, reverse, selected, unselected, policy)
     return MemoryInputs(
         jnp.concatenate([memory, ptr_tokens], 1),
         jnp.concatenate([memory_pos, ptr_pos], 1),
@@ -247,7 +263,49 @@ def _rel(frames: jax.Array, t: jax.Array, reverse: jax.Array) -> jax.Array:
     return (t - frames) * jnp.where(reverse, -1, 1)
 
 
-def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, selected, unselected):
+def recent_selection(
+    state: TrackerState, t: jax.Array, reverse: jax.Array, num_maskmem: int, policy: TrackerPolicy = SAM2
+) -> tuple[jax.Array, jax.Array]:
+    """Which recent-ring slots frame t attends to (O, R) and their ``maskmem_tpos_enc`` index (O, R).
+
+    sam2: frames t-1 … t-R by index, index ``t_rel - 1``. A memory-selecting policy: every written slot (the ring
+    holds the list the references build), index = rank in recency (their ``valid_indices[-t_rel]``).
+    """
+    R = state.recent_frame.shape[1]
+    rel = _rel(state.recent_frame, t, reverse)
+    if policy.selects_memory:
+        rank = _recency_rank(state.recent_frame, t, reverse)
+        return state.recent_valid & (rel >= 1), jnp.clip(rank, 0, num_maskmem - 1)
+    return state.recent_valid & (rel >= 1) & (rel <= R), jnp.clip(rel - 1, 0, num_maskmem - 1)
+
+
+def pointer_selection(
+    state: TrackerState, t: jax.Array, reverse: jax.Array, max_ptrs: jax.Array, policy: TrackerPolicy = SAM2
+) -> tuple[jax.Array, jax.Array]:
+    """Which pointer-ring slots frame t attends to (O, P) and their temporal offsets (O, P).
+
+    sam2 (and SAMURAI): frames t-1 … t-(max_ptrs-1) by index, offset ``t_rel``. SAM 3: the pointers of
+    ``valid_indices[-1]``, …, ``valid_indices[-(L-1)]`` at offsets 1 … L-1, where the list holds the last
+    ``min(admitted, max_ptrs - 1)`` admitted frames, then t-1 when it was not admitted.
+    """
+    rel = _rel(state.ptr_frame, t, reverse)
+    if policy.selects_pointers:
+        rank = _recency_rank(state.ptr_frame, t, reverse)
+        n_list = jnp.minimum(state.admit_count, max_ptrs - 1) + (~state.last_admitted).astype(jnp.int32)
+        return state.ptr_valid & (rel >= 1) & (rank < n_list[:, None] - 1), rank + 1
+    in_video = (state.ptr_frame >= 0) & (state.ptr_frame < state.num_frames)
+    return state.ptr_valid & (rel >= 1) & (rel <= max_ptrs - 1) & in_video, rel
+
+
+def _recency_rank(frames: jax.Array, t: jax.Array, reverse: jax.Array) -> jax.Array:
+    """(O, N) ring frames -> how many written slots (frame >= 0) hold a more recent frame (0: the newest)."""
+    rel = _rel(frames, t, reverse)
+    written = frames >= 0
+    newer = written[:, None, :] & (rel[:, None, :] < rel[:, :, None])  # (O, i, j): slot j newer than slot i
+    return newer.sum(-1)
+
+
+def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, selected, unselected, policy=SAM2):
     """The object-pointer tokens: (O, (K+P)*split, mem_dim) tokens, their encodings and validity (O, (K+P)*split);
     each C-dim pointer is split into ``split = C / mem_dim`` tokens."""
     c = module.config
@@ -258,9 +316,8 @@ def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, s
     if c.only_obj_ptrs_in_the_past_for_eval:
         cond_ptr_sel = selected & jnp.where(reverse, state.cond_frame >= t, state.cond_frame <= t)
     cond_rel = _rel(state.cond_frame, t, reverse)
-    ptr_rel = _rel(state.ptr_frame, t, reverse)
     in_video = lambda f: (f >= 0) & (f < state.num_frames)
-    ptr_ok = state.ptr_valid & (ptr_rel >= 1) & (ptr_rel <= max_ptrs - 1) & in_video(state.ptr_frame)
+    ptr_ok, ptr_rel = pointer_selection(state, t, reverse, max_ptrs, policy)
     has_ptr = (state.ptr_frame[:, None, :] == state.cond_frame[:, :, None]) & ptr_ok[:, None, :]
     cond_ptr_as_recent = (
         unselected & (cond_rel >= 1) & (cond_rel <= max_ptrs - 1) & ~has_ptr.any(-1) & in_video(state.cond_frame)
@@ -291,6 +348,7 @@ def condition_on_memory(
     reverse: jax.Array,
     deterministic: bool = True,
     rngs: Rngs = None,
+    policy: TrackerPolicy = SAM2,
 ) -> jax.Array:
     """The frame's top-level features (1, h, w, C) conditioned on each object's memory: (O, h, w, C).
 
@@ -299,7 +357,7 @@ def condition_on_memory(
     """
     O = state.num_objects
     _, h, w, C = feats.vision_feat.shape
-    memory, memory_pos, mask, num_ptr = memory_inputs(module, params, state, frame_idx, reverse)
+    memory, memory_pos, mask, num_ptr = memory_inputs(module, params, state, frame_idx, reverse, policy)
     # (1, h, w, C) -> (O, h*w, C)
     curr = jnp.broadcast_to(feats.vision_feat.reshape(1, h * w, C), (O, h * w, C))
     curr_pos = jnp.broadcast_to(feats.vision_pos.reshape(1, h * w, C), (O, h * w, C))
@@ -329,11 +387,12 @@ def prompt_features(
     is_init_cond_frame: bool,
     deterministic: bool = True,
     rngs: Rngs = None,
+    policy: TrackerPolicy = SAM2,
 ) -> jax.Array:
     """The features (O, h, w, C) a prompt on this frame is decoded on: with the no-memory embedding on an initial
     conditioning frame (``directly_add_no_mem_embed``, every official config), else conditioned on the memory."""
     if not is_init_cond_frame:
-        return condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs)
+        return condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy)
     if not module.config.directly_add_no_mem_embed:
         raise ValueError("only directly_add_no_mem_embed=True models are supported by the tracker")
     pix = feats.vision_feat + _call(module, params, SAM2Base.no_mem)
@@ -349,13 +408,25 @@ def track_frame(
     reverse: jax.Array,
     deterministic: bool = True,
     rngs: Rngs = None,
+    policy: TrackerPolicy = SAM2,
 ) -> TrackedFrame:
     """Every object of ``state`` on a frame with no new prompt: memory attention, then the heads with no prompt
-    (the official ``track_step`` without the memory write). Training runs this too, with dropout on."""
-    pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs)
+    (the official ``track_step`` without the memory write). Training runs this too, with dropout on. SAMURAI
+    (``policy``) keeps the candidate its Kalman filter chooses (``kalman.samurai_choice``)."""
+    pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy)
     multimask = module.use_multimask(is_init_cond_frame=False, num_pts=0)
     hr = broadcast_high_res(feats, state.num_objects)
-    return TrackedFrame(pix, sam_heads(module, params, pix, None, None, None, hr, multimask))
+    choose = None
+    if policy.name == "samurai":
+        if not multimask:
+            raise ValueError("the samurai policy needs multimask_output_for_tracking=True (its Kalman choice)")
+        kf = kalman.KalmanState(state.kf_mean, state.kf_cov, state.kf_stable)
+        choose = lambda ious, masks: kalman.samurai_choice(kf, ious, masks, policy).best
+    heads = sam_heads(
+        module, params, pix, None, None, None, hr, multimask, choose=choose,
+        obj_score_threshold=policy.obj_score_threshold,
+    )  # fmt: skip
+    return TrackedFrame(pix, heads)
 
 
 # --- state writes -------------------------------------------------------------------------------------------------
@@ -371,6 +442,78 @@ def write_recent(state: TrackerState, t: jax.Array, maskmem: jax.Array, obj_ptr:
         ptr_frame=state.ptr_frame.at[:, p].set(t),
         ptr_valid=state.ptr_valid.at[:, p].set(valid),
     )
+
+
+def write_admitted(
+    state: TrackerState,
+    t: jax.Array,
+    maskmem: jax.Array,
+    obj_ptr: jax.Array,
+    valid: jax.Array,
+    admitted: jax.Array,
+    policy: TrackerPolicy,
+) -> TrackerState:
+    """The rings of a memory-selecting policy: frame t's memory (O, hw, m) and pointer (O, C) go to slot
+    ``admit_count % size`` of each object; the count advances where ``admitted`` (O,), so a frame that is not
+    admitted stays only until the next write: the ring holds the last admitted frames, then t-1 (the references'
+    ``valid_indices``). SAMURAI's pointer ring keeps the SAM 2 rule (slot ``t % P``)."""
+    O = state.num_objects
+    R, P = state.recent_frame.shape[1], state.ptr_frame.shape[1]
+    o = jnp.arange(O)
+    r = jnp.mod(state.admit_count, R)
+    p = jnp.mod(state.admit_count, P) if policy.selects_pointers else jnp.full((O,), jnp.mod(t, P))
+    return state.replace(
+        recent_mem=state.recent_mem.at[o, r].set(maskmem.astype(state.recent_mem.dtype)),
+        recent_frame=state.recent_frame.at[o, r].set(t),
+        recent_valid=state.recent_valid.at[o, r].set(valid),
+        ptr=state.ptr.at[o, p].set(obj_ptr),
+        ptr_frame=state.ptr_frame.at[o, p].set(t),
+        ptr_valid=state.ptr_valid.at[o, p].set(valid),
+        admit_count=state.admit_count + admitted.astype(jnp.int32),
+        last_admitted=admitted,
+    )
+
+
+class Admission(NamedTuple):
+    """A policy's verdict on a tracked frame (``admission``)."""
+
+    admitted: jax.Array  # (O,) bool
+    best_iou: jax.Array  # (O,) predicted IoU of the kept candidate
+    kalman: kalman.KalmanState  # SAMURAI's filter after the frame (unchanged for other policies)
+    kf_score: jax.Array  # (O,) Kalman IoU of the kept mask; NaN where the filter did not score (the reference's None)
+
+
+def admission(
+    policy: TrackerPolicy, state: TrackerState, heads: SamHeadsOutput, t: jax.Array, reverse: jax.Array, is_cond
+) -> Admission:
+    """Whether each object's tracked frame enters the memory, as the policy's reference decides it.
+
+    - sam2: every tracked (non-conditioning) frame.
+    - samurai: predicted IoU of the kept mask > ``memory_bank_iou_threshold``, object score >
+      ``memory_bank_obj_score_threshold`` and, in the filter's stable phase, its Kalman IoU >
+      ``memory_bank_kf_score_threshold``; frames before ``samurai_admit_from_frame`` never (forward).
+    - sam3_selection: ``cal_mem_score`` = norm(object score) * max predicted IoU > ``mf_threshold``, norm(s) =
+      2 sigmoid(s) - 1 where s > 0 else 0; frame 0 never (forward), as ``frame_filter``'s range.
+    """
+    kf = kalman.KalmanState(state.kf_mean, state.kf_cov, state.kf_stable)
+    obj = heads.object_score_logits[:, 0]
+    best_iou = heads.ious.max(-1)
+    admitted = ~is_cond
+    kf_score = jnp.full(obj.shape, jnp.nan, jnp.float32)
+    if policy.name == "samurai":
+        choice = kalman.samurai_choice(kf, heads.ious, heads.high_res_multimasks, policy)
+        best_iou = jnp.take_along_axis(heads.ious, choice.best[:, None], 1)[:, 0]
+        kf_ok = ~choice.kf_scored | (choice.kf_score > policy.memory_bank_kf_score_threshold)
+        kf_score = jnp.where(choice.kf_scored, choice.kf_score, jnp.nan)
+        admitted &= (best_iou > policy.memory_bank_iou_threshold) & (obj > policy.memory_bank_obj_score_threshold)
+        admitted &= kf_ok & (reverse | (t >= policy.samurai_admit_from_frame))
+        # the reference's filter only steps on frames it decodes (a conditioning frame reuses its stored output)
+        per_object = lambda a, b: jnp.where(is_cond.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+        kf = jax.tree.map(per_object, kf, choice.kalman)
+    elif policy.name == "sam3_selection":
+        norm = jnp.where(obj > 0, jax.nn.sigmoid(obj) * 2 - 1, 0.0)
+        admitted &= (norm * best_iou > policy.mf_threshold) & (reverse | (t >= 1))
+    return Admission(admitted, best_iou, kf, kf_score)
 
 
 def write_cond(
@@ -410,17 +553,19 @@ def track_step(
     frame_idx: jax.Array,
     reverse: jax.Array,
     fill_hole_area: int = 0,
+    policy: TrackerPolicy = SAM2,
 ) -> tuple[TrackerState, StepOutput]:
     """Track every object of ``state`` on one frame with no new prompt and write the frame's memory.
 
     Args:
       image: (1, S, S, 3) normalised frame. frame_idx: () int. reverse: () bool, the tracking direction.
       fill_hole_area: the predictor's ``fill_hole_area`` applied to the returned low-res masks (static).
+      policy: the tracking policy (static): candidate choice and memory admission (``policies.py``).
     """
     O = state.num_objects
     t = jnp.asarray(frame_idx, jnp.int32)
     feats = frame_features(module, params, image)
-    heads = track_frame(module, params, state, feats, t, reverse).heads
+    heads = track_frame(module, params, state, feats, t, reverse, policy=policy).heads
     maskmem = encode_memory(module, params, feats, heads.high_res_masks, heads.object_score_logits, False)
     maskmem = maskmem.astype(jnp.bfloat16)  # stored as the official predictor stores maskmem_features
     low_res = _postprocess_pred_masks(heads.low_res_masks, fill_hole_area)
@@ -434,8 +579,15 @@ def track_step(
     obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], heads.object_score_logits)
     obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), heads.obj_ptr)
 
-    state = write_recent(state, t, maskmem, obj_ptr, ~is_cond)
-    return state, StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond)
+    adm = admission(policy, state, heads, t, reverse, is_cond)
+    if policy.selects_memory:
+        state = write_admitted(state, t, maskmem, obj_ptr, ~is_cond, adm.admitted, policy)
+        state = state.replace(kf_mean=adm.kalman.mean, kf_cov=adm.kalman.cov, kf_stable=adm.kalman.stable)
+    else:
+        state = write_recent(state, t, maskmem, obj_ptr, ~is_cond)
+    kf_box = kalman.xyah_to_xyxy(state.kf_mean) if policy.name == "samurai" else jnp.zeros((O, 4), jnp.float32)
+    out = StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond, adm.admitted, adm.best_iou, kf_box, adm.kf_score)
+    return state, out
 
 
 def scan_frames(
@@ -446,20 +598,23 @@ def scan_frames(
     frame_idxs: jax.Array,
     reverse: jax.Array,
     fill_hole_area: int = 0,
+    policy: TrackerPolicy = SAM2,
 ) -> tuple[TrackerState, StepOutput]:
     """``lax.scan`` of ``track_step`` over a chunk: images (T, S, S, 3), frame_idxs (T,). Outputs stacked (T, …)."""
 
     def body(st, x):
         image, t = x
-        return track_step(module, params, st, image[None], t, reverse, fill_hole_area)
+        return track_step(module, params, st, image[None], t, reverse, fill_hole_area, policy)
 
     return jax.lax.scan(body, state, (images, frame_idxs))
 
 
-propagate_chunk = jax.jit(scan_frames, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
+propagate_chunk = jax.jit(
+    scan_frames, static_argnames=("module", "fill_hole_area", "policy"), donate_argnames=("state",)
+)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "fill_hole_area"), donate_argnames=("state",))
+@functools.partial(jax.jit, static_argnames=("module", "fill_hole_area", "policy"), donate_argnames=("state",))
 def propagate_videos_chunk(
     module: SAM2Base,
     params,
@@ -468,6 +623,7 @@ def propagate_videos_chunk(
     frame_idxs: jax.Array,
     reverse: jax.Array,
     fill_hole_area: int = 0,
+    policy: TrackerPolicy = SAM2,
 ) -> tuple[TrackerState, StepOutput]:
     """``scan_frames`` of several videos at once, in one program (the official code tracks one video at a time,
     upstream #399): every argument but ``params`` has a leading video axis V.
@@ -478,7 +634,7 @@ def propagate_videos_chunk(
     Returns:
       the state (V, O, …) and ``StepOutput`` stacked (V, T, O, …).
     """
-    one = lambda st, im, ix, rv: scan_frames(module, params, st, im, ix, rv, fill_hole_area)
+    one = lambda st, im, ix, rv: scan_frames(module, params, st, im, ix, rv, fill_hole_area, policy)
     return jax.vmap(one)(state, images, frame_idxs, reverse)
 
 
@@ -495,6 +651,7 @@ def interact(
     prev_mask_logits: jax.Array | None,
     is_init_cond_frame: bool = False,
     fill_hole_area: int = 0,
+    policy: TrackerPolicy = SAM2,
 ) -> PromptOutput:
     """A prompted frame of one object (the official ``_run_single_frame_inference`` with ``run_mem_encoder=False``).
 
@@ -508,16 +665,19 @@ def interact(
     """
     hr = list(feats.high_res) or None
     if mask_input is not None and module.config.use_mask_input_as_output_without_sam:
-        outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input)
+        outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input, policy.obj_score_threshold)
     else:
-        pix = prompt_features(module, params, state, feats, frame_idx, reverse, is_init_cond_frame)
+        pix = prompt_features(module, params, state, feats, frame_idx, reverse, is_init_cond_frame, policy=policy)
         num_pts = 0 if point_labels is None else point_labels.shape[1]
         multimask = module.use_multimask(is_init_cond_frame, num_pts)
         mask_in = mask_input
         if prev_mask_logits is not None:
             # (1, 1, 4h, 4w) -> (1, 4h, 4w, 1)
             mask_in = prev_mask_logits.transpose(0, 2, 3, 1)
-        outs = sam_heads(module, params, pix, point_coords, point_labels, mask_in, hr, multimask)
+        outs = sam_heads(
+            module, params, pix, point_coords, point_labels, mask_in, hr, multimask,
+            obj_score_threshold=policy.obj_score_threshold,
+        )  # fmt: skip
     return PromptOutput(
         _postprocess_pred_masks(outs.low_res_masks, fill_hole_area), outs.object_score_logits, outs.obj_ptr
     )
@@ -540,5 +700,5 @@ def encode_prompt_memory(
 # shares one compile per shape.
 jit_image_embeddings = jax.jit(image_embeddings, static_argnums=0)
 jit_frame_features = jax.jit(frame_features, static_argnums=0, static_argnames=("deterministic",))
-jit_interact = jax.jit(interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area"))
+jit_interact = jax.jit(interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area", "policy"))
 jit_encode_prompt_memory = jax.jit(encode_prompt_memory, static_argnums=0)

@@ -7,7 +7,9 @@ signal travels with its slot, so the same selection is a boolean mask over fixed
 
 - conditioning slots ``K`` (the prompted frames; the host chooses which ones when there are more than ``K``);
 - a ring of ``R = num_maskmem - 1`` recent non-conditioning memories, slot ``frame % R``;
-- a ring of ``P = max_obj_ptrs_in_encoder - 1`` recent non-conditioning object pointers, slot ``frame % P``.
+- a ring of ``P = max_obj_ptrs_in_encoder - 1`` recent non-conditioning object pointers, slot ``frame % P``;
+- for the SAMURAI / SAM 3 policies (``policies.py``): the count of admitted frames that places writes in the rings,
+  and SAMURAI's per-object Kalman filter.
 
 A slot counts at frame t only if its frame index lies in the official window (t-1 … t-R forward, t+1 … t+R in
 reverse); a frame missing from the window (e.g. a conditioning frame) is skipped, as the official code skips it.
@@ -36,6 +38,13 @@ class TrackerState:
     ptr_frame: jax.Array  # (O, P) int32
     ptr_valid: jax.Array  # (O, P) bool
     num_frames: jax.Array  # () int32: video length (a large number for a live stream)
+    # Tracking policies (policies.py) other than sam2: the rings then hold admitted frames, written at slot
+    # ``admit_count % size``; a frame that is not admitted is written at the next slot and overwritten by the next.
+    admit_count: jax.Array  # (O,) int32: frames admitted so far in this pass
+    last_admitted: jax.Array  # (O,) bool: the last written frame was admitted
+    kf_mean: jax.Array  # (O, 8) float32: SAMURAI's Kalman state (x, y, a, h and velocities) per object
+    kf_cov: jax.Array  # (O, 8, 8) float32
+    kf_stable: jax.Array  # (O,) int32: SAMURAI's stable_frames (0: the filter restarts on the next frame)
 
     @property
     def num_objects(self) -> int:
@@ -74,6 +83,11 @@ def empty_state(
         ptr_frame=xp.full((O, P), -1, jnp.int32),
         ptr_valid=xp.zeros((O, P), bool),
         num_frames=xp.asarray(num_frames, np.int32),
+        admit_count=xp.zeros((O,), jnp.int32),
+        last_admitted=xp.zeros((O,), bool),
+        kf_mean=xp.zeros((O, 8), jnp.float32),
+        kf_cov=xp.zeros((O, 8, 8), jnp.float32),
+        kf_stable=xp.zeros((O,), jnp.int32),
     )
 
 
