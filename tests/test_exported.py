@@ -1,0 +1,127 @@
+"""The exported runtime (``sam2_jax.exported``) against the live predictors, on the bedroom frames.
+
+One export (tiny, random weights, float32, 128 px so it stays fast; 1024 px is slow-marked) is run by the runtime in
+a subprocess whose ``sys.modules`` must never hold Flax or ``sam2_jax.modeling``, while this process runs the same
+calls on the live ``SAM2ImagePredictor`` / ``SAM2VideoPredictor`` (in parallel on two cores). Image: masks (logits),
+scores, low-res logits of a click and a box. Video: a click on frame 0, 12 frames forward, a correction on frame 6,
+re-propagation: every returned logit map and every frame's stored logits, object score and pointer.
+"""
+
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import get_config
+from tests import exported_scenario as scenario
+from tests.reference import DATA, REPO
+
+NAME = "sam2.1_hiera_t"
+NUM_FRAMES = 12
+ATOL = 1e-5  # the issue's bar on logits; measured 0.0 at 128 px (the same XLA programs)
+FRAMES = DATA / "videos" / "bedroom"
+# What the scenario calls (exporting only these keeps the default test short; the slow test exports everything).
+USED = (
+    "image_encoder", "image_decode_multi", "image_decode_single", "frame_features", "prompt_first_one",
+    "prompt_tracked_one", "encode_prompt_memory", "propagate_4",
+)  # fmt: skip
+
+RUNTIME = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from sam2_jax import exported
+    from tests import exported_scenario as scenario
+
+    folder, frames, out = sys.argv[1:4]
+    video = np.load(frames)
+    model = exported.ExportedModel(folder, model="sam2.1_hiera_t")
+    res = scenario.image_calls(exported.ExportedImagePredictor(model), video["raw"][0])
+    pred = exported.ExportedVideoPredictor(model)
+    state = pred.init_state(video["frames"], video["raw"].shape[1:3])
+
+    def stored(s, t):
+        o = s.cond[0].get(t) or s.non_cond[0][t]
+        return o["pred_masks"], o["object_score_logits"], o["obj_ptr"]
+
+    res |= scenario.video_calls(pred, state, stored)
+    bad = sorted(m for m in sys.modules if m.split(".")[0] == "flax" or m.startswith("sam2_jax.modeling"))
+    assert not bad, f"the runtime imported {bad[:5]}"
+    np.savez(out, **res)
+    """
+)
+
+
+@functools.lru_cache(maxsize=2)
+def _model(image_size: int, dtype: str = "float32"):
+    from sam2_jax.build_sam import DTYPES, SAM2Model
+    from sam2_jax.checkpoints import random_params
+    from sam2_jax.modeling.sam2_base import SAM2Base
+
+    cfg = get_config(NAME)
+    cfg.model.image_size = image_size
+    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=DTYPES[dtype])
+    return SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
+
+
+def _video() -> np.ndarray:
+    from PIL import Image
+
+    if not FRAMES.is_dir():
+        pytest.skip(f"the bedroom frames are not at {FRAMES} (set SAM2_JAX_SHARED)")
+    files = sorted(FRAMES.glob("*.jpg"))[:NUM_FRAMES]
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+
+
+def _live(model, video: np.ndarray) -> dict[str, np.ndarray]:
+    from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    res = scenario.image_calls(SAM2ImagePredictor(model), video[0])
+    pred = SAM2VideoPredictor(model)
+
+    def stored(s, t):
+        o = s.store.get(0, t)
+        return o.pred_masks, o.object_score_logits, o.obj_ptr
+
+    return res | scenario.video_calls(pred, pred.init_state(video), stored)
+
+
+def _check_parity(image_size: int, tmp_path, only=None) -> None:
+    from sam2_jax.export import export_model
+    from sam2_jax.utils.video_io import preprocess_frame
+
+    video = _video()
+    model = _model(image_size)
+    export_model(model, tmp_path / "export", platforms=("cpu",), only=only)
+    frames = np.stack([preprocess_frame(f, image_size) for f in video])
+    np.savez(tmp_path / "frames.npz", raw=video, frames=frames)
+    args = [sys.executable, "-c", RUNTIME, str(tmp_path / "export"), str(tmp_path / "frames.npz")]
+    # the runtime shares the tests' persistent compilation cache (JAX reads the variable)
+    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
+    proc = subprocess.Popen([*args, str(tmp_path / "out.npz")], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    live = _live(model, video)  # meanwhile, on the other core
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    with np.load(tmp_path / "out.npz") as z:
+        ours = {k: z[k] for k in z.files}
+    assert sorted(ours) == sorted(live)
+    assert np.abs(live["first_score_5"]).max() < 1e3 and np.ptp(live["first_low_res_5"]) > 1, "degenerate outputs"
+    for k in live:
+        np.testing.assert_allclose(ours[k], live[k], atol=ATOL, rtol=0, err_msg=k)
+
+
+def test_exported_runtime_matches_live_predictors(tmp_path):
+    _check_parity(128, tmp_path, only=USED)
+
+
+@pytest.mark.slow
+def test_exported_runtime_matches_live_predictors_1024(tmp_path):
+    _check_parity(1024, tmp_path)
