@@ -296,6 +296,7 @@ def export_model(
     chunk_size: int = 4,
     fill_hole_area: int | None = None,
     only: Sequence[str] | None = None,
+    source: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Export ``model`` to ``out_dir`` (created; existing export files are replaced).
@@ -306,6 +307,7 @@ def export_model(
       chunk_size: frames of the exported propagation chunk (a single-frame step is exported too).
       fill_hole_area: the video predictor's hole filling (default: the config's ``video.fill_hole_area``).
       only: names of the functions to export (default all of them).
+      source: where the weights came from (checkpoint, its SHA-256), kept in the manifest.
       log: called with one line per exported function.
     Returns:
       The manifest (also written as ``manifest.json``).
@@ -341,7 +343,7 @@ def export_model(
             log(f"{name}: {len(data) / 2**20:.1f} MB, {time.perf_counter() - t0:.1f} s")
     flat = flatten_params(jax.device_get(model.params))
     np.savez(out / PARAMS, **flat)
-    manifest = build_manifest(model, module, platforms, fill, chunk_size, flat, entries)
+    manifest = build_manifest(model, module, platforms, fill, chunk_size, flat, entries) | {"source": source}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 

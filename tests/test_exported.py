@@ -8,6 +8,7 @@ re-propagation: every returned logit map and every frame's stored logits, object
 """
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,41 @@ def test_exported_runtime_matches_live_predictors(tmp_path):
 @pytest.mark.slow
 def test_exported_runtime_matches_live_predictors_1024(tmp_path):
     _check_parity(1024, tmp_path)
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from sam2_jax import cli
+
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_export_cli_bad_input_is_one_line(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
+    (tmp_path / "other").mkdir()
+    other = {"format": "sam2-jax-export", "model": "sam2.1_hiera_l"}
+    (tmp_path / "other" / "manifest.json").write_text(json.dumps(other))
+    cases = {
+        ("--platforms", "cpu,gpu", "--random-weights"): "unknown platform(s) ['gpu']",
+        ("--random-weights", "--out", str(tmp_path / "photos")): "is a non-empty folder that is not an export",
+        ("--check", str(tmp_path / "photos")): "is not a sam2-jax export",
+        ("--check", str(tmp_path / "other"), "--model", "sam2.1_hiera_t"): "an export of 'sam2.1_hiera_l'",
+    }
+    for argv, msg in cases.items():
+        rc, _, err = _cli(capsys, "export", *argv)
+        assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_export_cli_writes_an_export_the_runtime_loads(tmp_path, capsys):
+    out = tmp_path / "export"
+    argv = ("--random-weights", "--image-size", "128", "--platforms", "cpu", "--only", "frame_features")
+    rc, stdout, err = _cli(capsys, "export", *argv, "--out", str(out), "--quiet")
+    assert rc == 0, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["platforms"] == ["cpu"] and manifest["dtype"] == "float32" and manifest["image_size"] == 128
+    assert list(manifest["functions"]) == ["frame_features"] and manifest["source"]["random_weights"]
+    assert manifest["functions"]["frame_features"]["inputs"]["images"][0]["shape"] == ["b", "128", "128", "3"]
+    rc, stdout, err = _cli(capsys, "export", "--check", str(out), "--model", "sam2.1_hiera_t")
+    assert rc == 0 and "sam2.1_hiera_t at 128 px" in stdout, err
