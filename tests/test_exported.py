@@ -153,14 +153,56 @@ def test_export_cli_bad_input_is_one_line(tmp_path, capsys):
         assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
 
 
-def test_export_cli_writes_an_export_the_runtime_loads(tmp_path, capsys):
+def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
+    from sam2_jax.exported import ExportedModel
+    from sam2_jax.tracker import engine
+
     out = tmp_path / "export"
-    argv = ("--random-weights", "--image-size", "128", "--platforms", "cpu", "--only", "frame_features")
-    rc, stdout, err = _cli(capsys, "export", *argv, "--out", str(out), "--quiet")
+    argv = ("--random-weights", "--image-size", "128", "--platforms", "cpu", "--dtype", "bfloat16")
+    rc, stdout, err = _cli(capsys, "export", *argv, "--only", "frame_features", "--out", str(out), "--quiet")
     assert rc == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["platforms"] == ["cpu"] and manifest["dtype"] == "float32" and manifest["image_size"] == 128
-    assert list(manifest["functions"]) == ["frame_features"] and manifest["source"]["random_weights"]
+    assert manifest["platforms"] == ["cpu"] and manifest["image_size"] == 128 and manifest["source"]["random_weights"]
+    assert manifest["dtype"] == "bfloat16" and manifest["params_dtype"] == ["float32"]
+    assert list(manifest["functions"]) == ["frame_features"]
     assert manifest["functions"]["frame_features"]["inputs"]["images"][0]["shape"] == ["b", "128", "128", "3"]
     rc, stdout, err = _cli(capsys, "export", "--check", str(out), "--model", "sam2.1_hiera_t")
-    assert rc == 0 and "sam2.1_hiera_t at 128 px" in stdout, err
+    assert rc == 0 and "sam2.1_hiera_t at 128 px, bfloat16" in stdout, err
+
+    # the same numbers as the live model (the CLI's --random-weights are random_params(seed 0), as _model's)
+    model = _model(128, "bfloat16")
+    image = np.random.default_rng(0).normal(size=(2, 128, 128, 3)).astype(np.float32)  # batch 2: b is symbolic
+    ours = ExportedModel(out)("frame_features", image)
+    live = engine.jit_frame_features(model.module, model.params, image)
+    names = ("vision_feat", "vision_pos", "high_res_0", "high_res_1")
+    for name, x in zip(names, (live.vision_feat, live.vision_pos, *live.high_res), strict=True):
+        np.testing.assert_array_equal(np.asarray(ours[name], np.float32), np.asarray(x, np.float32), err_msg=name)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_tracks_like_the_live_predictor(tmp_path):
+    """jax2onnx graphs (encoder, prompt step, tracking step) in a numpy + onnxruntime loop: a click on frame 0 and
+    11 frames tracked, against the live predictor's stored low-res logits and object scores (the issue's 1e-4)."""
+    pytest.importorskip("jax2onnx")
+    pytest.importorskip("onnxruntime")
+    from sam2_jax.onnx_export import export_onnx
+    from sam2_jax.onnx_runtime import OnnxTracker
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+    from sam2_jax.utils.video_io import preprocess_frame
+
+    video, model = _video(), _model(128)
+    export_onnx(model, tmp_path)
+    pred = SAM2VideoPredictor(model)
+    state = pred.init_state(video)
+    pred.add_new_points_or_box(state, 0, 1, points=scenario.CLICK, labels=np.array([1], np.int32))
+    list(pred.propagate_in_video(state))
+    H, W = video.shape[1:3]
+    coords = (scenario.CLICK / np.array([W, H], np.float32) * 128)[None]
+    frames = np.stack([preprocess_frame(f, 128) for f in video])
+    ours = OnnxTracker(tmp_path).track(frames, coords, np.array([[1]], np.int32))
+    assert sorted(ours) == list(range(NUM_FRAMES))
+    for t, (low_res, score) in ours.items():
+        live = state.store.get(0, t)
+        assert np.ptp(live.pred_masks) > 1, "degenerate outputs"
+        np.testing.assert_allclose(low_res, live.pred_masks, atol=1e-4, rtol=0, err_msg=f"logits frame {t}")
+        np.testing.assert_allclose(score, live.object_score_logits, atol=1e-4, rtol=0, err_msg=f"score frame {t}")
