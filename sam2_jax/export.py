@@ -7,7 +7,8 @@ what the live predictors compute; nothing here is a second copy of a per-frame c
 The folder (``export_model``):
 - ``<name>.jax_export``: one serialized ``jax.export.Exported`` per function of ``FUNCTIONS``, lowered for every
   platform asked for (``cpu``, ``cuda``, ``tpu`` in one artifact: ``jax.export`` puts the per-platform lowerings in
-  one module).
+  one module), and ``<name>.mlirbc``: the same function's bare StableHLO (MLIR bytecode), for a PJRT client in
+  C++/Rust that does not read ``jax.export``'s flatbuffer.
 - ``params.npz``: the params once, float32, keys ``a/b/c`` of the nested dict (numpy reads them, no Flax). The
   functions take the params as their first argument rather than baking them in: five functions sharing the tiny
   model's 39 M parameters would otherwise store 156 MB five times (the large model: 900 MB each), and a server keeps
@@ -330,8 +331,11 @@ def export_model(
         exp = jax.export.export(jax.jit(f.fn), platforms=platforms)(*f.args)
         data = exp.serialize()
         (out / f"{name}{SUFFIX}").write_bytes(data)
+        # the bare StableHLO (MLIR bytecode) for a PJRT client that does not read jax.export's flatbuffer
+        (out / f"{name}.mlirbc").write_bytes(exp.mlir_module_serialized)
         entries[name] = {
             "file": f"{name}{SUFFIX}",
+            "stablehlo": f"{name}.mlirbc",
             "bytes": len(data),
             "doc": f.doc,
             "static": f.static,
@@ -384,6 +388,10 @@ def build_manifest(model: SAM2Model, module: SAM2Base, platforms, fill: int, chu
             "count": int(sum(v.size for v in flat.values())),
             "bytes": int(sum(v.nbytes for v in flat.values())),
         },  # fmt: skip
+        # the order of the params' leaves in every function's flat arguments (jax flattens dicts by sorted key)
+        "params_order": [
+            "/".join(str(k.key) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(model.params)[0]
+        ],
         "state_layout": describe(_state_spec(module, *jax.export.symbolic_shape("o, k"))),
         "functions": entries,
         "config": json.loads(model.config.to_json_best_effort()),
