@@ -105,23 +105,30 @@ def export_onnx(
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = {}
-    for name, (fn, specs, in_names, out_names) in onnx_functions(model, num_cond, num_points).items():
-        if only is not None and name not in only:
-            continue
-        # Unchanged state fields pass straight through, so output names would clash with input names: outputs are
-        # named only where none is an input (the manifest lists them in order either way).
-        names = None if set(out_names) & set(in_names) or name == "track_step" else out_names
-        proto = to_onnx(fn, specs, model_name=name, input_names=in_names, output_names=names)
-        data = proto.SerializeToString()
-        (out / f"{name}.onnx").write_bytes(data)
-        inputs = [
-            {"name": n, "shape": list(x.shape), "dtype": str(x.dtype)} for n, x in zip(in_names, specs, strict=True)
-        ]
-        entries[name] = {"file": f"{name}.onnx", "bytes": len(data), "outputs": out_names, "inputs": inputs}
-        if log:
-            log(f"{name}.onnx: {len(data) / 2**20:.1f} MB")
+    try:
+        for name, (fn, specs, in_names, out_names) in onnx_functions(model, num_cond, num_points).items():
+            if only is None or name in only:
+                entries[name] = convert(to_onnx, fn, specs, in_names, out_names, out / f"{name}.onnx", log)
+    finally:
+        # jax2onnx patches jax.numpy while it traces; jitted helpers traced meanwhile (interpolation, hole filling)
+        # would keep its primitives in their caches and fail in the live model afterwards.
+        jax.clear_caches()
     c = model.config.model
     manifest = {"model": model.config.get("name", None), "image_size": c.image_size, "num_cond": num_cond,
                 "num_points": num_points, "mask_size": c.image_size // 4, "graphs": entries}  # fmt: skip
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def convert(to_onnx, fn, specs, in_names, out_names, path: pathlib.Path, log) -> dict:
+    """One graph to ``path``; returns its manifest entry."""
+    # Unchanged state fields pass straight through, so output names would clash with input names: outputs are
+    # named only where none is an input (the manifest lists them in order either way).
+    names = None if set(out_names) & set(in_names) or path.stem == "track_step" else out_names
+    proto = to_onnx(fn, specs, model_name=path.stem, input_names=in_names, output_names=names)
+    data = proto.SerializeToString()
+    path.write_bytes(data)
+    if log:
+        log(f"{path.name}: {len(data) / 2**20:.1f} MB")
+    inputs = [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype)} for n, x in zip(in_names, specs, strict=True)]
+    return {"file": path.name, "bytes": len(data), "outputs": out_names, "inputs": inputs}
