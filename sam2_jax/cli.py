@@ -568,6 +568,48 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """``export``: the model as StableHLO + params + manifest (``sam2_jax.export``), or ``--check`` an export."""
+    from sam2_jax.export import MANIFEST, check_platforms, export_model
+
+    try:
+        platforms = check_platforms(p.strip() for p in args.platforms.split(",") if p.strip())
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.check:
+        return check_export(args.check, args.model)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise CliError(f"--out {str(out)!r} is a non-empty folder that is not an export: choose an empty one")
+    args.model = args.model or "sam2.1_hiera_t"
+    model, meta = load_model(args)
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    try:
+        m = export_model(model, out, platforms, args.chunk_size, only=args.only, source=meta, log=log)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    print(f"{out}: {len(m['functions'])} functions for {','.join(platforms)}, {m['dtype']}, {size:.0f} MB")
+    return 0
+
+
+def check_export(folder: str, model: str | None) -> int:
+    """Load an export with the runtime (no model code) and encode a blank image: prints what it holds."""
+    from sam2_jax.exported import ExportedModel
+
+    try:
+        exp = ExportedModel(folder, model=model)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    m = exp.manifest
+    if "frame_features" in m["functions"]:
+        S = exp.image_size
+        exp("frame_features", np.zeros((1, S, S, 3), np.float32))
+    print(f"{folder}: {m['model']} at {m['image_size']} px, {m['dtype']}, platforms {m['platforms']}, "
+          f"functions {sorted(m['functions'])}")  # fmt: skip
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------------------
 
 EPILOGS = {
@@ -585,6 +627,12 @@ EPILOGS = {
         "  sam2-jax download --model facebook/sam2.1-hiera-large   # via huggingface_hub (HF_HUB_OFFLINE, HF_TOKEN)"
     ),
     "convert": "example:\n  sam2-jax convert ~/.cache/sam2_jax/sam2.1_hiera_tiny.pt",
+    "export": (
+        "examples:\n  sam2-jax export --model sam2.1_hiera_t --out export/tiny            # cpu,cuda,tpu, float32\n"
+        "  sam2-jax export --random-weights --image-size 256 --platforms cpu --dtype bfloat16 --out /tmp/e\n"
+        "  sam2-jax export --check export/tiny --model sam2.1_hiera_t   # load it without the model code\n"
+        "run it with sam2_jax.exported (ExportedImagePredictor, ExportedVideoPredictor); see README, Deploy"
+    ),
 }
 
 
@@ -727,6 +775,29 @@ def _add_checkpoint_parsers(sub, fmt) -> None:
     sp.set_defaults(func=cmd_convert)
 
 
+def _add_export_parser(sub, fmt) -> None:
+    """``export``."""
+    sp = sub.add_parser(
+        "export",
+        help="export the model as portable StableHLO (jax.export) with its params",
+        description=_wrap(
+            "Write the image encoder, the prompt steps, a prompted frame's memory and the propagation step and "
+            "chunk as serialized StableHLO (jax.export), the params (params.npz) and manifest.json to --out. "
+            "sam2_jax.exported runs them with jax and numpy only."
+        ),
+        epilog=EPILOGS["export"],
+        formatter_class=fmt,
+    )
+    sp.add_argument("--platforms", default="cpu,cuda,tpu", help="comma-separated: cpu, cuda, tpu (default %(default)s)")
+    sp.add_argument("--chunk-size", type=int, default=4, help="frames of the propagation chunk (default %(default)s)")
+    sp.add_argument("--only", action="append", metavar="NAME", help="export only this function (repeatable)")
+    sp.add_argument("--check", metavar="FOLDER", help="load an export with the runtime instead of writing one")
+    add_model_args(sp)
+    sp.set_defaults(model=None)  # --check compares with --model only when given
+    _add_output_args(sp, "export")
+    sp.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = _Parser(prog="sam2-jax", description=__doc__, formatter_class=fmt)
@@ -735,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_parsers(sub, fmt)
     _add_video_parser(sub, fmt)
     _add_checkpoint_parsers(sub, fmt)
+    _add_export_parser(sub, fmt)
     return p
 
 

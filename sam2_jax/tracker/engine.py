@@ -314,7 +314,9 @@ def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, s
     max_ptrs = jnp.minimum(state.num_frames, c.max_obj_ptrs_in_encoder)
     cond_ptr_sel = selected
     if c.only_obj_ptrs_in_the_past_for_eval:
-        cond_ptr_sel = selected & jnp.where(reverse, state.cond_frame >= t, state.cond_frame <= t)
+        # boolean algebra, not jnp.where on booleans: ONNX Runtime has no CPU Where kernel for bool (the ONNX export)
+        past = (reverse & (state.cond_frame >= t)) | (~reverse & (state.cond_frame <= t))
+        cond_ptr_sel = selected & past
     cond_rel = _rel(state.cond_frame, t, reverse)
     in_video = lambda f: (f >= 0) & (f < state.num_frames)
     ptr_ok, ptr_rel = pointer_selection(state, t, reverse, max_ptrs, policy)

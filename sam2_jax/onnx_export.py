@@ -1,0 +1,134 @@
+"""Export SAM 2 to ONNX with ``jax2onnx``: the image encoder, the prompt step and the single-frame tracking step.
+
+No official counterpart (upstream #702, #186: the official tracker does not convert). The three graphs are engine
+functions (``sam2_jax/tracker/engine.py``) with the params baked in as initializers (what ONNX runtimes expect), on
+flat arrays (ONNX has no pytrees):
+
+- ``image_encoder.onnx``: ``image (1, S, S, 3)`` -> ``vision_feat, vision_pos, high_res_0, high_res_1``
+  (``engine.frame_features``).
+- ``prompt.onnx``: the features, ``point_coords (1, N, 2)``, ``point_labels (1, N)`` on an object's first prompted
+  frame -> ``pred_masks, object_score_logits, obj_ptr, maskmem`` (``engine.interact``, then
+  ``engine.encode_prompt_memory``).
+- ``track_step.onnx``: ``image``, ``frame_idx``, ``reverse`` and the ``TrackerState`` fields (one object, ``K``
+  conditioning slots) -> the new state fields, ``pred_masks, object_score_logits`` (``engine.track_step``).
+
+Memories are bfloat16 in the tracker; ONNX Runtime's CPU kernels barely take bfloat16, so they cross the graph
+boundary as float32 and are cast inside: a bfloat16 value is exact in float32, the numbers do not change.
+``sam2_jax.onnx_runtime`` tracks a video with these graphs, numpy and ``onnxruntime`` alone.
+"""
+
+import json
+import os
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from sam2_jax.build_sam import SAM2Model
+from sam2_jax.export import export_module, state_to_dict
+from sam2_jax.modeling.sam2_base import ImageFeatures
+from sam2_jax.tracker import engine
+from sam2_jax.tracker.state import TrackerState, empty_state
+
+MANIFEST = "onnx_manifest.json"
+
+
+def _state(module, num_cond: int, num_frames: int = 1) -> TrackerState:
+    c, h = module.config, module.config.image_size // module.config.backbone_stride
+    return empty_state(1, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim,
+                       module.hidden_dim, (4 * h, 4 * h), num_frames)  # fmt: skip
+
+
+def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str, tuple[Callable, list, list, list]]:
+    """name -> (flat function, abstract inputs, input names, output names)."""
+    module = export_module(model, ("cpu",))
+    params = model.params
+    fill = int(model.config.video.fill_hole_area)
+    S = module.config.image_size
+    f32 = jnp.float32
+    image = jax.ShapeDtypeStruct((1, S, S, 3), f32)
+    feats = jax.eval_shape(lambda x: engine.frame_features(module, params, x), image)
+    feat_specs = [feats.vision_feat, feats.vision_pos, *feats.high_res]
+    feat_names = ["vision_feat", "vision_pos"] + [f"high_res_{i}" for i in range(len(feats.high_res))]
+    state = state_to_dict(_state(module, num_cond))
+    st_specs = [jax.ShapeDtypeStruct(x.shape, f32 if x.dtype == jnp.bfloat16 else x.dtype) for x in state.values()]
+    dtypes = {k: x.dtype for k, x in state.items()}
+
+    def encoder(img):
+        f = engine.frame_features(module, params, img)
+        return (f.vision_feat, f.vision_pos, *f.high_res)
+
+    def prompt(vf, vp, *rest):
+        *hr, coords, labels = rest
+        fe = ImageFeatures(vf, vp, tuple(hr))
+        out = engine.interact(module, params, _state(module, 1), fe, 0, False, coords, labels, None, None, True, fill)
+        mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
+        return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
+
+    def track(img, frame_idx, reverse, *leaves):
+        st = TrackerState(**{k: x.astype(dtypes[k]) for k, x in zip(state, leaves, strict=True)})
+        st, out = engine.track_step(module, params, st, img, frame_idx, reverse, fill)
+        new = [x.astype(f32) if x.dtype == jnp.bfloat16 else x for x in state_to_dict(st).values()]
+        return (*new, out.pred_masks, out.object_score_logits)
+
+    pts = [jax.ShapeDtypeStruct((1, num_points, 2), f32), jax.ShapeDtypeStruct((1, num_points), jnp.int32)]
+    scalars = [jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)]
+    return {
+        "image_encoder": (encoder, [image], ["image"], feat_names),
+        "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"],
+                   ["pred_masks", "object_score_logits", "obj_ptr", "maskmem"]),
+        "track_step": (track, [image, *scalars, *st_specs], ["image", "frame_idx", "reverse", *state],
+                       [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"]),
+    }  # fmt: skip
+
+
+def export_onnx(
+    model: SAM2Model,
+    out_dir: str | os.PathLike,
+    num_cond: int = 2,
+    num_points: int = 1,
+    only: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Write ``image_encoder.onnx``, ``prompt.onnx``, ``track_step.onnx`` and ``onnx_manifest.json`` to ``out_dir``.
+
+    Args:
+      model: float32 compute (``jax2onnx`` exports float32 graphs).
+      num_cond: conditioning slots of the tracking step's state (unused slots are masked out).
+      num_points: clicks of the prompt step (a box is 2 points: corners labelled 2 and 3).
+    Returns:
+      The manifest: per graph its file, input and output names, shapes and dtypes.
+    """
+    from jax2onnx import to_onnx
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    try:
+        for name, (fn, specs, in_names, out_names) in onnx_functions(model, num_cond, num_points).items():
+            if only is None or name in only:
+                entries[name] = convert(to_onnx, fn, specs, in_names, out_names, out / f"{name}.onnx", log)
+    finally:
+        # jax2onnx patches jax.numpy while it traces; jitted helpers traced meanwhile (interpolation, hole filling)
+        # would keep its primitives in their caches and fail in the live model afterwards.
+        jax.clear_caches()
+    c = model.config.model
+    manifest = {"model": model.config.get("name", None), "image_size": c.image_size, "num_cond": num_cond,
+                "num_points": num_points, "mask_size": c.image_size // 4, "graphs": entries}  # fmt: skip
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def convert(to_onnx, fn, specs, in_names, out_names, path: pathlib.Path, log) -> dict:
+    """One graph to ``path``; returns its manifest entry."""
+    # Unchanged state fields pass straight through, so output names would clash with input names: outputs are
+    # named only where none is an input (the manifest lists them in order either way).
+    names = None if set(out_names) & set(in_names) or path.stem == "track_step" else out_names
+    proto = to_onnx(fn, specs, model_name=path.stem, input_names=in_names, output_names=names)
+    data = proto.SerializeToString()
+    path.write_bytes(data)
+    if log:
+        log(f"{path.name}: {len(data) / 2**20:.1f} MB")
+    inputs = [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype)} for n, x in zip(in_names, specs, strict=True)]
+    return {"file": path.name, "bytes": len(data), "outputs": out_names, "inputs": inputs}
