@@ -25,6 +25,7 @@ from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
+from sam2_jax.utils.validation import check_boxes, check_labels, check_mask, check_points
 
 logger = logging.getLogger(__name__)
 
@@ -224,14 +225,12 @@ class SAM2ImagePredictor:
         if point_coords is not None:
             if point_labels is None:
                 raise ValueError("point_labels must be supplied if point_coords is supplied")
-            pc = np.asarray(point_coords, np.float32)
-            pl = np.asarray(point_labels)
-            if pc.ndim not in (2, 3) or pc.shape[-1] != 2:
+            pc = check_points(point_coords, "point_coords")
+            pl = check_labels(point_labels, "point_labels")
+            if pc.ndim not in (2, 3):
                 raise ValueError(f"point_coords must be (N, 2) or (B, N, 2), got shape {pc.shape}")
             if pl.shape != pc.shape[:-1]:
                 raise ValueError(f"point_labels shape {pl.shape} does not match point_coords {pc.shape[:-1]}")
-            if not np.all(np.isfinite(pc)):
-                raise ValueError("point_coords contain NaN or inf")
             if pc.ndim == 2:
                 pc, pl = pc[None], pl[None]
             coords = self._transforms.transform_coords(pc, normalize=normalize_coords, orig_hw=orig_hw)
@@ -239,8 +238,8 @@ class SAM2ImagePredictor:
         elif point_labels is not None:
             raise ValueError("point_labels given without point_coords")
         if box is not None:
-            b = np.asarray(box, np.float32)
-            if b.shape[-1] != 4 or b.ndim not in (1, 2):
+            b = check_boxes(box, "box")
+            if b.ndim not in (1, 2):
                 raise ValueError(f"box must be (4,) or (B, 4) in XYXY, got shape {b.shape}")
             box_coords = self._transforms.transform_boxes(
                 b.reshape(-1, 4), normalize=normalize_coords, orig_hw=orig_hw
@@ -254,7 +253,7 @@ class SAM2ImagePredictor:
             else:
                 coords, labels = box_coords, box_labels
         if mask_logits is not None:
-            m = np.asarray(mask_logits, np.float32)
+            m = check_mask(mask_logits, "mask_input")
             if m.ndim == 3:
                 m = m[None]
             r = self.model.image_size // 4  # the low-res logits' side (256 at the official 1024)

@@ -41,6 +41,7 @@ from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects
 from sam2_jax.utils.interpolate import interpolate
+from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
@@ -172,12 +173,7 @@ class SAM2VideoPredictor:
         return s.num_frames if s.num_frames is not None else 2**31 - 1
 
     def _check_frame(self, s: InferenceState, frame_idx) -> int:
-        if not isinstance(frame_idx, int | np.integer):
-            raise ValueError(f"frame_idx must be an int, got {frame_idx!r}")
-        n = s.num_frames
-        if frame_idx < 0 or (n is not None and frame_idx >= n):
-            raise ValueError(f"frame_idx {frame_idx} is outside the video (num_frames={n})")
-        return int(frame_idx)
+        return check_frame_idx(frame_idx, s.num_frames)
 
     def _obj_id_to_idx(self, s: InferenceState, obj_id, create: bool = True) -> int:
         idx = s.obj_id_to_idx.get(obj_id)
@@ -211,6 +207,7 @@ class SAM2VideoPredictor:
         masks of every object on that frame as logits (O, 1, H, W) at video resolution."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
+        check_obj_id(obj_id)
         pts, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
         obj_idx = self._obj_id_to_idx(s, obj_id)
         point_inputs_per_frame = s.point_inputs_per_obj[obj_idx]
@@ -233,8 +230,8 @@ class SAM2VideoPredictor:
             raise ValueError("points and labels must be provided together")
         if points is None and box is None:
             raise ValueError("at least one of points or box must be provided as input")
-        pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32)
-        lab = np.zeros((0,), np.int32) if labels is None else np.asarray(labels)
+        pts = np.zeros((0, 2), np.float32) if points is None else check_points(points, "points")
+        lab = np.zeros((0,), np.int32) if labels is None else check_labels(labels, "labels")
         if pts.ndim == 2:
             pts = pts[None]
         if lab.ndim == 1:
@@ -243,8 +240,6 @@ class SAM2VideoPredictor:
             raise ValueError(f"points must be (N, 2), got shape {np.shape(points)}")
         if lab.shape != pts.shape[:2]:
             raise ValueError(f"labels shape {np.shape(labels)} does not match {pts.shape[1]} points")
-        if not np.all(np.isin(lab, (0, 1, 2, 3, -1))):
-            raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {np.unique(lab).tolist()}")
         H, W = s.video_height, s.video_width
         if box is not None:
             if not clear_old_points:
@@ -252,7 +247,7 @@ class SAM2VideoPredictor:
                     "cannot add box without clearing old points, since box prompt must be provided "
                     "before any point prompt (please use clear_old_points=True instead)"
                 )
-            b = np.asarray(box, np.float32)
+            b = check_boxes(box, "box")
             if b.size != 4:
                 raise ValueError(f"box must be [x0, y0, x1, y1], got shape {b.shape}")
             pts = np.concatenate([b.reshape(1, 2, 2), pts], axis=1)
@@ -271,7 +266,10 @@ class SAM2VideoPredictor:
         """A binary mask (H, W) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks)."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
+        check_obj_id(obj_id)
         m = np.asarray(mask)
+        if m.dtype != bool:
+            check_mask(m, "mask")
         if m.ndim != 2:
             raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
         if m.shape != (s.video_height, s.video_width) and m.shape != (self.image_size, self.image_size):
