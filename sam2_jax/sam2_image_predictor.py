@@ -23,6 +23,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.tracker import engine
+from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
 from sam2_jax.utils.validation import check_boxes, check_labels, check_mask, check_points
@@ -64,6 +65,11 @@ class SAM2ImagePredictor:
     def features(self) -> ImageEmbeddings | None:
         """The embeddings of the image(s) set (``image_embed``, ``high_res_feats``), or None."""
         return self._features
+
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the model's params (the official ``predictor.device``)."""
+        return self.model.device
 
     @property
     def transforms(self) -> SAM2Transforms:
@@ -212,7 +218,8 @@ class SAM2ImagePredictor:
             orig_hw=tuple(int(v) for v in self._orig_hw[img_idx]),
             return_logits=bool(return_logits),
         )
-        masks, iou, low_res = np.asarray(masks), np.asarray(iou, np.float32), np.asarray(low_res, np.float32)
+        masks, iou, low_res = (tensor_like(masks), tensor_like(np.asarray(iou, np.float32)),
+                               tensor_like(np.asarray(low_res, np.float32)))  # fmt: skip
         if masks.shape[0] == 1:  # the official squeezes the prompt batch axis of 1
             masks, iou, low_res = masks[0], iou[0], low_res[0]
         return masks, iou, low_res

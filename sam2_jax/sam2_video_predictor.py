@@ -36,30 +36,23 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model, build_sam2
+from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects
+from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
 
-def build_sam2_video_predictor(
-    config_file: Any = "sam2.1_hiera_t",
-    ckpt_path=None,
-    device=None,
-    mode="eval",
-    hydra_overrides_extra=(),
-    apply_postprocessing=True,
-    **kwargs,
-):
-    """Official ``build_sam2_video_predictor``: the model with the video overrides (binarized click masks for
-    memory, ``fill_hole_area=8``) wrapped in a ``SAM2VideoPredictor``."""
-    del device, mode, hydra_overrides_extra
-    model = build_sam2(config_file, ckpt_path, dtype=kwargs.pop("dtype", None))
-    return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **kwargs)
+def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
+    """Official ``build_sam2_video_predictor`` (``sam2_jax.build_sam.build_sam2_video_predictor``: every official
+    argument, ``apply_postprocessing``, ``hydra_overrides_extra`` and ``vos_optimized`` included)."""
+    from sam2_jax import build_sam
+
+    return build_sam.build_sam2_video_predictor(config_file, ckpt_path, **kwargs)
 
 
 class SAM2VideoPredictor:
@@ -129,6 +122,19 @@ class SAM2VideoPredictor:
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2VideoPredictor":
+        """Official ``from_pretrained``: ``build_sam2_video_predictor_hf(model_id, **kwargs)`` (a Hugging Face id such
+        as ``facebook/sam2.1-hiera-tiny``; the weights come from ``sam2_jax.checkpoints``)."""
+        from sam2_jax.build_sam import build_sam2_video_predictor_hf
+
+        return build_sam2_video_predictor_hf(model_id, **kwargs)
+
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the model's params (the official ``predictor.device``)."""
+        return self.model.device
+
     # --- state ------------------------------------------------------------------------------------------------
     def init_state(
         self,
@@ -157,6 +163,7 @@ class SAM2VideoPredictor:
             store=OutputStore(self.store_budget_bytes),
             offload_video_to_cpu=offload_video_to_cpu,
             offload_state_to_cpu=offload_state_to_cpu,
+            device=self.device,
         )
         self._get_image_feature(state, 0)
         return state
@@ -316,7 +323,7 @@ class SAM2VideoPredictor:
         temp[frame_idx] = FrameOutput(
             np.asarray(out.pred_masks), np.asarray(out.obj_ptr), np.asarray(out.object_score_logits)
         )
-        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), tensor_like(self._consolidated_video_res(s, frame_idx))
 
     def clear_all_prompts_in_frame(self, inference_state: InferenceState, frame_idx, obj_id, need_output=True):
         """Remove the prompts of ``obj_id`` on ``frame_idx`` (its output there becomes a tracked one)."""
@@ -335,7 +342,7 @@ class SAM2VideoPredictor:
             s.frames_tracked_per_obj[obj_idx].pop(frame_idx, None)
         if not need_output:
             return None
-        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), tensor_like(self._consolidated_video_res(s, frame_idx))
 
     def remove_object(self, inference_state: InferenceState, obj_id, strict=False, need_output=True):
         """Remove ``obj_id`` (a ``ValueError`` for an unknown id when ``strict``); returns (obj_ids, updated
@@ -354,7 +361,7 @@ class SAM2VideoPredictor:
         for f in frames:
             self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
         s.keep_objects([i for i in range(s.num_objects) if i != old])
-        updated = [(f, self._consolidated_video_res(s, f)) for f in sorted(frames)] if need_output else []
+        updated = [(f, tensor_like(self._consolidated_video_res(s, f))) for f in sorted(frames)] if need_output else []
         return list(s.obj_ids), updated
 
     # --- propagation ------------------------------------------------------------------------------------------
@@ -488,7 +495,7 @@ class SAM2VideoPredictor:
                     host.maskmem[j, o],
                 )  # fmt: skip
                 s.store.put(o, t, out)
-            yield t, obj_ids, video[j, : len(objs)]
+            yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])
 
     # --- streaming --------------------------------------------------------------------------------------------
@@ -540,7 +547,7 @@ class SAM2VideoPredictor:
         s.stream_next = t + 1
         objs = list(range(s.num_objects))
         if not objs:
-            return t, [], np.zeros((0, 1, s.video_height, s.video_width), np.float32)
+            return t, [], tensor_like(np.zeros((0, 1, s.video_height, s.video_width), np.float32))
         tstate = s.stream_tstate
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)
