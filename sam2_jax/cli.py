@@ -61,6 +61,8 @@ def read_image(path: str) -> np.ndarray:
     """An image file as HWC uint8 RGB; CliError naming the file when it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
+    if os.path.isdir(path):
+        raise CliError(f"image {path!r} is a folder, not an image file (a folder of frames is for `sam2-jax video`)")
     if not os.path.isfile(path):
         raise CliError(f"image {path!r} does not exist")
     try:
@@ -274,6 +276,11 @@ def cmd_auto(args) -> int:
     settings.update(use_m2m=args.use_m2m, multimask_output=not args.single_mask)
     if settings["points_per_side"] < 1 or settings["points_per_batch"] < 1:
         raise CliError("--points-per-side and --points-per-batch must be >= 1")
+    if settings["crop_n_layers"] < 0 or settings["crop_n_points_downscale_factor"] < 1:
+        raise CliError(
+            f"--crop-n-layers must be >= 0 and --crop-n-points-downscale-factor >= 1, got "
+            f"{settings['crop_n_layers']} and {settings['crop_n_points_downscale_factor']}"
+        )
     model, meta = load_model(args)
     try:
         gen = SAM2AutomaticMaskGenerator(model, output_mode="coco_rle", progress=not args.quiet, **settings)
@@ -386,6 +393,7 @@ def check_video_input(args, prompts) -> tuple[int, tuple[int, int], dict, Path]:
     try:
         with VideoSource(args.video, image_size=64, cache_size=1) as src:
             n, hw = src.num_frames, (src.video_height, src.video_width)
+            src.check_frames()  # headers, sizes, truncation: a bad frame fails now, not minutes into tracking
     except ValueError as e:
         raise CliError(f"cannot read video {args.video!r}: {e}") from None
     masks_in = {}
@@ -428,6 +436,7 @@ def cmd_video(args) -> int:
     n, hw, masks_in, overlay_path = check_video_input(args, prompts)
     model, meta = load_model(args)
     predictor = SAM2VideoPredictor(model)
+    predictor.progress = False  # one bar: the command's own, over both passes
     try:
         state = predictor.init_state(args.video)
     except ValueError as e:
@@ -449,7 +458,8 @@ def cmd_video(args) -> int:
         backward = predictor.propagate_in_video(state, start_frame_idx=start, reverse=True)
         frames = itertools.chain(frames, itertools.islice(backward, 1, None))
         total = n
-    for t, obj_ids, logits in _progress(frames, args.quiet, total=total, desc="frames", unit="frame"):
+    # smoothing=0: the remaining time from the mean rate so far (the first frames pay the compiles)
+    for t, obj_ids, logits in _progress(frames, args.quiet, total=total, desc="frames", unit="frame", smoothing=0):
         masks = {int(o): logits[k, 0] > 0 for k, o in enumerate(obj_ids)}
         label_map = np.zeros(hw, np.uint8)
         for o in sorted(masks, reverse=True):  # lower ids win where objects overlap (as the official VOS writer)

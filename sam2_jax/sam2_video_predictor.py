@@ -28,6 +28,7 @@ Deviations from the official predictor:
 """
 
 import functools
+import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -42,9 +43,12 @@ from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.interpolate import interpolate
+from sam2_jax.utils.progress import with_progress
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
+
+logger = logging.getLogger(__name__)
 
 
 def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
@@ -57,6 +61,9 @@ def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=No
 
 class SAM2VideoPredictor:
     """Prompts (clicks, boxes, masks) on any frames, propagation through the video, corrections, several objects."""
+
+    # tqdm bars on stderr in init_state (frame check) and propagate_in_video, as the official; False: none.
+    progress: bool = True
 
     def __init__(
         self,
@@ -155,6 +162,12 @@ class SAM2VideoPredictor:
         )
         if images.num_frames is not None and images.num_frames == 0:
             raise ValueError(f"video {video_path!r} has no frames")
+        try:
+            unchecked = images.check_frames(progress=self.progress)
+        except ValueError:
+            images.close()
+            raise
+        logger.info("init_state: %s frames checked; not checked before tracking: %s", images.num_frames, unchecked)
         state = InferenceState(
             images=images,
             num_frames=images.num_frames,
@@ -395,7 +408,8 @@ class SAM2VideoPredictor:
     def propagate_in_video(
         self, inference_state: InferenceState, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
     ) -> Iterator[tuple[int, list, np.ndarray]]:
-        """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits).
+        """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits), each frame
+        as soon as its chunk is computed, with a tqdm bar as the official (``progress = False`` turns it off).
 
         On a live source (an iterator of frames, ``num_frames`` unknown) it tracks forward frame by frame as the
         frames arrive, until the source ends: a frame in, the masks of every object out.
@@ -409,6 +423,11 @@ class SAM2VideoPredictor:
         if live and reverse:
             raise ValueError("reverse propagation needs a video of known length, not a live source")
         order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
+        frames = self._propagate(s, order, reverse, live)
+        yield from with_progress(frames, None if live else len(order), "propagate in video", self.progress)
+
+    def _propagate(self, s: InferenceState, order: range, reverse: bool, live: bool):
+        """The frames of ``order`` tracked chunk by chunk (``propagate_in_video`` after its checks)."""
         obj_ids = list(s.obj_ids)
         objs = list(range(len(obj_ids)))
         if len(order) == 0:

@@ -14,7 +14,7 @@ import pytest
 
 from sam2_jax.utils import validation
 from sam2_jax.utils.prompts import parse_box, parse_point
-from tests.reference import requires_torch
+from tests.reference import requires_data, requires_torch
 from tests.test_tracker import small_predictor
 
 NAN, INF = float("nan"), float("inf")
@@ -217,3 +217,73 @@ def test_validation_layer_values():
         validation.check_points([1, 2, 3])
     with pytest.raises(ValueError, match="XYXY"):
         validation.check_boxes([1, 2, 3])
+
+
+# --- late errors made early: init_state checks what it cheaply can ------------------------------------------
+
+
+def _frames_dir(tmp_path, n=4, size=(128, 96)):
+    from PIL import Image
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for t in range(n):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(d / f"{t:05d}.jpg")
+    return d
+
+
+@pytest.mark.parametrize(
+    "damage,msg",
+    [
+        ("truncate", r"frame 2 \(.*00002\.jpg\) is cut short: its JPEG end marker is missing"),
+        ("resize", r"frame 2 \(.*00002\.jpg\) is 64x48 but frame 0 is 128x96"),
+        ("garbage", r"cannot read frame 2 \(.*00002\.jpg\)"),
+    ],
+)
+def test_init_state_names_a_bad_frame_before_tracking(tmp_path, damage, msg):
+    from PIL import Image
+
+    d = _frames_dir(tmp_path)
+    bad = d / "00002.jpg"
+    if damage == "truncate":
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "resize":
+        Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(bad)
+    else:
+        bad.write_bytes(b"not a jpeg at all")
+    pred = small_predictor()
+    pred.progress = False
+    with pytest.raises(ValueError, match=msg):
+        pred.init_state(str(d))
+
+
+@requires_data
+def test_a_truncated_mp4_is_refused_when_opened(tmp_path):
+    from sam2_jax.utils.video_io import VideoSource
+    from tests.reference import DATA
+
+    mp4 = DATA / "videos" / "01_dog.mp4"
+    data = mp4.read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        ValueError, match=r"half\.mp4' is truncated: its index lists 289 frames but the file ends after 148"
+    ):
+        VideoSource(str(half), image_size=64, cache_size=1)
+    with VideoSource(str(mp4), image_size=64, cache_size=1) as src:  # the whole file is fine
+        assert src.num_frames == 289
+
+
+def test_propagate_in_video_shows_a_progress_bar(video, capsys):
+    pred = small_predictor()
+    state = pred.init_state(video)
+    pred.add_new_points_or_box(state, 0, 1, **GOOD)
+    capsys.readouterr()
+    frames = [t for t, _, _ in pred.propagate_in_video(state)]
+    err = capsys.readouterr().err
+    assert frames == [0, 1, 2] and "propagate in video" in err and "3/3" in err
+    pred.progress = False
+    assert [t for t, _, _ in pred.propagate_in_video(state, start_frame_idx=1)] == [1, 2]
+    assert "propagate in video" not in capsys.readouterr().err

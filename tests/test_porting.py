@@ -9,7 +9,7 @@ both predictors with the same random weights and their outputs are compared.
 import numpy as np
 import pytest
 
-from tests.reference import DATA, OFFICIAL_YAML, requires_data, requires_torch
+from tests.reference import OFFICIAL_YAML, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
 SMALL = ["++model.image_size=256"]  # official-compatible override: a small model keeps these fast
