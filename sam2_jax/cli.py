@@ -155,7 +155,9 @@ def load_model(args) -> tuple[object, dict]:
     try:
         model = build_sam2(config, source.load_path, dtype=args.dtype)
     except ValueError as e:
-        raise CliError(f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {e}") from None
+        raise CliError(
+            f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {_short(e, ckpt, source)}"
+        ) from e  # --debug shows the whole message as the cause
     except ImportError as e:
         raise CliError(
             f"reading {str(ckpt)!r} needs PyTorch ({e}); convert it elsewhere with `sam2-jax convert`"
@@ -169,6 +171,18 @@ def load_model(args) -> tuple[object, dict]:
         "loaded_from": str(source.load_path),
         "random_weights": False,
     }
+
+
+def _short(e: BaseException, ckpt: Path, source) -> str:
+    """A load error about the file the user gave: the cache folder of its conversion is named as such, and a long
+    list of parameter names is cut (``--debug`` shows the whole error)."""
+    text = str(e)
+    if source.load_path != ckpt:
+        text = text.replace(repr(str(source.load_path)), "its cached conversion").replace(
+            str(source.load_path), "its cached conversion"
+        )
+    limit = 300
+    return text if len(text) <= limit else text[:limit].rstrip() + " ... (--debug shows the whole message)"
 
 
 def _progress(iterable, quiet: bool, **kwargs):

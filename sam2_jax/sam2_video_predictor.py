@@ -470,6 +470,10 @@ class SAM2VideoPredictor:
         start_frame_idx = self._check_frame(s, start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = self._num_frames(s)
+        elif isinstance(max_frame_num_to_track, bool) or not isinstance(max_frame_num_to_track, int | np.integer):
+            raise ValueError(f"max_frame_num_to_track must be an int or None, got {max_frame_num_to_track!r}")
+        elif max_frame_num_to_track < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
             return range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
