@@ -290,6 +290,14 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
     assert_one_line_error(rc, err, "sam2.1_hiera_tiny.pt", "does not convert")
     rc, _, err = run(["convert", tmp_path / "absent.pt"], capsys)
     assert_one_line_error(rc, err, "absent.pt")
+    # The same file name cut in half (mtime kept): never served from the cached conversion of the whole file.
+    data, stat = pt.read_bytes(), pt.stat()
+    pt.write_bytes(data[: len(data) // 2])
+    os.utime(pt, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = tmp_path / "from_truncated"
+    rc, _, err = run(["image", photo, "--point", "5,5", "--checkpoint", pt, "--quiet", "--out", out], capsys)
+    assert_one_line_error(rc, err, "sam2.1_hiera_tiny.pt")
+    assert not (out / "scores.json").exists() and cached_conversion(pt) is None
 
 
 def _sam2_jax_script():
