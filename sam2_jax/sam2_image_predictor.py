@@ -3,7 +3,11 @@
 Deviations from the official file:
 - Bad input raises ``ValueError`` naming the value (the official asserts or raises RuntimeError): wrong image
   rank/dtype/channels, ``predict`` before ``set_image``, points without labels or with mismatched counts, a box of the
-  wrong shape, a ``mask_input`` of the wrong size.
+  wrong shape, a ``mask_input`` of the wrong size; and, through ``sam2_jax.utils.validation`` (shared with the video
+  predictor and the CLI), NaN/inf points, boxes or mask inputs, labels other than 0/1 (-1 padding, 2/3 paired box
+  corners), boxes with ``x1 <= x0`` or ``y1 <= y0`` (the official answers those with NaN scores or garbage).
+- Outputs are ``TensorLikeArray`` (``sam2_jax.utils.arrays``): numpy arrays that also answer ``.cpu()``,
+  ``.numpy()``, ``.float()``, ``.detach()``.
 - Images must be uint8 RGB (HWC arrays or PIL images); the official silently treats a float array as already scaled.
 - Hole filling / sprinkle removal (``max_hole_area`` / ``max_sprinkle_area``) runs with our own connected components
   (the official needs its CUDA extension and skips the step on CPU with a warning).

@@ -17,7 +17,13 @@ Deviations from the official predictor:
   conditioning frame.
 - Objects are tracked together in one batched step sharing each frame's image features (the official loops over
   objects); new objects can be added at any time, as in sam2 1.1.0.
-- Bad input raises ``ValueError`` naming it and leaves the state usable.
+- Bad input raises ``ValueError`` naming it and leaves the state unchanged (``sam2_jax.utils.validation``, shared
+  with the image predictor and the CLI: NaN/inf clicks, boxes and masks, unknown labels, empty or swapped boxes,
+  non-int ``obj_id`` (the official takes any hashable id), non-int frame indices). ``init_state`` checks every
+  frame's header, size and file ending (or a video file's packet index) and names a bad frame at once.
+- Mask outputs are ``TensorLikeArray`` (numpy with ``.cpu()``, ``.numpy()``, ``.float()``, ``.detach()``), so the
+  official notebook's ``(out_mask_logits[i] > 0.0).cpu().numpy()`` runs; ``propagate_in_video`` shows a tqdm bar
+  (``progress = False`` hides it).
 - ``propagate_in_video`` also runs on a live source (an iterator of frames): it tracks each frame as it arrives
   (not in the official API). Its length is unknown, so object pointers are encoded as in a video of at least
   ``max_obj_ptrs_in_encoder`` frames (the official scales them by ``min(num_frames, 16) - 1``).
