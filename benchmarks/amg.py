@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--photo", default=None, help="default: the shared truck photo (or examples/truck.jpg)")
     p.add_argument("--points-per-side", type=int, default=32, help="official default 32")
     p.add_argument("--repeats", type=int, default=1, help="child runs per implementation, alternating")
+    p.add_argument("--calls", type=int, default=2, choices=(1, 2), help="generate calls per child (1: first only)")
     p.add_argument("--child", choices=("ours", "official"), help=argparse.SUPPRESS)
     p.add_argument("--ckpt", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -58,13 +59,14 @@ def child(args) -> dict:
     model = build_sam2(yaml, args.ckpt, device="cpu")
     gen = SAM2AutomaticMaskGenerator(model, points_per_side=args.points_per_side)
     seconds, counts = [], []
-    for _ in range(2):
+    for _ in range(args.calls):
         t0 = time.perf_counter()
         masks = gen.generate(image)
         seconds.append(time.perf_counter() - t0)
         counts.append(len(masks))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": args.child, "first_s": seconds[0], "warm_s": seconds[1], "peak_rss_mb": peak_mb, "masks": counts}
+    warm = seconds[1] if len(seconds) > 1 else float("nan")
+    return {"impl": args.child, "first_s": seconds[0], "warm_s": warm, "peak_rss_mb": peak_mb, "masks": counts}
 
 
 def main(argv=None) -> int:
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             for impl in ("official", "ours"):
                 cmd = [sys.executable, __file__, "--child", impl, "--ckpt", str(ckpt), "--model", args.model]
-                cmd += ["--points-per-side", str(args.points_per_side)] + (
+                cmd += ["--points-per-side", str(args.points_per_side), "--calls", str(args.calls)] + (
                     ["--photo", args.photo] if args.photo else []
                 )
                 run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
