@@ -266,6 +266,7 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
         (wrong_pt, ["wrong.pt", "does not fit model sam2.1_hiera_t"]),
         (wrong_dir, ["wrong_orbax", "does not fit model sam2.1_hiera_t"]),
         (junk, ["junk.pt"]),
+        (photo.parent, ["images", "is not an orbax params folder (it has no _METADATA file)"]),
         (tmp_path / "absent.pt", ["absent.pt", "does not exist"]),
     ]:
         rc, _, err = run(["image", photo, "--point", "5,5", "--checkpoint", ckpt, "--quiet"], capsys)
