@@ -17,10 +17,20 @@ def save_params(params: dict, path: str | os.PathLike) -> None:
 
 
 def restore_params(path: str | os.PathLike) -> dict:
-    """Read params written by ``save_params`` as numpy arrays."""
+    """Read params written by ``save_params`` as numpy arrays.
+
+    Raises:
+      ValueError: ``path`` is not a folder orbax wrote (no ``_METADATA``), instead of orbax's own
+        ``FileNotFoundError`` about that file.
+    """
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(os.path.join(path, "_METADATA")):
+        raise ValueError(
+            f"{path!r} is not an orbax params folder (it has no _METADATA file): give an official .pt or a folder "
+            "written by `sam2-jax convert`"
+        )
     with ocp.StandardCheckpointer() as ckptr:
         params = ckptr.restore(path)
     return _to_numpy(params)

@@ -3,10 +3,22 @@
 Deviations: configs are ml_collections files (``configs/``), not Hydra YAMLs, but the official YAML names
 (``configs/sam2.1/sam2.1_hiera_t.yaml``) are accepted too so a user's script ports unchanged; ``device`` and
 ``mode`` are accepted and ignored (JAX places arrays itself; inference is always deterministic unless a caller asks
-for dropout); the returned object carries the Flax module and its params instead of being an ``nn.Module``.
+for dropout); the returned object carries the Flax module and its params instead of being an ``nn.Module`` (it
+answers ``.eval()``, ``.to(device)`` and ``.device`` so official scripts run).
+
+Every official builder argument works as in ``sam2.build_sam``:
+- ``apply_postprocessing``: True appends the official overrides after the user's (dynamic multimask via stability,
+  delta 0.05, thresh 0.98; for video also binarized click masks for memory and ``fill_hole_area=8``); False leaves
+  them at the official class defaults (dynamic multimask off, no binarization, ``fill_hole_area=0``) unless an
+  override sets them.
+- ``hydra_overrides_extra``: ``[+|++]model.<key>=<value>`` set on our config's key of the same official name
+  (``sam2_jax.utils.overrides``); a key with no counterpart raises ``ValueError``.
+- ``vos_optimized=True`` (video): accepted; our propagation is always the compiled path (a jitted ``lax.scan``, the
+  counterpart of the official ``SAM2VideoPredictorVOS``'s ``torch.compile``), so it changes nothing but a log line.
 """
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -18,6 +30,9 @@ from configs import get_config
 from sam2_jax.checkpoints import HF_MODEL_IDS, hub_checkpoint, init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.utils.compile_cache import enable_compilation_cache
+from sam2_jax.utils.overrides import apply_overrides, parse_overrides, split_video_overrides
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -43,6 +58,21 @@ class SAM2Model:
     def dtype(self):
         return self.module.dtype
 
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the params (the official ``model.device``)."""
+        leaf = jax.tree.leaves(self.params)[0]
+        return next(iter(leaf.devices())) if isinstance(leaf, jax.Array) else jax.devices()[0]
+
+    def eval(self) -> "SAM2Model":
+        """The official ``nn.Module.eval()``: inference is always in eval mode here; returns the model."""
+        return self
+
+    def to(self, device: Any = None, dtype: Any = None) -> "SAM2Model":
+        """The official ``nn.Module.to(...)``: accepted and ignored (JAX places arrays); returns the model."""
+        del device, dtype
+        return self
+
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:
     """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``."""
@@ -61,6 +91,8 @@ def build_sam2(
     ckpt_path: str | os.PathLike | None = None,
     device: Any = None,
     mode: str = "eval",
+    hydra_overrides_extra: list[str] | tuple = (),
+    apply_postprocessing: bool = True,
     dtype: str | Any = None,
     seed: int = 0,
     **kwargs,
@@ -75,6 +107,8 @@ def build_sam2(
       ckpt_path: official ``.pt``, a transformers SAM 2 folder or ``.safetensors``, or an orbax params directory;
         None gives random params (for training from scratch), except with a hub id.
       device, mode: accepted for API compatibility with the official function; ignored.
+      hydra_overrides_extra: official ``++model.<key>=<value>`` overrides, set on the config (see module docstring).
+      apply_postprocessing: the official post-processing overrides (dynamic multimask via stability).
       dtype: compute dtype (``"float32"`` default, ``"bfloat16"``); params stay float32.
       seed: init seed when ``ckpt_path`` is None.
     Returns:
@@ -87,6 +121,7 @@ def build_sam2(
             ckpt_path = hub_checkpoint(config_file, kwargs.get("revision"), kwargs.get("token"))
         config_file = HF_MODEL_IDS[config_file]
     config = resolve_config(config_file)
+    configure(config, hydra_overrides_extra, apply_postprocessing)
     if dtype is None:
         dtype = config.get("dtype", "float32")
     if isinstance(dtype, str):
@@ -99,8 +134,97 @@ def build_sam2(
     return SAM2Model(module=module, params=params, config=config)
 
 
-def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
-    """Official ``build_sam2_video_predictor`` (same import path as in ``sam2.build_sam``)."""
-    from sam2_jax.sam2_video_predictor import build_sam2_video_predictor as build
+def configure(config: ml_collections.ConfigDict, hydra_overrides_extra, apply_postprocessing: bool) -> None:
+    """The official builder's config steps on ``config`` in place: the user's overrides, then (with
+    ``apply_postprocessing``) the official post-processing ones after them, as ``sam2.build_sam`` orders them."""
+    extra = config.model.sam_mask_decoder_extra_args
+    if not apply_postprocessing:  # the official MaskDecoder's defaults: no dynamic multimask
+        extra.dynamic_multimask_via_stability = False
+    apply_overrides(config.model, parse_overrides(hydra_overrides_extra))
+    if apply_postprocessing:
+        extra.dynamic_multimask_via_stability = True
+        extra.dynamic_multimask_stability_delta = 0.05
+        extra.dynamic_multimask_stability_thresh = 0.98
 
-    return build(config_file, ckpt_path, **kwargs)
+
+def _video_predictor(build, hydra_overrides_extra, apply_postprocessing: bool, vos_optimized: bool, kwargs: dict):
+    """Split the video predictor's options out of ``kwargs`` and the overrides, build the model with ``build(**rest)``
+    and wrap it, with the official precedence (``apply_postprocessing`` overrides come after the user's)."""
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    if vos_optimized:
+        logger.info(
+            "vos_optimized=True: propagation here is always the compiled path (a jitted lax.scan), the counterpart "
+            "of the official SAM2VideoPredictorVOS; nothing else changes"
+        )
+    model_overrides, video = split_video_overrides(parse_overrides(hydra_overrides_extra))
+    if video.pop("add_all_frames_to_correct_as_cond", True) is not True:
+        raise ValueError(
+            "add_all_frames_to_correct_as_cond=false is not supported: this predictor always keeps a correction "
+            "click as a conditioning frame, so the next propagation never drops it (upstream #719, #731)"
+        )
+    if apply_postprocessing:
+        video.pop("fill_hole_area", None)  # the official appends its own fill_hole_area=8 after the user's
+    predictor_args = {k: kwargs.pop(k) for k in _PREDICTOR_ARGS if k in kwargs}
+    for k, v in video.items():
+        predictor_args.setdefault(k, v)
+    model = build(hydra_overrides_extra=[f"++model.{k}={v}" for k, v in model_overrides], **kwargs)
+    return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **predictor_args)
+
+
+_PREDICTOR_ARGS = (
+    "fill_hole_area",
+    "non_overlap_masks",
+    "clear_non_cond_mem_around_input",
+    "chunk_size",
+    "store_budget_mb",
+    "max_cond_slots",
+    "mesh",
+    "chunks_in_flight",
+)
+
+
+def build_sam2_video_predictor(
+    config_file: Any = "sam2.1_hiera_t",
+    ckpt_path: str | os.PathLike | None = None,
+    device: Any = None,
+    mode: str = "eval",
+    hydra_overrides_extra: list[str] | tuple = (),
+    apply_postprocessing: bool = True,
+    vos_optimized: bool = False,
+    **kwargs,
+):
+    """Official ``build_sam2_video_predictor``: the model with the video overrides wrapped in a
+    ``SAM2VideoPredictor``.
+
+    Args:
+      config_file, ckpt_path, device, mode, dtype, seed: as ``build_sam2``.
+      hydra_overrides_extra: official overrides; the video predictor's options among them (``model.fill_hole_area``
+        ...) become its constructor arguments.
+      apply_postprocessing: the official video post-processing (dynamic multimask, binarized click masks for
+        memory, ``fill_hole_area=8``).
+      vos_optimized: accepted (see module docstring).
+      **kwargs: ``SAM2VideoPredictor`` options (``chunk_size`` ...) and ``build_sam2`` ones (``dtype``, ``seed``).
+    Returns:
+      ``SAM2VideoPredictor``.
+    """
+
+    def build(**rest):
+        return build_sam2(config_file, ckpt_path, device, mode, apply_postprocessing=apply_postprocessing, **rest)
+
+    return _video_predictor(build, hydra_overrides_extra, apply_postprocessing, vos_optimized, kwargs)
+
+
+def build_sam2_video_predictor_hf(model_id: str, **kwargs):
+    """Official ``build_sam2_video_predictor_hf``: ``build_sam2_video_predictor`` for a Hugging Face model id
+    (``facebook/sam2.1-hiera-tiny`` ...), the weights found by ``sam2_jax.checkpoints.build_sam2_hf``."""
+    from sam2_jax.checkpoints import build_sam2_hf
+
+    overrides = kwargs.pop("hydra_overrides_extra", ())
+    post = kwargs.pop("apply_postprocessing", True)
+    vos = kwargs.pop("vos_optimized", False)
+
+    def build(**rest):
+        return build_sam2_hf(model_id, apply_postprocessing=post, **rest)
+
+    return _video_predictor(build, overrides, post, vos, kwargs)

@@ -61,6 +61,8 @@ def read_image(path: str) -> np.ndarray:
     """An image file as HWC uint8 RGB; CliError naming the file when it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
+    if os.path.isdir(path):
+        raise CliError(f"image {path!r} is a folder, not an image file (a folder of frames is for `sam2-jax video`)")
     if not os.path.isfile(path):
         raise CliError(f"image {path!r} does not exist")
     try:
@@ -153,7 +155,9 @@ def load_model(args) -> tuple[object, dict]:
     try:
         model = build_sam2(config, source.load_path, dtype=args.dtype)
     except ValueError as e:
-        raise CliError(f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {e}") from None
+        raise CliError(
+            f"checkpoint {str(ckpt)!r} does not fit model {config.name}: {_short(e, ckpt, source)}"
+        ) from e  # --debug shows the whole message as the cause
     except ImportError as e:
         raise CliError(
             f"reading {str(ckpt)!r} needs PyTorch ({e}); convert it elsewhere with `sam2-jax convert`"
@@ -167,6 +171,18 @@ def load_model(args) -> tuple[object, dict]:
         "loaded_from": str(source.load_path),
         "random_weights": False,
     }
+
+
+def _short(e: BaseException, ckpt: Path, source) -> str:
+    """A load error about the file the user gave: the cache folder of its conversion is named as such, and a long
+    list of parameter names is cut (``--debug`` shows the whole error)."""
+    text = str(e)
+    if source.load_path != ckpt:
+        text = text.replace(repr(str(source.load_path)), "its cached conversion").replace(
+            str(source.load_path), "its cached conversion"
+        )
+    limit = 300
+    return text if len(text) <= limit else text[:limit].rstrip() + " ... (--debug shows the whole message)"
 
 
 def _progress(iterable, quiet: bool, **kwargs):
@@ -274,6 +290,11 @@ def cmd_auto(args) -> int:
     settings.update(use_m2m=args.use_m2m, multimask_output=not args.single_mask)
     if settings["points_per_side"] < 1 or settings["points_per_batch"] < 1:
         raise CliError("--points-per-side and --points-per-batch must be >= 1")
+    if settings["crop_n_layers"] < 0 or settings["crop_n_points_downscale_factor"] < 1:
+        raise CliError(
+            f"--crop-n-layers must be >= 0 and --crop-n-points-downscale-factor >= 1, got "
+            f"{settings['crop_n_layers']} and {settings['crop_n_points_downscale_factor']}"
+        )
     model, meta = load_model(args)
     try:
         gen = SAM2AutomaticMaskGenerator(model, output_mode="coco_rle", progress=not args.quiet, **settings)
@@ -386,6 +407,7 @@ def check_video_input(args, prompts) -> tuple[int, tuple[int, int], dict, Path]:
     try:
         with VideoSource(args.video, image_size=64, cache_size=1) as src:
             n, hw = src.num_frames, (src.video_height, src.video_width)
+            src.check_frames()  # headers, sizes, truncation: a bad frame fails now, not minutes into tracking
     except ValueError as e:
         raise CliError(f"cannot read video {args.video!r}: {e}") from None
     masks_in = {}
@@ -428,6 +450,7 @@ def cmd_video(args) -> int:
     n, hw, masks_in, overlay_path = check_video_input(args, prompts)
     model, meta = load_model(args)
     predictor = SAM2VideoPredictor(model, tracker_policy=args.tracker)
+    predictor.progress = False  # one bar: the command's own, over both passes
     try:
         state = predictor.init_state(args.video)
     except ValueError as e:
@@ -449,7 +472,8 @@ def cmd_video(args) -> int:
         backward = predictor.propagate_in_video(state, start_frame_idx=start, reverse=True)
         frames = itertools.chain(frames, itertools.islice(backward, 1, None))
         total = n
-    for t, obj_ids, logits in _progress(frames, args.quiet, total=total, desc="frames", unit="frame"):
+    # smoothing=0: the remaining time from the mean rate so far (the first frames pay the compiles)
+    for t, obj_ids, logits in _progress(frames, args.quiet, total=total, desc="frames", unit="frame", smoothing=0):
         masks = {int(o): logits[k, 0] > 0 for k, o in enumerate(obj_ids)}
         label_map = np.zeros(hw, np.uint8)
         for o in sorted(masks, reverse=True):  # lower ids win where objects overlap (as the official VOS writer)

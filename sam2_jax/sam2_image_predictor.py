@@ -3,7 +3,11 @@
 Deviations from the official file:
 - Bad input raises ``ValueError`` naming the value (the official asserts or raises RuntimeError): wrong image
   rank/dtype/channels, ``predict`` before ``set_image``, points without labels or with mismatched counts, a box of the
-  wrong shape, a ``mask_input`` of the wrong size.
+  wrong shape, a ``mask_input`` of the wrong size; and, through ``sam2_jax.utils.validation`` (shared with the video
+  predictor and the CLI), NaN/inf points, boxes or mask inputs, labels other than 0/1 (-1 padding, 2/3 paired box
+  corners), boxes with ``x1 <= x0`` or ``y1 <= y0`` (the official answers those with NaN scores or garbage).
+- Outputs are ``TensorLikeArray`` (``sam2_jax.utils.arrays``): numpy arrays that also answer ``.cpu()``,
+  ``.numpy()``, ``.float()``, ``.detach()``.
 - Images must be uint8 RGB (HWC arrays or PIL images); the official silently treats a float array as already scaled.
 - Hole filling / sprinkle removal (``max_hole_area`` / ``max_sprinkle_area``) runs with our own connected components
   (the official needs its CUDA extension and skips the step on CPU with a warning).
@@ -23,8 +27,10 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.tracker import engine
+from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
+from sam2_jax.utils.validation import check_boxes, check_labels, check_mask, check_points
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,11 @@ class SAM2ImagePredictor:
     def features(self) -> ImageEmbeddings | None:
         """The embeddings of the image(s) set (``image_embed``, ``high_res_feats``), or None."""
         return self._features
+
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the model's params (the official ``predictor.device``)."""
+        return self.model.device
 
     @property
     def transforms(self) -> SAM2Transforms:
@@ -211,7 +222,8 @@ class SAM2ImagePredictor:
             orig_hw=tuple(int(v) for v in self._orig_hw[img_idx]),
             return_logits=bool(return_logits),
         )
-        masks, iou, low_res = np.asarray(masks), np.asarray(iou, np.float32), np.asarray(low_res, np.float32)
+        masks, iou, low_res = (tensor_like(masks), tensor_like(np.asarray(iou, np.float32)),
+                               tensor_like(np.asarray(low_res, np.float32)))  # fmt: skip
         if masks.shape[0] == 1:  # the official squeezes the prompt batch axis of 1
             masks, iou, low_res = masks[0], iou[0], low_res[0]
         return masks, iou, low_res
@@ -224,14 +236,12 @@ class SAM2ImagePredictor:
         if point_coords is not None:
             if point_labels is None:
                 raise ValueError("point_labels must be supplied if point_coords is supplied")
-            pc = np.asarray(point_coords, np.float32)
-            pl = np.asarray(point_labels)
-            if pc.ndim not in (2, 3) or pc.shape[-1] != 2:
+            pc = check_points(point_coords, "point_coords")
+            pl = check_labels(point_labels, "point_labels")
+            if pc.ndim not in (2, 3):
                 raise ValueError(f"point_coords must be (N, 2) or (B, N, 2), got shape {pc.shape}")
             if pl.shape != pc.shape[:-1]:
                 raise ValueError(f"point_labels shape {pl.shape} does not match point_coords {pc.shape[:-1]}")
-            if not np.all(np.isfinite(pc)):
-                raise ValueError("point_coords contain NaN or inf")
             if pc.ndim == 2:
                 pc, pl = pc[None], pl[None]
             coords = self._transforms.transform_coords(pc, normalize=normalize_coords, orig_hw=orig_hw)
@@ -239,8 +249,8 @@ class SAM2ImagePredictor:
         elif point_labels is not None:
             raise ValueError("point_labels given without point_coords")
         if box is not None:
-            b = np.asarray(box, np.float32)
-            if b.shape[-1] != 4 or b.ndim not in (1, 2):
+            b = check_boxes(box, "box")
+            if b.ndim not in (1, 2):
                 raise ValueError(f"box must be (4,) or (B, 4) in XYXY, got shape {b.shape}")
             box_coords = self._transforms.transform_boxes(
                 b.reshape(-1, 4), normalize=normalize_coords, orig_hw=orig_hw
@@ -254,7 +264,7 @@ class SAM2ImagePredictor:
             else:
                 coords, labels = box_coords, box_labels
         if mask_logits is not None:
-            m = np.asarray(mask_logits, np.float32)
+            m = check_mask(mask_logits, "mask_input")
             if m.ndim == 3:
                 m = m[None]
             r = self.model.image_size // 4  # the low-res logits' side (256 at the official 1024)

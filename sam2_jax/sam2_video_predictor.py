@@ -17,7 +17,13 @@ Deviations from the official predictor:
   conditioning frame.
 - Objects are tracked together in one batched step sharing each frame's image features (the official loops over
   objects); new objects can be added at any time, as in sam2 1.1.0.
-- Bad input raises ``ValueError`` naming it and leaves the state usable.
+- Bad input raises ``ValueError`` naming it and leaves the state unchanged (``sam2_jax.utils.validation``, shared
+  with the image predictor and the CLI: NaN/inf clicks, boxes and masks, unknown labels, empty or swapped boxes,
+  non-int ``obj_id`` (the official takes any hashable id), non-int frame indices). ``init_state`` checks every
+  frame's header, size and file ending (or a video file's packet index) and names a bad frame at once.
+- Mask outputs are ``TensorLikeArray`` (numpy with ``.cpu()``, ``.numpy()``, ``.float()``, ``.detach()``), so the
+  official notebook's ``(out_mask_logits[i] > 0.0).cpu().numpy()`` runs; ``propagate_in_video`` shows a tqdm bar
+  (``progress = False`` hides it).
 - ``propagate_in_video`` also runs on a live source (an iterator of frames): it tracks each frame as it arrives
   (not in the official API). Its length is unknown, so object pointers are encoded as in a video of at least
   ``max_obj_ptrs_in_encoder`` frames (the official scales them by ``min(num_frames, 16) - 1``).
@@ -31,6 +37,7 @@ Deviations from the official predictor:
 """
 
 import functools
+import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -39,34 +46,34 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model, build_sam2
+from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
+from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.interpolate import interpolate
+from sam2_jax.utils.progress import with_progress
+from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
 from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
+logger = logging.getLogger(__name__)
 
-def build_sam2_video_predictor(
-    config_file: Any = "sam2.1_hiera_t",
-    ckpt_path=None,
-    device=None,
-    mode="eval",
-    hydra_overrides_extra=(),
-    apply_postprocessing=True,
-    **kwargs,
-):
-    """Official ``build_sam2_video_predictor``: the model with the video overrides (binarized click masks for
-    memory, ``fill_hole_area=8``) wrapped in a ``SAM2VideoPredictor``."""
-    del device, mode, hydra_overrides_extra
-    model = build_sam2(config_file, ckpt_path, dtype=kwargs.pop("dtype", None))
-    return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **kwargs)
+
+def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
+    """Official ``build_sam2_video_predictor`` (``sam2_jax.build_sam.build_sam2_video_predictor``: every official
+    argument, ``apply_postprocessing``, ``hydra_overrides_extra`` and ``vos_optimized`` included)."""
+    from sam2_jax import build_sam
+
+    return build_sam.build_sam2_video_predictor(config_file, ckpt_path, **kwargs)
 
 
 class SAM2VideoPredictor:
     """Prompts (clicks, boxes, masks) on any frames, propagation through the video, corrections, several objects."""
+
+    # tqdm bars on stderr in init_state (frame check) and propagate_in_video, as the official; False: none.
+    progress: bool = True
 
     def __init__(
         self,
@@ -138,6 +145,19 @@ class SAM2VideoPredictor:
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
+    @classmethod
+    def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2VideoPredictor":
+        """Official ``from_pretrained``: ``build_sam2_video_predictor_hf(model_id, **kwargs)`` (a Hugging Face id such
+        as ``facebook/sam2.1-hiera-tiny``; the weights come from ``sam2_jax.checkpoints``)."""
+        from sam2_jax.build_sam import build_sam2_video_predictor_hf
+
+        return build_sam2_video_predictor_hf(model_id, **kwargs)
+
+    @property
+    def device(self) -> jax.Device:
+        """The device holding the model's params (the official ``predictor.device``)."""
+        return self.model.device
+
     # --- state ------------------------------------------------------------------------------------------------
     def init_state(
         self,
@@ -158,6 +178,12 @@ class SAM2VideoPredictor:
         )
         if images.num_frames is not None and images.num_frames == 0:
             raise ValueError(f"video {video_path!r} has no frames")
+        try:
+            unchecked = images.check_frames(progress=self.progress)
+        except ValueError:
+            images.close()
+            raise
+        logger.info("init_state: %s frames checked; not checked before tracking: %s", images.num_frames, unchecked)
         state = InferenceState(
             images=images,
             num_frames=images.num_frames,
@@ -166,6 +192,7 @@ class SAM2VideoPredictor:
             store=OutputStore(self.store_budget_bytes),
             offload_video_to_cpu=offload_video_to_cpu,
             offload_state_to_cpu=offload_state_to_cpu,
+            device=self.device,
         )
         self._get_image_feature(state, 0)
         return state
@@ -182,12 +209,7 @@ class SAM2VideoPredictor:
         return s.num_frames if s.num_frames is not None else 2**31 - 1
 
     def _check_frame(self, s: InferenceState, frame_idx) -> int:
-        if not isinstance(frame_idx, int | np.integer):
-            raise ValueError(f"frame_idx must be an int, got {frame_idx!r}")
-        n = s.num_frames
-        if frame_idx < 0 or (n is not None and frame_idx >= n):
-            raise ValueError(f"frame_idx {frame_idx} is outside the video (num_frames={n})")
-        return int(frame_idx)
+        return check_frame_idx(frame_idx, s.num_frames)
 
     def _obj_id_to_idx(self, s: InferenceState, obj_id, create: bool = True) -> int:
         idx = s.obj_id_to_idx.get(obj_id)
@@ -221,6 +243,7 @@ class SAM2VideoPredictor:
         masks of every object on that frame as logits (O, 1, H, W) at video resolution."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
+        check_obj_id(obj_id)
         pts, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
         obj_idx = self._obj_id_to_idx(s, obj_id)
         point_inputs_per_frame = s.point_inputs_per_obj[obj_idx]
@@ -243,8 +266,8 @@ class SAM2VideoPredictor:
             raise ValueError("points and labels must be provided together")
         if points is None and box is None:
             raise ValueError("at least one of points or box must be provided as input")
-        pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32)
-        lab = np.zeros((0,), np.int32) if labels is None else np.asarray(labels)
+        pts = np.zeros((0, 2), np.float32) if points is None else check_points(points, "points")
+        lab = np.zeros((0,), np.int32) if labels is None else check_labels(labels, "labels")
         if pts.ndim == 2:
             pts = pts[None]
         if lab.ndim == 1:
@@ -253,8 +276,6 @@ class SAM2VideoPredictor:
             raise ValueError(f"points must be (N, 2), got shape {np.shape(points)}")
         if lab.shape != pts.shape[:2]:
             raise ValueError(f"labels shape {np.shape(labels)} does not match {pts.shape[1]} points")
-        if not np.all(np.isin(lab, (0, 1, 2, 3, -1))):
-            raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {np.unique(lab).tolist()}")
         H, W = s.video_height, s.video_width
         if box is not None:
             if not clear_old_points:
@@ -262,7 +283,7 @@ class SAM2VideoPredictor:
                     "cannot add box without clearing old points, since box prompt must be provided "
                     "before any point prompt (please use clear_old_points=True instead)"
                 )
-            b = np.asarray(box, np.float32)
+            b = check_boxes(box, "box")
             if b.size != 4:
                 raise ValueError(f"box must be [x0, y0, x1, y1], got shape {b.shape}")
             pts = np.concatenate([b.reshape(1, 2, 2), pts], axis=1)
@@ -281,7 +302,10 @@ class SAM2VideoPredictor:
         """A binary mask (H, W) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks)."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
+        check_obj_id(obj_id)
         m = np.asarray(mask)
+        if m.dtype != bool:
+            check_mask(m, "mask")
         if m.ndim != 2:
             raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
         if m.shape != (s.video_height, s.video_width) and m.shape != (self.image_size, self.image_size):
@@ -328,7 +352,7 @@ class SAM2VideoPredictor:
         temp[frame_idx] = FrameOutput(
             np.asarray(out.pred_masks), np.asarray(out.obj_ptr), np.asarray(out.object_score_logits)
         )
-        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), tensor_like(self._consolidated_video_res(s, frame_idx))
 
     def clear_all_prompts_in_frame(self, inference_state: InferenceState, frame_idx, obj_id, need_output=True):
         """Remove the prompts of ``obj_id`` on ``frame_idx`` (its output there becomes a tracked one)."""
@@ -347,7 +371,7 @@ class SAM2VideoPredictor:
             s.frames_tracked_per_obj[obj_idx].pop(frame_idx, None)
         if not need_output:
             return None
-        return frame_idx, list(s.obj_ids), self._consolidated_video_res(s, frame_idx)
+        return frame_idx, list(s.obj_ids), tensor_like(self._consolidated_video_res(s, frame_idx))
 
     def remove_object(self, inference_state: InferenceState, obj_id, strict=False, need_output=True):
         """Remove ``obj_id`` (a ``ValueError`` for an unknown id when ``strict``); returns (obj_ids, updated
@@ -366,7 +390,7 @@ class SAM2VideoPredictor:
         for f in frames:
             self.clear_all_prompts_in_frame(s, f, obj_id, need_output=False)
         s.keep_objects([i for i in range(s.num_objects) if i != old])
-        updated = [(f, self._consolidated_video_res(s, f)) for f in sorted(frames)] if need_output else []
+        updated = [(f, tensor_like(self._consolidated_video_res(s, f))) for f in sorted(frames)] if need_output else []
         return list(s.obj_ids), updated
 
     # --- propagation ------------------------------------------------------------------------------------------
@@ -400,7 +424,8 @@ class SAM2VideoPredictor:
     def propagate_in_video(
         self, inference_state: InferenceState, start_frame_idx=None, max_frame_num_to_track=None, reverse=False
     ) -> Iterator[tuple[int, list, np.ndarray]]:
-        """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits).
+        """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits), each frame
+        as soon as its chunk is computed, with a tqdm bar as the official (``progress = False`` turns it off).
 
         On a live source (an iterator of frames, ``num_frames`` unknown) it tracks forward frame by frame as the
         frames arrive, until the source ends: a frame in, the masks of every object out.
@@ -414,6 +439,11 @@ class SAM2VideoPredictor:
         if live and reverse:
             raise ValueError("reverse propagation needs a video of known length, not a live source")
         order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
+        frames = self._propagate(s, order, reverse, live)
+        yield from with_progress(frames, None if live else len(order), "propagate in video", self.progress)
+
+    def _propagate(self, s: InferenceState, order: range, reverse: bool, live: bool):
+        """The frames of ``order`` tracked chunk by chunk (``propagate_in_video`` after its checks)."""
         obj_ids = list(s.obj_ids)
         objs = list(range(len(obj_ids)))
         if len(order) == 0:
@@ -543,6 +573,10 @@ class SAM2VideoPredictor:
         start_frame_idx = self._check_frame(s, start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = self._num_frames(s)
+        elif isinstance(max_frame_num_to_track, bool) or not isinstance(max_frame_num_to_track, int | np.integer):
+            raise ValueError(f"max_frame_num_to_track must be an int or None, got {max_frame_num_to_track!r}")
+        elif max_frame_num_to_track < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
             return range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
@@ -588,7 +622,7 @@ class SAM2VideoPredictor:
                     float(host.kf_score[j, o]),
                 )  # fmt: skip
                 s.store.put(o, t, out)
-            yield t, obj_ids, video[j, : len(objs)]
+            yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])
 
     # --- streaming --------------------------------------------------------------------------------------------
@@ -640,7 +674,7 @@ class SAM2VideoPredictor:
         s.stream_next = t + 1
         objs = list(range(s.num_objects))
         if not objs:
-            return t, [], np.zeros((0, 1, s.video_height, s.video_width), np.float32)
+            return t, [], tensor_like(np.zeros((0, 1, s.video_height, s.video_width), np.float32))
         tstate = s.stream_tstate
         if tstate is None:  # first call, or prompts/objects changed since the last one
             self.propagate_in_video_preflight(s)

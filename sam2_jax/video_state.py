@@ -5,7 +5,8 @@ Ports the bookkeeping half of ``sam2/sam2_video_predictor.py`` (``init_state`` b
 - ``InferenceState`` is a dataclass with one typed field per entry the predictor keeps; it also answers
   ``state["key"]``, ``key in state``, ``state.get(key)`` and ``state.keys()`` for the official keys our predictor
   keeps (``num_frames``, ``video_height``, ``obj_ids``, ``output_dict_per_obj``, ...), so official scripts run
-  unchanged. Official entries with no use here (``device``, ``constants``, ``tracking_has_started``, ...) are absent.
+  unchanged. ``device`` is the JAX device of the model's params. Official entries with no use here (``constants``,
+  ``tracking_has_started``, ...) are absent.
 - ``output_dict_per_obj`` lives in an ``OutputStore``, which counts the bytes of the stored outputs and drops the
   non-conditioning outputs farthest from the current frame beyond its budget; a dropped output that a later frame
   needs as memory is recomputed through a callback (the predictor re-tracks it). The official keeps every output.
@@ -180,6 +181,7 @@ class InferenceState(collections.abc.Mapping):
     store: OutputStore  # output_dict_per_obj within the budget
     offload_video_to_cpu: bool = False
     offload_state_to_cpu: bool = False
+    device: Any = None  # the model's jax.Device (the official torch device)
     obj_id_to_idx: OrderedDict[Any, int] = dataclasses.field(default_factory=OrderedDict)
     obj_idx_to_id: OrderedDict[int, Any] = dataclasses.field(default_factory=OrderedDict)
     obj_ids: list = dataclasses.field(default_factory=list)

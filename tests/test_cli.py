@@ -266,6 +266,7 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
         (wrong_pt, ["wrong.pt", "does not fit model sam2.1_hiera_t"]),
         (wrong_dir, ["wrong_orbax", "does not fit model sam2.1_hiera_t"]),
         (junk, ["junk.pt"]),
+        (photo.parent, ["images", "is not an orbax params folder (it has no _METADATA file)"]),
         (tmp_path / "absent.pt", ["absent.pt", "does not exist"]),
     ]:
         rc, _, err = run(["image", photo, "--point", "5,5", "--checkpoint", ckpt, "--quiet"], capsys)
@@ -290,6 +291,14 @@ def test_checkpoint_errors_and_convert(tmp_path, capsys):
     assert_one_line_error(rc, err, "sam2.1_hiera_tiny.pt", "does not convert")
     rc, _, err = run(["convert", tmp_path / "absent.pt"], capsys)
     assert_one_line_error(rc, err, "absent.pt")
+    # The same file name cut in half (mtime kept): never served from the cached conversion of the whole file.
+    data, stat = pt.read_bytes(), pt.stat()
+    pt.write_bytes(data[: len(data) // 2])
+    os.utime(pt, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = tmp_path / "from_truncated"
+    rc, _, err = run(["image", photo, "--point", "5,5", "--checkpoint", pt, "--quiet", "--out", out], capsys)
+    assert_one_line_error(rc, err, "sam2.1_hiera_tiny.pt")
+    assert not (out / "scores.json").exists() and cached_conversion(pt) is None
 
 
 def _sam2_jax_script():

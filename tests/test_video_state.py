@@ -154,6 +154,7 @@ def test_inference_state_answers_the_official_keys():
         "cached_features",
         "offload_video_to_cpu",
         "offload_state_to_cpu",
+        "device",
     ]
     for key in official:
         assert key in s and key in s.keys()
@@ -163,9 +164,10 @@ def test_inference_state_answers_the_official_keys():
     assert s["output_dict_per_obj"][1][COND][2] is s.store.cond(1)[2]
     assert s["temp_output_dict_per_obj"][0] == {COND: {}, NON_COND: {}}
     assert s["store_bytes"] == UNIT and s["stream_tstate"] is None
-    assert "device" not in s and s.get("device", "absent") == "absent"
-    with pytest.raises(KeyError, match="'device' is not an inference-state entry"):
-        s["device"]
+    assert "device" in s and s["device"] is None  # the predictor's init_state sets the model's jax.Device
+    assert "constants" not in s and s.get("constants", "absent") == "absent"
+    with pytest.raises(KeyError, match="'constants' is not an inference-state entry"):
+        s["constants"]
     s["num_frames"] = 5  # as the official code sets it
     assert s.num_frames == 5
     with pytest.raises(KeyError, match="cannot be set"):

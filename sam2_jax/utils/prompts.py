@@ -1,8 +1,9 @@
-"""Command-line prompt arguments: ``--point x,y[,label]`` and ``--box x0,y0,x1,y1`` (``sam2-jax`` and the demo)."""
+"""Command-line prompt arguments: ``--point x,y[,label]`` and ``--box x0,y0,x1,y1`` (``sam2-jax`` and the demo),
+checked by the shared validation layer (``sam2_jax.utils.validation``) that the predictors use."""
 
 import argparse
 
-import numpy as np
+from sam2_jax.utils.validation import check_boxes, check_points
 
 
 def parse_point(s: str) -> tuple[float, float, int]:
@@ -25,8 +26,10 @@ def parse_point(s: str) -> tuple[float, float, int]:
         raise argparse.ArgumentTypeError(f"--point wants x,y or x,y,label, got {s!r}") from None
     if lab not in (0, 1):
         raise argparse.ArgumentTypeError(f"point label must be 1 (positive) or 0 (negative), got {lab} in {s!r}")
-    if not (np.isfinite(x) and np.isfinite(y)):
-        raise argparse.ArgumentTypeError(f"--point coordinates must be finite, got {s!r}")
+    try:
+        check_points([x, y], "--point")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return x, y, lab
 
 
@@ -46,6 +49,8 @@ def parse_box(s: str) -> tuple[float, float, float, float]:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1, got {s!r}") from None
-    if not (box[0] < box[2] and box[1] < box[3]):
-        raise argparse.ArgumentTypeError(f"--box wants x0 < x1 and y0 < y1, got {s!r}")
+    try:
+        check_boxes(box, "--box")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return box

@@ -44,6 +44,7 @@ import io
 import itertools
 import operator
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -55,6 +56,9 @@ from PIL import Image
 IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+# The last bytes of a complete file of each format (a truncated frame lacks them).
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 
 # Decoding forward beats a seek while the target's keyframe is fewer than this many frames past the decoder.
 _SEEK_GAP = 8
@@ -136,6 +140,37 @@ class _FolderReader:
     def describe(self, index: int) -> str:
         return f"frame {index} ({self.paths[index]})"
 
+    def check(self, progress: bool = False) -> str:
+        """Every frame's header and file ending, without decoding: an unreadable header, a frame of another size
+        than frame 0, or a file cut short (no JPEG end-of-image marker / PNG ``IEND`` in its last KiB) raises
+        ``ValueError`` naming the frame. Returns what could not be checked this way."""
+        first = None
+        paths = self.paths
+        if progress:
+            from tqdm import tqdm
+
+            paths = tqdm(paths, desc="frame check (headers)", file=sys.stderr)
+        for i, path in enumerate(paths):
+            try:
+                with Image.open(path) as img:
+                    size, fmt = img.size, img.format
+            except (OSError, SyntaxError, ValueError) as e:
+                raise ValueError(f"cannot read {self.describe(i)}: {e}") from e
+            if first is None:
+                first = size
+            elif size != first:
+                raise ValueError(
+                    f"{self.describe(i)} is {size[0]}x{size[1]} but frame 0 is {first[0]}x{first[1]}: all frames "
+                    "of a video must have one size"
+                )
+            end = _END_MARKERS.get(fmt)
+            if end is not None:
+                with open(path, "rb") as f:
+                    f.seek(max(os.path.getsize(path) - 1024, 0))
+                    if end not in f.read():
+                        raise ValueError(f"{self.describe(i)} is cut short: its {fmt} end marker is missing")
+        return "pixel data (decoded when a frame is first used)"
+
     def read(self, index: int) -> Image.Image:
         try:
             with Image.open(self.paths[index]) as img:
@@ -165,6 +200,19 @@ class _ArrayReader:
     def describe(self, index: int) -> str:
         return f"frame {index}"
 
+    def check(self, progress: bool = False) -> str:
+        """Every frame's shape and dtype against frame 0 (cheap: no copy); raises ``ValueError`` naming a frame."""
+        del progress
+        first = _check_frame_array(self.frames[0], "frame 0").shape
+        for i in range(1, len(self.frames)):
+            shape = _check_frame_array(self.frames[i], f"frame {i}").shape
+            if shape != first:
+                raise ValueError(
+                    f"frame {i} is {shape[1]}x{shape[0]} but frame 0 is {first[1]}x{first[0]}: all frames of a "
+                    "video must have one size"
+                )
+        return "nothing"
+
     def read(self, index: int) -> np.ndarray:
         return _check_frame_array(self.frames[index], f"frame {index}")
 
@@ -183,6 +231,10 @@ class _IteratorReader:
 
     def describe(self, index: int) -> str:
         return f"frame {index} of the live source"
+
+    def check(self, progress: bool = False) -> str:
+        del progress
+        return "every frame (a live source's frames are checked as they arrive)"
 
     def read(self, index: int) -> np.ndarray:
         while index >= self.num_pulled:
@@ -274,18 +326,27 @@ class _VideoFileReader:
         self._name = repr(video) if isinstance(video, str) else f"<{len(video)} bytes of video>"
         self._container = None
         container, stream = self._open()
+        listed = stream.frames  # the container's own count (0 when it has none)
         try:
-            pts, key_pts = [], []
+            pts, key_pts, end = [], [], 0
             for packet in container.demux(stream):
                 if packet.size == 0:  # the demuxer's end-of-stream flush packet
                     continue
                 pts.append(packet.pts)
+                end = max(end, (packet.pos or 0) + packet.size)
                 if packet.is_keyframe:
                     key_pts.append(packet.pts)
         finally:
             container.close()
         if not pts:
             raise ValueError(f"the video {self._name} has no frames")
+        size = len(video) if isinstance(video, bytes) else os.path.getsize(video)
+        if listed > len(pts) and end >= size:
+            # The index lists frames whose data would lie past the end of the file: it was cut short.
+            raise ValueError(
+                f"the video {self._name} is truncated: its index lists {listed} frames but the file ends after "
+                f"{len(pts)} of them"
+            )
         self.num_frames: int | None = len(pts)
         # Packets come in decode order; frames leave the decoder in presentation (timestamp) order.
         self._index_of: dict[int, int] | None = None
@@ -312,6 +373,11 @@ class _VideoFileReader:
 
     def describe(self, index: int) -> str:
         return f"frame {index} of video {self._name}"
+
+    def check(self, progress: bool = False) -> str:
+        """Checked when opened (the packet index against the container's frame count)."""
+        del progress
+        return "pixel data (decoded when a frame is first used)"
 
     def _indexed(self, frames: Iterator, first: int | None) -> Iterator[tuple[int, Any]]:
         """(index, frame) pairs; by timestamp, or by counting from ``first`` when timestamps are unknown."""
@@ -578,6 +644,17 @@ class VideoSource:
         if async_loading_frames:
             self._store.thread = threading.Thread(target=self._store.work, name="VideoSource-prefetch", daemon=True)
             self._store.thread.start()
+
+    def check_frames(self, progress: bool = False) -> str:
+        """What can be checked of every frame without decoding it: a folder's frame headers, sizes and file endings;
+        an array's frame shapes (a video file's packet index against its container's frame count is checked when
+        it is opened). Raises ``ValueError`` naming the first bad frame.
+
+        Returns:
+          What was not checked (decoded when a frame is first used).
+        """
+        with self._store.read_lock:
+            return self._store.reader.check(progress)
 
     @property
     def num_frames(self) -> int | None:
