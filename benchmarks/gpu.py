@@ -21,7 +21,8 @@ official are compared by IoU (every frame and object of the largest object count
 
     python benchmarks/gpu.py --frames-dir ../shared/data/videos/bedroom --frames 64 --objects 1,3,8
 
-Needs a CUDA GPU with torch, JAX (CUDA) and the official sam2 package (see ``scripts/gpu_bench.sh``).
+Needs a CUDA GPU with torch, JAX (CUDA) and the official sam2 package. Batched videos (several per step) are
+measured by ``benchmarks/videos_per_step.py``, which runs unchanged on a GPU: run it in the same device call.
 """
 
 import argparse

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import environment_summary, time_interleaved  # noqa: E402
+from benchmarks.common import environment_summary, matmul_peaks, print_matmul_peaks, time_interleaved  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,10 +77,12 @@ def main(argv=None) -> None:
     from sam2_jax.utils.compile_cache import CompileCounter
 
     print(environment_summary())
+    print_matmul_peaks(matmul_peaks(torch_too=False))  # the CPU's same-run peaks, to read the seconds against
     cfg = get_config(args.model)
     cfg.model.image_size = args.image_size
     model = build_sam2(cfg, None, seed=0, dtype=jnp.dtype(args.dtype))
     pred = SAM2VideoPredictor(model, chunk_size=args.chunk, fill_hole_area=0)
+    pred.progress = False
     videos = make_videos(args.videos, args.frames, args.objects)
     first = {}
     for name, fn in (("one at a time", one_at_a_time), ("together", together)):
