@@ -18,16 +18,7 @@ same tensors by construction), with the renames spelled out below. ``Sam2Model``
 
 import re
 
-from convert_weights.mapping import (
-    base_modules,
-    mask_decoder_modules,
-    memory_attention_modules,
-    memory_encoder_modules,
-    neck_modules,
-    param_table,
-    prompt_encoder_modules,
-    trunk_modules,
-)
+from convert_weights.mapping import model_modules, param_table
 
 HFEntry = tuple[str, tuple[str, ...]]
 
@@ -98,17 +89,7 @@ DOWNSAMPLER = "memory_encoder.mask_downsampler.encoder."
 
 def official_modules(config) -> list[str]:
     """Every official module (or raw parameter) name of the config, in ``convert_weights.mapping`` order."""
-    m = config.model
-    return [
-        name
-        for name, _ in trunk_modules(m.image_encoder.trunk)
-        + neck_modules(m.image_encoder.neck)
-        + memory_attention_modules(m.memory_attention)
-        + memory_encoder_modules(m.memory_encoder)
-        + prompt_encoder_modules()
-        + mask_decoder_modules(m)
-        + base_modules(m)
-    ]
+    return [name for name, _ in model_modules(config)]
 
 
 def module_renames(modules: list[str]) -> dict[str, str]:

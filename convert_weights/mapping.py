@@ -209,10 +209,10 @@ def base_modules(model) -> list[tuple[str, str]]:
     return mods
 
 
-def param_table(config) -> list[Entry]:
-    """The full table for a model config (``configs/*.py``'s ``get_config()``)."""
+def model_modules(config) -> list:
+    """Every official module (or raw parameter) of a model config with its kind, in table order."""
     m = config.model
-    return _table(
+    return (
         trunk_modules(m.image_encoder.trunk)
         + neck_modules(m.image_encoder.neck)
         + memory_attention_modules(m.memory_attention)
@@ -221,6 +221,11 @@ def param_table(config) -> list[Entry]:
         + mask_decoder_modules(m)
         + base_modules(m)
     )
+
+
+def param_table(config) -> list[Entry]:
+    """The full table for a model config (``configs/*.py``'s ``get_config()``)."""
+    return _table(model_modules(config))
 
 
 def component_table(entries: list[Entry], torch_prefix: str) -> list[Entry]:
