@@ -495,7 +495,8 @@ class SAM2VideoPredictor:
           reverse: the direction, for every video.
         Yields:
           ``(video_index, frame_idx, obj_ids, masks (O, 1, H, W) logits)``: for each chunk, every video's frames in
-          order (a video's frames come in order; videos interleave chunk by chunk).
+          order (a video's frames come in order; videos interleave chunk by chunk), with a tqdm bar over all of
+          them (``progress = False`` turns it off).
         """
         states = list(inference_states)
         V = len(states)
@@ -508,7 +509,12 @@ class SAM2VideoPredictor:
             s.stream_tstate = None
             self.propagate_in_video_preflight(s)
             orders.append(self._propagation_order(s, a, m, reverse))
-        batch = [v for v in range(V) if len(orders[v])]
+        frames = self._propagate_videos(states, orders, reverse)
+        yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
+
+    def _propagate_videos(self, states: list[InferenceState], orders: list[range], reverse: bool):
+        """Every video's ``orders`` tracked in lockstep, chunk by chunk (``propagate_in_videos`` after its checks)."""
+        batch = [v for v in range(len(states)) if len(orders[v])]
         if not batch:
             return
         O = object_bucket(max(states[v].num_objects for v in batch))
