@@ -219,7 +219,10 @@ def video_predictors(cfg: RunConfig, videos) -> list:
 
     groups = parallel.device_groups(cfg.devices_per_video, len(videos) if hasattr(videos, "__len__") else None)
     log.info("videos spread over %d device groups: %s", len(groups), [[d.id for d in g] for g in groups])
-    return parallel.group_predictors(build_model(cfg), groups)
+    predictors = parallel.group_predictors(build_model(cfg), groups)
+    for p in predictors:
+        p.progress = False  # the run's bar counts videos; one bar per tracked segment would bury it
+    return predictors
 
 
 def run(cfg: RunConfig):
