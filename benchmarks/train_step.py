@@ -83,6 +83,7 @@ def ours(args):
     from sam2_jax.reference.image import converted_params
     from sam2_jax.training import optimizer as opt_lib
     from sam2_jax.training import sam2_train as st
+    from sam2_jax.utils.config import freeze_config
 
     cfg = train_config(args.model)
     cfg.model.image_size = args.image_size
@@ -92,10 +93,8 @@ def ours(args):
     init_cfg = ml_collections.ConfigDict(cfg)
     init_cfg.model.image_size = 256
     model = build_sam2(init_cfg, None)
-    module = st.training_module(
-        st.SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=model.module.dtype)
-    )
-    fc = ml_collections.FrozenConfigDict(cfg)
+    module = st.training_module(st.SAM2Base(config=freeze_config(cfg.model), dtype=model.module.dtype))
+    fc = freeze_config(cfg)
     # The memory-only child process keeps PyTorch out (the official weights only matter for the loss printed).
     params = model.params if args.only else jax.tree.map(jax.numpy.asarray, converted_params(args.model))
     tx = opt_lib.make_optimizer(params, cfg, 1000)

@@ -52,6 +52,7 @@ from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
 from sam2_jax.utils.arrays import tensor_like
+from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.progress import with_progress
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
@@ -112,7 +113,7 @@ class SAM2VideoPredictor:
             cfg.binarize_mask_from_pts_for_mem_enc = video.binarize_mask_from_pts_for_mem_enc
         if cfg.memory_temporal_stride_for_eval != 1:
             raise ValueError("memory_temporal_stride_for_eval must be 1 for the tracker")
-        self.module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg), dtype=sam_model.module.dtype)
+        self.module = SAM2Base(config=freeze_config(cfg), dtype=sam_model.module.dtype)
         self.policy = get_policy(tracker_policy, sam_model.config.get("tracker"))
         self.params = sam_model.params
         self.model = sam_model

@@ -18,7 +18,6 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -26,6 +25,7 @@ from configs import get_config
 from sam2_jax.tracker import engine, kalman
 from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
 from sam2_jax.tracker.state import empty_state
+from sam2_jax.utils.config import freeze_config
 from tests.reference import DATA, GOLDEN, converted_params, requires_data
 
 NAME = "sam2.1_hiera_t"
@@ -268,7 +268,7 @@ def _ours(image_size: int):
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
     return SAM2Model(
-        SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model)),
+        SAM2Base(config=freeze_config(cfg.model)),
         jax.tree.map(jnp.asarray, converted_params(NAME)),
         cfg,
     )
