@@ -30,7 +30,7 @@ from configs import get_config
 from sam2_jax.checkpoints import HF_MODEL_IDS, hub_checkpoint, init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.utils.compile_cache import enable_compilation_cache
-from sam2_jax.utils.config import freeze_config
+from sam2_jax.utils.config import copy_config, freeze_config
 from sam2_jax.utils.overrides import apply_overrides, parse_overrides, split_video_overrides
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,10 @@ class SAM2Model:
 
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:
-    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``."""
+    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``.
+    A given config is deep-copied: the builders' overrides never change the caller's."""
     if isinstance(config, ml_collections.ConfigDict | ml_collections.FrozenConfigDict):
-        return ml_collections.ConfigDict(config)
+        return copy_config(config)
     if not isinstance(config, str | os.PathLike):
         raise ValueError(f"config must be a name, a path or a ConfigDict, got {type(config).__name__}")
     name = str(config)

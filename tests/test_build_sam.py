@@ -41,3 +41,15 @@ def test_a_config_mutated_after_building_does_not_alias_the_first_model():
     assert (hash(first.module), first.module.config.image_encoder.trunk.drop_path_rate) == before
     assert second.module.config.image_encoder.trunk.drop_path_rate == 0.5
     assert first.module != second.module and hash(first.module) != hash(second.module)
+
+
+def test_build_sam2_leaves_the_callers_config_alone():
+    """``ml_collections.ConfigDict(cfg)`` is a shallow copy: the builder's overrides used to reach into the caller's
+    nested dicts. ``build_sam2`` deep-copies now."""
+    from sam2_jax.build_sam import build_sam2
+
+    cfg = get_config("sam2.1_hiera_t")
+    cfg.model.image_size = 64
+    model = build_sam2(cfg, None, hydra_overrides_extra=["++model.image_encoder.trunk.drop_path_rate=0.3"])
+    assert model.config.model.image_encoder.trunk.drop_path_rate == 0.3
+    assert cfg.model.image_encoder.trunk.drop_path_rate == 0.0
