@@ -50,7 +50,7 @@ from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
-from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
+from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_clicks, pad_objects, stack_states
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
@@ -144,6 +144,7 @@ class SAM2VideoPredictor:
             engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy
         )
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
+        self._max_pt = int(self.module.config.multimask_max_pt_num)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
     @classmethod
@@ -337,7 +338,10 @@ class SAM2VideoPredictor:
                 prev = jax.device_put(np.clip(prev_out.pred_masks, -32.0, 32.0))
         feats = self._get_image_feature(s, frame_idx)
         tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
-        pc, pl = (None, None) if points is None else jax.device_put((points[0], points[1]))
+        pc = pl = None
+        if points is not None:
+            # Clicks pad to a bucket (masked slots), so the next click on this frame reuses the compiled step.
+            pc, pl = jax.device_put(pad_clicks(np.asarray(points[0]), np.asarray(points[1]), self._max_pt))
         out = self._interact_fn(
             self.params,
             tstate,

@@ -37,7 +37,7 @@ from sam2_jax.modeling.layers import Conv2d, Linear
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
 from sam2_jax.modeling.sam.mask_decoder import MaskDecoder
-from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder
+from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder, sparse_prompt_mask
 from sam2_jax.modeling.sam.transformer import TwoWayTransformer
 from sam2_jax.modeling.sam2_utils import MLP
 from sam2_jax.utils.interpolate import interpolate
@@ -242,13 +242,16 @@ class SAM2Base(nn.Module):
 
         Args:
           image_embed: (B or 1, h, w, C); high_res_feats: projected stride-4/8 features or None.
-          point_coords: (B, N, 2) in model input pixels; point_labels: (B, N) int; or both None.
+          point_coords: (B, N, 2) in model input pixels; point_labels: (B, N) int (``ABSENT_LABEL`` for empty
+            slots of a click bucket); or both None.
           mask_input: (B, 256, 256, 1) low-res logits or None.
         Returns:
           ``DecoderOutput``.
         """
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        # Click slots labelled ABSENT_LABEL (a click bucket's padding) are masked out of the decoder's attention.
+        present = None if point_labels is None else sparse_prompt_mask(point_labels, pad=True)
         out = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
@@ -257,6 +260,7 @@ class SAM2Base(nn.Module):
             multimask_output=multimask_output,
             repeat_image=repeat_image,
             high_res_features=high_res_feats,
+            sparse_prompt_mask=present,
         )
         return DecoderOutput(*out)
 
