@@ -446,3 +446,170 @@ def test_sam3_selection_stream_rebuild_and_correction(tmp_path: pathlib.Path):
         assert ft == t and np.isfinite(m).all()
     # frame 12 sees the correction as a conditioning frame, so 11 is no ring entry: its slot holds frame 12's place
     assert 11 not in _selected(pred.tracker_state(stream, [0], 13, False), 13, policy)[0]
+
+
+# --- SAM2Long -------------------------------------------------------------------------------------------------------
+# Reference: github Mark12Ding/SAM2Long @7193b77 (CC-BY-NC; read and run as a reference, not copied into sam2_jax):
+# sam2/sam2_video_predictor.py ``_run_single_frame_inference`` (the pathway step), sam2/modeling/sam2_base.py
+# ``_prepare_memory_conditioned_features`` (valid_indices, object_frame_score, object_ptr_score) and
+# sam2/modeling/memory_attention.py ``MemoryAttentionLayer._forward_ca`` (the key weights).
+SAM2LONG = TrackerPolicy("sam2long")
+
+
+def np_sam2long_select(acc, ious, obj, P, uncertainty):
+    """A line-by-line reading of ``_run_single_frame_inference``'s multi-pathway branch for one object: the kept
+    ``(pathway_id, j, score_j)`` in order (new pathway i is the i-th)."""
+    all_scores, object_scores = [], []
+    for pathway_id in range(P):
+        score_i = float(acc[pathway_id])
+        object_scores.append(abs(float(obj[pathway_id])))
+        for j in range(3):
+            score_j = score_i + np.log(float(ious[pathway_id, j]) + 1e-5)
+            iou_with_object = float(ious[pathway_id, j]) if float(obj[pathway_id]) > 0 else -float(ious[pathway_id, j])
+            all_scores.append((pathway_id, j, score_j, iou_with_object))
+    topk_scores = []
+    sorted_scores = sorted(all_scores, key=lambda x: x[2], reverse=True)
+    if max(object_scores) > uncertainty:
+        for score in sorted_scores[:P]:
+            topk_scores.append(score)
+    else:
+        seen_values = set()
+        for score in sorted_scores:
+            rounded_value = round(score[3], 2)
+            if rounded_value not in seen_values:
+                topk_scores.append(score)
+                seen_values.add(rounded_value)
+            if len(topk_scores) == P:
+                break
+        if len(topk_scores) < P:
+            memory = {score[0] for score in topk_scores}
+            for i in range(P):
+                if i not in memory:
+                    for score in sorted_scores:
+                        if score[0] == i:
+                            topk_scores.append(score)
+                            break
+                if len(topk_scores) == P:
+                    break
+    return [s[:3] for s in topk_scores]
+
+
+def test_sam2long_selection_matches_numpy_reading():
+    """400 objects of crafted candidates, both modes (max |object score| above and below the uncertainty), with
+    identical pathways (exact ties: the stable sort's order), IoUs that collapse to the same hundredth (0.497 and
+    0.503), negative object scores (signed IoUs) and few distinct values (the fill from unused pathways): parents,
+    candidates and cumulative scores equal the reading; the first frame keeps pathway 0's best candidate."""
+    rng = np.random.default_rng(7)
+    O, P = 400, 3
+    levels = np.array([0.12, 0.31, 0.497, 0.503, 0.68, 0.9], np.float32)
+    ious = levels[rng.integers(0, len(levels), (O, P, 3))]
+    acc = rng.normal(-2.0, 0.5, (O, P)).astype(np.float32)
+    obj = (rng.choice([-1.0, 1.0], (O, P)) * rng.uniform(0.05, 3.0, (O, P))).astype(np.float32)
+    for o in range(0, O, 4):  # identical pathways, as after the first frame
+        ious[o, 1:], acc[o, 1:], obj[o, 1:] = ious[o, 0], acc[o, 0], obj[o, 0]
+    for o in range(1, O, 8):  # one value everywhere: a single distinct signed IoU, the fill rule
+        ious[o] = 0.5
+    first = np.zeros(O, bool)
+    first[::10] = True
+    got = jax.jit(engine.sam2long_select, static_argnums=4)(acc, ious, obj, first, SAM2LONG)
+    certain = 0
+    for o in range(O):
+        if first[o]:
+            assert got.parent[o].tolist() == [0] * P and (np.asarray(got.score[o]) == 0).all()
+            assert got.cand[o].tolist() == [int(np.argmax(ious[o, 0]))] * P
+            continue
+        ref = np_sam2long_select(acc[o], ious[o], obj[o], P, SAM2LONG.sam2long_uncertainty)
+        certain += np.abs(obj[o]).max() > SAM2LONG.sam2long_uncertainty
+        assert got.parent[o].tolist() == [r[0] for r in ref], o
+        assert got.cand[o].tolist() == [r[1] for r in ref], o
+        np.testing.assert_allclose(got.score[o], [r[2] for r in ref], rtol=0, atol=1e-5)
+    assert 50 < certain < O - 100  # both modes are exercised
+
+
+def sam2long_lists(t, admit, score, num_frames):
+    """A reading of SAM2Long's ``_prepare_memory_conditioned_features`` for one pathway tracked from frame 0 (its
+    conditioning frame): {frame: (tpos index, key weight)} of the memories and {frame: (offset, key weight)} of
+    the pointers (frame 0 the conditioning entry), with ``_forward_ca``'s weights."""
+    if t <= 1:  # frame_idx <= start_frame_idx + 1: no non-conditioning memory, one frame: no weighting
+        return {0: (6, 1.0)}, {0: (t, 1.0)}
+    max_ptrs, valid = min(num_frames, 16), []
+    for i in range(t - 1, 0, -1):
+        if admit[i]:
+            valid.insert(0, i)
+        if len(valid) >= max_ptrs - 1:
+            break
+    if t - 1 not in valid:
+        valid.append(t - 1)
+    frames, f_scores = [(0, 6)], [10.0]
+    for t_pos in range(1, 7):
+        idx = t_pos - 7
+        if idx < -len(valid):
+            continue
+        frames.append((valid[idx], 7 - t_pos - 1))
+        f_scores.append(score[valid[idx]])
+    ptrs, p_scores = [(0, t)], [10.0]
+    for t_diff in range(1, max_ptrs):
+        if -t_diff <= -len(valid):
+            break
+        ptrs.append((valid[-t_diff], t_diff))
+        p_scores.append(score[valid[-t_diff]])
+
+    def weights(s):  # new_weight.scatter_(1, argsort(weight), linspace(0.95, 1.05, n))
+        w = np.zeros(len(s))
+        w[np.argsort(np.asarray(s, np.float32), kind="stable")] = np.linspace(0.95, 1.05, len(s), dtype=np.float32)
+        return w
+
+    wf, wp = weights(f_scores), weights(p_scores)
+    return {f: (i, wf[k]) for k, (f, i) in enumerate(frames)}, {f: (d, wp[k]) for k, (f, d) in enumerate(ptrs)}
+
+
+def test_sam2long_rings_and_key_weights_match_the_reference_lists():
+    """40 frames of one pathway with random admissions and object scores: at every frame the memories and pointers
+    attended to, their temporal indices and their key weights (rank of the object score among the attended
+    entries, ``linspace(0.95, 1.05, n)``) equal the reading of the reference's lists."""
+    rng = np.random.default_rng(3)
+    N = 40
+    st = empty_state(1, 1, 7, 16, 1, 1, 1, (1, 1), N)
+    st = st.replace(cond_frame=st.cond_frame.at[0, 0].set(0), cond_valid=st.cond_valid.at[0, 0].set(True))
+    admit, score = {}, {}
+
+    @jax.jit
+    def sel(st, t):
+        mem_ok, tpos = engine.recent_selection(st, t, False, 7, SAM2LONG)
+        ptr_ok, pos = engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), SAM2LONG)
+        several = mem_ok.sum() + 1 > 1
+        wf, wp = engine.sam2long_key_weights(
+            st, jnp.concatenate([st.cond_valid, mem_ok], 1), tpos, jnp.concatenate([st.cond_valid, ptr_ok], 1), pos
+        )
+        return mem_ok, tpos, ptr_ok, pos, wf, wp, several
+
+    write = jax.jit(
+        lambda st, t, a, s: engine.write_admitted(
+            st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), jnp.array([t > 0]), a, SAM2LONG, obj_score=s
+        )
+    )
+    for t in range(N):
+        if t:
+            mem_ok, tpos, ptr_ok, pos, wf, wp, _ = sel(st, t)
+            ours_mem = {0: (6, float(wf[0, 0]))}
+            ours_mem |= {
+                int(f): (int(i), float(w))
+                for f, i, ok, w in zip(st.recent_frame[0], tpos[0], mem_ok[0], wf[0, 1:], strict=True)
+                if ok
+            }
+            ours_ptr = {0: (t, float(wp[0, 0]))}
+            ours_ptr |= {
+                int(f): (int(d), float(w))
+                for f, d, ok, w in zip(st.ptr_frame[0], pos[0], ptr_ok[0], wp[0, 1:], strict=True)
+                if ok
+            }
+            ref_mem, ref_ptr = sam2long_lists(t, admit, score, N)
+            assert ours_mem.keys() == ref_mem.keys() and ours_ptr.keys() == ref_ptr.keys(), t
+            for ours, ref in ((ours_mem, ref_mem), (ours_ptr, ref_ptr)):
+                for f, (i, w) in ref.items():
+                    assert ours[f][0] == i, (t, f)
+                    np.testing.assert_allclose(ours[f][1], w, rtol=0, atol=1e-6, err_msg=f"{t} {f}")
+        a = t > 0 and rng.random() < 0.6
+        s = float(rng.normal(0.5, 1.0))
+        admit[t], score[t] = a, s
+        st = write(st, t, jnp.array([a]), jnp.array([s], jnp.float32))

@@ -64,24 +64,24 @@ class TrackerPolicy:
     samurai_admit_from_frame: int = 2
     mf_threshold: float = 0.01
     num_pathways: int = 3
-    sam2long_iou_threshold: float = 0.3
+    sam2long_iou_threshold: float = 0.1
     sam2long_uncertainty: float = 2.0
 
     def __post_init__(self):
         if self.name not in POLICIES:
             raise ValueError(f"tracker policy must be one of {POLICIES}, got {self.name!r}")
-        if self.name == "sam2long":
-            raise NotImplementedError("the sam2long policy (pathway axis) is not implemented yet; see issue 17")
+        if self.name == "sam2long" and self.num_pathways < 1:
+            raise ValueError(f"num_pathways must be >= 1, got {self.num_pathways}")
 
     @property
     def selects_memory(self) -> bool:
         """Whether the recent-memory ring holds admitted frames (by rank) instead of the last frames (by index)."""
-        return self.name in ("samurai", "sam3_selection")
+        return self.name in ("samurai", "sam3_selection", "sam2long")
 
     @property
     def selects_pointers(self) -> bool:
-        """Whether the pointer ring holds admitted frames too (SAM 3)."""
-        return self.name == "sam3_selection"
+        """Whether the pointer ring holds admitted frames too (SAM 3, SAM2Long)."""
+        return self.name in ("sam3_selection", "sam2long")
 
     @property
     def obj_score_threshold(self) -> float:
