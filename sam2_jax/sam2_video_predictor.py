@@ -452,6 +452,7 @@ class SAM2VideoPredictor:
         already yielded were the causal best pathway's; memories, pointers and scores stay the causal best's (the
         memory the next pass rebuilds from). Kept in ``s.final_lineage``: {frame: pathway index per object}; the
         pass's per-frame pathways stay in ``s.pathways`` until the next pass."""
+        s.final_lineage.clear()
         path = np.zeros(s.num_objects, np.int64)  # pathway 0 is the best after every step
         for t in reversed(order):
             if t not in s.pathways:
@@ -464,12 +465,14 @@ class SAM2VideoPredictor:
                     out.pred_masks = masks[o, path[o]][None]
             path = parent[np.arange(s.num_objects), path]
 
-    def final_lineage_masks(self, inference_state: InferenceState) -> dict[int, np.ndarray]:
-        """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``,
-        along the lineage of the pathway that was best at its end (the reference's returned masks), from the
-        stored outputs (``_keep_final_lineage``); conditioning frames give their prompt output."""
+    def final_lineage_masks(self, inference_state: InferenceState, frames=None) -> dict[int, np.ndarray]:
+        """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``
+        (or of those of ``frames`` it tracked), along the lineage of the pathway that was best at its end (the
+        reference's returned masks), from the stored outputs (``_keep_final_lineage``); conditioning frames give
+        their prompt output. Empty under other policies."""
         s = inference_state
-        return {t: self._consolidated_video_res(s, t) for t in sorted(s.final_lineage)}
+        keep = sorted(s.final_lineage if frames is None else set(frames) & set(s.final_lineage))
+        return {t: self._consolidated_video_res(s, t) for t in keep}
 
     def _propagate(self, s: InferenceState, order: range, reverse: bool, live: bool):
         """The frames of ``order`` tracked chunk by chunk (``propagate_in_video`` after its checks)."""
@@ -538,8 +541,15 @@ class SAM2VideoPredictor:
             s.stream_tstate = None
             self.propagate_in_video_preflight(s)
             orders.append(self._propagation_order(s, a, m, reverse))
+        for s in states:
+            s.pathways.clear()
+            s.final_lineage.clear()
         frames = self._propagate_videos(states, orders, reverse)
         yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
+        if self.policy.name == "sam2long":
+            for s, order in zip(states, orders):
+                if len(order):
+                    self._keep_final_lineage(s, list(order))
 
     def _propagate_videos(self, states: list[InferenceState], orders: list[range], reverse: bool):
         """Every video's ``orders`` tracked in lockstep, chunk by chunk (``propagate_in_videos`` after its checks)."""

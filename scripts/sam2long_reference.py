@@ -19,6 +19,11 @@ SAM2Long is a fork of sam2 with the same package name, so it runs in its own vir
     # 2. SAM2Long on the bedroom frames (SAM2Long venv):
     /work/venv-sam2long/bin/python scripts/sam2long_reference.py run /tmp/s2l_weights.npz \\
         tests/golden/sam2long_bedroom_sam2.1_hiera_t.npz --frames 13 --image-size 256
+    # 3. 25 tracked frames with IoU threshold 0.5: the best pathway's candidates (IoU 0.502-0.511) are admitted, the
+    #    others (<= 0.496) refused, so the pathways' rings differ; the best pathway's masks only (a small file):
+    /work/venv-sam2long/bin/python scripts/sam2long_reference.py run /tmp/s2l_weights.npz \\
+        tests/golden/sam2long_iou05_bedroom_sam2.1_hiera_t.npz --frames 26 --image-size 256 --iou-thre 0.5 \\
+        --masks best
 
 The run: ``configs/sam2.1/sam2.1_hiera_t.yaml`` at ``image_size``, ``fill_hole_area = 0``, the README's defaults
 ``num_pathway = 3``, ``iou_thre = 0.1``, ``uncertainty = 2`` (``tools/vos_inference.py``), a box on frame 0,
@@ -43,7 +48,8 @@ def dump_weights(out: str) -> None:
     np.savez(out, **reference_state_dict("sam2.1_hiera_t", 0))
 
 
-def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, uncertainty, mask_dtype="float16"):
+def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, uncertainty, mask_dtype="float16",
+        masks="all"):  # fmt: skip
     import shutil
     import tempfile
 
@@ -96,6 +102,8 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
         rec["returned_mean"] = [float(video_masks[i + 1].float().mean()) for i in range(len(lineages))]
     arrays = {k: np.asarray(v) for k, v in rec.items()}
     arrays["path_masks"] = arrays["path_masks"].astype(mask_dtype)  # float16: a small golden file (logits to 4e-3)
+    if masks == "best":  # only the best pathway's masks (pathway 0), for a longer run in a small file
+        arrays["path_masks"] = arrays["path_masks"][:, :1]
     np.savez_compressed(
         out, box=np.array(box), image_size=image_size, num_pathway=num_pathway, iou_thre=iou_thre,
         uncertainty=uncertainty, **arrays,
@@ -118,12 +126,14 @@ def main(argv: list[str]) -> None:
     r.add_argument("--iou-thre", type=float, default=0.1)
     r.add_argument("--uncertainty", type=float, default=2.0)
     r.add_argument("--mask-dtype", default="float16", help="float32 to measure logit differences finer than float16")
+    r.add_argument("--masks", choices=("all", "best"), default="all", help="keep every pathway's masks or pathway 0's")
     r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"))
     a = p.parse_args(argv)
     if a.cmd == "weights":
         dump_weights(a.out)
     else:
-        run(a.weights, a.out, a.frames, a.image_size, a.video, a.box, a.num_pathway, a.iou_thre, a.uncertainty, a.mask_dtype)
+        run(a.weights, a.out, a.frames, a.image_size, a.video, a.box, a.num_pathway, a.iou_thre, a.uncertainty, a.mask_dtype,
+            a.masks)  # fmt: skip
 
 
 if __name__ == "__main__":

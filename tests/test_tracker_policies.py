@@ -1,4 +1,4 @@
-"""Tracking policies (``sam2_jax/tracker/policies.py``): SAMURAI and SAM 3's memory selection.
+"""Tracking policies (``sam2_jax/tracker/policies.py``): SAMURAI, SAM 3's memory selection and SAM2Long.
 
 - SAMURAI end to end against its reference code (github yangchris11/samurai, run in its own venv by
   ``scripts/samurai_reference.py``; golden ``tests/golden/samurai_bedroom_sam2.1_hiera_t.npz``: random weights,
@@ -10,6 +10,10 @@
 - The rings against the lists the references build (samurai ``_prepare_memory_conditioned_features``:
   ``valid_indices``; sam3 ``sam3/model/sam3_tracker_base.py``: ``frame_filter``), frame by frame.
 - SAM 3's ``cal_mem_score`` admission, and SAMURAI's refusal of frames where the object is absent.
+- SAM2Long end to end against its reference code (github Mark12Ding/SAM2Long, run in its own venv by
+  ``scripts/sam2long_reference.py``; goldens ``tests/golden/sam2long_*bedroom_sam2.1_hiera_t.npz``), its pathway
+  selection against a line-by-line reading on crafted scores, its rings and key weights against a reading of its
+  lists, and a synthetic absent object (nothing admitted, scores evolve) with the final-lineage re-selection.
 """
 
 import functools
@@ -346,8 +350,11 @@ def test_policy_config_and_names():
     assert get_policy("sam3_selection", c.tracker).mf_threshold == 0.2
     with pytest.raises(ValueError, match="one of"):
         get_policy("bogus")
-    with pytest.raises(NotImplementedError, match="sam2long"):
-        get_policy("sam2long")
+    p = get_policy("sam2long", c.tracker)  # tools/vos_inference.py's defaults
+    assert (p.num_pathways, p.sam2long_iou_threshold, p.sam2long_uncertainty) == (3, 0.1, 2.0)
+    assert p.selects_memory and p.selects_pointers
+    with pytest.raises(ValueError, match="num_pathways"):
+        get_policy(TrackerPolicy("sam2long", num_pathways=0))
 
 
 def _selected(st, t, policy=SAMURAI):
@@ -413,6 +420,9 @@ def test_policy_flags_reach_the_predictor():
     pred = SAM2VideoPredictor(SAM2Model(m.module, m.params, cfg))
     assert pred.policy == TrackerPolicy("sam3_selection", mf_threshold=0.3)
     assert SAM2VideoPredictor(m, tracker_policy="samurai").policy == SAMURAI
+    assert eval_main.parse(["--tracker", "sam2long"]).tracker == "sam2long"
+    assert cli.build_parser().parse_args(["video", "v.mp4", "--tracker", "sam2long"]).tracker == "sam2long"
+    assert SAM2VideoPredictor(m, tracker_policy="sam2long").policy == SAM2LONG
 
 
 @requires_data
@@ -613,3 +623,98 @@ def test_sam2long_rings_and_key_weights_match_the_reference_lists():
         s = float(rng.normal(0.5, 1.0))
         admit[t], score[t] = a, s
         st = write(st, t, jnp.array([a]), jnp.array([s], jnp.float32))
+
+
+def _run_sam2long(policy, box, frames_dir: pathlib.Path, params=None):
+    """Our predictor under ``policy`` on every frame of ``frames_dir`` (256 px), ``box`` on frame 0, forward."""
+    from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    m = _ours(256)
+    if params is not None:
+        m = SAM2Model(m.module, params, m.config)
+    pred = SAM2VideoPredictor(m, fill_hole_area=0, tracker_policy=policy)
+    pred.progress = False
+    state = pred.init_state(str(frames_dir))
+    pred.add_new_points_or_box(state, 0, 0, box=box)
+    yielded = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state)}
+    return pred, state, yielded
+
+
+@requires_data
+@pytest.mark.parametrize(
+    "golden", ["sam2long_bedroom", pytest.param("sam2long_iou05_bedroom", marks=pytest.mark.slow)]
+)
+def test_sam2long_matches_reference_on_bedroom(golden, tmp_path: pathlib.Path):
+    """SAM2Long's own code (``scripts/sam2long_reference.py``, random weights, 256 px, a box on frame 0) against ours:
+    every pathway's low-res logits (golden float16: within 1e-2; measured in float32 1.9e-4 over 25 frames) and
+    mask IoU >= 0.99, cumulative scores within 1e-4 (measured 1.5e-5), each new pathway's parent, the best
+    pathway's object score, predicted IoU and admission, and the final best lineage.
+
+    Default: 12 tracked frames, the README's thresholds (the diverse rule: |object score| ~ 0.11 <= 2; parents such
+    as [0, 1, 0], [0, 2, 0], [0, 0, 1]). Slow: 25 frames with IoU threshold 0.5, where the best pathway's frames are
+    admitted and the others refused, so the pathways' rings differ. Without the key weighting of the memory
+    attention the logits differ by 1e-2 to 9 and the parents diverge at frame 4 (measured), so this sees it."""
+    gold = np.load(GOLDEN / f"{golden}_{NAME}.npz")
+    n = len(gold["frame"])
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[: n + 1]:
+        shutil.copy(f, tmp_path / f.name)
+    thre = float(gold["iou_thre"])
+    policy = TrackerPolicy("sam2long", sam2long_iou_threshold=thre, sam2long_uncertainty=float(gold["uncertainty"]))
+    _, state, yielded = _run_sam2long(policy, gold["box"], tmp_path)
+    assert sorted(yielded) == list(range(n + 1))
+    admitted = []
+    for i, t in enumerate(gold["frame"]):
+        parent, score, masks = state.pathways[t]
+        ref = gold["path_masks"][i].astype(np.float32)  # (P or 1, 4h, 4w)
+        ours = masks[0, : len(ref), 0]
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-2, err_msg=f"frame {t}")
+        for a, b in zip(ours > 0, ref > 0, strict=True):
+            assert (a & b).sum() >= 0.99 * max((a | b).sum(), 1), t
+        np.testing.assert_allclose(score[0], gold["path_score"][i], rtol=0, atol=1e-4, err_msg=f"frame {t}")
+        if t >= 3:  # on frame 2 the reference's lineages all point at frame 1's single slot
+            assert parent[0].tolist() == gold["parent"][i].tolist(), t
+        out = state.store.non_cond(0)[t]
+        np.testing.assert_allclose(out.object_score_logits.item(), gold["path_obj"][i, 0], atol=1e-3)
+        np.testing.assert_allclose(out.best_iou, gold["path_iou"][i, 0], atol=1e-3)
+        assert out.admitted == (gold["path_iou"][i, 0] > thre and gold["path_obj"][i, 0] > 0), t
+        admitted.append(out.admitted)
+        assert state.final_lineage[t][0] == gold["lineage"][i], t
+    if thre == 0.5:  # the other pathways' candidates were refused somewhere
+        assert all(admitted) and (gold["path_iou"][:, 1:] <= thre).any()
+
+
+@requires_data
+def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
+    """Synthetic: the object-score head's bias lowered by 5, so every tracked frame scores the object absent
+    (logit ~ -5): no frame is admitted, the P pathways live on as P rows per object, SAM2Long's top-P rule applies
+    (|object score| > 2) and each cumulative score is the sum of log(IoU + 1e-5) of its kept candidates. Then the
+    final-lineage re-selection on crafted parents: each stored frame keeps the mask of the lineage's pathway."""
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:7]:
+        shutil.copy(f, tmp_path / f.name)
+    params = jax.tree.map(lambda x: x, _ours(256).params)
+    head = params["sam_mask_decoder"]["pred_obj_score_head"]["layers_2"]
+    head["bias"] = head["bias"] - 5.0
+    pred, state, _ = _run_sam2long(SAM2LONG, np.array([190.0, 150.0, 330.0, 420.0]), tmp_path, params)
+    assert pred.tracker_state(state, [0], 6, False, on_device=False).num_objects == SAM2LONG.num_pathways
+    outs = [state.store.non_cond(0)[t] for t in range(1, 7)]
+    assert all(o.object_score_logits.item() < -2 for o in outs)
+    assert not any(o.admitted for o in outs)
+    scores = np.stack([state.pathways[t][1][0] for t in range(1, 7)])  # (T, P)
+    assert scores.shape == (6, SAM2LONG.num_pathways) and (scores[0] == 0).all()
+    assert (np.diff(scores[:, 0]) < 0).all()
+    np.testing.assert_allclose(scores[-1, 0], sum(np.log(o.best_iou + 1e-5) for o in outs[1:]), rtol=1e-5)
+
+    # the lineage: frame 6 pathway 0 <- frame 5 pathway 2 <- frame 4 pathway 0 <- 3: 0 <- 2: 1 <- 1: 0
+    P, h = SAM2LONG.num_pathways, outs[0].pred_masks.shape[-1]
+    crafted = {t: np.full((1, P, 1, h, h), 10.0 * t, np.float32) + np.arange(P)[None, :, None, None, None]
+               for t in range(1, 7)}  # fmt: skip
+    parents = {6: [2, 0, 1], 5: [1, 1, 0], 4: [0, 2, 2], 3: [1, 0, 0], 2: [0, 0, 0], 1: [0, 0, 0]}
+    state.pathways.clear()
+    state.pathways.update({t: (np.array([parents[t]]), np.zeros((1, P)), crafted[t]) for t in range(1, 7)})
+    pred._keep_final_lineage(state, list(range(7)))
+    lineage = {6: 0, 5: 2, 4: 0, 3: 0, 2: 1, 1: 0}
+    for t, p in lineage.items():
+        assert state.final_lineage[t][0] == p
+        assert state.store.non_cond(0)[t].pred_masks[0, 0, 0, 0] == 10.0 * t + p, t
+    assert set(pred.final_lineage_masks(state)) == set(range(1, 7))
