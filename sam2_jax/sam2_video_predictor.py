@@ -547,7 +547,7 @@ class SAM2VideoPredictor:
         frames = self._propagate_videos(states, orders, reverse)
         yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
         if self.policy.name == "sam2long":
-            for s, order in zip(states, orders):
+            for s, order in zip(states, orders, strict=True):
                 if len(order):
                     self._keep_final_lineage(s, list(order))
 

@@ -10,8 +10,9 @@ SAM2Long is a fork of sam2 with the same package name, so it runs in its own vir
     git -C SAM2Long archive HEAD sam2 setup.py pyproject.toml README.md LICENSE.txt | tar -x -C /work/sam2long-src
     # one harness change: its _forward_ca hard-codes 4096 tokens per memory frame (64 x 64, image size 1024); the
     # constant becomes a module variable that this script sets to (image_size / 16) ** 2:
-    sed -i 's/int(num_frame\\*4096)/int(num_frame*MEM_TOKENS_PER_FRAME)/; s/num_frame, 4096, -1/num_frame,
-        MEM_TOKENS_PER_FRAME, -1/' /work/sam2long-src/sam2/modeling/memory_attention.py   # + MEM_TOKENS_PER_FRAME = 4096
+    sed -i 's/int(num_frame\\*4096)/int(num_frame*MEM_TOKENS_PER_FRAME)/;
+        s/num_frame, 4096, -1/num_frame, MEM_TOKENS_PER_FRAME, -1/' /work/sam2long-src/sam2/modeling/memory_attention.py
+    # ... and a line ``MEM_TOKENS_PER_FRAME = 4096`` after its imports
     cd /work/sam2long-src && SAM2_BUILD_CUDA=0 /work/venv-sam2long/bin/pip install --no-deps --no-build-isolation -e .
     # + the torchvision stand-in: a .pth file in its site-packages holding the path ../shared/reference/tvshim
     # 1. our deterministic random weights as an official state dict (project venv):
@@ -89,7 +90,7 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
             o = state["output_dict"]["non_cond_frame_outputs"][t]
             m = o["pred_masks"].float()  # (1, 1, h, w, P) (P = 1 on the first frame)
             k = m.shape[-1]
-            rep = lambda x: np.repeat(np.asarray(x, np.float64).reshape(-1)[:k], P // k)  # noqa: E731
+            rep = lambda x, k=k: np.repeat(np.asarray(x, np.float64).reshape(-1)[:k], P // k)  # noqa: E731
             rec["frame"].append(t)
             rec["path_masks"].append(np.repeat(m[0, 0].permute(2, 0, 1).numpy(), P // k, axis=0))
             rec["path_score"].append(rep(o.get("acc_score", [0.0] * P) if k > 1 else [0.0]))
@@ -132,8 +133,8 @@ def main(argv: list[str]) -> None:
     if a.cmd == "weights":
         dump_weights(a.out)
     else:
-        run(a.weights, a.out, a.frames, a.image_size, a.video, a.box, a.num_pathway, a.iou_thre, a.uncertainty, a.mask_dtype,
-            a.masks)  # fmt: skip
+        rule = (a.num_pathway, a.iou_thre, a.uncertainty)
+        run(a.weights, a.out, a.frames, a.image_size, a.video, a.box, *rule, a.mask_dtype, a.masks)
 
 
 if __name__ == "__main__":

@@ -642,9 +642,7 @@ def _run_sam2long(policy, box, frames_dir: pathlib.Path, params=None):
 
 
 @requires_data
-@pytest.mark.parametrize(
-    "golden", ["sam2long_bedroom", pytest.param("sam2long_iou05_bedroom", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("golden", ["sam2long_bedroom", pytest.param("sam2long_iou05_bedroom", marks=pytest.mark.slow)])
 def test_sam2long_matches_reference_on_bedroom(golden, tmp_path: pathlib.Path):
     """SAM2Long's own code (``scripts/sam2long_reference.py``, random weights, 256 px, a box on frame 0) against ours:
     every pathway's low-res logits (golden float16: within 1e-2; measured in float32 1.9e-4 over 25 frames) and

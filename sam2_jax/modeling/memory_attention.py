@@ -246,7 +246,8 @@ class MemoryAttention(nn.Module):
         if memory_pos is not None and memory_pos.shape != memory.shape:
             raise ValueError(f"memory_pos shape {memory_pos.shape} differs from memory shape {memory.shape}")
         return tuple(
-            layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens, key_scale) for layer in self.layers
+            layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens, key_scale)
+            for layer in self.layers
         )
 
     def attend(
