@@ -335,7 +335,9 @@ class SAM2VideoPredictor:
             if prev_out is not None:
                 prev = jax.device_put(np.clip(prev_out.pred_masks, -32.0, 32.0))
         feats = self._get_image_feature(s, frame_idx)
-        tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
+        # a prompt is decoded on one memory (SAM2Long: the best pathway's, as the stored outputs hold it)
+        tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse, pathways=False) if not is_init else None
+        tstate = self._dummy_state() if tstate is None else tstate
         pc, pl = (None, None) if points is None else jax.device_put((points[0], points[1]))
         out = self._interact_fn(
             self.params,
@@ -787,12 +789,14 @@ class SAM2VideoPredictor:
         reverse: bool,
         pad_to: int | None = None,
         on_device: bool = True,
+        pathways: bool = True,
     ) -> TrackerState:
         """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
         tools): their conditioning frames (the temporally closest
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
         (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
-        host numpy arrays with ``on_device=False``."""
+        host numpy arrays with ``on_device=False``. Under SAM2Long each object becomes ``num_pathways`` equal rows
+        (``engine.repeat_pathways``) unless ``pathways=False``."""
         c = self.config
         n_cond = max(len(s.store.cond(o)) for o in objs)
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
@@ -830,7 +834,7 @@ class SAM2VideoPredictor:
                     st.recent_valid[i, f % R] = True
         if pad_to is not None:
             st = pad_objects(st, pad_to)
-        if self.policy.name == "sam2long":  # P equal pathways per object, scores 0 (engine.sam2long_step)
+        if self.policy.name == "sam2long" and pathways:  # P equal pathways per object, scores 0 (sam2long_step)
             st = engine.repeat_pathways(st, self.policy.num_pathways, xp=np)
         return jax.device_put(st) if on_device else st
 

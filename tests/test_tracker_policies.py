@@ -716,3 +716,40 @@ def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
         assert state.final_lineage[t][0] == p
         assert state.store.non_cond(0)[t].pred_masks[0, 0, 0, 0] == 10.0 * t + p, t
     assert set(pred.final_lineage_masks(state)) == set(range(1, 7))
+
+
+@requires_data
+@pytest.mark.slow
+def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
+    """Streaming under SAM2Long equals its propagation frame by frame (the P pathways ride in the carried state); a
+    correction click on a tracked frame is decoded on the best pathway's memory (one row), becomes a conditioning
+    frame, and the next propagation restarts the tree after it (one pathway on the next frame, scores back to 0)."""
+    from PIL import Image
+
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
+        shutil.copy(f, tmp_path / f.name)
+    box = [190.0, 150.0, 330.0, 420.0]
+    state = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(state, 0, 0, box=box)
+    propagated = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
+    stream = pred.init_stream(frames[0])
+    pred.add_new_points_or_box(stream, 0, 0, box=box)
+    for t in range(1, 6):
+        ft, _, m = pred.track_frame(stream, frames[t])
+        assert ft == t
+        np.testing.assert_allclose(m, propagated[t], atol=1e-4)
+    assert stream.stream_tstate.num_objects == SAM2LONG.num_pathways
+
+    _, _, masks = pred.add_new_points_or_box(state, 3, 0, points=[[250, 300]], labels=[1])
+    assert masks.shape == (1, 1, 540, 960) and np.isfinite(masks).all()
+    again = [t for t, _, _ in pred.propagate_in_video(state, max_frame_num_to_track=6)]
+    assert again == list(range(7)) and 3 in state.store.cond(0)
+    parent, score, _ = state.pathways[4]
+    assert (parent == 0).all() and (score == 0).all()
+    assert (state.pathways[5][1] != 0).all() and (state.pathways[2][1] != 0).any()
