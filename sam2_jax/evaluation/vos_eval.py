@@ -237,7 +237,7 @@ class _VideoRun:
         """SAM2Long: the annotated frames of the pass just tracked take the masks along the pathway that was best
         at its end (``final_lineage_masks``), the masks SAM2Long's ``tools/vos_inference.py`` scores; the other
         policies keep the per-frame masks."""
-        if predictor.policy.name != "sam2long":
+        if getattr(getattr(predictor, "policy", None), "name", None) != "sam2long":
             return
         ids = list(self.state.obj_ids)
         for t, logits in predictor.final_lineage_masks(self.state, self.row_of).items():
