@@ -753,3 +753,35 @@ def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
     parent, score, _ = state.pathways[4]
     assert (parent == 0).all() and (score == 0).all()
     assert (state.pathways[5][1] != 0).all() and (state.pathways[2][1] != 0).any()
+
+
+@requires_data
+@pytest.mark.slow
+def test_sam2long_objects_are_independent_rows(tmp_path: pathlib.Path):
+    """Two objects tracked together (6 rows: 2 objects x 3 pathways, one program) give each object the pathways,
+    scores and masks it gets when tracked alone (the reference tracks one object; the gather along P must stay
+    inside each object's rows)."""
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:6]:
+        shutil.copy(f, tmp_path / f.name)
+    boxes = [[190.0, 150.0, 330.0, 420.0], [500.0, 200.0, 800.0, 500.0]]
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+
+    def run(objs):
+        state = pred.init_state(str(tmp_path))
+        for o in objs:
+            pred.add_new_points_or_box(state, 0, o, box=boxes[o])
+        for _ in pred.propagate_in_video(state):
+            pass
+        return state
+
+    both = run([0, 1])
+    for o in (0, 1):
+        alone = run([o])
+        for t in range(1, 6):
+            (p2, s2, m2), (p1, s1, m1) = both.pathways[t], alone.pathways[t]
+            assert p2[o].tolist() == p1[0].tolist(), (o, t)
+            np.testing.assert_allclose(s2[o], s1[0], atol=1e-5)
+            np.testing.assert_allclose(m2[o], m1[0], atol=1e-3)
