@@ -785,3 +785,28 @@ def test_sam2long_objects_are_independent_rows(tmp_path: pathlib.Path):
             assert p2[o].tolist() == p1[0].tolist(), (o, t)
             np.testing.assert_allclose(s2[o], s1[0], atol=1e-5)
             np.testing.assert_allclose(m2[o], m1[0], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_sam2long_eval_batched_videos_equal_one_at_a_time():
+    """``eval.py --tracker sam2long``'s VOS protocol (``vos_eval``: segments per object start, the final-lineage
+    re-selection after each pass): two synthetic videos tracked in one program give the predictions of each video
+    tracked alone."""
+    from sam2_jax.datasets import vos
+    from sam2_jax.datasets.synthetic import SyntheticVideoDataset
+    from sam2_jax.evaluation import vos_eval
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    videos = [
+        vos.vos_video_from_arrays(f"v{seed}", v.frames, v.masks, v.object_ids, annotation_stride=2)
+        for seed in (1, 2)
+        for v in SyntheticVideoDataset(1, seed=seed, num_frames=8, height=40, width=48, num_objects=2)
+    ]
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+    cfg = vos_eval.VOSEvalConfig()
+    together = vos_eval.track_videos(pred, videos, cfg)
+    for v, (masks, tracked) in zip(videos, together, strict=True):
+        alone, n = vos_eval.track_video(pred, v, cfg)
+        assert tracked == n and masks.any()
+        np.testing.assert_array_equal(masks, alone)
