@@ -723,7 +723,8 @@ def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
 def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
     """Streaming under SAM2Long equals its propagation frame by frame (the P pathways ride in the carried state); a
     correction click on a tracked frame is decoded on the best pathway's memory (one row), becomes a conditioning
-    frame, and the next propagation restarts the tree after it (one pathway on the next frame, scores back to 0)."""
+    frame, and the next propagation restarts the tree after it (one pathway on the next frame, scores back to 0).
+    Reverse tracking runs the rules mirrored."""
     from PIL import Image
 
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
@@ -753,6 +754,13 @@ def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
     parent, score, _ = state.pathways[4]
     assert (parent == 0).all() and (score == 0).all()
     assert (state.pathways[5][1] != 0).all() and (state.pathways[2][1] != 0).any()
+
+    # reverse (undefined in the reference): the rules mirrored, the frame before the prompt runs as one pathway
+    back = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(back, 5, 0, box=box)
+    assert [t for t, _, m in pred.propagate_in_video(back, reverse=True) if np.isfinite(m).all()] == [5, 4, 3, 2, 1, 0]
+    assert (back.pathways[4][1] == 0).all() and (np.diff([back.pathways[t][1][0, 0] for t in (3, 2, 1, 0)]) < 0).all()
+    assert sorted(back.final_lineage) == list(range(6))
 
 
 @requires_data
