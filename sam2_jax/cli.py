@@ -758,7 +758,7 @@ def _add_video_parser(sub, fmt) -> None:
     sp.add_argument(
         "--tracker",
         default="sam2",
-        choices=["sam2", "samurai", "sam3_selection"],
+        choices=["sam2", "samurai", "sam3_selection", "sam2long"],
         help="tracking policy: which mask and which frames enter the memory (default %(default)s)",
     )
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")

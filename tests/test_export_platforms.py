@@ -69,7 +69,8 @@ def test_image_encoder_lowers_for_gpu_and_tpu():
 
 @pytest.mark.parametrize(
     "num_objects, policy",
-    [(1, "sam2"), (3, "sam2")] + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection")],
+    [(1, "sam2"), (3, "sam2")]
+    + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection", "sam2long")],
 )
 def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
     from sam2_jax.tracker.policies import TrackerPolicy

@@ -47,6 +47,11 @@ class TrackerState:
     kf_mean: jax.Array  # (O, 8) float32: SAMURAI's Kalman state (x, y, a, h and velocities) per object
     kf_cov: jax.Array  # (O, 8, 8) float32
     kf_stable: jax.Array  # (O,) int32: SAMURAI's stable_frames (0: the filter restarts on the next frame)
+    # SAM2Long (a row per object and pathway, ``engine.sam2long_step``): the object score of each ring entry (its
+    # key weight in the memory attention) and the pathway's cumulative score (sum of log(IoU + 1e-5)).
+    recent_obj_score: jax.Array  # (O, R) float32
+    ptr_obj_score: jax.Array  # (O, P) float32
+    path_score: jax.Array  # (O,) float32
 
     @property
     def num_objects(self) -> int:
@@ -90,6 +95,9 @@ def empty_state(
         kf_mean=xp.zeros((O, 8), jnp.float32),
         kf_cov=xp.zeros((O, 8, 8), jnp.float32),
         kf_stable=xp.zeros((O,), jnp.int32),
+        recent_obj_score=xp.zeros((O, R), jnp.float32),
+        ptr_obj_score=xp.zeros((O, P), jnp.float32),
+        path_score=xp.zeros((O,), jnp.float32),
     )
 
 
