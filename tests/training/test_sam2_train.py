@@ -8,13 +8,13 @@ the same prompts; the training-mode pointer rule is kept (see ``official_sam2tra
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from configs.train_common import train_config
 from sam2_jax.datasets.synthetic import synthetic_video
 from sam2_jax.training import sam2_train as st
+from sam2_jax.utils.config import freeze_config
 from tests.reference import converted_params, requires_torch
 
 NAME = "sam2.1_hiera_t"
@@ -64,7 +64,7 @@ def _ours():
 
     cfg = _config()
     module = st.training_module(build_sam2(cfg, None, seed=0).module)
-    fc = ml_collections.FrozenConfigDict(cfg)
+    fc = freeze_config(cfg)
 
     @jax.jit
     def value_and_grad(params, frames, masks, plan):
@@ -189,7 +189,7 @@ def test_padded_object_counts_as_absent():
     gradients of the same clip with its 2 real objects (the official loss divides by the real objects)."""
     cfg, params, module = _tiny_module()
     cfg.train.prompts.num_frames_to_correct = 1
-    fc = ml_collections.FrozenConfigDict(cfg)
+    fc = freeze_config(cfg)
     frames, masks = _tiny_clip(cfg, 2)
     padded = np.concatenate([masks, np.zeros_like(masks[:, :, :1])], axis=2)  # (1, T, 3, S, S)
     plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
@@ -227,7 +227,7 @@ def test_bfloat16_compute_stays_close_to_float32():
         cfg, params, _ = _tiny_module()
         cfg.train.prompts.num_frames_to_correct = 1
         module = st.training_module(build_sam2(cfg, None, dtype=dtype, seed=0).module)
-        fc = ml_collections.FrozenConfigDict(cfg)
+        fc = freeze_config(cfg)
         frames, masks = _tiny_clip(cfg, 2)
         plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
 
@@ -305,3 +305,38 @@ def test_step_losses_ignore_a_padded_object():
     for k, v in two.items():
         np.testing.assert_allclose(float(three[k]), float(v), rtol=1e-6, err_msg=k)
     assert float(loss_fns.step_losses(logits, gt, ious, scores, 2.0)["loss_class"]) > float(two["loss_class"])
+
+
+@pytest.mark.slow  # two or three compiles of the backward (about 2.5 min on a loaded 2-core CPU)
+@pytest.mark.parametrize("policies", [("none", "full"), ("none", "frames", "encoder")])
+def test_remat_policies_keep_loss_and_gradients(policies):
+    """Every ``config.train.remat`` policy computes the same loss and gradients as ``"none"`` (in train mode: drop
+        path draws the same random numbers again in the recomputation), and ``"full"`` needs fewer temporaries than
+    ``"none"`` in XLA's own accounting (128 px, two blocks in the first stage, so that activations and not the
+    gradients dominate the temporaries)."""
+    cfg, params, module = _tiny_module(drop_path_rate=0.2, stages=(2, 1, 1, 1), global_att_blocks=(3,))
+    cfg.model.image_size = 128
+    module = st.training_module(st.SAM2Base(config=freeze_config(cfg.model), dtype=module.dtype))
+    cfg.train.prompts.num_frames_to_correct = 1
+    frames, masks = _tiny_clip(cfg, 2)
+    plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
+    results = {}
+    for remat in policies:
+        cfg.train.remat = remat
+        fc = freeze_config(cfg)
+
+        def loss(p, fc=fc):
+            return st.batch_losses(module, p, frames, masks, plan, jax.random.key(1), fc, False)[0]["core_loss"]
+
+        compiled = jax.jit(jax.value_and_grad(loss)).lower(params).compile()
+        value, grads = compiled(params)
+        results[remat] = (float(value), grads, compiled.memory_analysis().temp_size_in_bytes)
+    l0, g0, t0 = results["none"]
+    scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(g0))
+    for remat, (value, grads, temp) in results.items():
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(grads), strict=True))
+        print(f"remat {remat}: loss {value:.6f}, grad diff {diff:.2e} (max {scale:.2e}), temp {temp / 2**20:.0f} MB")
+        np.testing.assert_allclose(value, l0, rtol=1e-6)
+        assert diff <= 1e-5 * scale
+    if "full" in results:
+        assert results["full"][2] < 0.9 * t0
