@@ -25,6 +25,14 @@ SAM2Long is a fork of sam2 with the same package name, so it runs in its own vir
     /work/venv-sam2long/bin/python scripts/sam2long_reference.py run /tmp/s2l_weights.npz \\
         tests/golden/sam2long_iou05_bedroom_sam2.1_hiera_t.npz --frames 26 --image-size 256 --iou-thre 0.5 \\
         --masks best
+    # 4. the MP4 clip: 30 frames of 01_dog.mp4 saved as JPEG (PyAV + PIL, quality 95, as
+    #    test_sam2long_matches_reference_on_mp4 writes them) in FRAMES, the dog's box, the README's thresholds, the
+    #    best pathway's masks only (224 kB):
+    .venv/bin/python -c "import av, sys; c = av.open('../shared/data/videos/01_dog.mp4'); [f.to_image().save(
+        f'{sys.argv[1]}/{i:05d}.jpg', quality=95) for i, f in zip(range(30), c.decode(video=0))]" FRAMES
+    /work/venv-sam2long/bin/python scripts/sam2long_reference.py run /tmp/s2l_weights.npz \\
+        tests/golden/sam2long_dog_sam2.1_hiera_t.npz --frames 30 --image-size 256 --video FRAMES \\
+        --box 480,380,700,540 --masks best
 
 The run: ``configs/sam2.1/sam2.1_hiera_t.yaml`` at ``image_size``, ``fill_hole_area = 0``, the README's defaults
 ``num_pathway = 3``, ``iou_thre = 0.1``, ``uncertainty = 2`` (``tools/vos_inference.py``), a box on frame 0,
@@ -128,7 +136,8 @@ def main(argv: list[str]) -> None:
     r.add_argument("--uncertainty", type=float, default=2.0)
     r.add_argument("--mask-dtype", default="float16", help="float32 to measure logit differences finer than float16")
     r.add_argument("--masks", choices=("all", "best"), default="all", help="keep every pathway's masks or pathway 0's")
-    r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"))
+    r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"),
+                   help="a folder of JPEG frames (default: the bedroom frames)")  # fmt: skip
     a = p.parse_args(argv)
     if a.cmd == "weights":
         dump_weights(a.out)
