@@ -17,6 +17,9 @@ at ``--rss-image-size`` (both implementations take a model image-size override: 
 the official the Hydra override ``++model.image_size``); (6) whether the malloc setting was on, the load average.
 ``--profile`` (automatic when ours float32 is slower than the official for some object count) times the step's
 pieces: ours as separately jitted functions, the official by timing its methods during the measured frames.
+``--policies samurai,sam3_selection,sam2long`` adds our float32 predictor under those tracker policies to the same
+lockstep (a table of s/frame against our ``sam2`` policy, their compile in the first chunk) and to the peak-RSS part
+(a fresh process per policy and frame count: memory flat in video length).
 
     .venv/bin/python benchmarks/video.py [--objects 1,3,8] [--frames 6] [--malloc] [--rss-image-size 512]
 
@@ -73,12 +76,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--wait-quiet", type=float, default=0.0, metavar="S", help="first wait up to S s for load average < 1.5"
     )
+    p.add_argument(
+        "--policies",
+        default="",
+        help="also our float32 predictor under these tracker policies (samurai,sam3_selection,sam2long), timed in "
+        "the same lockstep against our sam2 policy; with --rss-frames, their peak RSS too",
+    )
+    p.add_argument("--rss-policy", default="sam2", help=argparse.SUPPRESS)
     p.add_argument("--rss-child", choices=("official", "ours"), help=argparse.SUPPRESS)
     p.add_argument("--rss-n", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.objects = [int(x) for x in args.objects.split(",") if x]
     args.dtypes = [x for x in args.dtype.split(",") if x]
     args.rss = [int(x) for x in args.rss_frames.split(",") if x]
+    args.policies = [x for x in args.policies.split(",") if x and x != "sam2"]
     if not args.objects or min(args.objects) < 1 or max(args.objects) > len(CLICKS):
         p.error(f"--objects must be between 1 and {len(CLICKS)}, got {args.objects}")
     if any(d not in ("float32", "bfloat16") for d in args.dtypes) or "float32" not in args.dtypes:
@@ -137,8 +148,10 @@ def our_predictor(
     image_size: int | None = None,
     chunk: int = 4,
     chunks_in_flight: int = 0,
+    policy: str = "sam2",
 ):
-    """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0)."""
+    """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0),
+    under the tracker ``policy``."""
     import jax.numpy as jnp
 
     from configs import get_config
@@ -155,7 +168,11 @@ def our_predictor(
     # chunks_in_flight=0: the lockstep timing below needs each chunk finished before the official's turn (with a
     # chunk in flight, ours would compute in the background of the official's measurement).
     return SAM2VideoPredictor(
-        SAM2Model(module, params, cfg), fill_hole_area=0, chunk_size=chunk, chunks_in_flight=chunks_in_flight
+        SAM2Model(module, params, cfg),
+        fill_hole_area=0,
+        chunk_size=chunk,
+        chunks_in_flight=chunks_in_flight,
+        tracker_policy=policy,
     )
 
 
@@ -274,8 +291,11 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
     chunk = args.chunk
     r = {"objects": n_obj}
 
-    # compile ahead (timed) and XLA's FLOP count of one step
+    # compile ahead (timed) and XLA's FLOP count of one step (the sam2 policy; other policies' compile is in their
+    # first chunk)
     for dt, pred in ours.items():
+        if dt.startswith("policy "):
+            continue
         secs, xla, jaxpr_per_frame, inexact = aot_compile(pred, n_obj, chunk, n_total)
         r[f"compile {dt}"] = secs
         r[f"xla flops {dt}"] = xla
@@ -292,9 +312,7 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
     # setup: init_state + one click per object on frame 0
     states, setup = {}, {}
     with torch.inference_mode():
-        for name in IMPLS:
-            if name != "official" and name not in ours:
-                continue
+        for name in ("official", *ours):
             pred = official if name == "official" else ours[name]
             t0 = time.perf_counter()
             kw = {} if name == "official" else {"async_loading_frames": args.async_frames}
@@ -351,6 +369,23 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
     r["fg fraction"] = float(np.mean([m.mean() for m in masks["float32"]]))
     report.append(r)
     return r
+
+
+def print_policy_table(report, args) -> None:
+    """Our float32 predictor under each tracker policy against our sam2 policy (float32), same lockstep run."""
+    print(
+        f"\ntracker policies ({args.model}, {args.image_size or 1024} px, float32, bedroom frames; median s/frame of "
+        f"{args.frames // args.chunk} chunks after {args.warmup_frames} warm-up frames; ratio = policy / sam2):"
+    )
+    print(f"{'objects':>8} {'policy':>16} {'s/frame':>9} {'sam2 s/frame':>13} {'ratio':>7} {'first chunk s':>14}")
+    for r in report:
+        base = r["per frame"]["float32"]
+        for name, spf in r["per frame"].items():
+            if name.startswith("policy "):
+                print(
+                    f"{r['objects']:>8} {name[7:]:>16} {spf:>9.3f} {base:>13.3f} {spf / base:>7.2f} "
+                    f"{r['first chunk'][name]:>14.1f}"
+                )
 
 
 def print_speed_table(report, args, peaks) -> None:
@@ -523,8 +558,9 @@ def rss_child(args) -> int:
             pred = official_predictor(args.model, size)
             ctx = torch.inference_mode()
         else:
-            pred = our_predictor(args.model, our_params(args.model), "float32", size, chunk=4)
+            pred = our_predictor(args.model, our_params(args.model), "float32", size, chunk=4, policy=args.rss_policy)
             ctx = contextlib.nullcontext()
+            out["impl"] = "ours" if args.rss_policy == "sam2" else f"ours {args.rss_policy}"
         out["rss after build MB"] = rss_mb()
         with ctx:
             s = pred.init_state(str(clip))
@@ -549,21 +585,23 @@ def rss_child(args) -> int:
 
 def bench_rss(args) -> list[dict]:
     results = []
+    impls = [("official", "sam2"), ("ours", "sam2"), *(("ours", pol) for pol in args.policies)]
     for n in args.rss:
-        for impl in ("official", "ours"):
+        for impl, policy in impls:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", impl, "--rss-n", str(n)]
+            cmd += ["--rss-policy", policy]
             cmd += ["--model", args.model, "--rss-image-size", str(args.rss_image_size)]
             cmd += ["--torch-threads", str(args.torch_threads)]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RSS-JSON ")]
             if proc.returncode or not lines:
-                print(f"  RSS child {impl} {n} frames failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+                print(f"  RSS child {impl} ({policy}) {n} frames failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
                 continue
             r = json.loads(lines[-1][len("RSS-JSON ") :])
             results.append(r)
             print(
-                f"  {impl:>8} {n:>4} frames at {r['image_size']} px: peak RSS {r['peak rss MB']:.0f} MB "
+                f"  {r['impl']:>8} {n:>4} frames at {r['image_size']} px: peak RSS {r['peak rss MB']:.0f} MB "
                 f"(after build {r['rss after build MB']:.0f}, after init_state+click "
                 f"{r['rss after init_state+click MB']:.0f}; VmHWM {r['VmHWM MB']:.0f}); "
                 f"propagate {r['propagate s']:.0f} s "
@@ -589,9 +627,16 @@ def print_rss_table(results: list[dict]) -> None:
         ratio = f"{o['peak rss MB'] / u['peak rss MB']:.2f}x" if o and u else "-"
         spf = lambda r: f"{r['propagate s'] / max(r['propagated'], 1):.2f}" if r else "-"
         print(f"{n:>8}{cell(o, 'peak rss MB'):>12}{cell(u, 'peak rss MB'):>12}{ratio:>10}{spf(o):>18}{spf(u):>14}")
+    for impl in sorted({r["impl"] for r in results} - {"official", "ours"}):  # ours under other tracker policies
+        cells = ", ".join(
+            f"{n} frames {by[(impl, n)]['peak rss MB']:.0f} MB ({spf(by[(impl, n)])} s/frame)"
+            for n in frames
+            if (impl, n) in by
+        )
+        print(f"  {impl}: {cells}")
     if len(frames) >= 2:
         lo, hi = frames[0], frames[-1]
-        for impl in ("official", "ours"):
+        for impl in sorted({r["impl"] for r in results}):
             a, b = by.get((impl, lo)), by.get((impl, hi))
             if a and b:
                 d = b["peak rss MB"] - a["peak rss MB"]
@@ -639,6 +684,10 @@ def main(argv: list[str] | None = None) -> int:
         official = official_predictor(args.model, args.image_size)
         params = our_params(args.model)
         ours = {dt: our_predictor(args.model, params, dt, args.image_size, args.chunk) for dt in args.dtypes}
+        for pol in args.policies:
+            ours[f"policy {pol}"] = our_predictor(
+                args.model, params, "float32", args.image_size, args.chunk, policy=pol
+            )
         with tempfile.TemporaryDirectory() as tmp:
             for n_obj in args.objects:
                 print(f"timing {n_obj} object(s) ...", flush=True)
@@ -646,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(os.getloadavg()[0])
             print()
             print_speed_table(report, args, peaks)
+            if args.policies:
+                print_policy_table(report, args)
             ok = all(r["min iou bf16"] is None or r["min iou bf16"] >= BF16_MIN_IOU for r in report)
             slower = [r for r in report if r["per frame"]["float32"] > r["per frame"]["official"]]
             if not args.no_profile and (args.profile or slower):
