@@ -368,37 +368,47 @@ def _selected(st, t, policy=SAMURAI):
     return pick(st.recent_frame, tpos, mem_ok), pick(st.ptr_frame, pos, ptr_ok)
 
 
+STREAM_BOX = [190.0, 150.0, 330.0, 420.0]  # the object of the streaming tests on the bedroom frames
+
+
+def _stream_equals_propagation(pred, tmp_path: pathlib.Path):
+    """A box on bedroom frame 0; 5 frames propagated, then the same 5 frames streamed with ``track_frame``: each
+    streamed mask equals the propagated one. Returns ``(video state, stream state)``."""
+    from PIL import Image
+
+    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
+        shutil.copy(f, tmp_path / f.name)
+    state = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(state, 0, 0, box=STREAM_BOX)
+    propagated = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
+    stream = pred.init_stream(frames[0])
+    pred.add_new_points_or_box(stream, 0, 0, box=STREAM_BOX)
+    for t in range(1, 6):
+        ft, _, m = pred.track_frame(stream, frames[t])
+        assert ft == t
+        np.testing.assert_allclose(m, propagated[t], atol=1e-4)
+    return state, stream
+
+
 @requires_data
 def test_stream_and_reverse_with_a_policy(tmp_path: pathlib.Path):
     """SAMURAI through the streaming call equals its propagation (the Kalman state and admission count ride in the
     carried state; frame 1 is refused by the reference's loop bound, 2-5 pass its thresholds on these weights); a
     reverse pass runs with the policy mirrored in the tracking direction."""
-    from PIL import Image
 
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="samurai")
-    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
-    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
-        shutil.copy(f, tmp_path / f.name)
-    box = [190.0, 150.0, 330.0, 420.0]
-    state = pred.init_state(str(tmp_path))
-    pred.add_new_points_or_box(state, 0, 0, box=box)
-    propagated = {t: m for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
-    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
-    stream = pred.init_stream(frames[0])
-    pred.add_new_points_or_box(stream, 0, 0, box=box)
-    for t in range(1, 6):
-        ft, _, m = pred.track_frame(stream, frames[t])
-        assert ft == t
-        np.testing.assert_allclose(m, propagated[t], atol=1e-4)
+    state, stream = _stream_equals_propagation(pred, tmp_path)
     assert [stream.store.non_cond(0)[t].admitted for t in range(1, 6)] == [False, True, True, True, True]
     # a propagation resumed at frame 6 rebuilds the ring the scan carried (from the stored admission flags)
     rebuilt = pred.tracker_state(stream, [0], 6, False)
     assert _selected(rebuilt, 6) == _selected(stream.stream_tstate, 6)
 
     state = pred.init_state(str(tmp_path))
-    pred.add_new_points_or_box(state, 5, 0, box=box)
+    pred.add_new_points_or_box(state, 5, 0, box=STREAM_BOX)
     back = [t for t, _, m in pred.propagate_in_video(state, reverse=True) if np.isfinite(m).all()]
     assert all(isinstance(state.store.non_cond(0)[t].admitted, bool) for t in range(5))
     assert back == [5, 4, 3, 2, 1, 0]
@@ -756,26 +766,12 @@ def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
     correction click on a tracked frame is decoded on the best pathway's memory (one row), becomes a conditioning
     frame, and the next propagation restarts the tree after it (one pathway on the next frame, scores back to 0).
     Reverse tracking runs the rules mirrored."""
-    from PIL import Image
 
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
     pred.progress = False
-    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
-    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
-        shutil.copy(f, tmp_path / f.name)
-    box = [190.0, 150.0, 330.0, 420.0]
-    state = pred.init_state(str(tmp_path))
-    pred.add_new_points_or_box(state, 0, 0, box=box)
-    propagated = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
-    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
-    stream = pred.init_stream(frames[0])
-    pred.add_new_points_or_box(stream, 0, 0, box=box)
-    for t in range(1, 6):
-        ft, _, m = pred.track_frame(stream, frames[t])
-        assert ft == t
-        np.testing.assert_allclose(m, propagated[t], atol=1e-4)
+    state, stream = _stream_equals_propagation(pred, tmp_path)
     assert stream.stream_tstate.num_objects == SAM2LONG.num_pathways
 
     _, _, masks = pred.add_new_points_or_box(state, 3, 0, points=[[250, 300]], labels=[1])
@@ -788,7 +784,7 @@ def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
 
     # reverse (undefined in the reference): the rules mirrored, the frame before the prompt runs as one pathway
     back = pred.init_state(str(tmp_path))
-    pred.add_new_points_or_box(back, 5, 0, box=box)
+    pred.add_new_points_or_box(back, 5, 0, box=STREAM_BOX)
     assert [t for t, _, m in pred.propagate_in_video(back, reverse=True) if np.isfinite(m).all()] == [5, 4, 3, 2, 1, 0]
     assert (back.pathways[4][1] == 0).all() and (np.diff([back.pathways[t][1][0, 0] for t in (3, 2, 1, 0)]) < 0).all()
     assert sorted(back.final_lineage) == list(range(6))
