@@ -42,19 +42,10 @@ keeps every pathway's low-res logits, cumulative score (``acc_score``), predicte
 returns), and the final lineage's pathway per frame.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-BOX = (190.0, 150.0, 330.0, 420.0)  # x0, y0, x1, y1 in the 960x540 bedroom frames
-
-
-def dump_weights(out: str) -> None:
-    import numpy as np
-
-    from sam2_jax.reference.image import reference_state_dict
-
-    np.savez(out, **reference_state_dict("sam2.1_hiera_t", 0))
+from fork_reference import dump_weights, parser  # noqa: E402  (scripts/ is on sys.path when run)
 
 
 def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, uncertainty, mask_dtype="float16",
@@ -121,23 +112,12 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("weights")
-    w.add_argument("out")
-    r = sub.add_parser("run")
-    r.add_argument("weights")
-    r.add_argument("out")
-    r.add_argument("--frames", type=int, default=13)
-    r.add_argument("--image-size", type=int, default=256)
-    r.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")], default=list(BOX), help="x0,y0,x1,y1")
+    p, r = parser(__doc__, frames=13)
     r.add_argument("--num-pathway", type=int, default=3)
     r.add_argument("--iou-thre", type=float, default=0.1)
     r.add_argument("--uncertainty", type=float, default=2.0)
     r.add_argument("--mask-dtype", default="float16", help="float32 to measure logit differences finer than float16")
     r.add_argument("--masks", choices=("all", "best"), default="all", help="keep every pathway's masks or pathway 0's")
-    r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"),
-                   help="a folder of JPEG frames (default: the bedroom frames)")  # fmt: skip
     a = p.parse_args(argv)
     if a.cmd == "weights":
         dump_weights(a.out)

@@ -25,19 +25,10 @@ after the frame (xyxy), ``stable_frames`` and the frame's memory admission (the 
 ``_prepare_memory_conditioned_features``, evaluated on the stored output).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-BOX = (190.0, 150.0, 330.0, 420.0)  # x0, y0, x1, y1 in the 960x540 bedroom frames
-
-
-def dump_weights(out: str) -> None:
-    import numpy as np
-
-    from sam2_jax.reference.image import reference_state_dict
-
-    np.savez(out, **reference_state_dict("sam2.1_hiera_t", 0))
+from fork_reference import dump_weights, parser  # noqa: E402  (scripts/ is on sys.path when run)
 
 
 def run(weights: str, out: str, frames: int, image_size: int, video: str, extra: list[str], box) -> None:
@@ -90,18 +81,8 @@ def run(weights: str, out: str, frames: int, image_size: int, video: str, extra:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("weights")
-    w.add_argument("out")
-    r = sub.add_parser("run")
-    r.add_argument("weights")
-    r.add_argument("out")
-    r.add_argument("--frames", type=int, default=24)
-    r.add_argument("--image-size", type=int, default=256)
-    r.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")], default=list(BOX), help="x0,y0,x1,y1")
+    p, r = parser(__doc__, frames=24)
     r.add_argument("--override", action="append", default=[], help="hydra override, e.g. ++model.x=1")
-    r.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/videos/bedroom"))
     a = p.parse_args(argv)
     if a.cmd == "weights":
         dump_weights(a.out)
