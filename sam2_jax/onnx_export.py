@@ -9,8 +9,10 @@ flat arrays (ONNX has no pytrees):
 - ``prompt.onnx``: the features, ``point_coords (1, N, 2)``, ``point_labels (1, N)`` on an object's first prompted
   frame -> ``pred_masks, object_score_logits, obj_ptr, maskmem`` (``engine.interact``, then
   ``engine.encode_prompt_memory``).
-- ``track_step.onnx``: ``image``, ``frame_idx``, ``reverse`` and the ``TrackerState`` fields (one object, ``K``
-  conditioning slots) -> the new state fields, ``pred_masks, object_score_logits`` (``engine.track_step``).
+- ``track_step.onnx``: the frame's features (``image_encoder.onnx`` on the frame), ``frame_idx``, ``reverse`` and the
+  ``TrackerState`` fields (one object, ``K`` conditioning slots) -> the new state fields, ``pred_masks,
+  object_score_logits`` (``engine.track_features``: ``engine.track_step`` after the encoder, so the encoder's
+  weights are stored once).
 
 Memories are bfloat16 in the tracker; ONNX Runtime's CPU kernels barely take bfloat16, so they cross the graph
 boundary as float32 and are cast inside: a bfloat16 value is exact in float32, the numbers do not change.
@@ -66,9 +68,12 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
         mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
         return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
 
-    def track(img, frame_idx, reverse, *leaves):
+    def track(vf, vp, *rest):
+        nh = len(feat_specs) - 2  # the high-res maps, then frame_idx, reverse and the state's leaves
+        hr, (frame_idx, reverse), leaves = rest[:nh], rest[nh : nh + 2], rest[nh + 2 :]
         st = TrackerState(**{k: x.astype(dtypes[k]) for k, x in zip(state, leaves, strict=True)})
-        st, out = engine.track_step(module, params, st, img, frame_idx, reverse, fill)
+        fe = ImageFeatures(vf, vp, tuple(hr))
+        st, out = engine.track_features(module, params, st, fe, frame_idx, reverse, fill)
         new = [x.astype(f32) if x.dtype == jnp.bfloat16 else x for x in state_to_dict(st).values()]
         return (*new, out.pred_masks, out.object_score_logits)
 
@@ -78,7 +83,7 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
         "image_encoder": (encoder, [image], ["image"], feat_names),
         "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"],
                    ["pred_masks", "object_score_logits", "obj_ptr", "maskmem"]),
-        "track_step": (track, [image, *scalars, *st_specs], ["image", "frame_idx", "reverse", *state],
+        "track_step": (track, [*feat_specs, *scalars, *st_specs], [*feat_names, "frame_idx", "reverse", *state],
                        [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"]),
     }  # fmt: skip
 
