@@ -27,7 +27,8 @@ from tests.reference import DATA, REPO
 NAME = "sam2.1_hiera_t"
 NUM_FRAMES = 12
 ATOL = 1e-5  # the issue's bar on logits; measured 0.0 at 128 px (the same XLA programs)
-ONNX_ATOL = 3e-4
+ONNX_STEP_ATOL = 1e-4  # the issue's ONNX bar: each tracking step on the live predictor's memories
+ONNX_ATOL = 3e-4  # the free-running ONNX loop: bfloat16 rounding neighbours in the memory (_onnx_parity)
 FRAMES = DATA / "videos" / "bedroom"
 # What the scenario calls (exporting only these keeps the default test short; the slow test exports everything).
 USED = (
@@ -51,7 +52,7 @@ RUNTIME = textwrap.dedent(
 
     def stored(s, t):
         o = s.cond[0].get(t) or s.non_cond[0][t]
-        return o["pred_masks"], o["object_score_logits"], o["obj_ptr"]
+        return o["pred_masks"], o["object_score_logits"], o["obj_ptr"], o["maskmem"]
 
     res |= scenario.video_calls(pred, state, stored)
     bad = sorted(m for m in sys.modules if m.split(".")[0] == "flax" or m.startswith("sam2_jax.modeling"))
@@ -82,16 +83,19 @@ def _video() -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
 
 
-def _live(model, video: np.ndarray) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _live(image_size: int) -> dict[str, np.ndarray]:
+    """The scenario on the live predictors (cached: the StableHLO and the ONNX tests compare against the same run)."""
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
+    model, video = _model(image_size), _video()
     res = scenario.image_calls(SAM2ImagePredictor(model), video[0])
     pred = SAM2VideoPredictor(model)
 
     def stored(s, t):
         o = s.store.get(0, t)
-        return o.pred_masks, o.object_score_logits, o.obj_ptr
+        return o.pred_masks, o.object_score_logits, o.obj_ptr, o.maskmem_features
 
     return res | scenario.video_calls(pred, pred.init_state(video), stored)
 
@@ -109,7 +113,7 @@ def _check_parity(image_size: int, tmp_path, only=None) -> None:
     # the runtime shares the tests' persistent compilation cache (JAX reads the variable)
     env = os.environ | {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
     proc = subprocess.Popen([*args, str(tmp_path / "out.npz")], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    live = _live(model, video)  # meanwhile, on the other core
+    live = _live(image_size)  # meanwhile, on the other core
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     with np.load(tmp_path / "out.npz") as z:
@@ -180,35 +184,76 @@ def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
         np.testing.assert_array_equal(np.asarray(ours[name], np.float32), np.asarray(x, np.float32), err_msg=name)
 
 
-@pytest.mark.slow
-def test_onnx_runtime_tracks_like_the_live_predictor(tmp_path):
-    """jax2onnx graphs (encoder, prompt step, tracking step) in a numpy + onnxruntime loop: a click on frame 0 and
-    11 frames tracked, against the live predictor's stored low-res logits and object scores (the issue's 1e-4)."""
-    pytest.importorskip("jax2onnx")
-    pytest.importorskip("onnxruntime")
+def _require_onnx() -> None:
+    """Skip when jax2onnx or onnxruntime is not installed (``scripts/install_onnx.sh``); other import errors fail."""
+    for name in ("jax2onnx", "onnxruntime"):
+        try:
+            __import__(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            pytest.skip(f"{name} is not installed (scripts/install_onnx.sh .venv installs the pinned ONNX tools)")
+
+
+def _onnx_parity(image_size: int, tmp_path) -> None:
+    """jax2onnx graphs (encoder, prompt step, tracking step) in the numpy + onnxruntime loop: a click on frame 0 and
+    11 frames tracked, against the live predictor's stored logits, object scores and memories (``_live``'s first
+    propagation, the same click).
+
+    Two runs of the loop:
+    - free: every frame's memory is the graphs' own. ONNX Runtime sums in another order than XLA (1e-5 on a
+      step's logits); the memory is stored rounded to bfloat16 (as the official predictor stores it), so a few
+      memory elements a frame round to the neighbouring bfloat16 value (one bfloat16 step: up to 3e-2; 0.1 to 0.7%
+      of the 4096 at 128 px) and the next frames carry that: 1.1e-4 on logits from frame 5 on at 128 px, above the
+      issue's 1e-4. The bar is 3e-4.
+    - forced: the live predictor's memories are stored in place of the graphs' (``OnnxTracker.track(memories=)``),
+      so each frame measures the graphs alone: within the issue's 1e-4 at every frame (1.1e-5 measured), and each
+      frame's memory equals the live one but for bfloat16 rounding neighbours.
+    """
+    _require_onnx()
     from sam2_jax.onnx_export import export_onnx
     from sam2_jax.onnx_runtime import OnnxTracker
-    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
     from sam2_jax.utils.video_io import preprocess_frame
 
-    video, model = _video(), _model(128)
-    export_onnx(model, tmp_path)
-    pred = SAM2VideoPredictor(model)
-    state = pred.init_state(video)
-    pred.add_new_points_or_box(state, 0, 1, points=scenario.CLICK, labels=np.array([1], np.int32))
-    list(pred.propagate_in_video(state))
+    video = _video()
+    live = _live(image_size)  # before the export: export_onnx clears JAX's caches
+    export_onnx(_model(image_size), tmp_path)
     H, W = video.shape[1:3]
-    coords = (scenario.CLICK / np.array([W, H], np.float32) * 128)[None]
-    frames = np.stack([preprocess_frame(f, 128) for f in video])
-    ours = OnnxTracker(tmp_path).track(frames, coords, np.array([[1]], np.int32))
-    assert sorted(ours) == list(range(NUM_FRAMES))
-    errs = []
-    for t, (low_res, score) in ours.items():
-        live = state.store.get(0, t)
-        assert np.ptp(live.pred_masks) > 1, "degenerate outputs"
-        errs.append((np.abs(low_res - live.pred_masks).max(), np.abs(score - live.object_score_logits).max()))
-    worst = np.max(errs, axis=0)
-    print(f"\nONNX vs live, {NUM_FRAMES} frames: logits max abs {worst[0]:.2e}, object scores {worst[1]:.2e}")
-    # ONNX Runtime's matmuls sum in another order than XLA's and the memory carries the difference from frame to
-    # frame: measured 1.1e-4 from frame 5 on (the issue asked for 1e-4; object scores 3e-6), so the bar is 3e-4.
-    assert worst[0] < ONNX_ATOL and worst[1] < ONNX_ATOL, errs
+    coords = (scenario.CLICK / np.array([W, H], np.float32) * image_size)[None]
+    frames = np.stack([preprocess_frame(f, image_size) for f in video])
+    labels = np.array([[1]], np.int32)
+    tracker = OnnxTracker(tmp_path)
+    mems = {t: live[f"first_maskmem_{t}"] for t in range(NUM_FRAMES)}
+    runs = {"free": tracker.track(frames, coords, labels), "forced": tracker.track(frames, coords, labels, mems)}
+    worst = {}
+    for run, ours in runs.items():
+        assert sorted(ours) == list(range(NUM_FRAMES))
+        errs = []
+        for t, (low_res, score, mem) in ours.items():
+            assert np.ptp(live[f"first_low_res_{t}"]) > 1, "degenerate outputs"
+            ref = mems[t]
+            flips = mem != ref
+            if run == "forced":
+                # an element differs from the live one by one bfloat16 rounding step (<= 2^-7 relative: up to 3e-2
+                # here) or, near zero, by float32 noise
+                tol = np.maximum(np.abs(ref) * 2.0**-7, 1e-4)
+                assert np.all(np.abs(mem - ref) <= tol), (run, t, np.abs(mem - ref).max())
+            errs.append((np.abs(low_res - live[f"first_low_res_{t}"]).max(),
+                         np.abs(score - live[f"first_score_{t}"]).max(), flips.mean()))  # fmt: skip
+        worst[run] = np.max(errs, axis=0)
+        print(
+            f"\nONNX {run} loop vs live, {image_size} px, {NUM_FRAMES} frames: logits max abs {worst[run][0]:.2e}, "
+            f"object scores {worst[run][1]:.2e}, memory elements on another bfloat16 value {worst[run][2]:.2%}"
+        )
+    assert worst["forced"][0] < ONNX_STEP_ATOL and worst["forced"][1] < ONNX_STEP_ATOL, worst
+    assert worst["forced"][2] < 1e-2, worst  # measured at most 0.22% (9 of 4096) a frame at 128 px
+    assert worst["free"][0] < ONNX_ATOL and worst["free"][1] < ONNX_ATOL, worst
+
+
+def test_onnx_runtime_tracks_like_the_live_predictor(tmp_path):
+    _onnx_parity(128, tmp_path)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_tracks_like_the_live_predictor_1024(tmp_path):
+    _onnx_parity(1024, tmp_path)
