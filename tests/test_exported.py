@@ -83,13 +83,13 @@ def _video() -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
 
 
-@functools.lru_cache(maxsize=1)
-def _live(image_size: int) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=3)
+def _live(image_size: int, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The scenario on the live predictors (cached: the StableHLO and the ONNX tests compare against the same run)."""
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
-    model, video = _model(image_size), _video()
+    model, video = _model(image_size, dtype), _video()
     res = scenario.image_calls(SAM2ImagePredictor(model), video[0])
     pred = SAM2VideoPredictor(model)
 
@@ -100,12 +100,12 @@ def _live(image_size: int) -> dict[str, np.ndarray]:
     return res | scenario.video_calls(pred, pred.init_state(video), stored)
 
 
-def _check_parity(image_size: int, tmp_path, only=None) -> None:
+def _check_parity(image_size: int, tmp_path, only=None, dtype: str = "float32") -> None:
     from sam2_jax.export import export_model
     from sam2_jax.utils.video_io import preprocess_frame
 
     video = _video()
-    model = _model(image_size)
+    model = _model(image_size, dtype)
     export_model(model, tmp_path / "export", platforms=("cpu",), only=only)
     frames = np.stack([preprocess_frame(f, image_size) for f in video])
     np.savez(tmp_path / "frames.npz", raw=video, frames=frames)
@@ -113,13 +113,17 @@ def _check_parity(image_size: int, tmp_path, only=None) -> None:
     # the runtime shares the tests' persistent compilation cache (JAX reads the variable)
     env = os.environ | {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
     proc = subprocess.Popen([*args, str(tmp_path / "out.npz")], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    live = _live(image_size)  # meanwhile, on the other core
+    live = _live(image_size, dtype)  # meanwhile, on the other core
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     with np.load(tmp_path / "out.npz") as z:
         ours = {k: z[k] for k in z.files}
     assert sorted(ours) == sorted(live)
     assert np.abs(live["first_score_5"]).max() < 1e3 and np.ptp(live["first_low_res_5"]) > 1, "degenerate outputs"
+    worst = max(float(np.abs(np.asarray(ours[k], np.float32) - np.asarray(live[k], np.float32)).max()) for k in live)
+    print(
+        f"\nexported runtime vs live, {image_size} px, {dtype}: max abs difference {worst:.2e} over {len(live)} arrays"
+    )
     for k in live:
         np.testing.assert_allclose(ours[k], live[k], atol=ATOL, rtol=0, err_msg=k)
 
@@ -131,6 +135,13 @@ def test_exported_runtime_matches_live_predictors(tmp_path):
 @pytest.mark.slow
 def test_exported_runtime_matches_live_predictors_1024(tmp_path):
     _check_parity(1024, tmp_path)
+
+
+@pytest.mark.slow
+def test_exported_bfloat16_runtime_matches_live_predictors(tmp_path):
+    """The bfloat16 export against the live bfloat16 predictors: the same scenario and bar as float32 (the exported
+    functions are the live predictors' programs, so bfloat16 rounding happens at the same places)."""
+    _check_parity(128, tmp_path, only=USED, dtype="bfloat16")
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
