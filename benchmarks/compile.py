@@ -32,7 +32,6 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int) -> di
     """Seconds to compile each entry point of ``model`` in this process (cache as configured by the caller)."""
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.modeling.sam2_base import SAM2Base
@@ -42,7 +41,9 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int) -> di
 
     m = get_config(model).model
     m.image_size = image_size
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(m))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(m))
     S, h = image_size, image_size // 16
     img = jax.ShapeDtypeStruct((1, S, S, 3), jnp.float32)
     params = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), img)["params"]

@@ -59,7 +59,6 @@ def run_video(pred, state, n: int):
 def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax import exported
@@ -74,7 +73,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = get_config(args.model)
     cfg.model.image_size = S = args.image_size
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(cfg.model))
     model = SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
     folder = Path(args.out or tempfile.mkdtemp(prefix="sam2_export_"))
     res = {"model": args.model, "image_size": S, "frames": args.frames, "platforms": args.platforms}

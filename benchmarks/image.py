@@ -76,13 +76,13 @@ def build_models(name: str):
     """Official SAM2Base and our module (float32 and bfloat16 compute) with the same deterministic weights."""
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.modeling.sam2_base import SAM2Base
     from sam2_jax.reference import OFFICIAL_YAML
     from sam2_jax.reference.image import converted_params, official_model
+    from sam2_jax.utils.config import freeze_config
 
     if name not in OFFICIAL_YAML:
         raise ValueError(f"--model must be one of {sorted(OFFICIAL_YAML)}, got {name!r}")
@@ -91,7 +91,7 @@ def build_models(name: str):
     params = jax.tree.map(jnp.asarray, converted_params(name))
     ours = {
         dt: SAM2Model(
-            module=SAM2Base(config=ml_collections.FrozenConfigDict(config.model), dtype=getattr(jnp, dt)),
+            module=SAM2Base(config=freeze_config(config.model), dtype=getattr(jnp, dt)),
             params=params,
             config=config,
         )

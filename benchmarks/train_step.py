@@ -75,7 +75,6 @@ def ours(args):
     import time
 
     import jax
-    import ml_collections
     import optax
 
     from configs.train_common import train_config
@@ -83,19 +82,18 @@ def ours(args):
     from sam2_jax.reference.image import converted_params
     from sam2_jax.training import optimizer as opt_lib
     from sam2_jax.training import sam2_train as st
+    from sam2_jax.utils.config import copy_config, freeze_config
 
     cfg = train_config(args.model)
     cfg.model.image_size = args.image_size
     cfg.train.remat = args.remat
     p = cfg.train.prompts
     p.num_correction_pt_per_frame, p.point_sampling, p.box_noise = args.corrections, "center", 0.0
-    init_cfg = ml_collections.ConfigDict(cfg)
+    init_cfg = copy_config(cfg)  # deep: ml_collections.ConfigDict(cfg) would share (and change) cfg.model
     init_cfg.model.image_size = 256
     model = build_sam2(init_cfg, None)
-    module = st.training_module(
-        st.SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=model.module.dtype)
-    )
-    fc = ml_collections.FrozenConfigDict(cfg)
+    module = st.training_module(st.SAM2Base(config=freeze_config(cfg.model), dtype=model.module.dtype))
+    fc = freeze_config(cfg)
     # The memory-only child process keeps PyTorch out (the official weights only matter for the loss printed).
     params = model.params if args.only else jax.tree.map(jax.numpy.asarray, converted_params(args.model))
     tx = opt_lib.make_optimizer(params, cfg, 1000)

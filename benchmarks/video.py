@@ -140,7 +140,6 @@ def our_predictor(
 ):
     """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0)."""
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
@@ -150,7 +149,9 @@ def our_predictor(
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=getattr(jnp, dtype))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(cfg.model), dtype=getattr(jnp, dtype))
     # chunks_in_flight=0: the lockstep timing below needs each chunk finished before the official's turn (with a
     # chunk in flight, ours would compute in the background of the official's measurement).
     return SAM2VideoPredictor(

@@ -227,7 +227,7 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
         )
     )
     # Not an official field: the tracking policy of the video predictor and its thresholds (sam2 | samurai |
-    # sam3_selection; sam2_jax/tracker/policies.py). --config.tracker.policy=samurai selects one.
+    # sam3_selection | sam2long; sam2_jax/tracker/policies.py). --config.tracker.policy=samurai selects one.
     c.tracker = policy_config()
     c.dtype = "float32"
     return c

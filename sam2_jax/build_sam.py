@@ -30,6 +30,7 @@ from configs import get_config
 from sam2_jax.checkpoints import HF_MODEL_IDS, hub_checkpoint, init_params, load_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.utils.compile_cache import enable_compilation_cache
+from sam2_jax.utils.config import copy_config, freeze_config
 from sam2_jax.utils.overrides import apply_overrides, parse_overrides, split_video_overrides
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,10 @@ class SAM2Model:
 
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:
-    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``."""
+    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``.
+    A given config is deep-copied: the builders' overrides never change the caller's."""
     if isinstance(config, ml_collections.ConfigDict | ml_collections.FrozenConfigDict):
-        return ml_collections.ConfigDict(config)
+        return copy_config(config)
     if not isinstance(config, str | os.PathLike):
         raise ValueError(f"config must be a name, a path or a ConfigDict, got {type(config).__name__}")
     name = str(config)
@@ -128,7 +130,7 @@ def build_sam2(
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         dtype = DTYPES[dtype]
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model), dtype=dtype)
+    module = SAM2Base(config=freeze_config(config.model), dtype=dtype)
     params = init_params(module, seed) if ckpt_path is None else load_params(ckpt_path, config, module)
     params = jax.tree.map(jnp.asarray, params)
     return SAM2Model(module=module, params=params, config=config)

@@ -53,6 +53,7 @@ from convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, re
 from convert_weights.mapping import TRANSFORMS, param_table
 from convert_weights.orbax_io import restore_params, save_params
 from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.utils.config import freeze_config
 
 HF_MODEL_IDS = {
     "facebook/sam2-hiera-tiny": "sam2_hiera_t",
@@ -99,7 +100,7 @@ def _as_config(config: Any) -> ml_collections.ConfigDict:
 
 
 def _module(config: ml_collections.ConfigDict) -> SAM2Base:
-    return SAM2Base(config=ml_collections.FrozenConfigDict(config.model))
+    return SAM2Base(config=freeze_config(config.model))
 
 
 # --- the official files -------------------------------------------------------------------------------------

@@ -97,7 +97,6 @@ def _random_model(name: str, image_size: int | None, dtype: str | None, seed: in
     of the demo's offline fallback), at the config's or the given input size. Cached: tests run many commands."""
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.build_sam import DTYPES, SAM2Model
@@ -107,7 +106,9 @@ def _random_model(name: str, image_size: int | None, dtype: str | None, seed: in
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=DTYPES[dtype or "float32"])
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(cfg.model), dtype=DTYPES[dtype or "float32"])
     params = random_params(cfg, module, seed)
     return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, params), config=cfg)
 
@@ -757,7 +758,7 @@ def _add_video_parser(sub, fmt) -> None:
     sp.add_argument(
         "--tracker",
         default="sam2",
-        choices=["sam2", "samurai", "sam3_selection"],
+        choices=["sam2", "samurai", "sam3_selection", "sam2long"],
         help="tracking policy: which mask and which frames enter the memory (default %(default)s)",
     )
     sp.add_argument("--overlay", help="overlay video path, .mp4 or .gif (default OUT/overlay.mp4)")

@@ -27,6 +27,7 @@ import numpy as np
 from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.tracker import engine
+from sam2_jax.tracker.state import pad_clicks
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.compile_cache import enable_compilation_cache
 from sam2_jax.utils.transforms import SAM2Transforms, as_rgb_array
@@ -203,6 +204,9 @@ class SAM2ImagePredictor:
         coords, labels, mask = self._prep_prompts(
             point_coords, point_labels, box, mask_input, normalize_coords, img_idx
         )
+        if coords is not None:
+            # Clicks pad to a bucket (masked slots), so a session adding clicks compiles once per bucket.
+            coords, labels = pad_clicks(coords, labels)
         image_embed = self._features.image_embed[img_idx : img_idx + 1]
         high_res = [f[img_idx : img_idx + 1] for f in self._features.high_res_feats]
         batched_mode = coords is not None and coords.shape[0] > 1

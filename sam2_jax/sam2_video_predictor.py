@@ -50,8 +50,9 @@ from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
-from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_objects, stack_states
+from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_clicks, pad_objects, stack_states
 from sam2_jax.utils.arrays import tensor_like
+from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.progress import with_progress
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
@@ -112,7 +113,7 @@ class SAM2VideoPredictor:
             cfg.binarize_mask_from_pts_for_mem_enc = video.binarize_mask_from_pts_for_mem_enc
         if cfg.memory_temporal_stride_for_eval != 1:
             raise ValueError("memory_temporal_stride_for_eval must be 1 for the tracker")
-        self.module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg), dtype=sam_model.module.dtype)
+        self.module = SAM2Base(config=freeze_config(cfg), dtype=sam_model.module.dtype)
         self.policy = get_policy(tracker_policy, sam_model.config.get("tracker"))
         self.params = sam_model.params
         self.model = sam_model
@@ -143,6 +144,7 @@ class SAM2VideoPredictor:
             engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy
         )
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
+        self._max_pt = int(self.module.config.multimask_max_pt_num)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
     @classmethod
@@ -335,8 +337,13 @@ class SAM2VideoPredictor:
             if prev_out is not None:
                 prev = jax.device_put(np.clip(prev_out.pred_masks, -32.0, 32.0))
         feats = self._get_image_feature(s, frame_idx)
-        tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse) if not is_init else self._dummy_state()
-        pc, pl = (None, None) if points is None else jax.device_put((points[0], points[1]))
+        # a prompt is decoded on one memory (SAM2Long: the best pathway's, as the stored outputs hold it)
+        tstate = self.tracker_state(s, [obj_idx], frame_idx, reverse, pathways=False) if not is_init else None
+        tstate = self._dummy_state() if tstate is None else tstate
+        pc = pl = None
+        if points is not None:
+            # Clicks pad to a bucket (masked slots), so the next click on this frame reuses the compiled step.
+            pc, pl = jax.device_put(pad_clicks(np.asarray(points[0]), np.asarray(points[1]), self._max_pt))
         out = self._interact_fn(
             self.params,
             tstate,
@@ -439,8 +446,40 @@ class SAM2VideoPredictor:
         if live and reverse:
             raise ValueError("reverse propagation needs a video of known length, not a live source")
         order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
+        s.pathways.clear()
+        s.final_lineage.clear()
         frames = self._propagate(s, order, reverse, live)
         yield from with_progress(frames, None if live else len(order), "propagate in video", self.progress)
+        if self.policy.name == "sam2long" and len(order):
+            self._keep_final_lineage(s, list(order))
+
+    def _keep_final_lineage(self, s: InferenceState, order: list[int]) -> None:
+        """SAM2Long: re-select each stored non-conditioning output's masks along the lineage of the pathway that is
+        best at the end of the pass, as the reference's ``propagate_in_video`` returns them. The per-frame masks
+        already yielded were the causal best pathway's; memories, pointers and scores stay the causal best's (the
+        memory the next pass rebuilds from). Kept in ``s.final_lineage``: {frame: pathway index per object}; the
+        pass's per-frame pathways stay in ``s.pathways`` until the next pass."""
+        s.final_lineage.clear()
+        path = np.zeros(s.num_objects, np.int64)  # pathway 0 is the best after every step
+        for t in reversed(order):
+            if t not in s.pathways:
+                continue
+            parent, _, masks = s.pathways[t]
+            s.final_lineage[t] = path.copy()
+            for o in range(s.num_objects):
+                out = s.store.get(o, t)
+                if out is not None and t not in s.store.cond(o):
+                    out.pred_masks = masks[o, path[o]][None]
+            path = parent[np.arange(s.num_objects), path]
+
+    def final_lineage_masks(self, inference_state: InferenceState, frames=None) -> dict[int, np.ndarray]:
+        """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``
+        (or of those of ``frames`` it tracked), along the lineage of the pathway that was best at its end (the
+        reference's returned masks), from the stored outputs (``_keep_final_lineage``); conditioning frames give
+        their prompt output. Empty under other policies."""
+        s = inference_state
+        keep = sorted(s.final_lineage if frames is None else set(frames) & set(s.final_lineage))
+        return {t: self._consolidated_video_res(s, t) for t in keep}
 
     def _propagate(self, s: InferenceState, order: range, reverse: bool, live: bool):
         """The frames of ``order`` tracked chunk by chunk (``propagate_in_video`` after its checks)."""
@@ -509,8 +548,15 @@ class SAM2VideoPredictor:
             s.stream_tstate = None
             self.propagate_in_video_preflight(s)
             orders.append(self._propagation_order(s, a, m, reverse))
+        for s in states:
+            s.pathways.clear()
+            s.final_lineage.clear()
         frames = self._propagate_videos(states, orders, reverse)
         yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
+        if self.policy.name == "sam2long":
+            for s, order in zip(states, orders, strict=True):
+                if len(order):
+                    self._keep_final_lineage(s, list(order))
 
     def _propagate_videos(self, states: list[InferenceState], orders: list[range], reverse: bool):
         """Every video's ``orders`` tracked in lockstep, chunk by chunk (``propagate_in_videos`` after its checks)."""
@@ -628,6 +674,9 @@ class SAM2VideoPredictor:
                     float(host.kf_score[j, o]),
                 )  # fmt: skip
                 s.store.put(o, t, out)
+            if host.path_parent is not None:  # SAM2Long: every pathway's parent, score and mask, for the lineage
+                s.pathways[t] = (host.path_parent[j, : len(objs)], host.path_score[j, : len(objs)],
+                                 host.path_masks[j, : len(objs)])  # fmt: skip
             yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])
 
@@ -745,12 +794,14 @@ class SAM2VideoPredictor:
         reverse: bool,
         pad_to: int | None = None,
         on_device: bool = True,
+        pathways: bool = True,
     ) -> TrackerState:
         """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
         tools): their conditioning frames (the temporally closest
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
         (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
-        host numpy arrays with ``on_device=False``."""
+        host numpy arrays with ``on_device=False``. Under SAM2Long each object becomes ``num_pathways`` equal rows
+        (``engine.repeat_pathways``) unless ``pathways=False``."""
         c = self.config
         n_cond = max(len(s.store.cond(o)) for o in objs)
         # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
@@ -788,6 +839,8 @@ class SAM2VideoPredictor:
                     st.recent_valid[i, f % R] = True
         if pad_to is not None:
             st = pad_objects(st, pad_to)
+        if self.policy.name == "sam2long" and pathways:  # P equal pathways per object, scores 0 (sam2long_step)
+            st = engine.repeat_pathways(st, self.policy.num_pathways, xp=np)
         return jax.device_put(st) if on_device else st
 
     def _admitted_rings(self, s: InferenceState, st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool):
@@ -818,11 +871,13 @@ class SAM2VideoPredictor:
                 st.recent_valid[i, pos % R] = out is not None
                 if out is not None:
                     st.recent_mem[i, pos % R] = out.maskmem_features
+                    st.recent_obj_score[i, pos % R] = out.object_score_logits[0, 0]
             if self.policy.selects_pointers:
                 st.ptr_frame[i, pos % P] = f
                 st.ptr_valid[i, pos % P] = out is not None
                 if out is not None:
                     st.ptr[i, pos % P] = out.obj_ptr[0]
+                    st.ptr_obj_score[i, pos % P] = out.object_score_logits[0, 0]
         st.admit_count[i] = A
         st.last_admitted[i] = prev is not None and prev.admitted
 

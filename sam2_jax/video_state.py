@@ -197,6 +197,10 @@ class InferenceState(collections.abc.Mapping):
     frame_queue: FrameQueue | None = None  # a stream's source, fed by track_frame
     stream_next: int | None = None  # the next frame track_frame tracks (None: after the last one touched)
     stream_tstate: TrackerState | None = None  # the memory carried on the device between track_frame calls
+    # SAM2Long (tracker/policies.py): {frame: (parent (O, P), score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in
+    # progress, and {frame: pathway per object} of the final best lineage of the last pass (see the predictor)
+    pathways: dict[int, tuple] = dataclasses.field(default_factory=dict)
+    final_lineage: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def output_dict_per_obj(self) -> dict[int, OutputDict]:

@@ -40,7 +40,6 @@ def _load(name):
 def _our_model(name=NAME):
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
@@ -48,7 +47,9 @@ def _our_model(name=NAME):
     from tests.reference import converted_params
 
     config = get_config(name)
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(config.model))
     return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, converted_params(name)), config=config)
 
 

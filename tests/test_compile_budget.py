@@ -51,3 +51,49 @@ def test_scripted_session_compiles_once_per_bucket():
     assert 0 < first_correction <= 4
     _, ids, masks = next(iter(predictor.propagate_in_video(state)))
     assert ids == [1, 2, 3, 4, 5, 6] and masks.shape == (6, 1, 48, 64) and np.isfinite(masks).all()
+
+
+def test_click_bucket():
+    from sam2_jax.tracker.state import click_bucket
+
+    assert [click_bucket(n) for n in range(0, 10)] == [0, 1, 2, 4, 4, 8, 8, 8, 8, 16]
+    # counts up to multimask_max_pt_num keep their own program (the decoder's multimask switch reads the count)
+    assert [click_bucket(n, 2) for n in range(1, 6)] == [1, 2, 4, 4, 8]
+
+
+def test_padded_clicks_decode_as_the_clicks_alone_and_share_a_compile():
+    """Three clicks padded to the bucket of 4 (one ``ABSENT_LABEL`` slot, masked out of the decoder's attention)
+    give the masks, IoUs, object score and pointer of the three clicks unpadded; the predictor's 3rd and 4th
+    click on a frame run the same compiled step."""
+    import jax
+    import jax.numpy as jnp
+
+    from sam2_jax.tracker import engine
+    from sam2_jax.tracker.state import pad_clicks
+
+    cfg = get_config("sam2.1_hiera_t")
+    cfg.model.image_size = 128
+    predictor = SAM2VideoPredictor(build_sam2(cfg, None, seed=1), chunk_size=4)
+    rng = np.random.default_rng(0)
+    state = predictor.init_state(rng.integers(0, 255, (3, 48, 64, 3), dtype=np.uint8))
+    feats = predictor._get_image_feature(state, 0)
+    coords = np.array([[[20.0, 30.0], [90.0, 60.0], [64.0, 100.0]]], np.float32)
+    labels = np.array([[1, 0, 1]], np.int32)
+    padded = pad_clicks(coords, labels)
+    assert padded[1].tolist() == [[1, 0, 1, -2]]
+    run = lambda c, lab: engine.interact(  # noqa: E731
+        predictor.module, predictor.params, predictor._dummy_state(), feats, jnp.int32(0), jnp.bool_(False),
+        jnp.asarray(c), jnp.asarray(lab), None, None, is_init_cond_frame=True,
+    )  # fmt: skip
+    a, b = run(coords, labels), run(*padded)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=2e-5, rtol=0)
+    # and the predictor: one compile for the bucket of 4, none for the 4th click
+    clicks = [(10, 10), (50, 30), (30, 20), (20, 40)]
+    counts = []
+    for k, xy in enumerate(clicks):
+        with CompileCounter() as c:
+            predictor.add_new_points_or_box(state, 0, 1, [xy], [1], clear_old_points=(k == 0))
+        counts.append(c.compiles)
+    print("compiles per click:", counts)
+    assert counts[3] == 0, counts

@@ -12,7 +12,6 @@ import re
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -23,6 +22,7 @@ from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import empty_state
 from sam2_jax.training import sam2_train as st
+from sam2_jax.utils.config import freeze_config
 
 PLATFORMS = ("cuda", "tpu")
 S = 128  # image size
@@ -34,7 +34,7 @@ def _module(**overrides) -> SAM2Base:
     m = get_config("sam2.1_hiera_t").model
     m.image_size, m.attention_impl = S, "xla"
     m.update(overrides)
-    return SAM2Base(config=ml_collections.FrozenConfigDict(m))
+    return SAM2Base(config=freeze_config(m))
 
 
 def _abstract_params(module: SAM2Base):
@@ -69,7 +69,8 @@ def test_image_encoder_lowers_for_gpu_and_tpu():
 
 @pytest.mark.parametrize(
     "num_objects, policy",
-    [(1, "sam2"), (3, "sam2")] + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection")],
+    [(1, "sam2"), (3, "sam2")]
+    + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection", "sam2long")],
 )
 def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
     from sam2_jax.tracker.policies import TrackerPolicy
@@ -126,8 +127,8 @@ def test_training_update_lowers_for_gpu_and_tpu():
     cfg = train_config("sam2.1_hiera_t")
     cfg.model.image_size, cfg.model.attention_impl = S, "xla"
     cfg.train.prompts.num_correction_pt_per_frame = 2
-    module = st.training_module(SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model)))
-    fc = ml_collections.FrozenConfigDict(cfg)
+    module = st.training_module(SAM2Base(config=freeze_config(cfg.model)))
+    fc = freeze_config(cfg)
     params = _abstract_params(module)
     tx = optax.adamw(1e-4)
     T, O = 3, 2

@@ -16,11 +16,11 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import get_config
+from sam2_jax.utils.config import freeze_config
 from tests import exported_scenario as scenario
 from tests.reference import DATA, REPO
 
@@ -80,7 +80,7 @@ def _model(image_size: int, dtype: str = "float32"):
 
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model), dtype=DTYPES[dtype])
+    module = SAM2Base(config=freeze_config(cfg.model), dtype=DTYPES[dtype])
     return SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
 
 

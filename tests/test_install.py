@@ -100,7 +100,6 @@ def test_installed_package_resolves_every_config_from_elsewhere(installed, tmp_p
 @pytest.mark.slow
 def test_installed_package_builds_a_model_from_elsewhere(installed, tmp_path):
     """``build_sam2('sam2.1_hiera_b+', None)``: random init of the whole model from the installed configs."""
-    import ml_collections
 
     from configs import get_config
     from sam2_jax.checkpoints import param_shapes
@@ -108,5 +107,7 @@ def test_installed_package_builds_a_model_from_elsewhere(installed, tmp_path):
 
     got = run_installed(installed, tmp_path, "sam2.1_hiera_b+", timeout=600)
     assert got["image_size"] == 1024
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(get_config("sam2.1_hiera_b+").model))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(get_config("sam2.1_hiera_b+").model))
     assert got["params"] == len(param_shapes(module))

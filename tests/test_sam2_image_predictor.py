@@ -22,7 +22,6 @@ def _load(name):
 @functools.lru_cache(maxsize=1)
 def _models(name=NAME):
     import jax.numpy as jnp
-    import ml_collections
     from sam2.sam2_image_predictor import SAM2ImagePredictor as RefPredictor
 
     from configs import get_config
@@ -33,7 +32,9 @@ def _models(name=NAME):
 
     ref = RefPredictor(official_model(name))
     config = get_config(name)
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(config.model))
     params = {k: v for k, v in converted_params(name).items()}
     import jax
 

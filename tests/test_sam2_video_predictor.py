@@ -9,11 +9,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import get_config
+from sam2_jax.utils.config import freeze_config
 from tests.reference import converted_params, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
@@ -31,7 +31,7 @@ def _ours(image_size: int | None = None):
     if image_size is not None:
         cfg.model.image_size = image_size
     model = SAM2Model(
-        SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model)),
+        SAM2Base(config=freeze_config(cfg.model)),
         jax.tree.map(jnp.asarray, converted_params(NAME)),
         cfg,
     )

@@ -1,4 +1,4 @@
-"""Tracking policies (``sam2_jax/tracker/policies.py``): SAMURAI and SAM 3's memory selection.
+"""Tracking policies (``sam2_jax/tracker/policies.py``): SAMURAI, SAM 3's memory selection and SAM2Long.
 
 - SAMURAI end to end against its reference code (github yangchris11/samurai, run in its own venv by
   ``scripts/samurai_reference.py``; golden ``tests/golden/samurai_bedroom_sam2.1_hiera_t.npz``: random weights,
@@ -10,6 +10,10 @@
 - The rings against the lists the references build (samurai ``_prepare_memory_conditioned_features``:
   ``valid_indices``; sam3 ``sam3/model/sam3_tracker_base.py``: ``frame_filter``), frame by frame.
 - SAM 3's ``cal_mem_score`` admission, and SAMURAI's refusal of frames where the object is absent.
+- SAM2Long end to end against its reference code (github Mark12Ding/SAM2Long, run in its own venv by
+  ``scripts/sam2long_reference.py``; goldens ``tests/golden/sam2long_*bedroom_sam2.1_hiera_t.npz``), its pathway
+  selection against a line-by-line reading on crafted scores, its rings and key weights against a reading of its
+  lists, and a synthetic absent object (nothing admitted, scores evolve) with the final-lineage re-selection.
 """
 
 import functools
@@ -18,7 +22,6 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -26,6 +29,7 @@ from configs import get_config
 from sam2_jax.tracker import engine, kalman
 from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
 from sam2_jax.tracker.state import empty_state
+from sam2_jax.utils.config import freeze_config
 from tests.reference import DATA, GOLDEN, converted_params, requires_data
 
 NAME = "sam2.1_hiera_t"
@@ -268,7 +272,7 @@ def _ours(image_size: int):
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
     return SAM2Model(
-        SAM2Base(config=ml_collections.FrozenConfigDict(cfg.model)),
+        SAM2Base(config=freeze_config(cfg.model)),
         jax.tree.map(jnp.asarray, converted_params(NAME)),
         cfg,
     )
@@ -346,8 +350,11 @@ def test_policy_config_and_names():
     assert get_policy("sam3_selection", c.tracker).mf_threshold == 0.2
     with pytest.raises(ValueError, match="one of"):
         get_policy("bogus")
-    with pytest.raises(NotImplementedError, match="sam2long"):
-        get_policy("sam2long")
+    p = get_policy("sam2long", c.tracker)  # tools/vos_inference.py's defaults
+    assert (p.num_pathways, p.sam2long_iou_threshold, p.sam2long_uncertainty) == (3, 0.1, 2.0)
+    assert p.selects_memory and p.selects_pointers
+    with pytest.raises(ValueError, match="num_pathways"):
+        get_policy(TrackerPolicy("sam2long", num_pathways=0))
 
 
 def _selected(st, t, policy=SAMURAI):
@@ -413,6 +420,9 @@ def test_policy_flags_reach_the_predictor():
     pred = SAM2VideoPredictor(SAM2Model(m.module, m.params, cfg))
     assert pred.policy == TrackerPolicy("sam3_selection", mf_threshold=0.3)
     assert SAM2VideoPredictor(m, tracker_policy="samurai").policy == SAMURAI
+    assert eval_main.parse(["--tracker", "sam2long"]).tracker == "sam2long"
+    assert cli.build_parser().parse_args(["video", "v.mp4", "--tracker", "sam2long"]).tracker == "sam2long"
+    assert SAM2VideoPredictor(m, tracker_policy="sam2long").policy == SAM2LONG
 
 
 @requires_data
@@ -446,3 +456,365 @@ def test_sam3_selection_stream_rebuild_and_correction(tmp_path: pathlib.Path):
         assert ft == t and np.isfinite(m).all()
     # frame 12 sees the correction as a conditioning frame, so 11 is no ring entry: its slot holds frame 12's place
     assert 11 not in _selected(pred.tracker_state(stream, [0], 13, False), 13, policy)[0]
+
+
+# --- SAM2Long -------------------------------------------------------------------------------------------------------
+# Reference: github Mark12Ding/SAM2Long @7193b77 (CC-BY-NC; read and run as a reference, not copied into sam2_jax):
+# sam2/sam2_video_predictor.py ``_run_single_frame_inference`` (the pathway step), sam2/modeling/sam2_base.py
+# ``_prepare_memory_conditioned_features`` (valid_indices, object_frame_score, object_ptr_score) and
+# sam2/modeling/memory_attention.py ``MemoryAttentionLayer._forward_ca`` (the key weights).
+SAM2LONG = TrackerPolicy("sam2long")
+
+
+def np_sam2long_select(acc, ious, obj, P, uncertainty):
+    """A line-by-line reading of ``_run_single_frame_inference``'s multi-pathway branch for one object: the kept
+    ``(pathway_id, j, score_j)`` in order (new pathway i is the i-th)."""
+    all_scores, object_scores = [], []
+    for pathway_id in range(P):
+        score_i = float(acc[pathway_id])
+        object_scores.append(abs(float(obj[pathway_id])))
+        for j in range(3):
+            score_j = score_i + np.log(float(ious[pathway_id, j]) + 1e-5)
+            iou_with_object = float(ious[pathway_id, j]) if float(obj[pathway_id]) > 0 else -float(ious[pathway_id, j])
+            all_scores.append((pathway_id, j, score_j, iou_with_object))
+    topk_scores = []
+    sorted_scores = sorted(all_scores, key=lambda x: x[2], reverse=True)
+    if max(object_scores) > uncertainty:
+        for score in sorted_scores[:P]:
+            topk_scores.append(score)
+    else:
+        seen_values = set()
+        for score in sorted_scores:
+            rounded_value = round(score[3], 2)
+            if rounded_value not in seen_values:
+                topk_scores.append(score)
+                seen_values.add(rounded_value)
+            if len(topk_scores) == P:
+                break
+        if len(topk_scores) < P:
+            memory = {score[0] for score in topk_scores}
+            for i in range(P):
+                if i not in memory:
+                    for score in sorted_scores:
+                        if score[0] == i:
+                            topk_scores.append(score)
+                            break
+                if len(topk_scores) == P:
+                    break
+    return [s[:3] for s in topk_scores]
+
+
+def test_sam2long_selection_matches_numpy_reading():
+    """400 objects of crafted candidates, both modes (max |object score| above and below the uncertainty), with
+    identical pathways (exact ties: the stable sort's order), IoUs that collapse to the same hundredth (0.497 and
+    0.503), negative object scores (signed IoUs) and few distinct values (the fill from unused pathways): parents,
+    candidates and cumulative scores equal the reading; the first frame keeps pathway 0's best candidate."""
+    rng = np.random.default_rng(7)
+    O, P = 400, 3
+    levels = np.array([0.12, 0.31, 0.497, 0.503, 0.68, 0.9], np.float32)
+    ious = levels[rng.integers(0, len(levels), (O, P, 3))]
+    acc = rng.normal(-2.0, 0.5, (O, P)).astype(np.float32)
+    obj = (rng.choice([-1.0, 1.0], (O, P)) * rng.uniform(0.05, 3.0, (O, P))).astype(np.float32)
+    for o in range(0, O, 4):  # identical pathways, as after the first frame
+        ious[o, 1:], acc[o, 1:], obj[o, 1:] = ious[o, 0], acc[o, 0], obj[o, 0]
+    for o in range(1, O, 8):  # one value everywhere: a single distinct signed IoU, the fill rule
+        ious[o] = 0.5
+    first = np.zeros(O, bool)
+    first[::10] = True
+    got = jax.jit(engine.sam2long_select, static_argnums=4)(acc, ious, obj, first, SAM2LONG)
+    certain = 0
+    for o in range(O):
+        if first[o]:
+            assert got.parent[o].tolist() == [0] * P and (np.asarray(got.score[o]) == 0).all()
+            assert got.cand[o].tolist() == [int(np.argmax(ious[o, 0]))] * P
+            continue
+        ref = np_sam2long_select(acc[o], ious[o], obj[o], P, SAM2LONG.sam2long_uncertainty)
+        certain += np.abs(obj[o]).max() > SAM2LONG.sam2long_uncertainty
+        assert got.parent[o].tolist() == [r[0] for r in ref], o
+        assert got.cand[o].tolist() == [r[1] for r in ref], o
+        np.testing.assert_allclose(got.score[o], [r[2] for r in ref], rtol=0, atol=1e-5)
+    assert 50 < certain < O - 100  # both modes are exercised
+
+
+def sam2long_lists(t, admit, score, num_frames):
+    """A reading of SAM2Long's ``_prepare_memory_conditioned_features`` for one pathway tracked from frame 0 (its
+    conditioning frame): {frame: (tpos index, key weight)} of the memories and {frame: (offset, key weight)} of
+    the pointers (frame 0 the conditioning entry), with ``_forward_ca``'s weights."""
+    if t <= 1:  # frame_idx <= start_frame_idx + 1: no non-conditioning memory, one frame: no weighting
+        return {0: (6, 1.0)}, {0: (t, 1.0)}
+    max_ptrs, valid = min(num_frames, 16), []
+    for i in range(t - 1, 0, -1):
+        if admit[i]:
+            valid.insert(0, i)
+        if len(valid) >= max_ptrs - 1:
+            break
+    if t - 1 not in valid:
+        valid.append(t - 1)
+    frames, f_scores = [(0, 6)], [10.0]
+    for t_pos in range(1, 7):
+        idx = t_pos - 7
+        if idx < -len(valid):
+            continue
+        frames.append((valid[idx], 7 - t_pos - 1))
+        f_scores.append(score[valid[idx]])
+    ptrs, p_scores = [(0, t)], [10.0]
+    for t_diff in range(1, max_ptrs):
+        if -t_diff <= -len(valid):
+            break
+        ptrs.append((valid[-t_diff], t_diff))
+        p_scores.append(score[valid[-t_diff]])
+
+    def weights(s):  # new_weight.scatter_(1, argsort(weight), linspace(0.95, 1.05, n))
+        w = np.zeros(len(s))
+        w[np.argsort(np.asarray(s, np.float32), kind="stable")] = np.linspace(0.95, 1.05, len(s), dtype=np.float32)
+        return w
+
+    wf, wp = weights(f_scores), weights(p_scores)
+    return {f: (i, wf[k]) for k, (f, i) in enumerate(frames)}, {f: (d, wp[k]) for k, (f, d) in enumerate(ptrs)}
+
+
+def test_sam2long_rings_and_key_weights_match_the_reference_lists():
+    """40 frames of one pathway with random admissions and object scores: at every frame the memories and pointers
+    attended to, their temporal indices and their key weights (rank of the object score among the attended
+    entries, ``linspace(0.95, 1.05, n)``) equal the reading of the reference's lists."""
+    rng = np.random.default_rng(3)
+    N = 40
+    st = empty_state(1, 1, 7, 16, 1, 1, 1, (1, 1), N)
+    st = st.replace(cond_frame=st.cond_frame.at[0, 0].set(0), cond_valid=st.cond_valid.at[0, 0].set(True))
+    admit, score = {}, {}
+
+    @jax.jit
+    def sel(st, t):
+        mem_ok, tpos = engine.recent_selection(st, t, False, 7, SAM2LONG)
+        ptr_ok, pos = engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), SAM2LONG)
+        several = mem_ok.sum() + 1 > 1
+        wf, wp = engine.sam2long_key_weights(
+            st, jnp.concatenate([st.cond_valid, mem_ok], 1), tpos, jnp.concatenate([st.cond_valid, ptr_ok], 1), pos
+        )
+        return mem_ok, tpos, ptr_ok, pos, wf, wp, several
+
+    write = jax.jit(
+        lambda st, t, a, s: engine.write_admitted(
+            st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), jnp.array([t > 0]), a, SAM2LONG, obj_score=s
+        )
+    )
+    for t in range(N):
+        if t:
+            mem_ok, tpos, ptr_ok, pos, wf, wp, _ = sel(st, t)
+            ours_mem = {0: (6, float(wf[0, 0]))}
+            ours_mem |= {
+                int(f): (int(i), float(w))
+                for f, i, ok, w in zip(st.recent_frame[0], tpos[0], mem_ok[0], wf[0, 1:], strict=True)
+                if ok
+            }
+            ours_ptr = {0: (t, float(wp[0, 0]))}
+            ours_ptr |= {
+                int(f): (int(d), float(w))
+                for f, d, ok, w in zip(st.ptr_frame[0], pos[0], ptr_ok[0], wp[0, 1:], strict=True)
+                if ok
+            }
+            ref_mem, ref_ptr = sam2long_lists(t, admit, score, N)
+            assert ours_mem.keys() == ref_mem.keys() and ours_ptr.keys() == ref_ptr.keys(), t
+            for ours, ref in ((ours_mem, ref_mem), (ours_ptr, ref_ptr)):
+                for f, (i, w) in ref.items():
+                    assert ours[f][0] == i, (t, f)
+                    np.testing.assert_allclose(ours[f][1], w, rtol=0, atol=1e-6, err_msg=f"{t} {f}")
+        a = t > 0 and rng.random() < 0.6
+        s = float(rng.normal(0.5, 1.0))
+        admit[t], score[t] = a, s
+        st = write(st, t, jnp.array([a]), jnp.array([s], jnp.float32))
+
+
+def _run_sam2long(policy, box, frames_dir: pathlib.Path, params=None):
+    """Our predictor under ``policy`` on every frame of ``frames_dir`` (256 px), ``box`` on frame 0, forward."""
+    from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    m = _ours(256)
+    if params is not None:
+        m = SAM2Model(m.module, params, m.config)
+    pred = SAM2VideoPredictor(m, fill_hole_area=0, tracker_policy=policy)
+    pred.progress = False
+    state = pred.init_state(str(frames_dir))
+    pred.add_new_points_or_box(state, 0, 0, box=box)
+    yielded = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state)}
+    return pred, state, yielded
+
+
+@requires_data
+@pytest.mark.parametrize("golden", ["sam2long_bedroom", pytest.param("sam2long_iou05_bedroom", marks=pytest.mark.slow)])
+def test_sam2long_matches_reference_on_bedroom(golden, tmp_path: pathlib.Path):
+    """SAM2Long's own code (``scripts/sam2long_reference.py``, random weights, 256 px, a box on frame 0) against ours:
+    every pathway's low-res logits (golden float16: within 1e-2; measured in float32 1.9e-4 over 25 frames) and
+    mask IoU >= 0.99, cumulative scores within 1e-4 (measured 1.5e-5), each new pathway's parent, the best
+    pathway's object score, predicted IoU and admission, and the final best lineage.
+
+    Default: 12 tracked frames, the README's thresholds (the diverse rule: |object score| ~ 0.11 <= 2; parents such
+    as [0, 1, 0], [0, 2, 0], [0, 0, 1]). Slow: 25 frames with IoU threshold 0.5, where the best pathway's frames are
+    admitted and the others refused, so the pathways' rings differ. Without the key weighting of the memory
+    attention the logits differ by 1e-2 to 9 and the parents diverge at frame 4 (measured), so this sees it."""
+    gold = np.load(GOLDEN / f"{golden}_{NAME}.npz")
+    n = len(gold["frame"])
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[: n + 1]:
+        shutil.copy(f, tmp_path / f.name)
+    thre = float(gold["iou_thre"])
+    policy = TrackerPolicy("sam2long", sam2long_iou_threshold=thre, sam2long_uncertainty=float(gold["uncertainty"]))
+    _, state, yielded = _run_sam2long(policy, gold["box"], tmp_path)
+    assert sorted(yielded) == list(range(n + 1))
+    admitted = []
+    for i, t in enumerate(gold["frame"]):
+        parent, score, masks = state.pathways[t]
+        ref = gold["path_masks"][i].astype(np.float32)  # (P or 1, 4h, 4w)
+        ours = masks[0, : len(ref), 0]
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-2, err_msg=f"frame {t}")
+        for a, b in zip(ours > 0, ref > 0, strict=True):
+            assert (a & b).sum() >= 0.99 * max((a | b).sum(), 1), t
+        np.testing.assert_allclose(score[0], gold["path_score"][i], rtol=0, atol=1e-4, err_msg=f"frame {t}")
+        if t >= 3:  # on frame 2 the reference's lineages all point at frame 1's single slot
+            assert parent[0].tolist() == gold["parent"][i].tolist(), t
+        out = state.store.non_cond(0)[t]
+        np.testing.assert_allclose(out.object_score_logits.item(), gold["path_obj"][i, 0], atol=1e-3)
+        np.testing.assert_allclose(out.best_iou, gold["path_iou"][i, 0], atol=1e-3)
+        assert out.admitted == (gold["path_iou"][i, 0] > thre and gold["path_obj"][i, 0] > 0), t
+        admitted.append(out.admitted)
+        assert state.final_lineage[t][0] == gold["lineage"][i], t
+    if thre == 0.5:  # the other pathways' candidates were refused somewhere
+        assert all(admitted) and (gold["path_iou"][:, 1:] <= thre).any()
+
+
+@requires_data
+def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
+    """Synthetic: the object-score head's bias lowered by 5, so every tracked frame scores the object absent
+    (logit ~ -5): no frame is admitted, the P pathways live on as P rows per object, SAM2Long's top-P rule applies
+    (|object score| > 2) and each cumulative score is the sum of log(IoU + 1e-5) of its kept candidates. Then the
+    final-lineage re-selection on crafted parents: each stored frame keeps the mask of the lineage's pathway."""
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:7]:
+        shutil.copy(f, tmp_path / f.name)
+    params = jax.tree.map(lambda x: x, _ours(256).params)
+    head = params["sam_mask_decoder"]["pred_obj_score_head"]["layers_2"]
+    head["bias"] = head["bias"] - 5.0
+    pred, state, _ = _run_sam2long(SAM2LONG, np.array([190.0, 150.0, 330.0, 420.0]), tmp_path, params)
+    assert pred.tracker_state(state, [0], 6, False, on_device=False).num_objects == SAM2LONG.num_pathways
+    outs = [state.store.non_cond(0)[t] for t in range(1, 7)]
+    assert all(o.object_score_logits.item() < -2 for o in outs)
+    assert not any(o.admitted for o in outs)
+    scores = np.stack([state.pathways[t][1][0] for t in range(1, 7)])  # (T, P)
+    assert scores.shape == (6, SAM2LONG.num_pathways) and (scores[0] == 0).all()
+    assert (np.diff(scores[:, 0]) < 0).all()
+    np.testing.assert_allclose(scores[-1, 0], sum(np.log(o.best_iou + 1e-5) for o in outs[1:]), rtol=1e-5)
+
+    # the lineage: frame 6 pathway 0 <- frame 5 pathway 2 <- frame 4 pathway 0 <- 3: 0 <- 2: 1 <- 1: 0
+    P, h = SAM2LONG.num_pathways, outs[0].pred_masks.shape[-1]
+    crafted = {t: np.full((1, P, 1, h, h), 10.0 * t, np.float32) + np.arange(P)[None, :, None, None, None]
+               for t in range(1, 7)}  # fmt: skip
+    parents = {6: [2, 0, 1], 5: [1, 1, 0], 4: [0, 2, 2], 3: [1, 0, 0], 2: [0, 0, 0], 1: [0, 0, 0]}
+    state.pathways.clear()
+    state.pathways.update({t: (np.array([parents[t]]), np.zeros((1, P)), crafted[t]) for t in range(1, 7)})
+    pred._keep_final_lineage(state, list(range(7)))
+    lineage = {6: 0, 5: 2, 4: 0, 3: 0, 2: 1, 1: 0}
+    for t, p in lineage.items():
+        assert state.final_lineage[t][0] == p
+        assert state.store.non_cond(0)[t].pred_masks[0, 0, 0, 0] == 10.0 * t + p, t
+    assert set(pred.final_lineage_masks(state)) == set(range(1, 7))
+
+
+@requires_data
+@pytest.mark.slow
+def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
+    """Streaming under SAM2Long equals its propagation frame by frame (the P pathways ride in the carried state); a
+    correction click on a tracked frame is decoded on the best pathway's memory (one row), becomes a conditioning
+    frame, and the next propagation restarts the tree after it (one pathway on the next frame, scores back to 0).
+    Reverse tracking runs the rules mirrored."""
+    from PIL import Image
+
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+    # 17 frames: pointer encodings scale by min(num_frames, 16) - 1, and a stream counts as a long video
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:17]:
+        shutil.copy(f, tmp_path / f.name)
+    box = [190.0, 150.0, 330.0, 420.0]
+    state = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(state, 0, 0, box=box)
+    propagated = {t: np.asarray(m) for t, _, m in pred.propagate_in_video(state, max_frame_num_to_track=5)}
+    frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(tmp_path.glob("*.jpg"))[:6]]
+    stream = pred.init_stream(frames[0])
+    pred.add_new_points_or_box(stream, 0, 0, box=box)
+    for t in range(1, 6):
+        ft, _, m = pred.track_frame(stream, frames[t])
+        assert ft == t
+        np.testing.assert_allclose(m, propagated[t], atol=1e-4)
+    assert stream.stream_tstate.num_objects == SAM2LONG.num_pathways
+
+    _, _, masks = pred.add_new_points_or_box(state, 3, 0, points=[[250, 300]], labels=[1])
+    assert masks.shape == (1, 1, 540, 960) and np.isfinite(masks).all()
+    again = [t for t, _, _ in pred.propagate_in_video(state, max_frame_num_to_track=6)]
+    assert again == list(range(7)) and 3 in state.store.cond(0)
+    parent, score, _ = state.pathways[4]
+    assert (parent == 0).all() and (score == 0).all()
+    assert (state.pathways[5][1] != 0).all() and (state.pathways[2][1] != 0).any()
+
+    # reverse (undefined in the reference): the rules mirrored, the frame before the prompt runs as one pathway
+    back = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(back, 5, 0, box=box)
+    assert [t for t, _, m in pred.propagate_in_video(back, reverse=True) if np.isfinite(m).all()] == [5, 4, 3, 2, 1, 0]
+    assert (back.pathways[4][1] == 0).all() and (np.diff([back.pathways[t][1][0, 0] for t in (3, 2, 1, 0)]) < 0).all()
+    assert sorted(back.final_lineage) == list(range(6))
+
+
+@requires_data
+@pytest.mark.slow
+def test_sam2long_objects_are_independent_rows(tmp_path: pathlib.Path):
+    """Two objects tracked together (6 rows: 2 objects x 3 pathways, one program) give each object the pathways,
+    scores and masks it gets when tracked alone (the reference tracks one object; the gather along P must stay
+    inside each object's rows)."""
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:6]:
+        shutil.copy(f, tmp_path / f.name)
+    boxes = [[190.0, 150.0, 330.0, 420.0], [500.0, 200.0, 800.0, 500.0]]
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+
+    def run(objs):
+        state = pred.init_state(str(tmp_path))
+        for o in objs:
+            pred.add_new_points_or_box(state, 0, o, box=boxes[o])
+        for _ in pred.propagate_in_video(state):
+            pass
+        return state
+
+    both = run([0, 1])
+    for o in (0, 1):
+        alone = run([o])
+        for t in range(1, 6):
+            (p2, s2, m2), (p1, s1, m1) = both.pathways[t], alone.pathways[t]
+            assert p2[o].tolist() == p1[0].tolist(), (o, t)
+            np.testing.assert_allclose(s2[o], s1[0], atol=1e-5)
+            np.testing.assert_allclose(m2[o], m1[0], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_sam2long_eval_batched_videos_equal_one_at_a_time():
+    """``eval.py --tracker sam2long``'s VOS protocol (``vos_eval``: segments per object start, the final-lineage
+    re-selection after each pass): two synthetic videos tracked in one program give the predictions of each video
+    tracked alone."""
+    from sam2_jax.datasets import vos
+    from sam2_jax.datasets.synthetic import SyntheticVideoDataset
+    from sam2_jax.evaluation import vos_eval
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    videos = [
+        vos.vos_video_from_arrays(f"v{seed}", v.frames, v.masks, v.object_ids, annotation_stride=2)
+        for seed in (1, 2)
+        for v in SyntheticVideoDataset(1, seed=seed, num_frames=8, height=40, width=48, num_objects=2)
+    ]
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
+    pred.progress = False
+    cfg = vos_eval.VOSEvalConfig()
+    together = vos_eval.track_videos(pred, videos, cfg)
+    for v, (masks, tracked) in zip(videos, together, strict=True):
+        alone, n = vos_eval.track_video(pred, v, cfg)
+        assert tracked == n and masks.any()
+        np.testing.assert_array_equal(masks, alone)

@@ -99,7 +99,6 @@ def test_checkpoints_without_torch(tmp_path):
 def test_image_video_and_cli_run_without_torch(tmp_path):
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
     from sam2_jax import checkpoints
     from sam2_jax.build_sam import SAM2Model
@@ -129,7 +128,9 @@ def test_image_video_and_cli_run_without_torch(tmp_path):
 
     config = get_config(NAME)
     config.model.image_size = SIZE
-    module = SAM2Base(config=ml_collections.FrozenConfigDict(config.model))
+    from sam2_jax.utils.config import freeze_config
+
+    module = SAM2Base(config=freeze_config(config.model))
     params = jax.tree.map(jnp.asarray, checkpoints.random_params(config, module, seed=3))
     model = SAM2Model(module=module, params=params, config=config)
     predictor = SAM2ImagePredictor(model)

@@ -58,8 +58,8 @@ class RunConfig:
         entry point, ``compile_cache.default_cache_dir``); empty: none. A second run skips the compiles.
       videos_per_step: ``vos`` task: videos tracked together in one compiled step (``vos_eval.track_videos``:
         fills an accelerator with a small model); 1: one at a time.
-      tracker: the video tracking policy, ``sam2``, ``samurai`` or ``sam3_selection`` (``tracker/policies.py``; its
-        thresholds are the model config's ``tracker`` fields).
+      tracker: the video tracking policy, ``sam2``, ``samurai``, ``sam3_selection`` or ``sam2long``
+        (``tracker/policies.py``; its thresholds are the model config's ``tracker`` fields).
     """
 
     task: str = "vos"

@@ -233,6 +233,17 @@ class _VideoRun:
         for j, oid in enumerate(obj_ids):
             self.out[a, self.col_of[int(oid)]] = np.asarray(logits[j, 0]) > thresh
 
+    def keep_final_lineage(self, predictor, thresh: float) -> None:
+        """SAM2Long: the annotated frames of the pass just tracked take the masks along the pathway that was best
+        at its end (``final_lineage_masks``), the masks SAM2Long's ``tools/vos_inference.py`` scores; the other
+        policies keep the per-frame masks."""
+        if getattr(getattr(predictor, "policy", None), "name", None) != "sam2long":
+            return
+        ids = list(self.state.obj_ids)
+        for t, logits in predictor.final_lineage_masks(self.state, self.row_of).items():
+            for j, oid in enumerate(ids):
+                self.out[self.row_of[int(t)], self.col_of[int(oid)]] = np.asarray(logits[j, 0]) > thresh
+
 
 def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.ndarray, int]:
     """Tracks every object of a video in one batched run and returns the predictions on the annotated frames.
@@ -251,6 +262,7 @@ def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.
         s, n = run.prompt(predictor, i, cfg)
         for t, obj_ids, logits in predictor.propagate_in_video(run.state, start_frame_idx=s, max_frame_num_to_track=n):
             run.record(t, obj_ids, logits, cfg.score_thresh)
+        run.keep_final_lineage(predictor, cfg.score_thresh)
     return run.out, run.tracked
 
 
@@ -278,6 +290,8 @@ def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig) 
             batch = predictor.propagate_in_videos([r.state for r in live], starts, lengths)
             for v, t, obj_ids, logits in batch:
                 live[v].record(t, obj_ids, logits, cfg.score_thresh)
+            for r in live:
+                r.keep_final_lineage(predictor, cfg.score_thresh)
     except (vos.DataError, ValueError) as e:
         log.warning("a batch of %d videos failed (%s); tracking them one at a time", len(ok), e)
         return [_try(lambda v=v: track_video(predictor, v, cfg)) for v in videos]

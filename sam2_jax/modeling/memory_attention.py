@@ -98,11 +98,14 @@ class MemoryAttentionLayer(nn.Module):
         pos: jax.Array | None,
         num_queries: int,
         num_k_exclude_rope: int = 0,
+        key_scale: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Cross-attention keys and values of ``memory (B, Nm, kv_in_dim)`` with its ``pos``.
 
         The first ``Nm - num_k_exclude_rope`` keys are spatial memories of ``num_queries`` tokens each and get
-        the queries' rotation; the last ``num_k_exclude_rope`` (object pointers) are not rotated.
+        the queries' rotation; the last ``num_k_exclude_rope`` (object pointers) are not rotated. ``key_scale
+        (B, Nm)``, when given, multiplies each token's key input (memory + pos) before the key projection, as
+        SAM2Long's ``_forward_ca`` weights memory frames and pointers by their object-score rank (``None``: off).
 
         Returns:
           ``(k, v)``, each ``(B, heads, Nm, C/heads)`` in the compute dtype.
@@ -114,6 +117,8 @@ class MemoryAttentionLayer(nn.Module):
             k_in = memory + pos
         else:
             k_in = memory
+        if key_scale is not None:
+            k_in = k_in * key_scale[..., None].astype(k_in.dtype)
         k = attn._separate_heads(attn.k_proj(k_in))
         v = attn._separate_heads(attn.v_proj(memory))
         num_k_rope = k.shape[2] - num_k_exclude_rope
@@ -177,9 +182,10 @@ class MemoryAttentionLayer(nn.Module):
         num_k_exclude_rope: int = 0,
         memory_mask: jax.Array | None = None,
         deterministic: bool = True,
+        key_scale: jax.Array | None = None,
     ) -> jax.Array:
         """``tgt (B, HW, C)`` attending to ``memory (B, Nm, kv_in_dim)`` -> ``(B, HW, C)``."""
-        memory_kv = self.project_memory(memory, pos, tgt.shape[1], num_k_exclude_rope)
+        memory_kv = self.project_memory(memory, pos, tgt.shape[1], num_k_exclude_rope, key_scale)
         return self.attend(tgt, memory_kv, query_pos, memory_mask, deterministic)
 
 
@@ -223,6 +229,7 @@ class MemoryAttention(nn.Module):
         memory_pos: jax.Array | None,
         num_queries: int,
         num_obj_ptr_tokens: int = 0,
+        key_scale: jax.Array | None = None,
     ) -> MemoryKV:
         """Every layer's cross-attention keys and values for ``memory (B, Nm, 64)``; see ``attend``.
 
@@ -232,12 +239,16 @@ class MemoryAttention(nn.Module):
           memory_pos: their position encodings, same shape.
           num_queries: tokens of the current frame (``H * W``, a square number); fixes the RoPE grid.
           num_obj_ptr_tokens: trailing tokens that get no rotary encoding.
+          key_scale: ``(B, Nm)`` per-token factor on the key input (SAM2Long), or None.
         Returns:
           One ``(k, v)`` pair per layer, each ``(B, heads, Nm, C/heads)`` in the compute dtype.
         """
         if memory_pos is not None and memory_pos.shape != memory.shape:
             raise ValueError(f"memory_pos shape {memory_pos.shape} differs from memory shape {memory.shape}")
-        return tuple(layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens) for layer in self.layers)
+        return tuple(
+            layer.project_memory(memory, memory_pos, num_queries, num_obj_ptr_tokens, key_scale)
+            for layer in self.layers
+        )
 
     def attend(
         self,
@@ -281,6 +292,7 @@ class MemoryAttention(nn.Module):
         num_obj_ptr_tokens: int = 0,
         memory_mask: jax.Array | None = None,
         deterministic: bool = True,
+        key_scale: jax.Array | None = None,
     ) -> jax.Array:
         """``curr (B, HW, C)`` conditioned on ``memory (B, Nm, 64)`` -> ``(B, HW, C)``.
 
@@ -291,8 +303,9 @@ class MemoryAttention(nn.Module):
           num_obj_ptr_tokens: trailing memory tokens that get no rotary encoding.
           memory_mask: ``(B, Nm)`` bool, False for memory slots to ignore; None attends to all.
           deterministic: False turns on dropout (needs a ``'dropout'`` RNG).
+          key_scale: ``(B, Nm)`` per-token factor on the key input (SAM2Long's object-score weighting), or None.
         """
         if curr.shape[0] != memory.shape[0]:
             raise ValueError(f"batch sizes differ: curr {curr.shape}, memory {memory.shape}")
-        memory_kv = self.project_memory(memory, memory_pos, curr.shape[1], num_obj_ptr_tokens)
+        memory_kv = self.project_memory(memory, memory_pos, curr.shape[1], num_obj_ptr_tokens, key_scale)
         return self.attend(curr, curr_pos, memory_kv, memory_mask, deterministic)

@@ -37,7 +37,7 @@ from sam2_jax.modeling.layers import Conv2d, Linear
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
 from sam2_jax.modeling.sam.mask_decoder import MaskDecoder
-from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder
+from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder, sparse_prompt_mask
 from sam2_jax.modeling.sam.transformer import TwoWayTransformer
 from sam2_jax.modeling.sam2_utils import MLP
 from sam2_jax.utils.interpolate import interpolate
@@ -242,13 +242,16 @@ class SAM2Base(nn.Module):
 
         Args:
           image_embed: (B or 1, h, w, C); high_res_feats: projected stride-4/8 features or None.
-          point_coords: (B, N, 2) in model input pixels; point_labels: (B, N) int; or both None.
+          point_coords: (B, N, 2) in model input pixels; point_labels: (B, N) int (``ABSENT_LABEL`` for empty
+            slots of a click bucket); or both None.
           mask_input: (B, 256, 256, 1) low-res logits or None.
         Returns:
           ``DecoderOutput``.
         """
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        # Click slots labelled ABSENT_LABEL (a click bucket's padding) are masked out of the decoder's attention.
+        present = None if point_labels is None else sparse_prompt_mask(point_labels, pad=True)
         out = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
@@ -257,6 +260,7 @@ class SAM2Base(nn.Module):
             multimask_output=multimask_output,
             repeat_image=repeat_image,
             high_res_features=high_res_feats,
+            sparse_prompt_mask=present,
         )
         return DecoderOutput(*out)
 
@@ -270,7 +274,8 @@ class SAM2Base(nn.Module):
         multimask_output: bool = False,
         choose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
         obj_score_threshold: float = 0.0,
-    ) -> SamHeadsOutput:
+        all_obj_ptrs: bool = False,
+    ) -> SamHeadsOutput | tuple[SamHeadsOutput, jax.Array]:
         """Official ``_forward_sam_heads``: prompt encoder + mask decoder + object pointer, gated by the object score.
 
         Args:
@@ -281,8 +286,10 @@ class SAM2Base(nn.Module):
             of the kept candidate (a tracking policy, ``sam2_jax/tracker/policies.py``); default the best IoU.
           obj_score_threshold: the object-score logit above which the object counts as present (official: 0;
             SAMURAI's ``min_obj_score_logits``: -1).
+          all_obj_ptrs: also return the gated object pointer of every candidate, (B, M, C) (SAM2Long keeps any
+            candidate of any pathway; its ``_forward_sam_heads`` projects every output token).
         Returns:
-          ``SamHeadsOutput``.
+          ``SamHeadsOutput``, or ``(SamHeadsOutput, obj_ptrs (B, M, C))`` with ``all_obj_ptrs``.
         """
         c = self.config
         B = backbone_features.shape[0]
@@ -321,9 +328,15 @@ class SAM2Base(nn.Module):
             else:
                 lam = is_obj_appearing.astype(jnp.float32)
             obj_ptr = self._gate_obj_ptr(obj_ptr, lam)
-        return SamHeadsOutput(
+        out = SamHeadsOutput(
             low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
         )
+        if not all_obj_ptrs:
+            return out
+        obj_ptrs = self.obj_ptr_proj(sam_output_tokens)  # (B, M, C)
+        if c.pred_obj_scores:
+            obj_ptrs = self._gate_obj_ptr(obj_ptrs, lam[:, :, None])
+        return out, obj_ptrs
 
     def _gate_obj_ptr(self, obj_ptr: jax.Array, lam: jax.Array) -> jax.Array:
         """Blend in ``no_obj_ptr`` where the object is absent (lam (B, 1) = 1 present, 0 absent)."""
@@ -414,8 +427,10 @@ class SAM2Base(nn.Module):
         num_obj_ptr_tokens: int = 0,
         memory_mask: jax.Array | None = None,
         deterministic: bool = True,
+        key_scale: jax.Array | None = None,
     ) -> jax.Array:
-        """Memory attention of the current frame's top-level tokens (B, HW, C) to memories (B, Nm, mem_dim)."""
+        """Memory attention of the current frame's top-level tokens (B, HW, C) to memories (B, Nm, mem_dim);
+        ``key_scale (B, Nm)``: SAM2Long's per-token key weights (None: the official attention)."""
         return self.memory_attention(
             curr,
             memory,
@@ -424,6 +439,7 @@ class SAM2Base(nn.Module):
             num_obj_ptr_tokens=num_obj_ptr_tokens,
             memory_mask=memory_mask,
             deterministic=deterministic,
+            key_scale=key_scale,
         )
 
     def maskmem_tpos(self, idx: jax.Array) -> jax.Array:

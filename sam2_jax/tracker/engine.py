@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sam2_jax.modeling.position_encoding import PositionEmbeddingSine, square_side
 from sam2_jax.modeling.sam2_base import DecoderOutput, ImageEmbeddings, ImageFeatures, SAM2Base, SamHeadsOutput
@@ -62,6 +63,10 @@ class StepOutput(NamedTuple):
     best_iou: jax.Array  # (O,) predicted IoU of the kept candidate
     kf_box: jax.Array  # (O, 4) xyxy: SAMURAI's Kalman box after this frame (zeros for other policies)
     kf_score: jax.Array  # (O,) SAMURAI's Kalman IoU of the kept mask, NaN outside its stable phase (and other policies)
+    # SAM2Long only (None, no leaves, for the other policies): per object and new pathway (O, P)
+    path_parent: jax.Array | None = None  # (O, P) int32: the pathway each new pathway continues
+    path_score: jax.Array | None = None  # (O, P) float32: cumulative score (sum of log(IoU + 1e-5))
+    path_masks: jax.Array | None = None  # (O, P, 1, 4h, 4w): each new pathway's low-res logits on this frame
 
 
 class TrackedFrame(NamedTuple):
@@ -203,6 +208,7 @@ class MemoryInputs(NamedTuple):
     memory_pos: jax.Array  # (O, Nm, mem_dim) sine + temporal encodings travelling with each token
     mask: jax.Array  # (O, Nm) bool: the official memory set
     num_ptr_tokens: int  # the trailing pointer tokens (excluded from RoPE)
+    key_scale: jax.Array | None = None  # (O, Nm) SAM2Long's key weights by object-score rank; None otherwise
 
 
 def memory_inputs(
@@ -249,14 +255,73 @@ def memory_inputs(
     memory_pos = jnp.broadcast_to(mem_pos, mem.shape).reshape(O, -1, mem_dim)
     mask = mem_mask.reshape(O, -1)
     if not c.use_obj_ptrs_in_encoder:
+        if policy.name == "sam2long":
+            raise ValueError("the sam2long policy needs use_obj_ptrs_in_encoder (its key weighting covers pointers)")
         return MemoryInputs(memory, memory_pos, mask, 0)
     ptr_tokens, ptr_pos, ptr_ok = _pointer_tokens(module, params, state, t, reverse, selected, unselected, policy)
+    key_scale = None
+    if policy.name == "sam2long":
+        frame_ok = jnp.concatenate([cond_mem_ok, recent_ok], 1)
+        ptr_sel, ptr_rel = pointer_selection(
+            state, t, reverse, jnp.minimum(state.num_frames, c.max_obj_ptrs_in_encoder), policy
+        )
+        cond_ptr_ok = ptr_ok.reshape(O, K + ptr_sel.shape[1], -1)[:, :K, 0]
+        w_frame, w_ptr = sam2long_key_weights(
+            state, frame_ok, recent_tpos_idx, jnp.concatenate([cond_ptr_ok, ptr_sel], 1), ptr_rel
+        )
+        split = ptr_tokens.shape[1] // w_ptr.shape[1]
+        key_scale = jnp.concatenate([jnp.repeat(w_frame, hw, axis=1), jnp.repeat(w_ptr, split, axis=1)], 1)
     return MemoryInputs(
         jnp.concatenate([memory, ptr_tokens], 1),
         jnp.concatenate([memory_pos, ptr_pos], 1),
         jnp.concatenate([mask, ptr_ok], 1),
         ptr_tokens.shape[1],
+        key_scale,
     )
+
+
+def _torch_linspace(n: jax.Array, i: jax.Array, lo: float = 0.95, hi: float = 1.05) -> jax.Array:
+    """``torch.linspace(lo, hi, n)[i]`` in float32, as torch's CPU kernel computes it (the first half from ``lo``,
+    the second half back from ``hi``); ``lo`` where n == 1."""
+    step = (jnp.float32(hi) - jnp.float32(lo)) / jnp.maximum(n - 1, 1).astype(jnp.float32)
+    fwd = jnp.float32(lo) + step * i.astype(jnp.float32)
+    bwd = jnp.float32(hi) - step * (n - i - 1).astype(jnp.float32)
+    return jnp.where(n == 1, jnp.float32(lo), jnp.where(i < n // 2, fwd, bwd))
+
+
+def _rank_weights(score: jax.Array, ok: jax.Array, pos: jax.Array) -> jax.Array:
+    """(O, N) scores of the entries where ``ok`` -> the weight ``linspace(0.95, 1.05, n)[rank]`` of each entry, rank
+    by ascending score among the ``ok`` entries (ties by list position ``pos``), 1 where not ``ok``."""
+    lower = (score[:, None, :] < score[:, :, None]) | (
+        (score[:, None, :] == score[:, :, None]) & (pos[:, None, :] < pos[:, :, None])
+    )
+    rank = (lower & ok[:, None, :]).sum(-1)
+    n = ok.sum(1, keepdims=True)
+    return jnp.where(ok, _torch_linspace(n, rank), 1.0)
+
+
+def sam2long_key_weights(
+    state: TrackerState, frame_ok: jax.Array, recent_rank: jax.Array, ptr_ok: jax.Array, ptr_rel: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """SAM2Long's memory-attention key weights (its ``MemoryAttentionLayer._forward_ca`` with
+    ``object_frame_scores`` / ``object_ptr_scores`` from ``_prepare_memory_conditioned_features``).
+
+    Each attended memory frame (K conditioning + R recent slots, ``frame_ok`` (O, K+R)) and each attended pointer
+    (K + P, ``ptr_ok``) gets ``linspace(0.95, 1.05, n)[rank]``, rank by ascending object score among its kind
+    (a conditioning entry scores 10, as the reference's constant; a ring entry its stored object score); ties keep
+    the reference's list order (conditioning first, then memories oldest first, pointers newest first). With a
+    single memory frame nothing is weighted (the reference's ``num_frame == 1``). Returns (O, K+R) and (O, K+P).
+    """
+    K, R = state.cond_frame.shape[1], state.recent_frame.shape[1]
+    ten = jnp.full(state.cond_frame.shape, 10.0, jnp.float32)
+    f_score = jnp.concatenate([ten, state.recent_obj_score], 1)
+    f_pos = jnp.concatenate([jnp.broadcast_to(jnp.arange(K) - K - R - 1, state.cond_frame.shape), -recent_rank], 1)
+    p_score = jnp.concatenate([ten, state.ptr_obj_score], 1)
+    p_pos = jnp.concatenate([jnp.broadcast_to(jnp.arange(K) - K, state.cond_frame.shape), ptr_rel], 1)
+    several = frame_ok.sum(1, keepdims=True) > 1
+    w_frame = jnp.where(several, _rank_weights(f_score, frame_ok, f_pos), 1.0)
+    w_ptr = jnp.where(several, _rank_weights(p_score, ptr_ok, p_pos), 1.0)
+    return w_frame, w_ptr
 
 
 def _rel(frames: jax.Array, t: jax.Array, reverse: jax.Array) -> jax.Array:
@@ -360,7 +425,7 @@ def condition_on_memory(
     """
     O = state.num_objects
     _, h, w, C = feats.vision_feat.shape
-    memory, memory_pos, mask, num_ptr = memory_inputs(module, params, state, frame_idx, reverse, policy)
+    mem_in = memory_inputs(module, params, state, frame_idx, reverse, policy)
     # (1, h, w, C) -> (O, h*w, C)
     curr = jnp.broadcast_to(feats.vision_feat.reshape(1, h * w, C), (O, h * w, C))
     curr_pos = jnp.broadcast_to(feats.vision_pos.reshape(1, h * w, C), (O, h * w, C))
@@ -370,12 +435,13 @@ def condition_on_memory(
         SAM2Base.attend_memory,
         curr,
         curr_pos,
-        memory,
-        memory_pos,
-        num_ptr,
-        mask,
+        mem_in.memory,
+        mem_in.memory_pos,
+        mem_in.num_ptr_tokens,
+        mem_in.mask,
         deterministic,
         rngs=rngs,
+        **({} if mem_in.key_scale is None else {"key_scale": mem_in.key_scale}),
     )
     return out.reshape(O, h, w, C)
 
@@ -455,16 +521,23 @@ def write_admitted(
     valid: jax.Array,
     admitted: jax.Array,
     policy: TrackerPolicy,
+    obj_score: jax.Array | None = None,
 ) -> TrackerState:
     """The rings of a memory-selecting policy: frame t's memory (O, hw, m) and pointer (O, C) go to slot
     ``admit_count % size`` of each object; the count advances where ``admitted`` (O,), so a frame that is not
     admitted stays only until the next write: the ring holds the last admitted frames, then t-1 (the references'
-    ``valid_indices``). SAMURAI's pointer ring keeps the SAM 2 rule (slot ``t % P``)."""
+    ``valid_indices``). SAMURAI's pointer ring keeps the SAM 2 rule (slot ``t % P``). ``obj_score`` (O,), when
+    given (SAM2Long), is stored beside each entry (its key weight)."""
     O = state.num_objects
     R, P = state.recent_frame.shape[1], state.ptr_frame.shape[1]
     o = jnp.arange(O)
     r = jnp.mod(state.admit_count, R)
     p = jnp.mod(state.admit_count, P) if policy.selects_pointers else jnp.full((O,), jnp.mod(t, P))
+    if obj_score is not None:
+        state = state.replace(
+            recent_obj_score=state.recent_obj_score.at[o, r].set(obj_score),
+            ptr_obj_score=state.ptr_obj_score.at[o, p].set(obj_score),
+        )
     return state.replace(
         recent_mem=state.recent_mem.at[o, r].set(maskmem.astype(state.recent_mem.dtype)),
         recent_frame=state.recent_frame.at[o, r].set(t),
@@ -565,6 +638,8 @@ def track_step(
       fill_hole_area: the predictor's ``fill_hole_area`` applied to the returned low-res masks (static).
       policy: the tracking policy (static): candidate choice and memory admission (``policies.py``).
     """
+    if policy.name == "sam2long":
+        return sam2long_step(module, params, state, image, frame_idx, reverse, fill_hole_area, policy)
     feats = frame_features(module, params, image)
     return track_features(module, params, state, feats, frame_idx, reverse, fill_hole_area, policy)
 
@@ -581,7 +656,9 @@ def track_features(
 ) -> tuple[TrackerState, StepOutput]:
     """``track_step`` on a frame's features (``frame_features`` of the one frame) rather than its image: the ONNX
     tracking graph (``sam2_jax.onnx_export``) takes the encoder graph's outputs, so the encoder is not converted
-    (and its weights not stored) twice."""
+    (and its weights not stored) twice. Not for SAM2Long (``sam2long_step`` tracks its pathways from the image)."""
+    if policy.name == "sam2long":
+        raise ValueError("track_features does not run the sam2long policy: call track_step")
     O = state.num_objects
     t = jnp.asarray(frame_idx, jnp.int32)
     heads = track_frame(module, params, state, feats, t, reverse, policy=policy).heads
@@ -607,6 +684,138 @@ def track_features(
     kf_box = kalman.xyah_to_xyxy(state.kf_mean) if policy.name == "samurai" else jnp.zeros((O, 4), jnp.float32)
     out = StepOutput(pred_masks, obj_score, obj_ptr, maskmem, is_cond, adm.admitted, adm.best_iou, kf_box, adm.kf_score)
     return state, out
+
+
+# --- SAM2Long -----------------------------------------------------------------------------------------------------
+class PathwayChoice(NamedTuple):
+    """``sam2long_select``'s choice per object and new pathway (O, P)."""
+
+    parent: jax.Array  # int32: the pathway the new pathway continues
+    cand: jax.Array  # int32: which of the parent's multimask candidates it keeps
+    score: jax.Array  # float32: its cumulative score
+
+
+def sam2long_select(
+    path_score: jax.Array, ious: jax.Array, obj_score: jax.Array, first: jax.Array, policy: TrackerPolicy
+) -> PathwayChoice:
+    """SAM2Long's constrained tree step (``SAM2VideoPredictor._run_single_frame_inference`` of
+    github Mark12Ding/SAM2Long), per object, on the P pathways' M candidates.
+
+    Args:
+      path_score: (O, P) cumulative scores; ious: (O, P, M) predicted IoUs; obj_score: (O, P) object-score
+        logits; first: (O,) bool, the first frame after the conditioning frame (a single pathway: every new
+        pathway keeps pathway 0's best-IoU candidate, scores restart at 0).
+    Otherwise each candidate scores ``path_score + log(iou + 1e-5)``, sorted descending (a stable sort, as
+    Python's). When ``max |object score| > sam2long_uncertainty`` the top P are kept; else the diverse rule: in
+    sorted order, candidates whose signed IoU (negative where the pathway's object score <= 0) rounded to 2
+    decimals was not seen yet, up to P; then, pathway by pathway, the best candidate of each pathway not yet
+    continued, until P. New pathway i is the i-th kept candidate (pathway 0 the best).
+    """
+    O, P, M = ious.shape
+    total = (path_score[:, :, None] + jnp.log(ious + 1e-5)).reshape(O, P * M)
+    order = jnp.argsort(-total, axis=1, stable=True)  # candidate index (p * M + j) in sorted position
+    signed = jnp.where(obj_score[:, :, None] > 0, ious, -ious).reshape(O, P * M)
+    key = jnp.take_along_axis(jnp.round(signed * 100), order, 1)  # Python's round(x, 2), as hundredths
+    parent_sorted = order // M
+    m = jnp.arange(P * M)
+    seen = ((key[:, None, :] == key[:, :, None]) & (m[None, :] < m[:, None])[None]).any(-1)
+    take_key = ~seen & (jnp.cumsum(~seen, axis=1) <= P)  # (O, PM) in sorted position
+    used = ((parent_sorted[:, :, None] == jnp.arange(P)) & take_key[:, :, None]).any(1)  # (O, P) pathway continued
+    best_pos = jnp.argmax(parent_sorted[:, :, None] == jnp.arange(P), axis=1)  # (O, P) each pathway's best position
+    entry_pos = jnp.concatenate([jnp.broadcast_to(m, (O, P * M)), best_pos], 1)
+    eligible = jnp.concatenate([take_key, ~used], 1)
+    pick = jnp.argsort(~eligible, axis=1, stable=True)[:, :P]
+    diverse = jnp.take_along_axis(entry_pos, pick, 1)
+    certain = jnp.abs(obj_score).max(1, keepdims=True) > policy.sam2long_uncertainty
+    pos = jnp.where(certain, jnp.arange(P), diverse)
+    flat = jnp.take_along_axis(order, pos, 1)
+    parent, cand, score = flat // M, flat % M, jnp.take_along_axis(total, flat, 1)
+    f = first[:, None]
+    best0 = jnp.argmax(ious[:, 0], axis=-1)[:, None]
+    return PathwayChoice(
+        jnp.where(f, 0, parent).astype(jnp.int32),
+        jnp.where(f, best0, cand).astype(jnp.int32),
+        jnp.where(f, 0.0, score).astype(jnp.float32),
+    )
+
+
+def sam2long_step(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    image: jax.Array,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    fill_hole_area: int,
+    policy: TrackerPolicy,
+) -> tuple[TrackerState, StepOutput]:
+    """``track_step`` under SAM2Long: ``state`` holds P = ``policy.num_pathways`` rows per object (row o * P + p,
+    ``repeat_pathways``), each pathway with its own rings, admission history and cumulative score.
+
+    All O * P rows are tracked at once (memory attention with SAM2Long's key weights, heads with all three
+    candidates and their pointers), ``sam2long_select`` keeps P of the P * 3 candidates per object, each new
+    pathway takes its parent's rows (a gather along P) and writes the kept candidate's memory, admitted when its
+    IoU > ``sam2long_iou_threshold`` and its object score > 0 (the previous frame always attends). Returns the
+    best pathway's outputs (O rows) and every pathway's parent, score and mask (``StepOutput.path_*``).
+    """
+    P = policy.num_pathways
+    N = state.num_objects
+    if N % P:
+        raise ValueError(f"the sam2long state has {N} rows, not a multiple of {P} pathways (repeat_pathways)")
+    O = N // P
+    if not module.use_multimask(is_init_cond_frame=False, num_pts=0):
+        raise ValueError("the sam2long policy needs multimask_output_for_tracking=True (its three candidates)")
+    t = jnp.asarray(frame_idx, jnp.int32)
+    feats = frame_features(module, params, image)
+    pix = condition_on_memory(module, params, state, feats, t, reverse, policy=policy)
+    hr = broadcast_high_res(feats, N)
+    heads, cand_ptrs = sam_heads(module, params, pix, None, None, None, hr, True, all_obj_ptrs=True)
+    M = heads.ious.shape[1]
+    at_cond = state.cond_valid & (state.cond_frame == t)  # (N, K)
+    is_cond = at_cond.any(1)
+    first = (state.cond_valid & (_rel(state.cond_frame, t, reverse) == 1)).any(1).reshape(O, P)[:, 0]
+    choice = sam2long_select(
+        state.path_score.reshape(O, P), heads.ious.reshape(O, P, M), heads.object_score_logits.reshape(O, P), first,
+        policy,
+    )  # fmt: skip
+    # a conditioning frame outputs its stored result and leaves the pathways as they are
+    cond_o = is_cond.reshape(O, P)[:, :1]
+    parent = jnp.where(cond_o, jnp.arange(P), choice.parent)
+    score = jnp.where(cond_o, state.path_score.reshape(O, P), choice.score)
+    rows = (jnp.arange(O)[:, None] * P + parent).reshape(N)
+    cand = choice.cand.reshape(N)
+    state = jax.tree.map(lambda x: x[rows] if x.ndim else x, state)
+    low = heads.low_res_multimasks[rows, cand][:, None]
+    high = heads.high_res_multimasks[rows, cand][:, None]
+    obj = heads.object_score_logits[rows]
+    ptr = cand_ptrs[rows, cand]
+    iou = heads.ious[rows, cand]
+    maskmem = encode_memory(module, params, feats, high, obj, False).astype(jnp.bfloat16)
+    low_res = _postprocess_pred_masks(low, fill_hole_area)
+
+    k = jnp.argmax(at_cond, axis=1)
+    take = lambda x: jnp.take_along_axis(x, k.reshape((N,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    pred_masks = jnp.where(is_cond[:, None, None, None], take(state.cond_pred_masks)[:, None], low_res)
+    obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], obj)
+    obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), ptr)
+    admitted = ~is_cond & (iou > policy.sam2long_iou_threshold) & (obj[:, 0] > 0)
+    state = write_admitted(state, t, maskmem, obj_ptr, ~is_cond, admitted, policy, obj_score=obj[:, 0])
+    state = state.replace(path_score=score.reshape(N))
+    best = jnp.arange(O) * P
+    out = StepOutput(
+        pred_masks[best], obj_score[best], obj_ptr[best], maskmem[best], is_cond[best], admitted[best], iou[best],
+        jnp.zeros((O, 4), jnp.float32), jnp.full((O,), jnp.nan, jnp.float32),
+        parent.astype(jnp.int32), score, pred_masks.reshape(O, P, *pred_masks.shape[1:]),
+    )  # fmt: skip
+    return state, out
+
+
+def repeat_pathways(state: TrackerState, num_pathways: int, xp=jnp) -> TrackerState:
+    """A state of O objects -> the SAM2Long state of O * P rows (row o * P + p: object o's pathway p, all equal,
+    scores 0). ``xp=np`` on the host."""
+    grow = lambda x: x if np.ndim(x) == 0 else xp.repeat(x, num_pathways, axis=0)
+    st = jax.tree.map(grow, state)
+    return st.replace(path_score=xp.zeros_like(st.path_score))
 
 
 def scan_frames(

@@ -14,8 +14,13 @@ policy compiles its own step and nothing branches on data.
 - ``sam3_selection`` (github ``facebookresearch/sam3``, ``sam3/model/sam3_tracker_base.py``: ``cal_mem_score``,
   ``frame_filter``): a frame is admitted when ``mean(norm(object score) * predicted IoU) > mf_threshold``; both the
   memory ring and the pointer ring hold the admitted frames (+ t-1), with rank-based temporal positions.
-- ``sam2long`` (Ding et al., arXiv 2410.16268): the name and three reserved fields exist; the pathway axis is not
-  implemented, and selecting it raises.
+- ``sam2long`` (Ding et al., arXiv 2410.16268; github ``Mark12Ding/SAM2Long``, CC-BY-NC: its code was run as a
+  reference, not copied): ``num_pathways`` memory pathways per object (rows of the state, ``engine.sam2long_step``);
+  each frame keeps P of the P x 3 candidates by cumulative log-IoU, or SAM2Long's diverse rule when every pathway's
+  |object score| <= ``sam2long_uncertainty`` (``engine.sam2long_select``); a frame enters a pathway's rings when its
+  IoU > ``sam2long_iou_threshold`` and its object score > 0 (the rings then hold the admitted frames + t-1, masks and
+  pointers, as SAM 3's); memory-attention keys weighted by the rank of each memory's object score
+  (``engine.sam2long_key_weights``). Defaults from ``tools/vos_inference.py``: P = 3, IoU 0.1, uncertainty 2.
 
 Deviations from the references (documented in README "Tracking policies"):
 - The references keep one Kalman filter on the model (SAMURAI tracks one object); ours is per object, batched.
@@ -28,6 +33,11 @@ Deviations from the references (documented in README "Tracking policies"):
   already initialises it on the prompted frame, one frame earlier.
 - Reverse tracking: SAMURAI's selection only looks backwards in frame index (undefined in reverse); ours mirrors it in
   the tracking direction, and the "frames 0 and 1 are never admitted" bound of its loop applies forward only.
+- SAM2Long (one object, one conditioning frame, forward in the reference): objects are independent rows; every
+  conditioning frame weighs as its one conditioning frame (score 10); the frame after any conditioning frame runs
+  as a single pathway (pathway 0's best-IoU candidate, scores back to 0), as the reference's ``start_frame_idx + 1``;
+  reverse mirrors the rules; a resumed pass starts from P equal pathways rebuilt from the stored best outputs.
+  Scores are float32 and ``round(iou, 2)`` is ``round(100 iou)`` in float32 (the reference: Python floats).
 """
 
 import dataclasses
@@ -49,8 +59,8 @@ class TrackerPolicy:
       samurai_admit_from_frame: the reference's selection loop (``range(frame_idx - 1, 1, -1)``) never admits frames
         0 and 1 (forward tracking).
       mf_threshold: SAM 3's memory-selection threshold (``Sam3TrackerBase(mf_threshold=0.01)``).
-      num_pathways, sam2long_iou_threshold, sam2long_uncertainty: reserved for SAM2Long (not implemented; P = 3 is
-        the paper's pathway count, the other two are placeholders not checked against the paper).
+      num_pathways, sam2long_iou_threshold, sam2long_uncertainty: SAM2Long's ``num_pathway``, ``iou_thre`` and
+        ``uncertainty`` (defaults of its ``tools/vos_inference.py``: 3, 0.1, 2).
     """
 
     name: str = "sam2"
@@ -64,24 +74,24 @@ class TrackerPolicy:
     samurai_admit_from_frame: int = 2
     mf_threshold: float = 0.01
     num_pathways: int = 3
-    sam2long_iou_threshold: float = 0.3
+    sam2long_iou_threshold: float = 0.1
     sam2long_uncertainty: float = 2.0
 
     def __post_init__(self):
         if self.name not in POLICIES:
             raise ValueError(f"tracker policy must be one of {POLICIES}, got {self.name!r}")
-        if self.name == "sam2long":
-            raise NotImplementedError("the sam2long policy (pathway axis) is not implemented yet; see issue 17")
+        if self.name == "sam2long" and self.num_pathways < 1:
+            raise ValueError(f"num_pathways must be >= 1, got {self.num_pathways}")
 
     @property
     def selects_memory(self) -> bool:
         """Whether the recent-memory ring holds admitted frames (by rank) instead of the last frames (by index)."""
-        return self.name in ("samurai", "sam3_selection")
+        return self.name in ("samurai", "sam3_selection", "sam2long")
 
     @property
     def selects_pointers(self) -> bool:
-        """Whether the pointer ring holds admitted frames too (SAM 3)."""
-        return self.name == "sam3_selection"
+        """Whether the pointer ring holds admitted frames too (SAM 3, SAM2Long)."""
+        return self.name in ("sam3_selection", "sam2long")
 
     @property
     def obj_score_threshold(self) -> float:

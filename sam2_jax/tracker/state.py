@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax.modeling.sam.prompt_encoder import ABSENT_LABEL
+
 
 @flax.struct.dataclass
 class TrackerState:
@@ -45,6 +47,11 @@ class TrackerState:
     kf_mean: jax.Array  # (O, 8) float32: SAMURAI's Kalman state (x, y, a, h and velocities) per object
     kf_cov: jax.Array  # (O, 8, 8) float32
     kf_stable: jax.Array  # (O,) int32: SAMURAI's stable_frames (0: the filter restarts on the next frame)
+    # SAM2Long (a row per object and pathway, ``engine.sam2long_step``): the object score of each ring entry (its
+    # key weight in the memory attention) and the pathway's cumulative score (sum of log(IoU + 1e-5)).
+    recent_obj_score: jax.Array  # (O, R) float32
+    ptr_obj_score: jax.Array  # (O, P) float32
+    path_score: jax.Array  # (O,) float32
 
     @property
     def num_objects(self) -> int:
@@ -88,6 +95,9 @@ def empty_state(
         kf_mean=xp.zeros((O, 8), jnp.float32),
         kf_cov=xp.zeros((O, 8, 8), jnp.float32),
         kf_stable=xp.zeros((O,), jnp.int32),
+        recent_obj_score=xp.zeros((O, R), jnp.float32),
+        ptr_obj_score=xp.zeros((O, P), jnp.float32),
+        path_score=xp.zeros((O,), jnp.float32),
     )
 
 
@@ -105,6 +115,27 @@ def object_bucket(num_objects: int) -> int:
         return max(num_objects, 1)
     p = 1 << (num_objects - 1).bit_length()  # the next power of two
     return p * 3 // 4 if num_objects <= p * 3 // 4 else p
+
+
+def click_bucket(num_clicks: int, multimask_max_pt_num: int = 1) -> int:
+    """The padded click count a prompt step compiles for: the count itself up to ``multimask_max_pt_num`` (the
+    decoder switches multimask output on the count, so those counts stay apart), then powers of two (2, 4, 8, 16,
+    …). The extra slots carry ``ABSENT_LABEL`` and are masked out of the decoder's attention."""
+    if num_clicks <= max(multimask_max_pt_num, 1):
+        return num_clicks
+    return max(1 << (num_clicks - 1).bit_length(), multimask_max_pt_num + 1)
+
+
+def pad_clicks(coords: np.ndarray, labels: np.ndarray, multimask_max_pt_num: int = 1):
+    """``coords (B, N, 2)``, ``labels (B, N)`` padded on the click axis to ``click_bucket(N)`` with
+    ``ABSENT_LABEL`` slots at (0, 0)."""
+    n = labels.shape[1]
+    extra = click_bucket(n, multimask_max_pt_num) - n
+    if extra == 0:
+        return coords, labels
+    coords = np.concatenate([coords, np.zeros((coords.shape[0], extra, 2), coords.dtype)], axis=1)
+    labels = np.concatenate([labels, np.full((labels.shape[0], extra), ABSENT_LABEL, labels.dtype)], axis=1)
+    return coords, labels
 
 
 def pad_objects(state: TrackerState, num_objects: int) -> TrackerState:

@@ -51,6 +51,7 @@ from sam2_jax.training import data as data_lib
 from sam2_jax.training import optimizer as opt_lib
 from sam2_jax.training import sam2_train
 from sam2_jax.utils.compile_cache import enable_compilation_cache
+from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
 
 
@@ -152,7 +153,7 @@ def _put_global(x, sharding: NamedSharding) -> jax.Array:
 def make_train_step(module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict, mesh: Mesh, shardings):
     """The jitted update ``(state, frames, masks, plan, obj_valid, key) -> (state, metrics)``; ``state`` is
     donated."""
-    fc = ml_collections.FrozenConfigDict(config)
+    fc = freeze_config(config)
     deterministic = not config.train.dropout
     optim = config.train.optim
 
@@ -192,7 +193,7 @@ def _j_per_object(preds: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 def evaluate(module, params, batch: data_lib.Batch, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Held-out loss and J: mask prompt on frame 0, tracking through the clip (no corrections)."""
-    fc = ml_collections.FrozenConfigDict(config)
+    fc = freeze_config(config)
     valid = batch.get("obj_valid")
     losses, preds = sam2_train.batch_losses(
         module, params, batch["frames"], batch["masks"], batch["plan"], jax.random.key(0), fc, True, valid

@@ -20,12 +20,12 @@ NAME = "sam2.1_hiera_t"
 
 @pytest.fixture(scope="module")
 def shapes():
-    import ml_collections
 
     from sam2_jax.checkpoints import param_shapes
     from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.utils.config import freeze_config
 
-    return param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(get_config(NAME).model)))
+    return param_shapes(SAM2Base(config=freeze_config(get_config(NAME).model)))
 
 
 @requires_torch
@@ -103,13 +103,14 @@ def test_wrong_model_and_truncated_file(tmp_path):
     ],
 )
 def test_every_size_converts_strictly(name):
-    import ml_collections
 
     from sam2_jax.checkpoints import param_shapes
     from sam2_jax.modeling.sam2_base import SAM2Base
 
     config = get_config(name)
-    shapes = param_shapes(SAM2Base(config=ml_collections.FrozenConfigDict(config.model)))
+    from sam2_jax.utils.config import freeze_config
+
+    shapes = param_shapes(SAM2Base(config=freeze_config(config.model)))
     sd = reference_state_dict(name)
     assert infer_config_name(sd) == name
     params = convert_state_dict(sd, param_table(config), shapes)

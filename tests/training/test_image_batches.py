@@ -17,6 +17,7 @@ from sam2_jax.datasets.synthetic import SyntheticImageDataset
 from sam2_jax.datasets.writers import write_sa1b
 from sam2_jax.training import data as data_lib
 from sam2_jax.training import sam2_train as st
+from sam2_jax.utils.config import freeze_config
 from tests.training.tiny_train_config import get_config
 
 
@@ -48,7 +49,7 @@ def test_an_image_clip_equals_a_two_frame_clip_with_an_untracked_second_frame(sa
     assert (B, T, O) == (2, 1, 2) and batch["plan"].track_frames.shape == (2, 0)
     model = build_sam2(c, None, seed=0)
     module = st.training_module(model.module)
-    fc = ml_collections.FrozenConfigDict(c)
+    fc = freeze_config(c)
     key = jax.random.key(3)
     one, preds1 = st.batch_losses(
         module, model.params, batch["frames"], batch["masks"], batch["plan"], key, fc, True, batch["obj_valid"]

@@ -116,6 +116,7 @@ class MaskDecoder(nn.Module):
         repeat_image: bool,
         high_res_features: Sequence[jax.Array] | None = None,
         training: bool = False,
+        sparse_prompt_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """Predict masks for a batch of prompts.
 
@@ -129,6 +130,8 @@ class MaskDecoder(nn.Module):
           high_res_features: ``(feat_s0 (B, 4h, 4w, C/8), feat_s1 (B, 2h, 2w, C/4))`` already projected by
             ``conv_s0/1``; needed when ``use_high_res_features``, ignored otherwise.
           training: the official ``self.training`` (disables the dynamic multimask fallback).
+          sparse_prompt_mask: (B, N) bool, False for sparse tokens that do not exist (empty click slots of a
+            bucket, ``prompt_encoder.sparse_prompt_mask``): no token or image cell attends to them. None: all exist.
         Returns:
           ``masks (B, M, 4h, 4w)`` logits, ``iou_pred (B, M)``, ``sam_tokens_out (B, M', C)`` and
           ``object_score_logits (B, 1)``; M = ``num_multimask_outputs`` in multimask mode, else 1;
@@ -145,6 +148,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             repeat_image,
             high_res_features,
+            sparse_prompt_mask,
         )
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
@@ -181,6 +185,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: jax.Array,
         repeat_image: bool,
         high_res_features: Sequence[jax.Array] | None = None,
+        sparse_prompt_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """All ``num_mask_tokens`` masks and IoUs, the mask tokens and the object-score logits."""
         self._check_inputs(image_embeddings, image_pe, sparse_prompt_embeddings, high_res_features)
@@ -212,7 +217,15 @@ class MaskDecoder(nn.Module):
         pos_src = jnp.broadcast_to(image_pe, src.shape)
         _, h, w, c = src.shape
 
-        hs, src = self.transformer(src, pos_src, tokens)
+        token_mask = None
+        if sparse_prompt_mask is not None:
+            if sparse_prompt_mask.shape != sparse_prompt_embeddings.shape[:2]:
+                raise ValueError(
+                    f"sparse_prompt_mask should be {sparse_prompt_embeddings.shape[:2]}, got {sparse_prompt_mask.shape}"
+                )
+            # (B, T + N): the output tokens always exist
+            token_mask = jnp.concatenate([jnp.ones(output_tokens.shape[:2], bool), sparse_prompt_mask], axis=1)
+        hs, src = self.transformer(src, pos_src, tokens, token_mask)
         iou_token_out = hs[:, s]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens]
 

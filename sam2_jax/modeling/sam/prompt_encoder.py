@@ -25,6 +25,21 @@ from sam2_jax.modeling.sam2_utils import get_activation_fn
 Dtype = Any
 
 
+# Not an official label: a click slot that holds no click. Callers pad the click axis to a bucket with it (so a
+# compiled program serves several click counts); its token is zeroed and masked out of every attention that reads
+# the prompt tokens (``MaskDecoder`` ``sparse_prompt_mask``), so the masks equal those of the unpadded clicks.
+ABSENT_LABEL = -2
+
+
+def sparse_prompt_mask(labels: jax.Array, pad: bool) -> jax.Array:
+    """``(B, N)`` labels -> ``(B, N')`` bool: the sparse tokens that exist (False for ``ABSENT_LABEL``), with the
+    padding token ``PromptEncoder`` appends when ``pad`` (no box)."""
+    present = labels != ABSENT_LABEL
+    if pad:
+        present = jnp.concatenate([present, jnp.ones((labels.shape[0], 1), bool)], axis=1)
+    return present
+
+
 class PromptEncoder(nn.Module):
     """Embeds clicks and boxes as sparse tokens and a mask prompt as a dense map.
 
@@ -82,7 +97,7 @@ class PromptEncoder(nn.Module):
         emb = jnp.where(lab == -1, jnp.zeros_like(emb) + self.not_a_point_embed.embedding[0], emb)
         for i in range(self.num_point_embeddings):
             emb = jnp.where(lab == i, emb + self.point_embeddings[i].embedding[0], emb)
-        return emb
+        return jnp.where(lab == ABSENT_LABEL, 0.0, emb)
 
     def _embed_boxes(self, boxes: jax.Array) -> jax.Array:
         boxes = boxes.astype(jnp.float32) + 0.5  # pixel centres
@@ -115,7 +130,8 @@ class PromptEncoder(nn.Module):
 
         Args:
           points: ``(coords (B, N, 2) as pixel (x, y) in the input image, labels (B, N) int)`` or None.
-            Labels: 1 positive, 0 negative, 2/3 box top-left/bottom-right corner, -1 padding.
+            Labels: 1 positive, 0 negative, 2/3 box top-left/bottom-right corner, -1 padding, ``ABSENT_LABEL``
+            (-2, not official) an empty bucket slot.
           boxes: ``(B, 4)`` as ``(x0, y0, x1, y1)`` pixels, or None. SAM 2 itself passes boxes as points 2/3.
           masks: ``(B, 4h, 4w, 1)`` mask logits (``mask_input_size``), or None.
         Returns:

@@ -170,14 +170,20 @@ class TwoWayAttentionBlock(nn.Module):
         )
 
     def __call__(
-        self, queries: jax.Array, keys: jax.Array, query_pe: jax.Array, key_pe: jax.Array
+        self,
+        queries: jax.Array,
+        keys: jax.Array,
+        query_pe: jax.Array,
+        key_pe: jax.Array,
+        token_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
-        """queries/query_pe (B, Nq, C), keys/key_pe (B, Nk, C) -> updated (queries, keys)."""
+        """queries/query_pe (B, Nq, C), keys/key_pe (B, Nk, C) -> updated (queries, keys). ``token_mask (B, Nq)``:
+        tokens that are read by nobody (False), or None for all."""
         if self.skip_first_layer_pe:
-            queries = self.self_attn(queries, queries, queries)
+            queries = self.self_attn(queries, queries, queries, key_mask=token_mask)
         else:
             q = queries + query_pe
-            queries = queries + self.self_attn(q, q, queries)
+            queries = queries + self.self_attn(q, q, queries, key_mask=token_mask)
         queries = self.norm1(queries)
 
         q = queries + query_pe
@@ -189,7 +195,7 @@ class TwoWayAttentionBlock(nn.Module):
         # The image tokens are the queries here; the prompt tokens (with their PE) are keys and values.
         q = queries + query_pe
         k = keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries, key_mask=token_mask))
         return queries, keys
 
 
@@ -229,7 +235,11 @@ class TwoWayTransformer(nn.Module):
         self.norm_final_attn = LayerNorm(epsilon=1e-5)
 
     def __call__(
-        self, image_embedding: jax.Array, image_pe: jax.Array, point_embedding: jax.Array
+        self,
+        image_embedding: jax.Array,
+        image_pe: jax.Array,
+        point_embedding: jax.Array,
+        token_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Run the prompt tokens and the image tokens through each other.
 
@@ -237,6 +247,8 @@ class TwoWayTransformer(nn.Module):
           image_embedding: (B, h, w, C) image features to attend to.
           image_pe: (B, h, w, C) position encoding of ``image_embedding``.
           point_embedding: (B, N, C) prompt and output tokens; also their position encoding at every layer.
+          token_mask: (B, N) bool, False for tokens no other token or image cell may attend to (empty click slots of
+            a bucket); their own outputs are meaningless. None: all tokens exist.
         Returns:
           ``(queries (B, N, C), keys (B, h*w, C))``: the processed tokens and image features.
         """
@@ -252,7 +264,7 @@ class TwoWayTransformer(nn.Module):
 
         queries = point_embedding
         for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, token_mask)
 
         q = queries + point_embedding
         k = keys + key_pe
