@@ -258,7 +258,7 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
         ours = {"first": tracker.propagate(v, given["first"])}
         tracker.add_points(v, C, to_model(scenario.CORRECTION), np.array([[0]], np.int32), given["second"].get(C))
         ours["second"] = tracker.propagate(v, given["second"])
-        errs = []
+        errs, fill_flips = [], []
         for rnd, outs in ours.items():
             assert sorted(outs) == list(range(NUM_FRAMES)), (run, rnd)
             for t, out in outs.items():
@@ -271,15 +271,24 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
                     # an element differs from the live one by one bfloat16 rounding step (<= 2^-7 relative: up to
                     # 3e-2 here) or, near zero, by float32 noise
                     assert np.all(np.abs(m - rm) <= np.maximum(np.abs(rm) * 2.0**-7, 1e-4)), (rnd, t)
-                errs.append((np.abs(out["pred_masks"] - ref["low_res"]).max(),
+                # Hole filling (fill_hole_area) raises a background component (logits <= 0) to 0.1: a logit at
+                # float32 noise from 0 is filled on one side only (measured at 1024 px: 0.1 against 3.7e-6, one
+                # pixel). Such pixels are counted, not compared; the state (scores, pointers, memories) is unaffected.
+                lo, rl = out["pred_masks"], ref["low_res"]
+                filled = ((lo == np.float32(0.1)) & (np.abs(rl) < 1e-3)) | (
+                    (rl == np.float32(0.1)) & (np.abs(lo) < 1e-3)
+                )
+                fill_flips.append(filled.sum())
+                errs.append((np.abs(lo - rl)[~filled].max(),
                              np.abs(out["object_score_logits"] - ref["score"]).max(),
                              np.abs(out["obj_ptr"] - ref["ptr"]).max(), (m != rm).mean()))  # fmt: skip
         worst[run] = np.max(errs, axis=0)
         print(
             f"\nONNX {run} loop vs live, {image_size} px, {NUM_FRAMES} frames, 2 propagations: logits max abs "
             f"{worst[run][0]:.2e}, object scores {worst[run][1]:.2e}, pointers {worst[run][2]:.2e}, memory elements "
-            f"on another bfloat16 value {worst[run][3]:.2%}"
+            f"on another bfloat16 value {worst[run][3]:.2%}, hole-filling flips {sum(fill_flips)} pixels"
         )
+        assert sum(fill_flips) <= 2, (run, fill_flips)  # measured 0 at 128 px; at 1024 px up to 1 (free run)
     assert np.all(worst["forced"][:3] < ONNX_STEP_ATOL), worst
     assert worst["forced"][3] < 1e-2, worst  # measured at most 0.22% (9 of 4096) a frame at 128 px
     assert np.all(worst["free"][:3] < ONNX_ATOL), worst
