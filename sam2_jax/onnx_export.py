@@ -1,6 +1,6 @@
-"""Export SAM 2 to ONNX with ``jax2onnx``: the image encoder, the prompt step and the single-frame tracking step.
+"""Export SAM 2 to ONNX with ``jax2onnx``: the image encoder, the prompt steps and the single-frame tracking step.
 
-No official counterpart (upstream #702, #186: the official tracker does not convert). The three graphs are engine
+No official counterpart (upstream #702, #186: the official tracker does not convert). The four graphs are engine
 functions (``sam2_jax/tracker/engine.py``) with the params baked in as initializers (what ONNX runtimes expect), on
 flat arrays (ONNX has no pytrees):
 
@@ -9,8 +9,14 @@ flat arrays (ONNX has no pytrees):
 - ``prompt.onnx``: the features, ``point_coords (1, N, 2)``, ``point_labels (1, N)`` on an object's first prompted
   frame -> ``pred_masks, object_score_logits, obj_ptr, maskmem`` (``engine.interact``, then
   ``engine.encode_prompt_memory``).
-- ``track_step.onnx``: ``image``, ``frame_idx``, ``reverse`` and the ``TrackerState`` fields (one object, ``K``
-  conditioning slots) -> the new state fields, ``pred_masks, object_score_logits`` (``engine.track_step``).
+- ``prompt_tracked.onnx``: the features, ``frame_idx``, ``reverse``, the ``TrackerState`` fields (as
+  ``track_step.onnx``), ``point_coords``, ``point_labels`` and ``prev_mask_logits (1, 1, 4h, 4w)`` (the frame's
+  current logits) on a tracked frame: a correction, attending to the object's memory -> the outputs of
+  ``prompt.onnx``.
+- ``track_step.onnx``: the frame's features (``image_encoder.onnx`` on the frame), ``frame_idx``, ``reverse`` and the
+  ``TrackerState`` fields (one object, ``K`` conditioning slots) -> the new state fields, ``pred_masks,
+  object_score_logits`` (``engine.track_features``: ``engine.track_step`` after the encoder, so the encoder's
+  weights are stored once).
 
 Memories are bfloat16 in the tracker; ONNX Runtime's CPU kernels barely take bfloat16, so they cross the graph
 boundary as float32 and are cast inside: a bfloat16 value is exact in float32, the numbers do not change.
@@ -66,19 +72,37 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
         mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
         return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
 
-    def track(img, frame_idx, reverse, *leaves):
-        st = TrackerState(**{k: x.astype(dtypes[k]) for k, x in zip(state, leaves, strict=True)})
-        st, out = engine.track_step(module, params, st, img, frame_idx, reverse, fill)
+    def unpack(vf, vp, rest):
+        """(features, frame_idx, reverse, state, the inputs after the state) of a graph on a tracked frame."""
+        nh = len(feat_specs) - 2  # the high-res maps, then frame_idx, reverse and the state's leaves
+        hr, (frame_idx, reverse), leaves = rest[:nh], rest[nh : nh + 2], rest[nh + 2 :]
+        st = TrackerState(**{k: x.astype(dtypes[k]) for k, x in zip(state, leaves, strict=False)})
+        return ImageFeatures(vf, vp, tuple(hr)), frame_idx, reverse, st, leaves[len(state) :]
+
+    def prompt_tracked(vf, vp, *rest):
+        fe, frame_idx, reverse, st, (coords, labels, prev) = unpack(vf, vp, rest)
+        out = engine.interact(module, params, st, fe, frame_idx, reverse, coords, labels, None, prev, False, fill)
+        mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
+        return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
+
+    def track(vf, vp, *rest):
+        fe, frame_idx, reverse, st, _ = unpack(vf, vp, rest)
+        st, out = engine.track_features(module, params, st, fe, frame_idx, reverse, fill)
         new = [x.astype(f32) if x.dtype == jnp.bfloat16 else x for x in state_to_dict(st).values()]
         return (*new, out.pred_masks, out.object_score_logits)
 
     pts = [jax.ShapeDtypeStruct((1, num_points, 2), f32), jax.ShapeDtypeStruct((1, num_points), jnp.int32)]
     scalars = [jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)]
+    h4 = feat_specs[2].shape[1] if len(feat_specs) > 2 else 4 * feats.vision_feat.shape[1]
+    prev = jax.ShapeDtypeStruct((1, 1, h4, h4), f32)
+    prompt_out = ["pred_masks", "object_score_logits", "obj_ptr", "maskmem"]
+    tracked_in = [*feat_names, "frame_idx", "reverse", *state]
     return {
         "image_encoder": (encoder, [image], ["image"], feat_names),
-        "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"],
-                   ["pred_masks", "object_score_logits", "obj_ptr", "maskmem"]),
-        "track_step": (track, [image, *scalars, *st_specs], ["image", "frame_idx", "reverse", *state],
+        "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"], prompt_out),
+        "prompt_tracked": (prompt_tracked, [*feat_specs, *scalars, *st_specs, *pts, prev],
+                           [*tracked_in, "point_coords", "point_labels", "prev_mask_logits"], prompt_out),
+        "track_step": (track, [*feat_specs, *scalars, *st_specs], tracked_in,
                        [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"]),
     }  # fmt: skip
 
@@ -91,12 +115,14 @@ def export_onnx(
     only: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Write ``image_encoder.onnx``, ``prompt.onnx``, ``track_step.onnx`` and ``onnx_manifest.json`` to ``out_dir``.
+    """Write ``image_encoder.onnx``, ``prompt.onnx``, ``prompt_tracked.onnx``, ``track_step.onnx`` and
+    ``onnx_manifest.json`` to ``out_dir``.
 
     Args:
       model: float32 compute (``jax2onnx`` exports float32 graphs).
-      num_cond: conditioning slots of the tracking step's state (unused slots are masked out).
-      num_points: clicks of the prompt step (a box is 2 points: corners labelled 2 and 3).
+      num_cond: conditioning slots of the tracking graphs' state (unused slots are masked out): the most prompted
+        frames an object can have.
+      num_points: clicks of the prompt graphs (a box is 2 points: corners labelled 2 and 3).
     Returns:
       The manifest: per graph its file, input and output names, shapes and dtypes.
     """

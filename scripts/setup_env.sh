@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv with sam2-jax (editable) and its test tools; with --reference also the PyTorch reference
-# (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the parity tests. sam2-jax itself needs no torch: official .pt
-# checkpoints are read without it.
+# Creates .venv with sam2-jax (editable) and its test tools (pytest, ruff; jax2onnx and onnxruntime for the ONNX
+# test); with --reference also the PyTorch reference (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the parity
+# tests. sam2-jax itself needs no torch: official .pt checkpoints are read without it.
 # Idempotent: re-running on an existing .venv only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ if [ "${1:-}" = "--reference" ]; then
   .venv/bin/pip install -q torch==2.13.0
 fi
 .venv/bin/pip install -q -e ".[test]"
+# jax2onnx + onnxruntime for the ONNX parity test (pinned; jax2onnx without its dependencies: see the script)
+scripts/install_onnx.sh .venv
 if [ "${1:-}" = "--reference" ]; then
   scripts/install_reference.sh .venv
 fi

@@ -24,15 +24,16 @@ def image_calls(pred, image: np.ndarray) -> dict[str, np.ndarray]:
 
 def video_calls(pred, state, stored) -> dict[str, np.ndarray]:
     """A click on frame 0, propagation, a negative click on frame 6 (a correction), re-propagation: every returned
-    video-resolution logit map, and after each propagation every frame's stored low-res logits, object score and
-    object pointer (``stored(state, t)`` -> (pred_masks, object_score_logits, obj_ptr))."""
+    video-resolution logit map, and after each propagation every frame's stored low-res logits, object score, object
+    pointer and memory (``stored(state, t)`` -> (pred_masks, object_score_logits, obj_ptr, maskmem (hw, mem_dim)
+    bfloat16, returned as float32: exact))."""
     out = {}
     _, _, out["prompt_0"] = pred.add_new_points_or_box(state, 0, 1, points=CLICK, labels=np.array([1], np.int32))
     for rnd in ("first", "second"):
         for t, _, masks in pred.propagate_in_video(state):
             out[f"{rnd}_video_{t}"] = masks
-            for name, x in zip(("low_res", "score", "ptr"), stored(state, t), strict=True):
-                out[f"{rnd}_{name}_{t}"] = np.asarray(x)
+            for name, x in zip(("low_res", "score", "ptr", "maskmem"), stored(state, t), strict=True):
+                out[f"{rnd}_{name}_{t}"] = np.asarray(x, np.float32)
         if rnd == "first":
             _, _, out["correction"] = pred.add_new_points_or_box(
                 state, CORRECTION_FRAME, 1, points=CORRECTION, labels=np.array([0], np.int32), clear_old_points=False

@@ -27,7 +27,8 @@ from tests.reference import DATA, REPO
 NAME = "sam2.1_hiera_t"
 NUM_FRAMES = 12
 ATOL = 1e-5  # the issue's bar on logits; measured 0.0 at 128 px (the same XLA programs)
-ONNX_ATOL = 3e-4
+ONNX_STEP_ATOL = 1e-4  # the issue's ONNX bar: each tracking step on the live predictor's memories
+ONNX_ATOL = 3e-4  # the free-running ONNX loop: bfloat16 rounding neighbours in the memory (_onnx_parity)
 FRAMES = DATA / "videos" / "bedroom"
 # What the scenario calls (exporting only these keeps the default test short; the slow test exports everything).
 USED = (
@@ -51,12 +52,22 @@ RUNTIME = textwrap.dedent(
 
     def stored(s, t):
         o = s.cond[0].get(t) or s.non_cond[0][t]
-        return o["pred_masks"], o["object_score_logits"], o["obj_ptr"]
+        return o["pred_masks"], o["object_score_logits"], o["obj_ptr"], o["maskmem"]
 
     res |= scenario.video_calls(pred, state, stored)
     bad = sorted(m for m in sys.modules if m.split(".")[0] == "flax" or m.startswith("sam2_jax.modeling"))
     assert not bad, f"the runtime imported {bad[:5]}"
     np.savez(out, **res)
+    """
+)
+
+EXPORT_ONNX = textwrap.dedent(
+    """
+    import sys
+    from sam2_jax.onnx_export import export_onnx
+    from tests.test_exported import _model
+
+    export_onnx(_model(int(sys.argv[1])), sys.argv[2])
     """
 )
 
@@ -82,26 +93,29 @@ def _video() -> np.ndarray:
     return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
 
 
-def _live(model, video: np.ndarray) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=3)
+def _live(image_size: int, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The scenario on the live predictors (cached: the StableHLO and the ONNX tests compare against the same run)."""
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
+    model, video = _model(image_size, dtype), _video()
     res = scenario.image_calls(SAM2ImagePredictor(model), video[0])
     pred = SAM2VideoPredictor(model)
 
     def stored(s, t):
         o = s.store.get(0, t)
-        return o.pred_masks, o.object_score_logits, o.obj_ptr
+        return o.pred_masks, o.object_score_logits, o.obj_ptr, o.maskmem_features
 
     return res | scenario.video_calls(pred, pred.init_state(video), stored)
 
 
-def _check_parity(image_size: int, tmp_path, only=None) -> None:
+def _check_parity(image_size: int, tmp_path, only=None, dtype: str = "float32") -> None:
     from sam2_jax.export import export_model
     from sam2_jax.utils.video_io import preprocess_frame
 
     video = _video()
-    model = _model(image_size)
+    model = _model(image_size, dtype)
     export_model(model, tmp_path / "export", platforms=("cpu",), only=only)
     frames = np.stack([preprocess_frame(f, image_size) for f in video])
     np.savez(tmp_path / "frames.npz", raw=video, frames=frames)
@@ -109,13 +123,17 @@ def _check_parity(image_size: int, tmp_path, only=None) -> None:
     # the runtime shares the tests' persistent compilation cache (JAX reads the variable)
     env = os.environ | {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
     proc = subprocess.Popen([*args, str(tmp_path / "out.npz")], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    live = _live(model, video)  # meanwhile, on the other core
+    live = _live(image_size, dtype)  # meanwhile, on the other core
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     with np.load(tmp_path / "out.npz") as z:
         ours = {k: z[k] for k in z.files}
     assert sorted(ours) == sorted(live)
     assert np.abs(live["first_score_5"]).max() < 1e3 and np.ptp(live["first_low_res_5"]) > 1, "degenerate outputs"
+    worst = max(float(np.abs(np.asarray(ours[k], np.float32) - np.asarray(live[k], np.float32)).max()) for k in live)
+    print(
+        f"\nexported runtime vs live, {image_size} px, {dtype}: max abs difference {worst:.2e} over {len(live)} arrays"
+    )
     for k in live:
         np.testing.assert_allclose(ours[k], live[k], atol=ATOL, rtol=0, err_msg=k)
 
@@ -127,6 +145,13 @@ def test_exported_runtime_matches_live_predictors(tmp_path):
 @pytest.mark.slow
 def test_exported_runtime_matches_live_predictors_1024(tmp_path):
     _check_parity(1024, tmp_path)
+
+
+@pytest.mark.slow
+def test_exported_bfloat16_runtime_matches_live_predictors(tmp_path):
+    """The bfloat16 export against the live bfloat16 predictors: the same scenario and bar as float32 (the exported
+    functions are the live predictors' programs, so bfloat16 rounding happens at the same places)."""
+    _check_parity(128, tmp_path, only=USED, dtype="bfloat16")
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -180,35 +205,100 @@ def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
         np.testing.assert_array_equal(np.asarray(ours[name], np.float32), np.asarray(x, np.float32), err_msg=name)
 
 
-@pytest.mark.slow
-def test_onnx_runtime_tracks_like_the_live_predictor(tmp_path):
-    """jax2onnx graphs (encoder, prompt step, tracking step) in a numpy + onnxruntime loop: a click on frame 0 and
-    11 frames tracked, against the live predictor's stored low-res logits and object scores (the issue's 1e-4)."""
-    pytest.importorskip("jax2onnx")
-    pytest.importorskip("onnxruntime")
-    from sam2_jax.onnx_export import export_onnx
+def _require_onnx() -> None:
+    """Skip when jax2onnx or onnxruntime is not installed (``scripts/install_onnx.sh``). Found but broken fails: the
+    conversion subprocess or the import of onnxruntime raises. jax2onnx is not imported here (see ``_onnx_parity``)."""
+    import importlib.util
+
+    for name in ("jax2onnx", "onnxruntime"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed (scripts/install_onnx.sh .venv installs the pinned ONNX tools)")
+
+
+def _onnx_parity(image_size: int, tmp_path) -> None:
+    """jax2onnx graphs (encoder, prompt steps, tracking step) in the numpy + onnxruntime loop, on the scenario of the
+    StableHLO test (a click on frame 0, 12 frames forward, a correction on frame 6, re-propagation), against the live
+    predictor's stored logits, object scores, pointers and memories after each propagation (``_live``'s run).
+
+    Two runs of the loop:
+    - free: every frame's memory is the graphs' own. ONNX Runtime sums in another order than XLA (1e-5 on a
+      step's logits); the memory is stored rounded to bfloat16 (as the official predictor stores it), so a few
+      memory elements a frame round to the neighbouring bfloat16 value (one bfloat16 step: up to 3e-2; 0.1 to 0.7%
+      of the 4096 at 128 px) and the next frames carry that: 1.1e-4 on logits from frame 5 on at 128 px, above the
+      issue's 1e-4. The bar is 3e-4.
+    - forced: the live predictor's memories are stored in place of the graphs' (the ``memory`` / ``memories``
+      arguments of ``OnnxTracker``), so each frame measures the graphs alone: within the issue's 1e-4 at every
+      frame (1.5e-5 measured), and each frame's memory equals the live one but for bfloat16 rounding neighbours.
+    """
+    _require_onnx()
     from sam2_jax.onnx_runtime import OnnxTracker
-    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
     from sam2_jax.utils.video_io import preprocess_frame
 
-    video, model = _video(), _model(128)
-    export_onnx(model, tmp_path)
-    pred = SAM2VideoPredictor(model)
-    state = pred.init_state(video)
-    pred.add_new_points_or_box(state, 0, 1, points=scenario.CLICK, labels=np.array([1], np.int32))
-    list(pred.propagate_in_video(state))
+    video = _video()
+    # jax2onnx patches jax.numpy while it converts (export_onnx then clears JAX's caches): it runs in a subprocess,
+    # so the tests after this one never see it, while this process runs (or finds cached) the live predictor
+    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or ""}
+    args = [sys.executable, "-c", EXPORT_ONNX, str(image_size), str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    live = _live(image_size)
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
     H, W = video.shape[1:3]
-    coords = (scenario.CLICK / np.array([W, H], np.float32) * 128)[None]
-    frames = np.stack([preprocess_frame(f, 128) for f in video])
-    ours = OnnxTracker(tmp_path).track(frames, coords, np.array([[1]], np.int32))
-    assert sorted(ours) == list(range(NUM_FRAMES))
-    errs = []
-    for t, (low_res, score) in ours.items():
-        live = state.store.get(0, t)
-        assert np.ptp(live.pred_masks) > 1, "degenerate outputs"
-        errs.append((np.abs(low_res - live.pred_masks).max(), np.abs(score - live.object_score_logits).max()))
-    worst = np.max(errs, axis=0)
-    print(f"\nONNX vs live, {NUM_FRAMES} frames: logits max abs {worst[0]:.2e}, object scores {worst[1]:.2e}")
-    # ONNX Runtime's matmuls sum in another order than XLA's and the memory carries the difference from frame to
-    # frame: measured 1.1e-4 from frame 5 on (the issue asked for 1e-4; object scores 3e-6), so the bar is 3e-4.
-    assert worst[0] < ONNX_ATOL and worst[1] < ONNX_ATOL, errs
+    to_model = lambda xy: (xy / np.array([W, H], np.float32) * image_size)[None]
+    frames = np.stack([preprocess_frame(f, image_size) for f in video])
+    tracker = OnnxTracker(tmp_path)
+    C = scenario.CORRECTION_FRAME
+    worst = {}
+    for run in ("free", "forced"):
+        # per propagation, the memories stored in place of the graphs' (the prompted frames' too)
+        given = {rnd: {t: live[f"{rnd}_maskmem_{t}"] for t in range(NUM_FRAMES)} for rnd in ("first", "second")}
+        given = given if run == "forced" else {"first": {}, "second": {}}
+        v = tracker.init_state(frames)
+        tracker.add_points(v, 0, to_model(scenario.CLICK), np.array([[1]], np.int32), given["first"].get(0))
+        ours = {"first": tracker.propagate(v, given["first"])}
+        tracker.add_points(v, C, to_model(scenario.CORRECTION), np.array([[0]], np.int32), given["second"].get(C))
+        ours["second"] = tracker.propagate(v, given["second"])
+        errs, fill_flips = [], []
+        for rnd, outs in ours.items():
+            assert sorted(outs) == list(range(NUM_FRAMES)), (run, rnd)
+            for t, out in outs.items():
+                ref = {k: live[f"{rnd}_{k}_{t}"] for k in ("low_res", "score", "ptr", "maskmem")}
+                # the object is on every frame before the correction (after the negative click some frames are
+                # empty: -1024 everywhere, which the ONNX loop must match too)
+                assert rnd == "second" or np.ptp(ref["low_res"]) > 1, "degenerate outputs"
+                m, rm = out["graph_maskmem"], ref["maskmem"]
+                if run == "forced":
+                    # an element differs from the live one by one bfloat16 rounding step (<= 2^-7 relative: up to
+                    # 3e-2 here) or, near zero, by float32 noise
+                    assert np.all(np.abs(m - rm) <= np.maximum(np.abs(rm) * 2.0**-7, 1e-4)), (rnd, t)
+                # Hole filling (fill_hole_area) raises a background component (logits <= 0) to 0.1: a logit at
+                # float32 noise from 0 is filled on one side only (measured at 1024 px: 0.1 against 3.7e-6, one
+                # pixel). Such pixels are counted, not compared; the state (scores, pointers, memories) is unaffected.
+                lo, rl = out["pred_masks"], ref["low_res"]
+                filled = ((lo == np.float32(0.1)) & (np.abs(rl) < 1e-3)) | (
+                    (rl == np.float32(0.1)) & (np.abs(lo) < 1e-3)
+                )
+                fill_flips.append(filled.sum())
+                errs.append((np.abs(lo - rl)[~filled].max(),
+                             np.abs(out["object_score_logits"] - ref["score"]).max(),
+                             np.abs(out["obj_ptr"] - ref["ptr"]).max(), (m != rm).mean()))  # fmt: skip
+        worst[run] = np.max(errs, axis=0)
+        print(
+            f"\nONNX {run} loop vs live, {image_size} px, {NUM_FRAMES} frames, 2 propagations: logits max abs "
+            f"{worst[run][0]:.2e}, object scores {worst[run][1]:.2e}, pointers {worst[run][2]:.2e}, memory elements "
+            f"on another bfloat16 value {worst[run][3]:.2%}, hole-filling flips {sum(fill_flips)} pixels"
+        )
+        assert sum(fill_flips) <= 2, (run, fill_flips)  # measured 0 at 128 px; at 1024 px 1 (free run), 0 (forced)
+    assert np.all(worst["forced"][:3] < ONNX_STEP_ATOL), worst
+    assert worst["forced"][3] < 1e-2, worst  # measured at most 0.22% (9 of 4096) a frame at 128 px
+    assert np.all(worst["free"][:3] < ONNX_ATOL), worst
+    assert "jax2onnx" not in sys.modules, "jax2onnx ran in the test process (the tests after this one would see it)"
+
+
+def test_onnx_runtime_tracks_like_the_live_predictor(tmp_path):
+    _onnx_parity(128, tmp_path)
+
+
+@pytest.mark.slow
+def test_onnx_runtime_tracks_like_the_live_predictor_1024(tmp_path):
+    _onnx_parity(1024, tmp_path)

@@ -14,7 +14,8 @@ Per frame (a table with the drivers is in ``docs/architecture.md``):
   else memory-conditioned).
 - ``sam_heads`` / ``use_mask_as_output``: prompt encoder + mask decoder + object pointer.
 - ``encode_memory``: the memory encoder on a frame's mask; ``write_recent`` / ``write_cond`` store it in the state.
-- ``track_frame`` (a frame with no new prompt), ``track_step`` (+ memory write: the body of the scan),
+- ``track_frame`` (a frame with no new prompt), ``track_step`` (+ memory write: the body of the scan; its part after
+  the encoder is ``track_features``),
   ``scan_frames`` (``lax.scan`` over a chunk; jitted as ``propagate_chunk``, and over a batch of videos as
   ``propagate_videos_chunk``); ``interact`` (a prompted frame), ``encode_prompt_memory``.
 
@@ -639,9 +640,27 @@ def track_step(
     """
     if policy.name == "sam2long":
         return sam2long_step(module, params, state, image, frame_idx, reverse, fill_hole_area, policy)
+    feats = frame_features(module, params, image)
+    return track_features(module, params, state, feats, frame_idx, reverse, fill_hole_area, policy)
+
+
+def track_features(
+    module: SAM2Base,
+    params,
+    state: TrackerState,
+    feats: ImageFeatures,
+    frame_idx: jax.Array,
+    reverse: jax.Array,
+    fill_hole_area: int = 0,
+    policy: TrackerPolicy = SAM2,
+) -> tuple[TrackerState, StepOutput]:
+    """``track_step`` on a frame's features (``frame_features`` of the one frame) rather than its image: the ONNX
+    tracking graph (``sam2_jax.onnx_export``) takes the encoder graph's outputs, so the encoder is not converted
+    (and its weights not stored) twice. Not for SAM2Long (``sam2long_step`` tracks its pathways from the image)."""
+    if policy.name == "sam2long":
+        raise ValueError("track_features does not run the sam2long policy: call track_step")
     O = state.num_objects
     t = jnp.asarray(frame_idx, jnp.int32)
-    feats = frame_features(module, params, image)
     heads = track_frame(module, params, state, feats, t, reverse, policy=policy).heads
     maskmem = encode_memory(module, params, feats, heads.high_res_masks, heads.object_score_logits, False)
     maskmem = maskmem.astype(jnp.bfloat16)  # stored as the official predictor stores maskmem_features
