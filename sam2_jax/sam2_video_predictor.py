@@ -458,7 +458,8 @@ class SAM2VideoPredictor:
         best at the end of the pass, as the reference's ``propagate_in_video`` returns them. The per-frame masks
         already yielded were the causal best pathway's; memories, pointers and scores stay the causal best's (the
         memory the next pass rebuilds from). Kept in ``s.final_lineage``: {frame: pathway index per object}; the
-        pass's per-frame pathways stay in ``s.pathways`` until the next pass."""
+        pass's per-frame pathways stay in ``s.pathways`` until the next pass, their masks only while the store holds
+        the frame's outputs (a frame the budget dropped, recomputed later, gives the causal best's masks)."""
         s.final_lineage.clear()
         path = np.zeros(s.num_objects, np.int64)  # pathway 0 is the best after every step
         for t in reversed(order):
@@ -468,7 +469,7 @@ class SAM2VideoPredictor:
             s.final_lineage[t] = path.copy()
             for o in range(s.num_objects):
                 out = s.store.get(o, t)
-                if out is not None and t not in s.store.cond(o):
+                if out is not None and masks is not None and t not in s.store.cond(o):
                     out.pred_masks = masks[o, path[o]][None]
             path = parent[np.arange(s.num_objects), path]
 
@@ -679,6 +680,13 @@ class SAM2VideoPredictor:
                                  host.path_masks[j, : len(objs)])  # fmt: skip
             yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])
+        if s.pathways:
+            # SAM2Long: the pathways' masks go when the store's budget drops the frame's outputs (the parents, a few
+            # bytes a frame, stay for the lineage), so host memory stays within the budget however long the video.
+            held = {f for o in s.store.per_obj for f in s.store.non_cond(o)}
+            for f, (parent, score, masks) in list(s.pathways.items()):
+                if masks is not None and f not in held:
+                    s.pathways[f] = (parent, score, None)
 
     # --- streaming --------------------------------------------------------------------------------------------
     def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> InferenceState:

@@ -791,6 +791,28 @@ def test_sam2long_stream_and_correction(tmp_path: pathlib.Path):
 
 
 @requires_data
+def test_sam2long_pathway_masks_stay_within_the_store_budget(tmp_path: pathlib.Path):
+    """The per-frame pathway masks kept for the final lineage leave with the outputs the store's budget drops; the
+    parents stay, so the lineage still covers every frame, and the frames still held get its masks."""
+    from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
+
+    for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:9]:
+        shutil.copy(f, tmp_path / f.name)
+    pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long", store_budget_mb=0.2)
+    pred.progress = False
+    state = pred.init_state(str(tmp_path))
+    pred.add_new_points_or_box(state, 0, 0, box=STREAM_BOX)
+    assert [t for t, _, _ in pred.propagate_in_video(state)] == list(range(9))
+    held = set(state.store.non_cond(0))
+    assert 0 < len(held) < 8, held  # the budget dropped some of frames 1-8
+    assert sorted(state.pathways) == sorted(state.final_lineage) == list(range(9))
+    assert {t for t, (_, _, m) in state.pathways.items() if m is not None} == held
+    for t in held:
+        lineage_mask = state.pathways[t][2][0, state.final_lineage[t][0]]
+        np.testing.assert_array_equal(state.store.non_cond(0)[t].pred_masks[0], lineage_mask)
+
+
+@requires_data
 @pytest.mark.slow
 def test_sam2long_objects_are_independent_rows(tmp_path: pathlib.Path):
     """Two objects tracked together (6 rows: 2 objects x 3 pathways, one program) give each object the pathways,
