@@ -27,6 +27,15 @@ from sam2_jax.modeling.sam2_utils import MLP, get_activation_fn
 Dtype = Any
 
 
+def _token_mask(output_tokens: jax.Array, sparse_prompt_mask: jax.Array | None, tokens: jax.Array) -> jax.Array | None:
+    """``(B, T + N)`` bool: the output tokens (always present) then ``sparse_prompt_mask (B, N)``; None for all."""
+    if sparse_prompt_mask is None:
+        return None
+    if sparse_prompt_mask.shape != (tokens.shape[0], tokens.shape[1] - output_tokens.shape[1]):
+        raise ValueError(f"sparse_prompt_mask should be (B, N) of the sparse prompts, got {sparse_prompt_mask.shape}")
+    return jnp.concatenate([jnp.ones(output_tokens.shape[:2], bool), sparse_prompt_mask], axis=1)
+
+
 class MaskDecoder(nn.Module):
     """Predicts masks from image and prompt embeddings with a two-way transformer and hypernetwork heads.
 
@@ -217,15 +226,7 @@ class MaskDecoder(nn.Module):
         pos_src = jnp.broadcast_to(image_pe, src.shape)
         _, h, w, c = src.shape
 
-        token_mask = None
-        if sparse_prompt_mask is not None:
-            if sparse_prompt_mask.shape != sparse_prompt_embeddings.shape[:2]:
-                raise ValueError(
-                    f"sparse_prompt_mask should be {sparse_prompt_embeddings.shape[:2]}, got {sparse_prompt_mask.shape}"
-                )
-            # (B, T + N): the output tokens always exist
-            token_mask = jnp.concatenate([jnp.ones(output_tokens.shape[:2], bool), sparse_prompt_mask], axis=1)
-        hs, src = self.transformer(src, pos_src, tokens, token_mask)
+        hs, src = self.transformer(src, pos_src, tokens, _token_mask(output_tokens, sparse_prompt_mask, tokens))
         iou_token_out = hs[:, s]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens]
 
