@@ -3,6 +3,7 @@ crossed (objects pad to 1, 2, 3, 4, 6, 8, 12, …; conditioning slots to powers 
 bucket."""
 
 import numpy as np
+import pytest
 
 from configs import get_config
 from sam2_jax import build_sam2
@@ -61,6 +62,7 @@ def test_click_bucket():
     assert [click_bucket(n, 2) for n in range(1, 6)] == [1, 2, 4, 4, 8]
 
 
+@pytest.mark.slow  # a model, two eager decodes and three compiles of the prompt step (the default run is at 25 min)
 def test_padded_clicks_decode_as_the_clicks_alone_and_share_a_compile():
     """Three clicks padded to the bucket of 4 (one ``ABSENT_LABEL`` slot, masked out of the decoder's attention)
     give the masks, IoUs, object score and pointer of the three clicks unpadded; the predictor's 3rd and 4th
