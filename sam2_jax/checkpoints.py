@@ -560,6 +560,10 @@ def hub_checkpoint(
             )
         except (EntryNotFoundError, HfHubHTTPError, OSError) as e:  # not in the repo / cache, offline, no network
             reasons.append(f"{filename}: {type(e).__name__}")
+            if not isinstance(e, EntryNotFoundError | HfHubHTTPError):
+                # No answer from the hub (no network): the next file is looked for in the hub cache only, not
+                # waited for a second time (each try costs huggingface_hub's timeouts, about 15 s here).
+                local_files_only = True
     ours = official_checkpoint_path(config.name)
     if ours.is_file():
         return ours

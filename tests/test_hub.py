@@ -102,3 +102,28 @@ def test_cli_download_through_the_hub_offline(hub, tmp_path):
     r = subprocess.run(cli + ["--convert"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"snapshots/{REV_OLD}/sam2.1_hiera_tiny.pt" in r.stdout and "converted (sam2.1_hiera_t" in r.stdout
+
+
+def test_no_network_is_waited_for_once(monkeypatch, tmp_path):
+    """When the hub does not answer (a connection error, not "no such file"), the second file name is looked for
+    in the hub cache only: an offline user waits for one network timeout, not one per file name. The file a
+    missing network leaves is then our own cache's, or a one-line error naming where to put it."""
+    import huggingface_hub
+    import requests
+
+    calls = []
+
+    def fake_download(repo, filename, local_files_only=False, **kwargs):
+        calls.append((filename, local_files_only))
+        if local_files_only:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+        raise requests.exceptions.ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setenv("SAM2_JAX_CACHE", str(tmp_path))
+    with pytest.raises(checkpoints.CheckpointUnavailable, match="sam2.1_hiera_tiny.pt"):
+        checkpoints.hub_checkpoint(REPO_21)
+    assert calls == [("sam2.1_hiera_tiny.pt", False), ("model.safetensors", True)]
+    ours = checkpoints.random_checkpoint("sam2.1_hiera_t", checkpoints.official_checkpoint_path("sam2.1_hiera_t"))
+    calls.clear()
+    assert checkpoints.hub_checkpoint(REPO_21) == ours and len(calls) == 2

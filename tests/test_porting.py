@@ -93,7 +93,11 @@ def test_from_pretrained_device_eval_and_state_device(tmp_path, monkeypatch):
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
+    from huggingface_hub import constants
+
     monkeypatch.setenv("SAM2_JAX_CACHE", str(tmp_path))
+    # Offline, as HF_HUB_OFFLINE=1 sets it: this test is about the predictors, not about the hub's timeouts.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     random_checkpoint(NAME, tmp_path / "sam2.1_hiera_tiny.pt")  # the official file name, where the cache looks
     video = SAM2VideoPredictor.from_pretrained("facebook/sam2.1-hiera-tiny", hydra_overrides_extra=SMALL)
     image = SAM2ImagePredictor.from_pretrained("facebook/sam2.1-hiera-tiny")
