@@ -86,6 +86,9 @@ def _late_starter_video():
     raise AssertionError("no synthetic video with three different start frames")
 
 
+# slow: about 110 s on 2 cores. The default run keeps the batch's numbers (tests/test_tracker.py's
+# test_batch_of_videos_equals_one_at_a_time) and eval's batching protocol (tests/evaluation/test_vos_eval.py).
+@pytest.mark.slow
 def test_videos_per_step_tracks_a_batch_as_one_at_a_time(data):
     """``videos_per_step``: videos of different sizes, lengths and object counts (one with objects starting on three
     different frames) tracked together give the one-at-a-time masks (a pixel may flip where its logit rounds

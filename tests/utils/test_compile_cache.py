@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from sam2_jax.utils.compile_cache import CompileCounter, enable_compilation_cache
 
@@ -50,6 +51,12 @@ def test_second_process_compiles_nothing(tmp_path):
     assert cold["fresh"] > 0 and cold["hits"] == 0, cold
     assert warm["compiles"] == cold["compiles"] and warm["fresh"] == 0, (cold, warm)
     assert warm["score"] == cold["score"]  # the same executable, the same numbers
+
+
+@pytest.mark.slow  # a third fresh process (35 s); test_disabled_by_environment checks the switch in-process
+def test_cache_off_compiles_everything(tmp_path):
+    cache = tmp_path / "xla"
+    cold = _run_session(cache)
     off = _run_session(cache, enabled="0")
     assert off["hits"] == 0 and off["fresh"] == cold["compiles"], off
 
