@@ -276,15 +276,8 @@ def clip_losses(
         # Not updated by the optimiser: no gradient, so XLA drops the encoder's backward pass (the mask decoder's
         # high-res projections, also applied in forward_image, keep theirs).
         image_params = {**params, "image_encoder": jax.lax.stop_gradient(params["image_encoder"])}
-    rngs = None if deterministic else {"dropout": k_img}
     remat = _remat_policy(config)
-    encode = functools.partial(engine.frame_features, module)
-    if remat in ("encoder", "full"):
-        # The backward pass recomputes the image encoder instead of keeping its activations for every frame.
-        # (Checkpointing each trunk block instead was measured worse on XLA:CPU: with "full" and the state donated,
-        # tiny at 256 px / 3 frames, 1374 MB of temporaries against 1200 MB for this whole-encoder checkpoint.)
-        encode = jax.checkpoint(encode, static_argnums=(2,))
-    feats = encode(image_params, images, deterministic, rngs)  # each (T, ...)
+    feats = _encode_frames(module, image_params, images, k_img, deterministic, remat)
 
     I, E = plan.init_frames.shape[0], plan.extra_correct_frames.shape[0]
     num_cond = I + (E if config.train.prompts.add_all_frames_to_correct_as_cond else 0)
@@ -315,6 +308,26 @@ def clip_losses(
 
 
 REMAT_POLICIES = ("none", "frames", "encoder", "full")
+
+
+def _encode_frames(module, params, images, key, deterministic: bool, remat: str) -> ImageFeatures:
+    """The image encoder on every frame: images (T, S, S, 3) -> ``ImageFeatures`` (T, ...).
+
+    Frame by frame with frame ``t``'s dropout key ``split(key, T)[t]``, so every policy draws the same random
+    numbers: ``vmap`` (one batched program) without encoder remat; with it (``"encoder"``, ``"full"``) a ``lax.map``
+    whose per-frame step is checkpointed, so the backward pass recomputes and holds one frame's encoder activations
+    at a time instead of all T frames'."""
+
+    def one(image, k):  # (S, S, 3) -> ImageFeatures (1, ...)
+        rngs = None if deterministic else {"dropout": k}
+        return engine.frame_features(module, params, image[None], deterministic, rngs)
+
+    keys = jax.random.split(key, images.shape[0])
+    if remat in ("encoder", "full"):
+        feats = jax.lax.map(lambda xs: jax.checkpoint(one)(*xs), (images, keys))
+    else:
+        feats = jax.vmap(one)(images, keys)
+    return jax.tree.map(lambda x: x[:, 0], feats)  # (T, 1, ...) -> (T, ...)
 
 
 def _remat_policy(config) -> str:
