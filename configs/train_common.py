@@ -25,7 +25,7 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
     t.init_checkpoint = ""  # official .pt or orbax params directory; empty: random init (seed)
     # What the backward pass recomputes instead of storing (sam2_train.REMAT_POLICIES): "none", "frames" (each
     # frame's tracking step), "encoder" (the image encoder), "full" (both). Same numbers; less memory, more time.
-    t.remat = "frames"
+    t.remat = "full"
     t.compilation_cache = True  # persistent XLA cache in $SAM2_JAX_CACHE/xla (SAM2_JAX_COMPILATION_CACHE=0: off)
     t.optim = ml_collections.ConfigDict(
         dict(
