@@ -610,7 +610,7 @@ class SAM2VideoPredictor:
             s = states[v]
             objs = list(range(s.num_objects))
             mine = jax.tree.map(lambda x: x[i], host)
-            video = _video_res_chunk(
+            video = video_res_chunk(
                 jax.device_put(mine.pred_masks), (s.video_height, s.video_width), non_overlap=self.non_overlap_masks
             )
             for t, obj_ids, masks in self._collect(s, objs, _Chunk(idxs[i], mine, video), reverse, list(s.obj_ids)):
@@ -654,7 +654,7 @@ class SAM2VideoPredictor:
         )
         # Every object of the bucket (a padded copy of object 0 never wins a pixel over it): shapes, and so the
         # compiled programs, depend on the bucket only; the host keeps the first ``num_objects``.
-        video = _video_res_chunk(out.pred_masks, (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
+        video = video_res_chunk(out.pred_masks, (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
         for x in (*jax.tree.leaves(out), video):
             x.copy_to_host_async()
         return tstate, _Chunk(idxs, out, video)
@@ -930,7 +930,7 @@ class _Chunk(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")
-def _video_res_chunk(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
+def video_res_chunk(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
     """``_video_res`` of every frame of a chunk: (T, O, 1, h, w) -> (T, O, 1, H, W)."""
     return jax.vmap(lambda m: _video_res(m, hw, non_overlap=non_overlap))(masks)
 
