@@ -24,11 +24,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--objects", type=int, default=1)
     p.add_argument("--chunk", type=int, default=4)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype of the model")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-def compile_seconds(model: str, image_size: int, objects: int, chunk: int) -> dict[str, float]:
+def compile_seconds(model: str, image_size: int, objects: int, chunk: int, dtype: str = "float32") -> dict[str, float]:
     """Seconds to compile each entry point of ``model`` in this process (cache as configured by the caller)."""
     import jax
     import jax.numpy as jnp
@@ -43,7 +44,7 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int) -> di
     m.image_size = image_size
     from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(m))
+    module = SAM2Base(config=freeze_config(m), dtype=jnp.dtype(dtype))
     S, h = image_size, image_size // 16
     img = jax.ShapeDtypeStruct((1, S, S, 3), jnp.float32)
     params = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), img)["params"]
@@ -76,18 +77,21 @@ def main(argv=None) -> None:
         from sam2_jax.utils.compile_cache import enable_compilation_cache
 
         enable_compilation_cache()
-        print("RESULT " + json.dumps(compile_seconds(args.child, args.image_size, args.objects, args.chunk)))
+        print(
+            "RESULT " + json.dumps(compile_seconds(args.child, args.image_size, args.objects, args.chunk, args.dtype))
+        )
         return
     cache = tempfile.mkdtemp(prefix="sam2_jax_xla_")
     env = dict(os.environ, SAM2_JAX_COMPILATION_CACHE=cache)
-    print(f"compile seconds, {args.image_size} px, {args.objects} object(s), chunk {args.chunk}, CPU {os.cpu_count()}")
+    print(f"compile seconds, {args.dtype}, {args.image_size} px, {args.objects} object(s), chunk {args.chunk}, "
+          f"CPU {os.cpu_count()}")  # fmt: skip
     print("| model | entry point | cold s | warm s (second process) |")
     print("| --- | --- | --- | --- |")
     for model in args.models.split(","):
         runs = []
         for _ in ("cold", "warm"):
             argv = [sys.executable, __file__, "--child", model, "--image-size", str(args.image_size)]
-            argv += ["--objects", str(args.objects), "--chunk", str(args.chunk)]
+            argv += ["--objects", str(args.objects), "--chunk", str(args.chunk), "--dtype", args.dtype]
             p = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
             runs.append(json.loads(next(x for x in p.stdout.splitlines() if x.startswith("RESULT "))[7:]))
         cold, warm = runs
