@@ -88,12 +88,11 @@ def test_builder_rejects_what_it_cannot_honour():
 @requires_torch
 def test_from_pretrained_device_eval_and_state_device(tmp_path, monkeypatch):
     import jax
+    from huggingface_hub import constants
 
     from sam2_jax.checkpoints import random_checkpoint
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-
-    from huggingface_hub import constants
 
     monkeypatch.setenv("SAM2_JAX_CACHE", str(tmp_path))
     # Offline, as HF_HUB_OFFLINE=1 sets it: this test is about the predictors, not about the hub's timeouts.
