@@ -540,7 +540,7 @@ def hub_checkpoint(
       CheckpointUnavailable: nothing found (one line saying which file to place where).
     """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     if model_id not in HF_MODEL_IDS:
         raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(HF_MODEL_IDS)}")
@@ -560,9 +560,10 @@ def hub_checkpoint(
             )
         except (EntryNotFoundError, HfHubHTTPError, OSError) as e:  # not in the repo / cache, offline, no network
             reasons.append(f"{filename}: {type(e).__name__}")
-            if not isinstance(e, EntryNotFoundError | HfHubHTTPError):
-                # No answer from the hub (no network): the next file is looked for in the hub cache only, not
-                # waited for a second time (each try costs huggingface_hub's timeouts, about 15 s here).
+            if isinstance(e, LocalEntryNotFoundError) or not isinstance(e, EntryNotFoundError | HfHubHTTPError):
+                # No answer from the hub (no network: huggingface_hub raises LocalEntryNotFoundError, a subclass of
+                # EntryNotFoundError, after its retries): the next file is looked for in the hub cache only, not
+                # waited for a second time (each try costs those retries, about 25 s here).
                 local_files_only = True
     ours = official_checkpoint_path(config.name)
     if ours.is_file():
