@@ -200,6 +200,11 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     # query-chunked path on CPU, cuDNN flash attention (bf16/fp16) or XLA on GPU, XLA on TPU; "chunked", "xla" and
     # "cudnn" force one. Set it explicitly for a jax.export to another platform.
     m.attention_impl = "auto"
+    # Not an official field: whether the tracking step attends only to the memory slots in use (``engine.slot_buckets``,
+    # a lax.switch over a few copies of the memory attention in the compiled step; backend.py). "auto" is on for CPU
+    # (the first frames of a propagation cost what they cost the official code, for ~40% more compile time), off on
+    # GPU/TPU (compile time per object count weighs more there than milliseconds on the first frames); "on" / "off".
+    m.compact_memory = "auto"
     # SAM2Base defaults that the YAMLs leave implicit.
     m.binarize_mask_from_pts_for_mem_enc = False
     m.max_cond_frames_in_attn = -1

@@ -80,6 +80,9 @@ def _model(image_size: int, dtype: str = "float32"):
 
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
+    # The exported propagation attends to every memory slot (its conditioning-slot count is symbolic, so the slot
+    # buckets of ``engine.condition_on_memory`` cannot apply): the live predictors run the same programs.
+    cfg.model.compact_memory = "off"
     module = SAM2Base(config=freeze_config(cfg.model), dtype=DTYPES[dtype])
     return SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
 

@@ -315,3 +315,45 @@ def test_peak_memory_of_400_frames_equals_100_frames(tmp_path, capsys):
         print(f"\npeak RSS after 100 frames {peak100 / 2**20:.1f} MB, after 400 {peak400 / 2**20:.1f} MB")
     assert store <= 2**20
     assert peak400 - peak100 <= 8 * 2**20, (peak100, peak400)
+
+
+def test_first_frames_attend_only_the_slots_in_use():
+    """The tracking step (``engine.track_step``) skips a frame that conditions every object and attends only to the
+    memory slots in use (``compact``): the same outputs and state as the full step (every slot, masked) frame by
+    frame, from a start where the rings are empty, through frames where one object is conditioned and one tracked,
+    to full rings."""
+    import jax.numpy as jnp
+
+    from sam2_jax.tracker import engine
+
+    assert engine.slot_buckets(7) == (1, 4, 7) and engine.slot_buckets(22) == (1, 4, 16, 22)
+    assert engine.slot_buckets(1) == (1,) and engine.slot_buckets(4) == (1, 4)
+    pred = small_predictor()
+    s = pred.init_state(_video(10))
+    _prompt(pred, s, 0, 2)  # both objects conditioned on frame 0, the second one on frame 3 as well
+    pred.add_new_points_or_box(s, 3, 2, points=np.array([[60, 45]], np.float32), labels=np.array([1], np.int32))
+    pred.propagate_in_video_preflight(s)  # the prompted frames' memories
+    frames = list(range(10))
+    images = jnp.asarray(np.stack([s.images[t] for t in frames]))
+    reverse = jnp.bool_(False)
+    fast_state, fast = jax.jit(engine.scan_frames, static_argnums=0)(
+        pred.module, pred.params, pred.tracker_state(s, [0, 1], 0, False), images, jnp.asarray(frames), reverse
+    )
+    full_step = jax.jit(engine.track_features, static_argnums=0)  # compact=False: every slot, masked
+    ref_state, ref = pred.tracker_state(s, [0, 1], 0, False), []
+    for t in frames:
+        feats = engine.jit_frame_features(pred.module, pred.params, images[t][None])
+        ref_state, out = full_step(pred.module, pred.params, ref_state, feats, jnp.int32(t), reverse)
+        ref.append(out)
+    ref = jax.tree.map(lambda *x: np.stack(x), *ref)
+    np.testing.assert_array_equal(fast.is_cond, ref.is_cond)
+    assert fast.is_cond[0].all() and fast.is_cond[3].tolist() == [False, True]
+    np.testing.assert_allclose(fast.pred_masks, ref.pred_masks, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fast.obj_ptr, ref.obj_ptr, atol=1e-4, rtol=0)
+    tracked = ~ref.is_cond
+    np.testing.assert_allclose(
+        np.asarray(fast.maskmem, np.float32)[tracked], np.asarray(ref.maskmem, np.float32)[tracked], atol=0.05, rtol=0
+    )
+    for name in ("recent_frame", "recent_valid", "ptr_frame", "ptr_valid", "cond_frame", "cond_valid"):
+        np.testing.assert_array_equal(getattr(fast_state, name), getattr(ref_state, name), err_msg=name)
+    np.testing.assert_allclose(fast_state.ptr, ref_state.ptr, atol=1e-4, rtol=0)

@@ -25,6 +25,11 @@ Attention implementations (``ATTENTION_IMPLS``):
   It resolves with ``jax.default_backend()`` when traced: a ``jax.export`` for another platform must name the
   implementation explicitly.
 
+Memory compaction (``COMPACT_MEMORY``, ``config.model.compact_memory``): whether the tracking step attends only to
+the memory slots in use (``tracker/engine.py``, ``slot_buckets``): ``"auto"`` is on for CPU, where the first frames
+of a propagation are FLOP-bound and otherwise attend to every (masked) slot, and off on GPU/TPU, where each bucket's
+copy of the memory attention adds to the compile of every object count; ``"on"`` / ``"off"`` force it.
+
 Every resolved choice is logged once (``logging.info``), so a benchmark log shows which kernel ran.
 
 Conv formulations (``layers.Conv2d``): a 1x1 stride-1 conv is always a matmul (XLA lowers it to the same dot on
@@ -47,6 +52,7 @@ Dtype = Any
 
 ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
 DEPTHWISE_CONV_IMPLS = ("auto", "shifted", "xla")
+COMPACT_MEMORY = ("auto", "on", "off")
 
 # Most attention-score elements the "chunked" path holds at once (128 MB in float32). 8 objects attending 4096
 # queries to 28,736 memory tokens would otherwise hold 3.8 GB of scores per layer (plus the softmax's copies) and
@@ -121,6 +127,19 @@ def resolve_depthwise_conv_impl(impl: str) -> str:
     if impl == "auto":
         return "shifted" if jax.default_backend() == "cpu" else "xla"
     return impl
+
+
+def resolve_compact_memory(setting: str, platforms: tuple[str, ...] | None = None) -> bool:
+    """Whether the tracking step compacts its memory slots, for ``setting`` in ``COMPACT_MEMORY``: ``"auto"`` is
+    on where every platform is the CPU (``platforms``, e.g. a ``jax.export``'s; default: the default backend)."""
+    if setting not in COMPACT_MEMORY:
+        raise ValueError(f"compact_memory must be one of {COMPACT_MEMORY}, got {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    platforms = platforms or (jax.default_backend(),)
+    on = all(p == "cpu" for p in platforms)
+    _log_choice("compact_memory=auto", "on" if on else "off", f"platforms {platforms}")
+    return on
 
 
 def _query_block(batch_heads: int, num_queries: int, num_keys: int) -> int:

@@ -29,7 +29,10 @@ Deviations from the official code:
   official ``add_new_points_or_box`` / ``add_new_mask`` do) and stores the result as a conditioning slot; the scan
   then reuses that output when it reaches the frame, like the official ``propagate_in_video``.
 - All objects are computed on every frame, also on an object's conditioning frame, whose computed output is then
-  replaced by the stored one (static shapes; the official skips the computation).
+  replaced by the stored one (static shapes; the official skips the computation). A frame that conditions every
+  object is not computed (``track_step``'s ``lax.cond``), and the tracking step attends only to the memory slots
+  in use, in buckets (``condition_on_memory(compact=True)``), so the first frames of a propagation cost what they
+  cost the official code.
 """
 
 import functools
@@ -39,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax.modeling import backend
 from sam2_jax.modeling.position_encoding import PositionEmbeddingSine, square_side
 from sam2_jax.modeling.sam2_base import DecoderOutput, ImageEmbeddings, ImageFeatures, SAM2Base, SamHeadsOutput
 from sam2_jax.modeling.sam2_utils import get_1d_sine_pe
@@ -407,6 +411,54 @@ def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, s
     return ptrs.reshape(O, n * split, mem_dim), jnp.repeat(obj_pos, split, axis=1), jnp.repeat(ok, split, axis=1)
 
 
+# The axis name ``propagate_videos_chunk`` maps the videos over: a branch taken on data is chosen for the whole
+# batch (a predicate that differs per video would make ``vmap`` run every branch and select).
+VIDEO_AXIS = "videos"
+
+
+def _over_videos(x: jax.Array, reduce) -> jax.Array:
+    """``reduce(x, VIDEO_AXIS)`` (``lax.pmax`` / ``lax.pmin``) under ``propagate_videos_chunk``'s vmap, else x."""
+    try:
+        return reduce(x, VIDEO_AXIS)
+    except NameError:  # not mapped over videos
+        return x
+
+
+def slot_buckets(num_slots: int) -> tuple[int, ...]:
+    """The memory-slot counts a compacted memory attention compiles for: powers of four below ``num_slots``, then
+    ``num_slots`` (7 slots -> 1, 4, 7: frames 1-6 of a propagation attend to 1, 4, 4, 4, 7, 7 slots where the
+    official attends to 1-6; each count is one more copy of the memory attention in the compiled step, so the
+    buckets are few)."""
+    sizes, n = [], 1
+    while n < num_slots:
+        sizes.append(n)
+        n *= 4
+    return (*sizes, num_slots)
+
+
+def compact_slots(mem_in: MemoryInputs, hw: int, num_slots: int) -> MemoryInputs:
+    """``mem_in`` with only ``num_slots`` memory slots of ``hw`` tokens: each object's attended slots first (in slot
+    order), then unattended ones to fill. Exact when no object attends to more than ``num_slots`` slots: attention
+    is order-free, every positional signal travels with its token, and the pointer tokens stay as they are."""
+    O, Nm, _ = mem_in.memory.shape
+    total = (Nm - mem_in.num_ptr_tokens) // hw
+    if num_slots >= total:
+        return mem_in
+    slot_ok = mem_in.mask[:, : total * hw].reshape(O, total, hw)[:, :, 0]  # a slot's tokens share its validity
+    order = jnp.argsort(~slot_ok, axis=1, stable=True)[:, :num_slots]  # (O, num_slots)
+
+    def gather(x):  # (O, Nm, ...) -> (O, num_slots * hw + ptr tokens, ...)
+        slots = x[:, : total * hw].reshape(O, total, hw, *x.shape[2:])
+        idx = order.reshape(O, num_slots, *(1,) * (slots.ndim - 2))
+        kept = jnp.take_along_axis(slots, idx, axis=1).reshape(O, num_slots * hw, *x.shape[2:])
+        return jnp.concatenate([kept, x[:, total * hw :]], axis=1)
+
+    scale = None if mem_in.key_scale is None else gather(mem_in.key_scale)
+    return MemoryInputs(
+        gather(mem_in.memory), gather(mem_in.memory_pos), gather(mem_in.mask), mem_in.num_ptr_tokens, scale
+    )
+
+
 def condition_on_memory(
     module: SAM2Base,
     params,
@@ -417,11 +469,17 @@ def condition_on_memory(
     deterministic: bool = True,
     rngs: Rngs = None,
     policy: TrackerPolicy = SAM2,
+    compact: bool = False,
 ) -> jax.Array:
     """The frame's top-level features (1, h, w, C) conditioned on each object's memory: (O, h, w, C).
 
     The official ``_prepare_memory_conditioned_features`` for a frame that has memories (``memory_inputs`` picks
     them); dropout in the memory attention runs with ``deterministic=False`` and ``rngs={"dropout": key}``.
+    ``compact`` (static): attend only to as many memory slots as the objects use, the smallest of ``slot_buckets``
+    that holds them (a ``lax.switch``): the first frames of a propagation, whose rings are still filling, then cost
+    what they cost the official code. Off where the step is mapped over a batch without ``VIDEO_AXIS`` (training),
+    where ``vmap`` would run every branch, and where the model's ``compact_memory`` resolves off (``backend.py``:
+    GPU/TPU by default).
     """
     O = state.num_objects
     _, h, w, C = feats.vision_feat.shape
@@ -429,20 +487,28 @@ def condition_on_memory(
     # (1, h, w, C) -> (O, h*w, C)
     curr = jnp.broadcast_to(feats.vision_feat.reshape(1, h * w, C), (O, h * w, C))
     curr_pos = jnp.broadcast_to(feats.vision_pos.reshape(1, h * w, C), (O, h * w, C))
-    out = _call(
-        module,
-        params,
-        SAM2Base.attend_memory,
-        curr,
-        curr_pos,
-        mem_in.memory,
-        mem_in.memory_pos,
-        mem_in.num_ptr_tokens,
-        mem_in.mask,
-        deterministic,
-        rngs=rngs,
-        **({} if mem_in.key_scale is None else {"key_scale": mem_in.key_scale}),
+
+    def attend(m: MemoryInputs) -> jax.Array:
+        scale = {} if m.key_scale is None else {"key_scale": m.key_scale}
+        return _call(
+            module, params, SAM2Base.attend_memory, curr, curr_pos, m.memory, m.memory_pos, m.num_ptr_tokens, m.mask,
+            deterministic, rngs=rngs, **scale,
+        )  # fmt: skip
+
+    K, R = state.num_cond_slots, state.recent_frame.shape[1]
+    # a symbolic slot count (a jax.export for any number of conditioning slots) keeps every slot
+    compact = (
+        compact
+        and isinstance(K, int)
+        and backend.resolve_compact_memory(getattr(module.config, "compact_memory", "auto"))
     )
+    sizes = slot_buckets(K + R) if compact else ()
+    if len(sizes) <= 1:
+        return attend(mem_in).reshape(O, h, w, C)
+    hw = state.cond_mem.shape[2]
+    used = mem_in.mask[:, : (K + R) * hw].reshape(O, K + R, hw)[:, :, 0].sum(1).max()
+    branch = jnp.searchsorted(jnp.asarray(sizes), _over_videos(used, jax.lax.pmax))
+    out = jax.lax.switch(branch, [lambda n=n: attend(compact_slots(mem_in, hw, n)) for n in sizes])
     return out.reshape(O, h, w, C)
 
 
@@ -478,11 +544,12 @@ def track_frame(
     deterministic: bool = True,
     rngs: Rngs = None,
     policy: TrackerPolicy = SAM2,
+    compact: bool = False,
 ) -> TrackedFrame:
     """Every object of ``state`` on a frame with no new prompt: memory attention, then the heads with no prompt
     (the official ``track_step`` without the memory write). Training runs this too, with dropout on. SAMURAI
     (``policy``) keeps the candidate its Kalman filter chooses (``kalman.samurai_choice``)."""
-    pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy)
+    pix = condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy, compact)
     multimask = module.use_multimask(is_init_cond_frame=False, num_pts=0)
     hr = broadcast_high_res(feats, state.num_objects)
     choose = None
@@ -640,8 +707,37 @@ def track_step(
     """
     if policy.name == "sam2long":
         return sam2long_step(module, params, state, image, frame_idx, reverse, fill_hole_area, policy)
-    feats = frame_features(module, params, image)
-    return track_features(module, params, state, feats, frame_idx, reverse, fill_hole_area, policy)
+    t = jnp.asarray(frame_idx, jnp.int32)
+
+    def tracked(st: TrackerState) -> tuple[TrackerState, StepOutput]:
+        feats = frame_features(module, params, image)
+        return track_features(module, params, st, feats, t, reverse, fill_hole_area, policy, compact=True)
+
+    # A frame that conditions every object (where a propagation starts) outputs what the prompts stored, as the
+    # official propagate_in_video does: no encoder, no attention.
+    all_cond = (state.cond_valid & (state.cond_frame == t)).any(1).all().astype(jnp.int32)
+    stored = functools.partial(_conditioning_frame, t=t, policy=policy)
+    return jax.lax.cond(_over_videos(all_cond, jax.lax.pmin) > 0, stored, tracked, state)
+
+
+def _conditioning_frame(state: TrackerState, t: jax.Array, policy: TrackerPolicy) -> tuple[TrackerState, StepOutput]:
+    """``track_features`` on a frame that conditions every object, without computing it: each object outputs its
+    stored prompt result and the rings get the same (invalid) write. Outputs only a tracked frame has (admission,
+    IoU, Kalman score) are False / NaN; drivers skip conditioning frames' outputs."""
+    O = state.num_objects
+    k = jnp.argmax(state.cond_valid & (state.cond_frame == t), axis=1)
+    take = lambda x: jnp.take_along_axis(x, k.reshape((O,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    maskmem, obj_ptr = take(state.cond_mem), take(state.cond_ptr)
+    is_cond, admitted = jnp.ones((O,), bool), jnp.zeros((O,), bool)
+    if policy.selects_memory:
+        state = write_admitted(state, t, maskmem, obj_ptr, ~is_cond, admitted, policy)
+    else:
+        state = write_recent(state, t, maskmem, obj_ptr, ~is_cond)
+    kf_box = kalman.xyah_to_xyxy(state.kf_mean) if policy.name == "samurai" else jnp.zeros((O, 4), jnp.float32)
+    nan = jnp.full((O,), jnp.nan, jnp.float32)
+    pred = take(state.cond_pred_masks)[:, None]
+    out = StepOutput(pred, take(state.cond_obj_score)[:, None], obj_ptr, maskmem, is_cond, admitted, nan, kf_box, nan)
+    return state, out
 
 
 def track_features(
@@ -653,6 +749,7 @@ def track_features(
     reverse: jax.Array,
     fill_hole_area: int = 0,
     policy: TrackerPolicy = SAM2,
+    compact: bool = False,
 ) -> tuple[TrackerState, StepOutput]:
     """``track_step`` on a frame's features (``frame_features`` of the one frame) rather than its image: the ONNX
     tracking graph (``sam2_jax.onnx_export``) takes the encoder graph's outputs, so the encoder is not converted
@@ -661,7 +758,7 @@ def track_features(
         raise ValueError("track_features does not run the sam2long policy: call track_step")
     O = state.num_objects
     t = jnp.asarray(frame_idx, jnp.int32)
-    heads = track_frame(module, params, state, feats, t, reverse, policy=policy).heads
+    heads = track_frame(module, params, state, feats, t, reverse, policy=policy, compact=compact).heads
     maskmem = encode_memory(module, params, feats, heads.high_res_masks, heads.object_score_logits, False)
     maskmem = maskmem.astype(jnp.bfloat16)  # stored as the official predictor stores maskmem_features
     low_res = _postprocess_pred_masks(heads.low_res_masks, fill_hole_area)
@@ -767,7 +864,7 @@ def sam2long_step(
         raise ValueError("the sam2long policy needs multimask_output_for_tracking=True (its three candidates)")
     t = jnp.asarray(frame_idx, jnp.int32)
     feats = frame_features(module, params, image)
-    pix = condition_on_memory(module, params, state, feats, t, reverse, policy=policy)
+    pix = condition_on_memory(module, params, state, feats, t, reverse, policy=policy, compact=True)
     hr = broadcast_high_res(feats, N)
     heads, cand_ptrs = sam_heads(module, params, pix, None, None, None, hr, True, all_obj_ptrs=True)
     M = heads.ious.shape[1]
@@ -863,7 +960,7 @@ def propagate_videos_chunk(
       the state (V, O, …) and ``StepOutput`` stacked (V, T, O, …).
     """
     one = lambda st, im, ix, rv: scan_frames(module, params, st, im, ix, rv, fill_hole_area, policy)
-    return jax.vmap(one)(state, images, frame_idxs, reverse)
+    return jax.vmap(one, axis_name=VIDEO_AXIS)(state, images, frame_idxs, reverse)
 
 
 def interact(

@@ -123,6 +123,20 @@ def test_resolution_on_cpu(caplog):
 
 def test_config_default():
     assert get_config(TINY).model.attention_impl == "auto"
+    assert get_config(TINY).model.compact_memory == "auto"
+
+
+def test_compact_memory_resolution():
+    """Memory compaction (the tracking step's slot buckets) is on for CPU, off as soon as a GPU or TPU is a target
+    (e.g. a jax.export traced on this CPU), and forced by "on" / "off"."""
+    assert backend.resolve_compact_memory("auto") is True  # this machine's CPU
+    assert backend.resolve_compact_memory("auto", ("cpu",)) is True
+    assert backend.resolve_compact_memory("auto", ("cuda",)) is False
+    assert backend.resolve_compact_memory("auto", ("cpu", "tpu")) is False
+    assert backend.resolve_compact_memory("on", ("cuda",)) is True
+    assert backend.resolve_compact_memory("off") is False
+    with pytest.raises(ValueError, match="compact_memory must be one of"):
+        backend.resolve_compact_memory("yes")
 
 
 def _image_encoder(impl: str):
