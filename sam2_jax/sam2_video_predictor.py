@@ -447,6 +447,7 @@ class SAM2VideoPredictor:
             raise ValueError("reverse propagation needs a video of known length, not a live source")
         order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
         s.pathways.clear()
+        s.pathway_masks_held.clear()
         s.final_lineage.clear()
         frames = self._propagate(s, order, reverse, live)
         yield from with_progress(frames, None if live else len(order), "propagate in video", self.progress)
@@ -551,6 +552,7 @@ class SAM2VideoPredictor:
             orders.append(self._propagation_order(s, a, m, reverse))
         for s in states:
             s.pathways.clear()
+            s.pathway_masks_held.clear()
             s.final_lineage.clear()
         frames = self._propagate_videos(states, orders, reverse)
         yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
@@ -678,15 +680,18 @@ class SAM2VideoPredictor:
             if host.path_parent is not None:  # SAM2Long: every pathway's parent, score and mask, for the lineage
                 s.pathways[t] = (host.path_parent[j, : len(objs)], host.path_score[j, : len(objs)],
                                  host.path_masks[j, : len(objs)])  # fmt: skip
+                s.pathway_masks_held.add(t)
             yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])
-        if s.pathways:
+        if s.pathway_masks_held:
             # SAM2Long: the pathways' masks go when the store's budget drops the frame's outputs (the parents, a few
-            # bytes a frame, stay for the lineage), so host memory stays within the budget however long the video.
+            # bytes a frame, stay for the lineage), so host memory stays within the budget however long the video;
+            # only the frames that still hold masks are looked at (as many as the store holds, not the video's length).
             held = {f for o in s.store.per_obj for f in s.store.non_cond(o)}
-            for f, (parent, score, masks) in list(s.pathways.items()):
-                if masks is not None and f not in held:
-                    s.pathways[f] = (parent, score, None)
+            for f in s.pathway_masks_held - held:
+                parent, score, _ = s.pathways[f]
+                s.pathways[f] = (parent, score, None)
+            s.pathway_masks_held &= held
 
     # --- streaming --------------------------------------------------------------------------------------------
     def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> InferenceState:

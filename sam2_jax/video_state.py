@@ -200,6 +200,7 @@ class InferenceState(collections.abc.Mapping):
     # SAM2Long (tracker/policies.py): {frame: (parent (O, P), score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in
     # progress, and {frame: pathway per object} of the final best lineage of the last pass (see the predictor)
     pathways: dict[int, tuple] = dataclasses.field(default_factory=dict)
+    pathway_masks_held: set[int] = dataclasses.field(default_factory=set)  # the frames of ``pathways`` with masks
     final_lineage: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
@@ -244,6 +245,9 @@ class InferenceState(collections.abc.Mapping):
             self.frames_tracked_per_obj,
             self.obj_id_to_idx,
             self.obj_idx_to_id,
+            self.pathways,
+            self.pathway_masks_held,
+            self.final_lineage,
         ):
             d.clear()
         self.store.clear()

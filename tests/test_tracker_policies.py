@@ -806,10 +806,13 @@ def test_sam2long_pathway_masks_stay_within_the_store_budget(tmp_path: pathlib.P
     held = set(state.store.non_cond(0))
     assert 0 < len(held) < 8, held  # the budget dropped some of frames 1-8
     assert sorted(state.pathways) == sorted(state.final_lineage) == list(range(9))
-    assert {t for t, (_, _, m) in state.pathways.items() if m is not None} == held
+    assert {t for t, (_, _, m) in state.pathways.items() if m is not None} == held == state.pathway_masks_held
     for t in held:
         lineage_mask = state.pathways[t][2][0, state.final_lineage[t][0]]
         np.testing.assert_array_equal(state.store.non_cond(0)[t].pred_masks[0], lineage_mask)
+    pred.reset_state(state)  # the pass's pathways and lineage go with the objects
+    assert not state.pathways and not state.pathway_masks_held and not state.final_lineage
+    assert pred.final_lineage_masks(state) == {}
 
 
 @requires_data
