@@ -49,22 +49,49 @@ def _values(result):
     return [(s.video, s.object_id, s.frames, s.j.tolist(), s.f.tolist()) for s in result.scores]
 
 
+def _every_format(root, arrays, tmp_path) -> dict[str, list]:
+    """The videos of every format and reader, and the in-memory arrays they were written from."""
+    out = {}
+    for name in ("davis", "sav", "sav_train"):
+        for reader in ("folder", "tfds"):
+            cfg = run_lib.RunConfig(
+                dataset_format=name, data_root=str(root / name), reader=reader, tfds_dir=str(tmp_path)
+            )
+            out[f"{name}/{reader}"] = list(run_lib.dataset_videos(cfg))
+    return out | {"arrays": arrays}
+
+
+def test_every_format_reads_the_same_videos(data, tmp_path):
+    """Every format and reader gives the same frames (decoded), masks, ids and annotated frames as the arrays the
+    dataset was written from, and the evaluation scores them (the run over every format: the slow test below)."""
+    from sam2_jax.utils.video_io import VideoSource
+
+    root, arrays = data
+    sets = _every_format(root, arrays, tmp_path)
+    ref = sets["arrays"]
+    for name, videos in sets.items():
+        assert [v.video_id for v in videos] == [v.video_id for v in ref], name
+        for v, r in zip(videos, ref, strict=True):
+            assert (v.frame_names, v.height, v.width) == (r.frame_names, r.height, r.width), name
+            for field in ("object_ids", "mask_frames", "annotated", "packed_masks"):
+                np.testing.assert_array_equal(getattr(v, field), getattr(r, field), err_msg=f"{name} {field}")
+            a, b = VideoSource(v.frames, 64), VideoSource(r.frames, 64)
+            for t in range(r.num_frames):
+                np.testing.assert_array_equal(a.original_frame(t), b.original_frame(t), err_msg=f"{name} frame {t}")
+    res = vos_eval.evaluate_vos(_predictor(), ref, vos_eval.VOSEvalConfig(output_layout="davis"), progress=False)
+    assert res.skipped == [] and res.summary["num_objects"] >= 3 and res.num_frames == 18
+    assert any(s.j.max() > 0 for s in res.scores) and res.summary["J"] < 1
+
+
+# slow: seven evaluations (about 45 s on 2 cores); the default run checks that every format reads the same videos.
+@pytest.mark.slow
 def test_same_numbers_from_every_format(data, tmp_path):
     root, arrays = data
     pred = _predictor()
-    results = {}
-    for name in ("davis", "sav", "sav_train"):
-        for reader in ("folder", "tfds"):
-            videos = run_lib.dataset_videos(
-                run_lib.RunConfig(
-                    dataset_format=name, data_root=str(root / name), reader=reader, tfds_dir=str(tmp_path)
-                )
-            )
-            cfg = vos_eval.VOSEvalConfig(output_layout="davis")
-            results[f"{name}/{reader}"] = vos_eval.evaluate_vos(pred, videos, cfg, progress=False)
-    results["arrays"] = vos_eval.evaluate_vos(
-        pred, arrays, vos_eval.VOSEvalConfig(output_layout="davis"), progress=False
-    )
+    cfg = vos_eval.VOSEvalConfig(output_layout="davis")
+    results = {
+        k: vos_eval.evaluate_vos(pred, v, cfg, progress=False) for k, v in _every_format(root, arrays, tmp_path).items()
+    }
     ref = results["davis/folder"]
     assert ref.skipped == [] and ref.summary["num_objects"] >= 3 and ref.num_frames == 18
     for name, r in results.items():
