@@ -9,14 +9,18 @@ order, so each measurement of one implementation sits between measurements of th
 The first ``--warmup-frames`` frames are excluded (our compile, and the official memory bank that only fills up
 at frame ``num_maskmem``); medians over the remaining chunks. Our compile time is given apart (an ahead-of-time
 ``lower().compile()`` of the propagation chunk, and the first chunk minus a steady chunk); (3) the step's FLOPs
-(XLA's cost analysis of the compiled chunk: XLA counts a ``lax.scan`` body once, so that is one frame's step)
-over its measured time, as a fraction of the matmul peak; (4) bfloat16 masks against our float32 masks (IoU of
-logits > 0, every frame and object, min) and float32 against the official (sanity); (5) peak RSS
+(matmuls and convolutions counted on the jaxpr, loop bodies times their length; XLA's cost analysis, also printed,
+counts a loop body once: the scan over frames and the CPU attention's query blocks) over its measured time, as a
+fraction of the matmul peak; the official at the same FLOPs (it attends to the same memories at steady state);
+(4) bfloat16 masks against our float32 masks (IoU of logits > 0, every frame and object, min) and float32 against
+the official (sanity); (5) peak RSS
 (``ru_maxrss``) of a fresh process propagating ``--rss-frames`` frames with 1 object, for each implementation,
 at ``--rss-image-size`` (both implementations take a model image-size override: ours ``cfg.model.image_size``,
 the official the Hydra override ``++model.image_size``); (6) whether the malloc setting was on, the load average.
-``--profile`` (automatic when ours float32 is slower than the official for some object count) times the step's
-pieces: ours as separately jitted functions, the official by timing its methods during the measured frames.
+``--first-frames N`` then propagates frames 0..N-1 again from the clicks, everything compiled: what a
+propagation's start costs each implementation. ``--profile`` (automatic when ours float32 is slower than the
+official for some object count) times the step's pieces: ours as separately jitted functions, the official by
+timing its methods during the measured frames.
 ``--policies samurai,sam3_selection,sam2long`` adds our float32 predictor under those tracker policies to the same
 lockstep (a table of s/frame against our ``sam2`` policy, their compile in the first chunk) and to the peak-RSS part
 (a fresh process per policy and frame count: memory flat in video length).
@@ -59,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=8,
         help="frames excluded at the start: our compile, and the official memory bank filling up (num_maskmem=7)",
     )
+    p.add_argument(
+        "--first-frames",
+        type=int,
+        default=4,
+        help="then frames 0..N-1 again with everything compiled (a propagation's start, warm; 0 skips it)",
+    )
     p.add_argument("--chunk", type=int, default=2, help="our chunk_size (frames per lax.scan call) = timing unit")
     p.add_argument("--dtype", default="float32,bfloat16", help="our compute dtypes, comma-separated")
     p.add_argument("--image-size", type=int, default=None, help="model image size for the speed part (default 1024)")
@@ -96,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--dtype must list float32 and optionally bfloat16, got {args.dtype}")
     if args.chunk < 1 or args.frames < 1 or args.warmup_frames < 1:
         p.error("--chunk, --frames and --warmup-frames must be >= 1")
+    if args.first_frames < 0 or args.first_frames % args.chunk:
+        p.error("--first-frames must be a multiple of --chunk (0 skips it)")
     # whole chunks only: a shorter last chunk would compile another scan length inside the measurement
     args.frames = math.ceil(args.frames / args.chunk) * args.chunk
     args.warmup_frames = math.ceil(args.warmup_frames / args.chunk) * args.chunk
@@ -281,6 +293,53 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     return seconds, xla, jaxpr / chunk, inexact
 
 
+def _clicked_states(preds: dict, clip: Path, n_obj: int, async_frames: bool) -> tuple[dict, dict]:
+    """Each predictor's ``init_state`` of the clip with one click per object on frame 0, and its seconds."""
+    import numpy as np
+    import torch
+
+    states, setup = {}, {}
+    with torch.inference_mode():
+        for name, pred in preds.items():
+            t0 = time.perf_counter()
+            kw = {} if name == "official" else {"async_loading_frames": async_frames}
+            s = pred.init_state(str(clip), **kw)
+            for i in range(n_obj):
+                pred.add_new_points_or_box(
+                    s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
+                )
+            setup[name] = time.perf_counter() - t0
+            states[name] = s
+    return states, setup
+
+
+def _lockstep(preds: dict, states: dict, n_frames: int, chunk: int, on_unit=None) -> tuple[dict, dict]:
+    """Propagate every state from frame 0, ``chunk`` frames at a time per implementation in a rotating order.
+    Returns per implementation the seconds of each chunk and each frame's masks (O, H, W) bool; ``on_unit(u)``
+    is called before the round of chunk u."""
+    import numpy as np
+
+    names = list(states)
+    gens = {n: preds[n].propagate_in_video(states[n], max_frame_num_to_track=n_frames) for n in names}
+    times = {n: [] for n in names}
+    masks = {n: [] for n in names}
+    for u in range(n_frames // chunk):
+        if on_unit is not None:
+            on_unit(u)
+        for n in names[u % len(names) :] + names[: u % len(names)]:
+            t0 = time.perf_counter()
+            for _ in range(chunk):
+                t, ids, m = next(gens[n])
+                m = m.numpy() if hasattr(m, "numpy") else np.asarray(m)
+                masks[n].append(m[:, 0] > 0)
+            times[n].append(time.perf_counter() - t0)
+        line = ", ".join(f"{n} {times[n][-1] / chunk:.2f}" for n in names)
+        print(f"    frames {u * chunk}-{u * chunk + chunk - 1}: s/frame {line}  ({common.load_status()})", flush=True)
+    for g in gens.values():
+        g.close()
+    return times, masks
+
+
 def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
     """Propagate ``n_obj`` clicked objects with every implementation in lockstep; per-frame seconds per chunk."""
     import numpy as np
@@ -310,52 +369,29 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
         )
 
     # setup: init_state + one click per object on frame 0
-    states, setup = {}, {}
-    with torch.inference_mode():
-        for name in ("official", *ours):
-            pred = official if name == "official" else ours[name]
-            t0 = time.perf_counter()
-            kw = {} if name == "official" else {"async_loading_frames": args.async_frames}
-            s = pred.init_state(str(clip), **kw)
-            for i in range(n_obj):
-                pred.add_new_points_or_box(
-                    s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
-                )
-            setup[name] = time.perf_counter() - t0
-            states[name] = s
+    preds = {"official": official, **ours}
+    states, setup = _clicked_states(preds, clip, n_obj, args.async_frames)
     r["setup"] = setup
-
     names = list(states)
-    gens = {
-        n: (official if n == "official" else ours[n]).propagate_in_video(states[n], max_frame_num_to_track=n_total)
-        for n in names
-    }
     units = n_total // chunk
     warm_units = args.warmup_frames // chunk
-    times = {n: [] for n in names}
-    masks = {n: [] for n in names}  # per frame: (O, H, W) bool
     with contextlib.ExitStack() as stack:
         timer = stack.enter_context(OfficialPieceTimer(official))
         stack.enter_context(torch.inference_mode())
-        for u in range(units):
-            order = names[u % len(names) :] + names[: u % len(names)]
+
+        def on_unit(u):
             timer.on = u >= warm_units
-            for n in order:
-                t0 = time.perf_counter()
-                for _ in range(chunk):
-                    t, ids, m = next(gens[n])
-                    m = m.numpy() if hasattr(m, "numpy") else np.asarray(m)
-                    masks[n].append(m[:, 0] > 0)
-                times[n].append(time.perf_counter() - t0)
-            if u >= warm_units:
-                timer.frames += chunk
-            line = ", ".join(f"{n} {times[n][-1] / chunk:.2f}" for n in names)
-            print(
-                f"    frames {u * chunk}-{u * chunk + chunk - 1}: s/frame {line}  ({common.load_status()})", flush=True
-            )
-        for g in gens.values():
-            g.close()
+
+        times, masks = _lockstep(preds, states, n_total, chunk, on_unit)
+        timer.frames = (units - warm_units) * chunk
     r["official pieces"] = {k: v / max(timer.frames, 1) for k, v in timer.seconds.items()}
+    if args.first_frames:
+        # the first frames again, with everything compiled: what a propagation's start costs each implementation
+        print(f"    again from frame 0, warm: frames 0-{args.first_frames - 1}", flush=True)
+        states, _ = _clicked_states(preds, clip, n_obj, args.async_frames)
+        with torch.inference_mode():
+            first, _ = _lockstep(preds, states, args.first_frames, chunk)
+        r["first frames warm"] = {n: [x / chunk for x in first[n]] for n in names}
     steady = {n: statistics.median(times[n][warm_units:]) / chunk for n in names}
     r["per frame"] = steady
     r["spread"] = {n: (min(times[n][warm_units:]) / chunk, max(times[n][warm_units:]) / chunk) for n in names}
@@ -399,12 +435,16 @@ def print_speed_table(report, args, peaks) -> None:
             lo, hi = r["spread"][dt]
             note = f"ours min {lo:.2f} max {hi:.2f}; compile {r[f'compile {dt}']:.1f} s AOT"
             note += f", first chunk {r['first chunk'][dt]:.1f} s"
-            xla = r[f"xla flops {dt}"]
-            if xla and peaks:
-                frac = xla / pf[dt] / 1e9 / peaks["jax f32"]
-                note += f"; {xla / 1e9:.0f} GFLOP/step = {xla / pf[dt] / 1e9:.0f} GFLOP/s = {frac:.2f} of f32 peak"
+            # the jaxpr's count: XLA's cost analysis counts a loop body once (the scan over frames, the CPU
+            # attention's query blocks), so its figure undercounts the step several times
+            flops = r[f"jaxpr flops {dt}"]
+            if flops and peaks:
+                rate = flops / pf[dt] / 1e9
+                note += (
+                    f"; {flops / 1e9:.0f} GFLOP/frame = {rate:.0f} GFLOP/s = {rate / peaks['jax f32']:.2f} of f32 peak"
+                )
                 if dt == "bfloat16":
-                    note += f" ({xla / pf[dt] / 1e9 / peaks['jax bf16->f32']:.2f} of bf16 peak)"
+                    note += f" ({rate / peaks['jax bf16->f32']:.2f} of bf16 peak)"
             if dt == "bfloat16" and r["min iou bf16"] is not None:
                 ok = r["min iou bf16"] >= BF16_MIN_IOU
                 note += f"; min IoU vs f32 {r['min iou bf16']:.4f} {'PASS' if ok else 'FAIL'}"
@@ -417,6 +457,17 @@ def print_speed_table(report, args, peaks) -> None:
                 "ours includes the first compiles at the first count",
             )
         )
+        for u, off_first in enumerate(r.get("first frames warm", {}).get("official", [])):
+            a = u * args.chunk
+            for dt in ("float32", "bfloat16"):
+                if dt in r["first frames warm"]:
+                    ours_first = r["first frames warm"][dt][u]
+                    rows.append(
+                        common.Row(
+                            f"{n} obj, frames {a}-{a + args.chunk - 1} warm, ours {dt}", ours_first, off_first,
+                            "a second propagation from the clicked frame, everything compiled",
+                        )
+                    )  # fmt: skip
         rows.append(
             common.Row(
                 f"{n} obj, warm-up frames avg, ours f32",
@@ -442,9 +493,9 @@ def print_speed_table(report, args, peaks) -> None:
     for r in report:
         lo, hi = r["spread"]["official"]
         s = f"  {r['objects']} obj: official s/frame min {lo:.2f} max {hi:.2f}"
-        xla = r.get("xla flops float32")
-        if xla and peaks and "torch f32" in peaks:
-            g = xla / r["per frame"]["official"] / 1e9
+        flops = r.get("jaxpr flops float32")  # the same matmul + conv work: the official attends to the same memories
+        if flops and peaks and "torch f32" in peaks:
+            g = flops / r["per frame"]["official"] / 1e9
             s += f"; at our step's FLOPs that is {g:.0f} GFLOP/s = {g / peaks['torch f32']:.2f} of the torch f32 peak"
         print(s)
     for r in report:
