@@ -41,7 +41,6 @@ import ml_collections
 import numpy as np
 
 from sam2_jax.build_sam import SAM2Model
-from sam2_jax.modeling import backend
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
@@ -260,8 +259,6 @@ def export_module(model: SAM2Model, platforms: Sequence[str]) -> SAM2Base:
     cfg.binarize_mask_from_pts_for_mem_enc = model.config.video.binarize_mask_from_pts_for_mem_enc
     if cfg.attention_impl in ("auto", "chunked"):
         cfg.attention_impl = "xla"
-    if cfg.get("compact_memory", "auto") == "auto":  # resolved for the target platforms, not the tracing CPU
-        cfg.compact_memory = "on" if backend.resolve_compact_memory("auto", platforms) else "off"
     return SAM2Base(config=freeze_config(cfg), dtype=model.module.dtype)
 
 
@@ -376,7 +373,6 @@ def build_manifest(model: SAM2Model, module: SAM2Base, platforms, fill: int, chu
         "params_dtype": sorted({str(v.dtype) for v in flat.values()}),
         "platforms": list(platforms),
         "attention_impl": c.attention_impl,
-        "compact_memory": c.get("compact_memory", "auto"),
         "versions": {"sam2_jax": version, "jax": jax.__version__, "jaxlib": jaxlib.__version__},
         "image_size": c.image_size,
         "feature_size": h,

@@ -36,6 +36,7 @@ Deviations from the official code:
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -715,9 +716,18 @@ def track_step(
 
     # A frame that conditions every object (where a propagation starts) outputs what the prompts stored, as the
     # official propagate_in_video does: no encoder, no attention.
-    all_cond = (state.cond_valid & (state.cond_frame == t)).any(1).all().astype(jnp.int32)
+    all_cond = _conditioning_slot(state, t)[0].all().astype(jnp.int32)
     stored = functools.partial(_conditioning_frame, t=t, policy=policy)
     return jax.lax.cond(_over_videos(all_cond, jax.lax.pmin) > 0, stored, tracked, state)
+
+
+def _conditioning_slot(state: TrackerState, t: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+    """Which objects frame t conditions (O,) bool, and ``take``: a conditioning field (O, K, ...) -> (O, ...) at each
+    object's slot of frame t (an arbitrary slot for an object that frame t does not condition)."""
+    at_cond = state.cond_valid & (state.cond_frame == t)  # (O, K)
+    k = jnp.argmax(at_cond, axis=1)
+    O = at_cond.shape[0]
+    return at_cond.any(1), lambda x: jnp.take_along_axis(x, k.reshape((O,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
 
 
 def _conditioning_frame(state: TrackerState, t: jax.Array, policy: TrackerPolicy) -> tuple[TrackerState, StepOutput]:
@@ -725,8 +735,7 @@ def _conditioning_frame(state: TrackerState, t: jax.Array, policy: TrackerPolicy
     stored prompt result and the rings get the same (invalid) write. Outputs only a tracked frame has (admission,
     IoU, Kalman score) are False / NaN; drivers skip conditioning frames' outputs."""
     O = state.num_objects
-    k = jnp.argmax(state.cond_valid & (state.cond_frame == t), axis=1)
-    take = lambda x: jnp.take_along_axis(x, k.reshape((O,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    _, take = _conditioning_slot(state, t)
     maskmem, obj_ptr = take(state.cond_mem), take(state.cond_ptr)
     is_cond, admitted = jnp.ones((O,), bool), jnp.zeros((O,), bool)
     if policy.selects_memory:
@@ -764,10 +773,7 @@ def track_features(
     low_res = _postprocess_pred_masks(heads.low_res_masks, fill_hole_area)
 
     # An object whose conditioning frame this is outputs its stored prompt result instead.
-    at_cond = state.cond_valid & (state.cond_frame == t)  # (O, K)
-    is_cond = at_cond.any(1)
-    k = jnp.argmax(at_cond, axis=1)
-    take = lambda x: jnp.take_along_axis(x, k.reshape((O,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    is_cond, take = _conditioning_slot(state, t)
     pred_masks = jnp.where(is_cond[:, None, None, None], take(state.cond_pred_masks)[:, None], low_res)
     obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], heads.object_score_logits)
     obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), heads.obj_ptr)
@@ -868,8 +874,7 @@ def sam2long_step(
     hr = broadcast_high_res(feats, N)
     heads, cand_ptrs = sam_heads(module, params, pix, None, None, None, hr, True, all_obj_ptrs=True)
     M = heads.ious.shape[1]
-    at_cond = state.cond_valid & (state.cond_frame == t)  # (N, K)
-    is_cond = at_cond.any(1)
+    is_cond, take = _conditioning_slot(state, t)  # (N,); take reads the slot of the rows' shared prompts
     first = (state.cond_valid & (_rel(state.cond_frame, t, reverse) == 1)).any(1).reshape(O, P)[:, 0]
     choice = sam2long_select(
         state.path_score.reshape(O, P), heads.ious.reshape(O, P, M), heads.object_score_logits.reshape(O, P), first,
@@ -890,8 +895,6 @@ def sam2long_step(
     maskmem = encode_memory(module, params, feats, high, obj, False).astype(jnp.bfloat16)
     low_res = _postprocess_pred_masks(low, fill_hole_area)
 
-    k = jnp.argmax(at_cond, axis=1)
-    take = lambda x: jnp.take_along_axis(x, k.reshape((N,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
     pred_masks = jnp.where(is_cond[:, None, None, None], take(state.cond_pred_masks)[:, None], low_res)
     obj_score = jnp.where(is_cond[:, None], take(state.cond_obj_score)[:, None], obj)
     obj_ptr = jnp.where(is_cond[:, None], take(state.cond_ptr), ptr)
