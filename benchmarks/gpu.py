@@ -36,7 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # its children import video.py's builders
-CLICKS = [(480, 300), (210, 380), (760, 160), (120, 120), (860, 420), (560, 470), (330, 190), (650, 300)]
+
+from video import add_clicks  # noqa: E402  (video.py's clicks; its module imports neither JAX nor torch)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,16 +69,6 @@ def frames_folder(src: str, n: int, root: Path) -> Path:
         if not link.exists():
             link.symlink_to(Path(src).resolve() / name)
     return dst
-
-
-def add_clicks(pred, state, n: int) -> None:
-    """One positive click per object on frame 0 (the official API, which both predictors share)."""
-    import numpy as np
-
-    for i, (x, y) in enumerate(CLICKS[:n]):
-        pred.add_new_points_or_box(
-            state, frame_idx=0, obj_id=i, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32)
-        )
 
 
 def _per_frame(stamps: list[float], warmup: int) -> float:

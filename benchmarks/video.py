@@ -52,6 +52,16 @@ CLICKS = [(480, 300), (210, 380), (760, 160), (120, 120), (860, 420), (560, 470)
 IMPLS = ("official", "float32", "bfloat16")
 
 
+def add_clicks(pred, state, n: int) -> None:
+    """One positive click per object on frame 0, object ids 1..n (the official API, which both predictors share)."""
+    import numpy as np
+
+    for i, (x, y) in enumerate(CLICKS[:n]):
+        pred.add_new_points_or_box(
+            state, frame_idx=0, obj_id=i + 1, points=np.array([[x, y]], np.float32), labels=np.array([1], np.int32)
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="sam2.1_hiera_t", help="config name (sam2.1_hiera_t, ...)")
@@ -295,7 +305,6 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
 
 def _clicked_states(preds: dict, clip: Path, n_obj: int, async_frames: bool) -> tuple[dict, dict]:
     """Each predictor's ``init_state`` of the clip with one click per object on frame 0, and its seconds."""
-    import numpy as np
     import torch
 
     states, setup = {}, {}
@@ -304,10 +313,7 @@ def _clicked_states(preds: dict, clip: Path, n_obj: int, async_frames: bool) -> 
             t0 = time.perf_counter()
             kw = {} if name == "official" else {"async_loading_frames": async_frames}
             s = pred.init_state(str(clip), **kw)
-            for i in range(n_obj):
-                pred.add_new_points_or_box(
-                    s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
-                )
+            add_clicks(pred, s, n_obj)
             setup[name] = time.perf_counter() - t0
             states[name] = s
     return states, setup
@@ -548,16 +554,12 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
 def profile_pieces(args, n_obj, ours, official_pieces, tmp) -> None:
     """Our step's pieces jitted separately on a full memory state (after a propagation), against the official
     methods timed during the measured frames."""
-    import numpy as np
 
     pred = ours["float32"]
     n_total = args.warmup_frames + args.frames
     clip = clip_dir(tmp, n_total)
     s = pred.init_state(str(clip))
-    for i in range(n_obj):
-        pred.add_new_points_or_box(
-            s, frame_idx=0, obj_id=i + 1, points=np.array([CLICKS[i]], np.float32), labels=np.array([1])
-        )
+    add_clicks(pred, s, n_obj)
     tracked = [t for t, _, _ in pred.propagate_in_video(s, max_frame_num_to_track=args.warmup_frames - 1)]
     t_next = tracked[-1] + 1
     out = {dt: _time_our_pieces(p, s, n_obj, t_next) for dt, p in ours.items()}
@@ -615,7 +617,7 @@ def rss_child(args) -> int:
         out["rss after build MB"] = rss_mb()
         with ctx:
             s = pred.init_state(str(clip))
-            pred.add_new_points_or_box(s, frame_idx=0, obj_id=1, points=np.array([CLICKS[0]]), labels=np.array([1]))
+            add_clicks(pred, s, 1)
             out["rss after init_state+click MB"] = rss_mb()
             t1 = time.perf_counter()
             count = 0
