@@ -3,10 +3,16 @@ compiled program) against ``propagate_in_video`` one video at a time, same model
 
     python benchmarks/videos_per_step.py                       # tiny, 256 px, 4 videos x 16 frames, 1 object
     python benchmarks/videos_per_step.py --videos 8 --image_size 512 --dtype bfloat16
+    python benchmarks/videos_per_step.py --total 8 --lengths 4,28,12,20   # videos of different lengths
 
-Each video gets one mask prompt on frame 0 (the VOS setting), then is propagated to its end. The two ways are timed
-alternately (``time_interleaved``) after a warm-up pass that compiles; compile seconds are reported apart. Masks of
-the two ways are compared (largest logit difference). Random weights: the speed does not depend on them. The
+Each video gets one mask prompt on frame 0 (the VOS setting), then is propagated to its end. The ways, timed
+alternately (``time_interleaved``) after a warm-up pass that compiles (compile seconds reported apart):
+- one at a time: ``propagate_in_video`` per video;
+- lockstep (with ``--total`` above ``--videos``): ``propagate_in_videos`` on consecutive groups of V videos, each
+  group running until its longest video ends (the shorter ones repeat their last frame);
+- together: ``propagate_in_videos(..., videos_per_step=V)`` over all the videos, a slot refilled with the next
+  video as soon as its video ends (continuous batching).
+Masks of the ways are compared (largest logit difference). Random weights: the speed does not depend on them. The
 official code has no batched-videos mode (upstream #399), so there is no official row.
 """
 
@@ -28,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image_size", type=int, default=256)
     p.add_argument("--videos", type=int, default=4, help="videos per step (V)")
     p.add_argument("--frames", type=int, default=16, help="frames per video")
+    p.add_argument("--total", type=int, default=None, help="videos in all (default: --videos)")
+    p.add_argument("--lengths", default=None, help="frames per video, cycled over the videos (default: --frames)")
     p.add_argument("--objects", type=int, default=1, help="objects per video")
     p.add_argument("--chunk", type=int, default=4, help="frames per compiled step")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -35,14 +43,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_videos(n: int, frames: int, objects: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n`` synthetic (frames (T, 240, 320, 3) uint8, first-frame masks (objects, 240, 320) bool) pairs."""
+def make_videos(n: int, frames: int | list[int], objects: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` synthetic (frames (T, 240, 320, 3) uint8, first-frame masks (objects, 240, 320) bool) pairs; ``frames``:
+    T, or a list of lengths cycled over the videos."""
     from sam2_jax.datasets.synthetic import SyntheticVideoDataset
 
+    lengths = [frames] if isinstance(frames, int) else list(frames)
+    longest = max(lengths)
     out = []
-    for v in SyntheticVideoDataset(n, seed=seed, num_frames=frames, height=240, width=320, num_objects=objects):
+    for i, v in enumerate(
+        SyntheticVideoDataset(n, seed=seed, num_frames=longest, height=240, width=320, num_objects=objects)
+    ):
         masks = v.masks[0] if v.masks[0].any(axis=(1, 2)).all() else np.ones((objects, 240, 320), bool)
-        out.append((v.frames, masks))
+        out.append((v.frames[: lengths[i % len(lengths)]], masks))
     return out
 
 
@@ -60,9 +73,19 @@ def one_at_a_time(pred, videos) -> list[dict]:
     return [{t: m for t, _, m in pred.propagate_in_video(s)} for s in prompted(pred, videos)]
 
 
-def together(pred, videos) -> list[dict]:
+def lockstep(pred, videos, width: int) -> list[dict]:
+    out = []
+    for g in range(0, len(videos), width):
+        group = [{} for _ in videos[g : g + width]]
+        for v, t, _, m in pred.propagate_in_videos(prompted(pred, videos[g : g + width])):
+            group[v][t] = m
+        out += group
+    return out
+
+
+def together(pred, videos, width: int) -> list[dict]:
     out = [{} for _ in videos]
-    for v, t, _, m in pred.propagate_in_videos(prompted(pred, videos)):
+    for v, t, _, m in pred.propagate_in_videos(prompted(pred, videos), videos_per_step=width):
         out[v][t] = m
     return out
 
@@ -83,32 +106,43 @@ def main(argv=None) -> None:
     model = build_sam2(cfg, None, seed=0, dtype=jnp.dtype(args.dtype))
     pred = SAM2VideoPredictor(model, chunk_size=args.chunk, fill_hole_area=0)
     pred.progress = False
-    videos = make_videos(args.videos, args.frames, args.objects)
+    lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else args.frames
+    V, N = args.videos, args.total or args.videos
+    videos = make_videos(N, lengths, args.objects)
+    frames = sum(len(f) for f, _ in videos)
+    ways = {"one at a time": one_at_a_time, "together": lambda p, vs: together(p, vs, V)}
+    if N > V:
+        ways["lockstep"] = lambda p, vs: lockstep(p, vs, V)
     first = {}
-    for name, fn in (("one at a time", one_at_a_time), ("together", together)):
+    for name, fn in ways.items():
         with CompileCounter() as cc:
             t0 = time.perf_counter()
             first[name] = fn(pred, videos)
             first[name + " s"] = time.perf_counter() - t0
         first[name + " compiles"] = cc.compiles
-    diff = max(float(np.abs(a[t] - b[t]).max()) for a, b in zip(first["one at a time"], first["together"]) for t in a)
+    ref = first["one at a time"]
+    pairs = [(a, b) for name in ways for a, b in zip(ref, first[name], strict=True)]
+    diff = max(float(np.abs(a[t] - b[t]).max()) for a, b in pairs for t in a)
     times = time_interleaved(
-        {"one at a time": lambda: one_at_a_time(pred, videos), "together": lambda: together(pred, videos)},
-        repeats=args.repeats,
-        warmup=0,
+        {name: lambda fn=fn: fn(pred, videos) for name, fn in ways.items()}, repeats=args.repeats, warmup=0
     )
-    V, T = args.videos, args.frames
     print(
-        f"\n{args.model} {args.dtype} {args.image_size} px, {V} videos x {T} frames x {args.objects} object(s), "
-        f"chunk {args.chunk}; largest video-res logit difference between the two ways {diff:.2e}"
+        f"\n{args.model} {args.dtype} {args.image_size} px, {N} videos ({frames} frames: lengths "
+        f"{sorted({len(f) for f, _ in videos})}) x {args.objects} object(s), {V} videos per step, chunk {args.chunk}; "
+        f"largest video-res logit difference to one at a time {diff:.2e}"
     )
     print(f"{'way':<16}{'first run s':>12}{'compiles':>10}{'steady s':>10}{'videos/s':>10}{'frames/s':>10}")
     for name, t in times.items():
         s = t.median
         print(f"{name:<16}{first[name + ' s']:>12.1f}{first[name + ' compiles']:>10}{s:>10.2f}"
-              f"{V / s:>10.3f}{V * T / s:>10.2f}")  # fmt: skip
-    ratio = times["one at a time"].median / times["together"].median
-    print(f"together / one at a time throughput: {ratio:.2f}x ({times['together'].spread()})")
+              f"{N / s:>10.3f}{frames / s:>10.2f}")  # fmt: skip
+    for name in times:
+        if name != "one at a time":
+            ratio = times["one at a time"].median / times[name].median
+            print(f"{name} / one at a time throughput: {ratio:.2f}x ({times[name].spread()})")
+    if "lockstep" in times:
+        ratio = times["lockstep"].median / times["together"].median
+        print(f"together (slots refilled) / lockstep throughput: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

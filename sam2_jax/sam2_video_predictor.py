@@ -36,9 +36,12 @@ Deviations from the official predictor:
   and reverse tracking).
 """
 
+import collections
+import dataclasses
 import functools
+import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -50,7 +53,16 @@ from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
-from sam2_jax.tracker.state import TrackerState, empty_state, object_bucket, pad_clicks, pad_objects, stack_states
+from sam2_jax.tracker.state import (
+    TrackerState,
+    empty_state,
+    object_bucket,
+    pad_clicks,
+    pad_cond_slots,
+    pad_objects,
+    put_video,
+    stack_states,
+)
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
@@ -519,82 +531,183 @@ class SAM2VideoPredictor:
 
     def propagate_in_videos(
         self,
-        inference_states: list[InferenceState],
+        inference_states: Iterable,
         start_frame_idx: int | list | None = None,
         max_frame_num_to_track: int | list | None = None,
         reverse: bool = False,
+        videos_per_step: int | None = None,
+        next_pass: Callable[[int], tuple | None] | None = None,
     ) -> Iterator[tuple[int, int, list, np.ndarray]]:
         """``propagate_in_video`` of several videos at once: one compiled step tracks a chunk of frames of every
-        video (``engine.propagate_videos_chunk``), so a small model fills an accelerator. Not in the official API.
+        video in the batch (``engine.propagate_videos_chunk``), so a small model fills an accelerator. Not in the
+        official API (upstream #399).
+
+        With ``videos_per_step`` below the number of videos the batch is refilled as videos end (continuous
+        batching): the slot of a video whose last frame has been dispatched takes the next video at once, so videos
+        of different lengths waste no frames beyond the chunk each ends in.
 
         Args:
           inference_states: states from ``init_state`` (videos of known length, prompted as for
-            ``propagate_in_video``); their outputs and bookkeeping are updated exactly as ``propagate_in_video``
-            updates them, so corrections and later propagations work per video as usual.
-          start_frame_idx, max_frame_num_to_track: as ``propagate_in_video``, one value for every video or a list
-            with one per video.
+            ``propagate_in_video``), or ``VideoPass``es / ``(state, start, max)`` tuples (a state with its own
+            range); a list, or with
+            ``videos_per_step`` any iterable, read one video at a time as slots free up. Each state's outputs and
+            bookkeeping are updated exactly as ``propagate_in_video`` updates them, so corrections and later
+            propagations work per video as usual.
+          start_frame_idx, max_frame_num_to_track: as ``propagate_in_video``, one value for every video or (with
+            a list of states) a list with one per video; a ``VideoPass`` brings its own.
           reverse: the direction, for every video.
+          videos_per_step: the batch width; by default every video of the list at once.
+          next_pass: called with a video's index once its pass has been yielded in full; returning
+            ``(start_frame_idx, max_frame_num_to_track)`` tracks the same video again from there (e.g. after
+            prompting objects that appear later) in the next free slot, ``None`` ends the video.
         Yields:
-          ``(video_index, frame_idx, obj_ids, masks (O, 1, H, W) logits)``: for each chunk, every video's frames in
-          order (a video's frames come in order; videos interleave chunk by chunk), with a tqdm bar over all of
-          them (``progress = False`` turns it off).
+          ``(video_index, frame_idx, obj_ids, masks (O, 1, H, W) logits)``: a video's frames in order, videos
+          interleaved chunk by chunk; ``video_index`` counts the items of ``inference_states``. A tqdm bar over
+          the frames (``progress = False`` turns it off).
         """
-        states = list(inference_states)
-        V = len(states)
-        starts = _per_video(start_frame_idx, V, "start_frame_idx")
-        maxes = _per_video(max_frame_num_to_track, V, "max_frame_num_to_track")
-        orders = []
-        for s, a, m in zip(states, starts, maxes):
-            if s.num_frames is None or s.frame_queue is not None:
-                raise ValueError("propagate_in_videos needs videos of known length; track a live source alone")
-            s.stream_tstate = None
-            self.propagate_in_video_preflight(s)
-            orders.append(self._propagation_order(s, a, m, reverse))
-        for s in states:
-            s.pathways.clear()
-            s.pathway_masks_held.clear()
-            s.final_lineage.clear()
-        frames = self._propagate_videos(states, orders, reverse)
-        yield from with_progress(frames, sum(map(len, orders)), "propagate in videos", self.progress)
-        if self.policy.name == "sam2long":
-            for s, order in zip(states, orders, strict=True):
-                if len(order):
-                    self._keep_final_lineage(s, list(order))
-
-    def _propagate_videos(self, states: list[InferenceState], orders: list[range], reverse: bool):
-        """Every video's ``orders`` tracked in lockstep, chunk by chunk (``propagate_in_videos`` after its checks)."""
-        batch = [v for v in range(len(states)) if len(orders[v])]
-        if not batch:
-            return
-        O = object_bucket(max(states[v].num_objects for v in batch))
-        tstate = stack_states(
-            [
-                self.tracker_state(states[v], list(range(states[v].num_objects)), orders[v][0], reverse, O, False)
-                for v in batch
-            ]
+        sized = isinstance(inference_states, list | tuple)
+        if videos_per_step is None:
+            if not sized:
+                raise ValueError("propagate_in_videos over an iterable of states needs videos_per_step")
+            videos_per_step = max(len(inference_states), 1)
+        if isinstance(videos_per_step, bool) or not isinstance(videos_per_step, int | np.integer):
+            raise ValueError(f"videos_per_step must be a positive int, got {videos_per_step!r}")
+        if videos_per_step < 1:
+            raise ValueError(f"videos_per_step must be a positive int, got {videos_per_step!r}")
+        if sized:
+            V = len(inference_states)
+            starts = _per_video(start_frame_idx, V, "start_frame_idx")
+            maxes = _per_video(max_frame_num_to_track, V, "max_frame_num_to_track")
+        elif any(isinstance(x, list | tuple | np.ndarray) for x in (start_frame_idx, max_frame_num_to_track)):
+            raise ValueError("per-video start_frame_idx / max_frame_num_to_track need a list of states (or VideoPass)")
+        else:
+            starts, maxes = itertools.repeat(start_frame_idx), itertools.repeat(max_frame_num_to_track)
+        passes = (
+            (v, VideoPass(*x) if isinstance(x, tuple) else VideoPass(x, a, m))
+            for v, (x, a, m) in enumerate(zip(inference_states, starts, maxes, strict=False))  # starts: repeat
         )
-        tstate = self._shard(jax.device_put(tstate))
-        pending = None
-        pos, end = 0, max(len(orders[v]) for v in batch)
-        while pos < end:
-            # whole chunks while the longest video has one left, then single frames (as propagate_in_video)
-            T = self.chunk_size if end - pos >= self.chunk_size else 1
-            idxs = [list(orders[v][pos : pos + T]) for v in batch]
-            # a video with fewer frames left repeats its last frame: the outputs are dropped, the state discarded
-            frames = [ix + [orders[v][-1]] * (T - len(ix)) for v, ix in zip(batch, idxs)]  # (V, T)
-            for v in batch:
-                if hasattr(states[v].images, "prefetch"):
-                    states[v].images.prefetch(list(orders[v][pos + T : pos + 2 * T]))
-            tstate, dispatched = self._dispatch_videos([states[v] for v in batch], tstate, frames, reverse)
+        frames = self._propagate_videos(passes, videos_per_step, reverse, next_pass)
+        yield from with_progress(frames, None, "propagate in videos", self.progress)
+
+    def _start_pass(self, p: "VideoPass", reverse: bool) -> "_Pass":
+        """A video's pass, checked and ready to track (``propagate_in_video``'s checks and preflight)."""
+        s = p.inference_state
+        if not isinstance(s, InferenceState):
+            raise TypeError(f"propagate_in_videos takes states from init_state or VideoPass, got {type(s).__name__}")
+        if s.num_frames is None or s.frame_queue is not None:
+            raise ValueError("propagate_in_videos needs videos of known length; track a live source alone")
+        s.stream_tstate = None
+        self.propagate_in_video_preflight(s)
+        order = self._propagation_order(s, p.start_frame_idx, p.max_frame_num_to_track, reverse)
+        s.pathways.clear()
+        s.pathway_masks_held.clear()
+        s.final_lineage.clear()
+        return _Pass(s, order, list(range(s.num_objects)), list(s.obj_ids))
+
+    def _end_pass(self, v: int, p: "_Pass", next_pass) -> "VideoPass | None":
+        """After a pass's last frame was yielded: SAM2Long's final lineage, then the video's next pass, if any."""
+        if self.policy.name == "sam2long" and len(p.order):
+            self._keep_final_lineage(p.s, list(p.order))
+        nxt = None if next_pass is None else next_pass(v)
+        if nxt is None:
+            return None
+        start, most = nxt
+        return VideoPass(p.s, start, most)
+
+    def _propagate_videos(self, passes: Iterator, width: int, reverse: bool, next_pass):
+        """The passes tracked ``width`` at a time, chunk by chunk (``propagate_in_videos`` after its checks).
+
+        Each slot of the batched state holds one video's pass. A slot whose pass has dispatched its last frame
+        takes the next pass at once (a new video, or a video's next pass once its previous one has been yielded);
+        a slot with nothing to do repeats its last frame, whose outputs are dropped. One chunk is in flight, as in
+        ``propagate_in_video``.
+        """
+        ready: collections.deque = collections.deque()  # (video index, VideoPass) of next_pass, waiting for a slot
+        slots: list = [None] * width  # (video index, _Pass) running in each slot
+        idle: list = [None] * width  # (state, frame) a free slot repeats
+        tstate, pending = None, None
+
+        def take():
+            while True:
+                if ready:
+                    v, p = ready.popleft()
+                else:
+                    v, p = next(passes, (None, None))
+                    if p is None:
+                        return None
+                run = self._start_pass(p, reverse)
+                if len(run.order):
+                    return v, run
+                nxt = self._end_pass(v, run, next_pass)  # nothing to track: the pass ends at once
+                if nxt is not None:
+                    ready.append((v, nxt))
+
+        while True:
+            placed = {}
+            for i in range(width):
+                if slots[i] is None and (taken := take()) is not None:
+                    slots[i] = taken
+                    v, run = taken
+                    placed[i] = self.tracker_state(
+                        run.s, run.objs, run.order[0], reverse, object_bucket(len(run.objs)), False
+                    )
+            if tstate is None and placed:  # the first round: as many slots as there were passes
+                width = len(placed)
+                slots, idle = slots[:width], idle[:width]
+                tstate = self._shard(jax.device_put(stack_states([placed[i] for i in range(width)])))
+            else:
+                for i, st in placed.items():
+                    tstate = self._place(tstate, i, st)
+            active = [i for i in range(width) if slots[i] is not None]
+            if not active:
+                if pending is None:
+                    return
+                yield from self._collect_videos(*pending, reverse, next_pass, ready)
+                pending = None
+                continue
+            # whole chunks while the longest pass has one left, then single frames (as propagate_in_video)
+            left = max(len(slots[i][1].order) - slots[i][1].pos for i in active)
+            T = self.chunk_size if left >= self.chunk_size else 1
+            states, frames, chunk = [], [], []
+            for i in range(width):
+                if slots[i] is None:
+                    s, last = idle[i]
+                    states.append(s)
+                    frames.append([last] * T)
+                    chunk.append(None)
+                    continue
+                v, run = slots[i]
+                ix = list(run.order[run.pos : run.pos + T])
+                run.pos += len(ix)
+                # a pass with fewer frames left repeats its last frame: the outputs are dropped
+                states.append(run.s)
+                frames.append(ix + [ix[-1]] * (T - len(ix)))
+                ends = run.pos == len(run.order)
+                chunk.append((v, run, ix, ends))
+                if ends:
+                    slots[i], idle[i] = None, (run.s, ix[-1])
+                elif hasattr(run.s.images, "prefetch"):
+                    run.s.images.prefetch(list(run.order[run.pos : run.pos + T]))
+            tstate, dispatched = self._dispatch_videos(states, tstate, frames, reverse)
             if pending is not None:
-                yield from self._collect_videos(states, batch, *pending, reverse)
-            pending = (idxs, dispatched)
-            pos += T
-        yield from self._collect_videos(states, batch, *pending, reverse)
+                yield from self._collect_videos(*pending, reverse, next_pass, ready)
+            pending = (chunk, dispatched)
+
+    def _place(self, tstate: TrackerState, i: int, st: TrackerState) -> TrackerState:
+        """``tstate`` (V, …) with video slot ``i`` replaced by host state ``st`` (O, …) on the device. ``st`` is
+        padded to the batch's object and conditioning-slot counts; if it has more, every slot is padded to its
+        (one more compile of the step)."""
+        rows, cond = tstate.cond_valid.shape[1:]
+        if st.num_objects <= rows and st.num_cond_slots <= cond:
+            return put_video(tstate, np.int32(i), jax.device_put(pad_cond_slots(pad_objects(st, rows), cond)))
+        host = jax.tree.map(np.asarray, tstate)
+        videos = [jax.tree.map(lambda x, j=j: x[j], host) for j in range(host.cond_valid.shape[0])]
+        videos[i] = st
+        return self._shard(jax.device_put(stack_states(videos)))
 
     def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse):
         """Queue one chunk (V, T) of frames on the device; the outputs start copying to the host when ready."""
-        images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames)])
+        images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames, strict=True)])
         args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
         tstate, out = engine.propagate_videos_chunk(
             self.module, self.params, tstate, *args, self.fill_hole_area, self.policy
@@ -603,20 +716,23 @@ class SAM2VideoPredictor:
             x.copy_to_host_async()
         return tstate, out
 
-    def _collect_videos(self, states, batch: list[int], idxs: list[list[int]], out: engine.StepOutput, reverse):
-        """Fetch a dispatched chunk of every video and hand each video's frames to ``_collect``."""
+    def _collect_videos(self, chunk: list, out: engine.StepOutput, reverse: bool, next_pass, ready):
+        """Fetch a dispatched chunk, hand each slot's frames to ``_collect``, and end the passes it finished (their
+        next passes join ``ready``)."""
         host = jax.tree.map(np.asarray, out)  # (V, T, O, ...)
-        for i, v in enumerate(batch):
-            if not idxs[i]:
+        for i, entry in enumerate(chunk):
+            if entry is None:
                 continue
-            s = states[v]
-            objs = list(range(s.num_objects))
-            mine = jax.tree.map(lambda x: x[i], host)
+            v, run, ix, ends = entry
+            s = run.s
+            mine = jax.tree.map(lambda x, i=i: x[i], host)
             video = video_res_chunk(
                 jax.device_put(mine.pred_masks), (s.video_height, s.video_width), non_overlap=self.non_overlap_masks
             )
-            for t, obj_ids, masks in self._collect(s, objs, _Chunk(idxs[i], mine, video), reverse, list(s.obj_ids)):
+            for t, obj_ids, masks in self._collect(s, run.objs, _Chunk(ix, mine, video), reverse, run.obj_ids):
                 yield v, t, obj_ids, masks
+            if ends and (nxt := self._end_pass(v, run, next_pass)) is not None:
+                ready.append((v, nxt))
 
     def _propagation_order(
         self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
@@ -924,6 +1040,26 @@ class SAM2VideoPredictor:
         for o in range(s.num_objects):
             for t in range(lo, hi + 1):
                 s.store.pop(o, t)
+
+
+class VideoPass(NamedTuple):
+    """One pass of ``propagate_in_videos``: a video's state and the frames to track, as ``propagate_in_video``'s
+    arguments (the defaults: from the first prompted frame to the end of the video)."""
+
+    inference_state: InferenceState
+    start_frame_idx: int | None = None
+    max_frame_num_to_track: int | None = None
+
+
+@dataclasses.dataclass
+class _Pass:
+    """A pass in a slot of ``propagate_in_videos``: its state, frames in order, objects and the next position."""
+
+    s: InferenceState
+    order: range
+    objs: list[int]
+    obj_ids: list
+    pos: int = 0
 
 
 class _Chunk(NamedTuple):

@@ -4,6 +4,7 @@ the same data; its predicted PNGs scored without the model give the run's number
 running videos at the same time give the one-device outputs."""
 
 import csv
+import dataclasses
 import functools
 import os
 
@@ -118,14 +119,14 @@ def _late_starter_video():
 @pytest.mark.slow
 def test_videos_per_step_tracks_a_batch_as_one_at_a_time(data):
     """``videos_per_step``: videos of different sizes, lengths and object counts (one with objects starting on three
-    different frames) tracked together give the one-at-a-time masks (a pixel may flip where its logit rounds
-    across the threshold) and scores."""
+    different frames) tracked two at a time, slots refilled as videos and segments end, give the one-at-a-time
+    masks (a pixel may flip where its logit rounds across the threshold) and scores."""
     _, arrays = data
     videos = [*arrays, _late_starter_video()]
     pred = _predictor()
     cfg = vos_eval.VOSEvalConfig(output_layout="davis")
     alone = [vos_eval.track_video(pred, v, cfg) for v in videos]
-    together = vos_eval.track_videos(pred, videos, cfg)
+    together = vos_eval.track_videos(pred, videos, dataclasses.replace(cfg, videos_per_step=2))  # slots refilled
     for (m1, n1), (m2, n2) in zip(alone, together, strict=True):
         assert n1 == n2 and m1.shape == m2.shape
         assert (m1 != m2).mean() <= 1e-3

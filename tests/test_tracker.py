@@ -226,30 +226,55 @@ def _prompt(pred, state, frame_idx, n_obj):
 
 def test_batch_of_videos_equals_one_at_a_time():
     """``propagate_in_videos`` (one program over a batch of videos of different lengths, sizes, object counts and
-    start frames) yields what ``propagate_in_video`` yields for each video alone, keeps the same per-frame outputs,
-    and leaves each state ready for a correction."""
-    pred = small_predictor()
+    start frames, two slots refilled as videos end) yields what ``propagate_in_video`` yields for each video alone,
+    keeps the same per-frame outputs, and leaves each state ready for a correction. The third video takes the first
+    free slot with more conditioning slots than the batch (every slot is re-padded); the first video's second pass
+    (``next_pass``, after a new object on frame 4) waits for its first pass to be yielded."""
+    from sam2_jax.sam2_video_predictor import VideoPass
+
+    pred = small_predictor(chunk_size=2)
     videos = [_video(6), _video(9, 80, 112, seed=1), _video(4, seed=2)]
     setups = [(0, 1), (2, 3), (1, 2)]  # (prompted frame, objects)
     alone, batched = [], []
-    for video, (t0, n) in zip(videos, setups):
+    for video, (t0, n) in zip(videos, setups, strict=True):
         a, b = pred.init_state(video), pred.init_state(video)
-        _prompt(pred, a, t0, n)
-        _prompt(pred, b, t0, n)
+        for s in (a, b):
+            _prompt(pred, s, t0, n)
         alone.append(a)
         batched.append(b)
-    ref = [{t: m for t, _, m in pred.propagate_in_video(s)} for s in alone]
+    for s in (alone[2], batched[2]):  # a second conditioning frame: 2 slots, the batch had 1
+        pred.add_new_points_or_box(s, 3, 1, points=np.array([[70, 30]], np.float32), labels=np.array([1], np.int32))
+    later = lambda s: pred.add_new_mask(s, 4, 9, np.pad(np.ones((30, 40), bool), ((30, 36), (50, 38))))
+    ref = [{} for _ in videos]
+    ref[0] = {t: m for t, _, m in pred.propagate_in_video(alone[0], max_frame_num_to_track=3)}
+    later(alone[0])
+    ref0_ids = {}
+    for t, ids, m in pred.propagate_in_video(alone[0], start_frame_idx=4):
+        ref0_ids[t], ref[0][t] = ids, m
+    ref[1] = {t: m for t, _, m in pred.propagate_in_video(alone[1], max_frame_num_to_track=5)}
+    ref[2] = {t: m for t, _, m in pred.propagate_in_video(alone[2])}
+
+    def next_pass(v):
+        if v == 0 and 9 not in batched[0].obj_ids:
+            assert order[0] == [0, 1, 2, 3]  # the first pass was yielded in full
+            later(batched[0])
+            return 4, None
+        return None
+
     got = [{} for _ in videos]
     order = [[] for _ in videos]
-    for v, t, ids, m in pred.propagate_in_videos(batched, max_frame_num_to_track=[None, 5, None]):
-        assert ids == list(range(1, setups[v][1] + 1))
+    runs = pred.propagate_in_videos(
+        batched, max_frame_num_to_track=[3, 5, None], videos_per_step=2, next_pass=next_pass
+    )
+    for v, t, ids, m in runs:
+        assert ids == (ref0_ids[t] if v == 0 and t >= 4 else list(range(1, setups[v][1] + 1)))
         got[v][t] = m
         order[v].append(t)
     assert order == [list(range(0, 6)), list(range(2, 8)), list(range(1, 4))]
     for v in range(len(videos)):
         for t in order[v]:
             np.testing.assert_allclose(got[v][t], ref[v][t], atol=STREAM_ATOL, rtol=0, err_msg=f"video {v} frame {t}")
-            for o in range(setups[v][1]):
+            for o in range(batched[v].num_objects):
                 mine = batched[v]["output_dict_per_obj"][o]["non_cond_frame_outputs"].get(t)
                 theirs = alone[v]["output_dict_per_obj"][o]["non_cond_frame_outputs"].get(t)
                 assert (mine is None) == (theirs is None)
@@ -258,13 +283,23 @@ def test_batch_of_videos_equals_one_at_a_time():
     # a correction after the batched run continues as after a single run
     fix = dict(points=np.array([[60, 50]], np.float32), labels=np.array([0], np.int32), clear_old_points=False)
     outs = []
-    for s in (alone[0], batched[0]):
+    for s in (alone[1], batched[1]):
         pred.add_new_points_or_box(s, 3, 1, **fix)
-        outs.append({t: m for t, _, m in pred.propagate_in_video(s, start_frame_idx=3)})
+        outs.append({t: m for t, _, m in pred.propagate_in_video(s, start_frame_idx=3, max_frame_num_to_track=2)})
     for t in outs[0]:
         np.testing.assert_allclose(outs[1][t], outs[0][t], atol=STREAM_ATOL, rtol=0, err_msg=f"corrected frame {t}")
+    # a generator of VideoPasses, read as slots free up
+    passes = (VideoPass(s, 1, 1) for s in batched[1:])
+    assert [(v, t) for v, t, _, _ in pred.propagate_in_videos(passes, videos_per_step=2)] == [
+        (0, 1),
+        (0, 2),
+        (1, 1),
+        (1, 2),
+    ]
     with pytest.raises(ValueError, match="2 values for 3 videos"):
         list(pred.propagate_in_videos(batched, start_frame_idx=[0, 1]))
+    with pytest.raises(ValueError, match="needs videos_per_step"):
+        list(pred.propagate_in_videos(iter(batched)))
 
 
 RSS_SCRIPT = textwrap.dedent(

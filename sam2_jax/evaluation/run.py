@@ -57,7 +57,7 @@ class RunConfig:
       compilation_cache: persistent XLA compilation cache folder; ``default``: ``$SAM2_JAX_CACHE/xla`` (as every
         entry point, ``compile_cache.default_cache_dir``); empty: none. A second run skips the compiles.
       videos_per_step: ``vos`` task: videos tracked together in one compiled step (``vos_eval.track_videos``:
-        fills an accelerator with a small model); 1: one at a time.
+        fills an accelerator with a small model; a video ending frees its slot for the next); 1: one at a time.
       tracker: the video tracking policy, ``sam2``, ``samurai``, ``sam3_selection`` or ``sam2long``
         (``tracker/policies.py``; its thresholds are the model config's ``tracker`` fields).
     """

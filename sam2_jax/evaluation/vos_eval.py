@@ -49,6 +49,9 @@ from sam2_jax.evaluation.prompts import mask_to_box, next_click
 log = logging.getLogger(__name__)
 
 PROMPTS = ("mask", "click1", "click3", "click5", "box")
+# With videos_per_step, each device group takes the dataset in windows of this many videos per slot of its batch:
+# slots idle only at a window's end, while the last videos finish (a device group takes the next window then).
+WINDOW_PER_SLOT = 8
 
 
 @dataclasses.dataclass
@@ -64,7 +67,8 @@ class VOSEvalConfig:
       output_dir: where CSVs, PNGs and plots go (None: nothing written).
       write_pngs: write the predicted masks.
       bound_th: F boundary tolerance.
-      videos_per_step: videos tracked together in one program (``track_videos``); 1: one at a time.
+      videos_per_step: videos tracked together in one program (``track_videos``: a slot of the batch takes the
+        next video as soon as its video ends); 1: one at a time.
     """
 
     prompt: str = "mask"
@@ -266,36 +270,61 @@ def track_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig) -> tuple[np.
     return run.out, run.tracked
 
 
-def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig) -> list:
-    """``track_video`` of several videos at once: each round prompts the next segment of every video that has one
-    and tracks them all in one program (``SAM2VideoPredictor.propagate_in_videos``); predictions equal
-    ``track_video``'s to float rounding.
+def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig, done=None) -> list:
+    """``track_video`` of several videos at once, ``cfg.videos_per_step`` in one program
+    (``SAM2VideoPredictor.propagate_in_videos`` with continuous batching): a video is read and its first segment
+    prompted when a slot of the batch frees up, and each later segment is prompted once the previous one has been
+    tracked, then takes the next free slot; predictions equal ``track_video``'s to float rounding.
 
+    Args:
+      done: called as ``done(index, result)`` when a video ends (its ``(masks, tracked)``, or the error it raised);
+        its return value is kept instead of the result (``evaluate_videos`` scores there, so a video's masks are
+        dropped as soon as it ends).
     Returns:
       per video, ``track_video``'s ``(masks, tracked)``, or the ``DataError`` / ``ValueError`` that video raised
-      (a video that fails alone leaves the others of its batch tracked).
+      (a video that fails alone leaves the others of its batch tracked), through ``done`` if given.
     """
-    runs: list = []
-    for video in videos:
-        try:
-            runs.append(_VideoRun(predictor, video))
-        except (vos.DataError, ValueError) as e:
-            runs.append(e)
-    ok = [r for r in runs if isinstance(r, _VideoRun)]
+    results: dict[int, Any] = {}
+    runs: dict[int, list] = {}  # pass index -> [dataset index, run, segment]
+
+    def finish(k, value):
+        results[k] = value if done is None else done(k, value)
+
+    def passes():
+        for k, video in enumerate(videos):
+            try:
+                run = _VideoRun(predictor, video)
+                if not run.order:
+                    finish(k, (run.out, run.tracked))
+                    continue
+                start, n = run.prompt(predictor, 0, cfg)
+            except (vos.DataError, ValueError) as e:
+                finish(k, e)
+                continue
+            runs[len(runs)] = [k, run, 0]
+            yield run.state, start, n
+
+    def next_pass(v):
+        entry = runs[v]
+        k, run, i = entry
+        run.keep_final_lineage(predictor, cfg.score_thresh)
+        if i + 1 < len(run.order):
+            entry[2] = i + 1
+            return run.prompt(predictor, i + 1, cfg)
+        finish(k, (run.out, run.tracked))
+        entry[1] = None  # the masks go with the run
+        return None
+
     try:
-        for i in range(max((len(r.order) for r in ok), default=0)):
-            live = [r for r in ok if i < len(r.order)]
-            segs = [r.prompt(predictor, i, cfg) for r in live]
-            starts, lengths = [s for s, _ in segs], [n for _, n in segs]
-            batch = predictor.propagate_in_videos([r.state for r in live], starts, lengths)
-            for v, t, obj_ids, logits in batch:
-                live[v].record(t, obj_ids, logits, cfg.score_thresh)
-            for r in live:
-                r.keep_final_lineage(predictor, cfg.score_thresh)
+        batch = predictor.propagate_in_videos(passes(), videos_per_step=cfg.videos_per_step, next_pass=next_pass)
+        for v, t, obj_ids, logits in batch:
+            runs[v][1].record(t, obj_ids, logits, cfg.score_thresh)
     except (vos.DataError, ValueError) as e:
-        log.warning("a batch of %d videos failed (%s); tracking them one at a time", len(ok), e)
-        return [_try(lambda v=v: track_video(predictor, v, cfg)) for v in videos]
-    return [(r.out, r.tracked) if isinstance(r, _VideoRun) else r for r in runs]
+        left = [k for k in range(len(videos)) if k not in results]
+        log.warning("a batch of videos failed (%s); tracking the %d unfinished ones one at a time", e, len(left))
+        for k in left:
+            finish(k, _try(lambda k=k: track_video(predictor, videos[k], cfg)))
+    return [results[k] for k in range(len(videos))]
 
 
 def _try(fn):
@@ -414,8 +443,9 @@ def evaluate_video(predictor, video: vos.VOSVideo, cfg: VOSEvalConfig):
 
 
 def evaluate_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig) -> list:
-    """``evaluate_video`` of a batch of videos tracked together (``track_videos``)."""
-    return [score_tracked(v, r, cfg) for v, r in zip(videos, track_videos(predictor, videos, cfg), strict=True)]
+    """``evaluate_video`` of videos tracked ``cfg.videos_per_step`` at a time (``track_videos``), each scored as
+    it ends."""
+    return track_videos(predictor, videos, cfg, done=lambda k, r: score_tracked(videos[k], r, cfg))
 
 
 def score_tracked(video: vos.VOSVideo, tracked, cfg: VOSEvalConfig):
@@ -465,8 +495,8 @@ def evaluate_vos(predictor, videos: Iterable[vos.VOSVideo], cfg: VOSEvalConfig, 
         raise ValueError(f"videos_per_step must be at least 1, got {cfg.videos_per_step}")
     if cfg.videos_per_step == 1:
         results = parallel.map_videos(lambda p, v: evaluate_video(p, v, cfg), videos, predictor, progress)
-    else:  # the bar counts batches
-        batches = _batches(videos, cfg.videos_per_step)
+    else:  # the bar counts windows of WINDOW_PER_SLOT videos a slot, refilled continuously within a window
+        batches = _batches(videos, cfg.videos_per_step * WINDOW_PER_SLOT)
         done = parallel.map_videos(lambda p, b: evaluate_videos(p, b, cfg), batches, predictor, progress)
         results = [r for batch in done for r in batch]
     for res, bad, n in results:

@@ -178,3 +178,10 @@ def stack_states(states: list[TrackerState]) -> TrackerState:
     num_cond = max(s.num_cond_slots for s in states)
     states = [pad_cond_slots(pad_objects(s, num_objects), num_cond) for s in states]
     return jax.tree.map(lambda *xs: np.stack(xs), *states)
+
+
+@jax.jit
+def put_video(states: TrackerState, index: jax.Array, state: TrackerState) -> TrackerState:
+    """``states`` (V, O, …) with video ``index`` replaced by ``state`` (O, …) of the same counts: one compile per
+    shape, whichever slot (a slot of ``propagate_in_videos`` refilled with the next video)."""
+    return jax.tree.map(lambda xs, x: xs.at[index].set(x), states, state)

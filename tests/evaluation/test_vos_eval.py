@@ -114,12 +114,13 @@ def test_objects_start_on_their_first_annotated_frame_in_one_batched_run(video):
 
 
 class EchoBatch:
-    """One ``EchoPredictor`` per video behind one predictor, with ``propagate_in_videos``: each video's frames in
-    order, videos interleaved, as the real one yields them."""
+    """One ``EchoPredictor`` per video behind one predictor, with ``propagate_in_videos``: ``videos_per_step``
+    slots, a frame of every running pass per step, a slot taking the next pass (a video's next one first) when its
+    pass ends, as the real one schedules them."""
 
     def __init__(self, videos):
         self.echo = {id(v.frames): EchoPredictor(v) for v in videos}
-        self.batches = []
+        self.widths, self.busy = [], []  # per call: the batch width; per step: the slots running a pass
 
     def init_state(self, frames):
         echo = self.echo[id(frames)]
@@ -136,19 +137,33 @@ class EchoBatch:
     def propagate_in_video(self, state, **kwargs):
         return state["echo"].propagate_in_video(state, **kwargs)
 
-    def propagate_in_videos(self, states, start_frame_idx, max_frame_num_to_track):
-        self.batches.append(len(states))
-        gens = [s["echo"].propagate_in_video(s, a, m) for s, a, m in zip(states, start_frame_idx, max_frame_num_to_track)]
-        lists = [list(g) for g in gens]
-        for j in range(max(map(len, lists))):
-            for v, frames in enumerate(lists):
-                if j < len(frames):
-                    yield (v, *frames[j])
+    def propagate_in_videos(self, passes, videos_per_step, next_pass):
+        self.widths.append(videos_per_step)
+        source, ready, slots = enumerate(passes), [], [None] * videos_per_step
+        while True:
+            for i in range(videos_per_step):
+                if slots[i] is None and (job := ready.pop(0) if ready else next(source, None)) is not None:
+                    v, (s, a, m) = job
+                    slots[i] = (v, s, iter(list(s["echo"].propagate_in_video(s, a, m))))
+            if not any(slots):
+                return
+            self.busy.append(sum(x is not None for x in slots))
+            for i, slot in enumerate(slots):
+                if slot is None:
+                    continue
+                v, s, frames = slot
+                frame = next(frames, None)
+                if frame is not None:
+                    yield (v, *frame)
+                    continue
+                slots[i] = None
+                if (nxt := next_pass(v)) is not None:
+                    ready.append((v, (s, *nxt)))
 
 
 def test_videos_per_step_runs_the_same_protocol_in_batches(video):
     """``videos_per_step``: the same prompts and segments as one video at a time (the calls each video sees are
-    the same), in batches of at most that many videos, the results in the dataset's order."""
+    the same), slots refilled as videos end, the results in the dataset's order."""
     others = [
         vos.vos_video_from_arrays(f"v{seed}", v.frames, v.masks, v.object_ids, annotation_stride=2)
         for seed in (1, 2)
@@ -160,10 +175,9 @@ def test_videos_per_step_runs_the_same_protocol_in_batches(video):
     r2 = vos_eval.evaluate_vos(batched, videos, vos_eval.VOSEvalConfig(videos_per_step=2), progress=False)
     calls = lambda e: [[c for c in p.calls if c[0] != "propagate"] for p in e.echo.values()]
     assert calls(batched) == calls(alone)
-    # per round of a batch, the videos that still have a segment (one per start frame)
+    # one window (3 videos < 2 slots x WINDOW_PER_SLOT); both slots busy until the last video's last segment
     segs = [len(set(v.first_annotated().tolist()) - {-1}) for v in videos]
-    rounds = lambda b: [sum(n > i for n in b) for i in range(max(b))]
-    assert batched.batches == rounds(segs[:2]) + rounds(segs[2:]) and max(segs) == 3
+    assert batched.widths == [2] and max(segs) == 3 and batched.busy[0] == 2 and batched.busy[-1] == 1
     assert [(s.video, s.object_id, s.frames, s.j.tolist()) for s in r2.scores] == [
         (s.video, s.object_id, s.frames, s.j.tolist()) for s in r1.scores
     ]
