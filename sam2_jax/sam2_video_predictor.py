@@ -688,10 +688,10 @@ class SAM2VideoPredictor:
                     slots[i], idle[i] = None, (run.s, ix[-1])
                 elif hasattr(run.s.images, "prefetch"):
                     run.s.images.prefetch(list(run.order[run.pos : run.pos + T]))
-            tstate, dispatched = self._dispatch_videos(states, tstate, frames, reverse)
+            tstate, dispatched = self._dispatch_videos(states, tstate, frames, reverse, [c is not None for c in chunk])
             if pending is not None:
                 yield from self._collect_videos(*pending, reverse, next_pass, ready)
-            pending = (chunk, dispatched)
+            pending = (chunk, *dispatched)
 
     def _place(self, tstate: TrackerState, i: int, st: TrackerState) -> TrackerState:
         """``tstate`` (V, …) with video slot ``i`` replaced by host state ``st`` (O, …) on the device. ``st`` is
@@ -705,18 +705,25 @@ class SAM2VideoPredictor:
         videos[i] = st
         return self._shard(jax.device_put(stack_states(videos)))
 
-    def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse):
-        """Queue one chunk (V, T) of frames on the device; the outputs start copying to the host when ready."""
+    def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse,
+                         active: list[bool]):  # fmt: skip
+        """Queue one chunk (V, T) of frames on the device, then each active slot's video-resolution masks (sizes
+        differ per video), so nothing waits on the host; the outputs start copying to the host when ready."""
         images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames, strict=True)])
         args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
         tstate, out = engine.propagate_videos_chunk(
             self.module, self.params, tstate, *args, self.fill_hole_area, self.policy
         )
-        for x in jax.tree.leaves(out):
+        videos = {
+            i: video_res_chunk(out.pred_masks[i], (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
+            for i, s in enumerate(states)
+            if active[i]
+        }
+        for x in (*jax.tree.leaves(out), *videos.values()):
             x.copy_to_host_async()
-        return tstate, out
+        return tstate, (out, videos)
 
-    def _collect_videos(self, chunk: list, out: engine.StepOutput, reverse: bool, next_pass, ready):
+    def _collect_videos(self, chunk: list, out: engine.StepOutput, videos: dict, reverse: bool, next_pass, ready):
         """Fetch a dispatched chunk, hand each slot's frames to ``_collect``, and end the passes it finished (their
         next passes join ``ready``)."""
         host = jax.tree.map(np.asarray, out)  # (V, T, O, ...)
@@ -724,12 +731,8 @@ class SAM2VideoPredictor:
             if entry is None:
                 continue
             v, run, ix, ends = entry
-            s = run.s
             mine = jax.tree.map(lambda x, i=i: x[i], host)
-            video = video_res_chunk(
-                jax.device_put(mine.pred_masks), (s.video_height, s.video_width), non_overlap=self.non_overlap_masks
-            )
-            for t, obj_ids, masks in self._collect(s, run.objs, _Chunk(ix, mine, video), reverse, run.obj_ids):
+            for t, obj_ids, masks in self._collect(run.s, run.objs, _Chunk(ix, mine, videos[i]), reverse, run.obj_ids):
                 yield v, t, obj_ids, masks
             if ends and (nxt := self._end_pass(v, run, next_pass)) is not None:
                 ready.append((v, nxt))

@@ -864,7 +864,7 @@ def test_sam2long_eval_batched_videos_equal_one_at_a_time():
     ]
     pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy="sam2long")
     pred.progress = False
-    cfg = vos_eval.VOSEvalConfig()
+    cfg = vos_eval.VOSEvalConfig(videos_per_step=2)
     together = vos_eval.track_videos(pred, videos, cfg)
     for v, (masks, tracked) in zip(videos, together, strict=True):
         alone, n = vos_eval.track_video(pred, v, cfg)
