@@ -274,7 +274,8 @@ def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig, 
     """``track_video`` of several videos at once, ``cfg.videos_per_step`` in one program
     (``SAM2VideoPredictor.propagate_in_videos`` with continuous batching): a video is read and its first segment
     prompted when a slot of the batch frees up, and each later segment is prompted once the previous one has been
-    tracked, then takes the next free slot; predictions equal ``track_video``'s to float rounding.
+    tracked, then takes the next free slot; videos enter longest first. Predictions equal ``track_video``'s to float
+    rounding.
 
     Args:
       done: called as ``done(index, result)`` when a video ends (its ``(masks, tracked)``, or the error it raised);
@@ -291,7 +292,10 @@ def track_videos(predictor, videos: Sequence[vos.VOSVideo], cfg: VOSEvalConfig, 
         results[k] = value if done is None else done(k, value)
 
     def passes():
-        for k, video in enumerate(videos):
+        # longest first: the short videos fill in as slots free up, so the batch's tail (slots idle while the last
+        # videos finish) is short; results keep the dataset's order
+        for k in sorted(range(len(videos)), key=lambda k: -videos[k].num_frames):
+            video = videos[k]
             try:
                 run = _VideoRun(predictor, video)
                 if not run.order:
