@@ -153,7 +153,7 @@ class SAM2VideoPredictor:
         # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
         self._features_fn = functools.partial(engine.jit_frame_features, self.module)
         self._interact_fn = functools.partial(
-            engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy
+            engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy, compact=True
         )
         self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
         self._max_pt = int(self.module.config.multimask_max_pt_num)

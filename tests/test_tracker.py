@@ -356,7 +356,7 @@ def test_first_frames_attend_only_the_slots_in_use():
     """The tracking step (``engine.track_step``) skips a frame that conditions every object and attends only to the
     memory slots in use (``compact``): the same outputs and state as the full step (every slot, masked) frame by
     frame, from a start where the rings are empty, through frames where one object is conditioned and one tracked,
-    to full rings."""
+    to full rings; so does a correction click (``interact``) on an early frame."""
     import jax.numpy as jnp
 
     from sam2_jax.tracker import engine
@@ -378,6 +378,15 @@ def test_first_frames_attend_only_the_slots_in_use():
     ref_state, ref = pred.tracker_state(s, [0, 1], 0, False), []
     for t in frames:
         feats = engine.jit_frame_features(pred.module, pred.params, images[t][None])
+        if t == 2:  # a correction click here (``interact``) attends to 2 of the 7 slots, compacted: the same output
+            one = jax.tree.map(lambda x: x[:1] if x.ndim else x, ref_state)
+            click = (jnp.asarray([[[100.0, 90.0]]]), jnp.asarray([[0]], jnp.int32), None, None)
+            fix = [
+                engine.jit_interact(pred.module, pred.params, one, feats, jnp.int32(t), reverse, *click, compact=c)
+                for c in (True, False)
+            ]
+            for a, b in zip(*fix, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
         ref_state, out = full_step(pred.module, pred.params, ref_state, feats, jnp.int32(t), reverse)
         ref.append(out)
     ref = jax.tree.map(lambda *x: np.stack(x), *ref)

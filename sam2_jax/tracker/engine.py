@@ -524,11 +524,15 @@ def prompt_features(
     deterministic: bool = True,
     rngs: Rngs = None,
     policy: TrackerPolicy = SAM2,
+    compact: bool = False,
 ) -> jax.Array:
     """The features (O, h, w, C) a prompt on this frame is decoded on: with the no-memory embedding on an initial
-    conditioning frame (``directly_add_no_mem_embed``, every official config), else conditioned on the memory."""
+    conditioning frame (``directly_add_no_mem_embed``, every official config), else conditioned on the memory
+    (``compact`` as ``condition_on_memory``'s)."""
     if not is_init_cond_frame:
-        return condition_on_memory(module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy)
+        return condition_on_memory(
+            module, params, state, feats, frame_idx, reverse, deterministic, rngs, policy, compact
+        )
     if not module.config.directly_add_no_mem_embed:
         raise ValueError("only directly_add_no_mem_embed=True models are supported by the tracker")
     pix = feats.vision_feat + _call(module, params, SAM2Base.no_mem)
@@ -980,6 +984,7 @@ def interact(
     is_init_cond_frame: bool = False,
     fill_hole_area: int = 0,
     policy: TrackerPolicy = SAM2,
+    compact: bool = False,
 ) -> PromptOutput:
     """A prompted frame of one object (the official ``_run_single_frame_inference`` with ``run_mem_encoder=False``).
 
@@ -988,6 +993,9 @@ def interact(
       point_coords (1, N, 2) in model-input pixels and point_labels (1, N), or None; mask_input (1, S, S, 1)
         binary at model resolution, or None; prev_mask_logits (1, 1, 4h, 4w) previous low-res logits fed with
         new clicks, or None.
+      compact: attend only to the memory slots in use (``condition_on_memory``): a correction on one of the first
+        frames then costs what the official's does. Off for the exported and ONNX graphs (a slot count that is
+        symbolic there, and no ``lax.switch`` in ONNX).
     Returns:
       ``PromptOutput``.
     """
@@ -995,7 +1003,9 @@ def interact(
     if mask_input is not None and module.config.use_mask_input_as_output_without_sam:
         outs = use_mask_as_output(module, params, feats.vision_feat, hr, mask_input, policy.obj_score_threshold)
     else:
-        pix = prompt_features(module, params, state, feats, frame_idx, reverse, is_init_cond_frame, policy=policy)
+        pix = prompt_features(
+            module, params, state, feats, frame_idx, reverse, is_init_cond_frame, policy=policy, compact=compact
+        )
         num_pts = 0 if point_labels is None else point_labels.shape[1]
         multimask = module.use_multimask(is_init_cond_frame, num_pts)
         mask_in = mask_input
@@ -1028,5 +1038,7 @@ def encode_prompt_memory(
 # shares one compile per shape.
 jit_image_embeddings = jax.jit(image_embeddings, static_argnums=0)
 jit_frame_features = jax.jit(frame_features, static_argnums=0, static_argnames=("deterministic",))
-jit_interact = jax.jit(interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area", "policy"))
+jit_interact = jax.jit(
+    interact, static_argnums=0, static_argnames=("is_init_cond_frame", "fill_hole_area", "policy", "compact")
+)
 jit_encode_prompt_memory = jax.jit(encode_prompt_memory, static_argnums=0)
