@@ -23,3 +23,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Drop every compiled program after each test module (``jax.clear_caches``). XLA:CPU maps about six memory
+    regions per executable and frees them only with the executable; the whole suite in one process compiles enough
+    programs to reach the kernel's limit of 65,530 mappings (``vm.max_map_count``), and the next compile then
+    crashes (a segmentation fault in the executable's serialization for the persistent cache). Programs a later
+    module needs again come back from the persistent cache."""
+    yield
+    jax.clear_caches()
