@@ -549,10 +549,9 @@ class SAM2VideoPredictor:
         Args:
           inference_states: states from ``init_state`` (videos of known length, prompted as for
             ``propagate_in_video``), or ``VideoPass``es / ``(state, start, max)`` tuples (a state with its own
-            range); a list, or with
-            ``videos_per_step`` any iterable, read one video at a time as slots free up. Each state's outputs and
-            bookkeeping are updated exactly as ``propagate_in_video`` updates them, so corrections and later
-            propagations work per video as usual.
+            range); a list, or with ``videos_per_step`` any iterable, read one video at a time as slots free up.
+            Each state's outputs and bookkeeping are updated exactly as ``propagate_in_video`` updates them, so
+            corrections and later propagations work per video as usual.
           start_frame_idx, max_frame_num_to_track: as ``propagate_in_video``, one value for every video or (with
             a list of states) a list with one per video; a ``VideoPass`` brings its own.
           reverse: the direction, for every video.
@@ -570,9 +569,8 @@ class SAM2VideoPredictor:
             if not sized:
                 raise ValueError("propagate_in_videos over an iterable of states needs videos_per_step")
             videos_per_step = max(len(inference_states), 1)
-        if isinstance(videos_per_step, bool) or not isinstance(videos_per_step, int | np.integer):
-            raise ValueError(f"videos_per_step must be a positive int, got {videos_per_step!r}")
-        if videos_per_step < 1:
+        is_int = isinstance(videos_per_step, int | np.integer) and not isinstance(videos_per_step, bool)
+        if not is_int or videos_per_step < 1:
             raise ValueError(f"videos_per_step must be a positive int, got {videos_per_step!r}")
         if sized:
             V = len(inference_states)
