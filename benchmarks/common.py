@@ -311,6 +311,30 @@ def wait_for_quiet(max_load: float, max_wait_s: float) -> None:
         time.sleep(10)
 
 
+def cpu_summary() -> str:
+    """The CPU as a ratio's label needs it: model name, family, cores, AVX-512 and AVX512-BF16 (``/proc/cpuinfo``).
+
+    XLA:CPU and torch pick other kernels with and without AVX-512, so a CPU figure holds for its CPU kind only.
+    """
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if not key and fields:
+                    break  # the first processor's block is enough
+                fields.setdefault(key, value.strip())
+    except OSError:
+        return f"CPU unknown (no /proc/cpuinfo), {os.cpu_count()} cores"
+    flags = set(fields.get("flags", "").split())
+    yes = lambda flag: "yes" if flag in flags else "no"  # noqa: E731
+    return (
+        f"{fields.get('model name', 'CPU model unknown')}, CPU family {fields.get('cpu family', '?')}, "
+        f"{os.cpu_count()} cores, AVX-512 {yes('avx512f')}, AVX512-BF16 {yes('avx512_bf16')}"
+    )
+
+
 def environment_summary() -> str:
     """Versions and thread settings, for the head of a benchmark's output."""
     import jax
