@@ -21,9 +21,26 @@ def dump_weights(out: str) -> None:
     np.savez(out, **reference_state_dict("sam2.1_hiera_t", 0))
 
 
-def parser(doc: str, frames: int) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """``(parser, run subparser)``: ``weights OUT`` and ``run WEIGHTS OUT [--frames --image-size --box --video]``;
-    the caller adds its fork's own ``run`` options."""
+def disk_frames(out: str, n: int) -> None:
+    """n synthetic 256x256 JPEG frames (quality 95) of an orange disk on a dark background, moving right 3 px a frame,
+    up and down on a sine (amplitude 40 px) and shrinking from radius 28 to 20: on our random weights one of the three
+    candidate masks covers the disk alone, so SAMURAI's Kalman filter sees a partial mask move (on the bedroom frames
+    every kept mask covers the whole frame). Run in the project venv: the tests write the same bytes."""
+    import numpy as np
+    from PIL import Image
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:256, :256]
+    for t in range(n):
+        img = np.full((256, 256, 3), 40, np.uint8)
+        cx, cy, r = 60 + 3.0 * t, 128 + 40 * np.sin(t / 8), 28 - 8 * t / max(n - 1, 1)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = (220, 180, 90)
+        Image.fromarray(img).save(Path(out) / f"{t:05d}.jpg", quality=95)
+
+
+def parser(doc: str, frames: int) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.Action]:
+    """``(parser, run subparser, subparsers)``: ``weights OUT`` and ``run WEIGHTS OUT [--frames --image-size --box
+    --video]``; the caller adds its fork's own ``run`` options and subcommands."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("weights").add_argument("out")
@@ -34,4 +51,4 @@ def parser(doc: str, frames: int) -> tuple[argparse.ArgumentParser, argparse.Arg
     r.add_argument("--image-size", type=int, default=256)
     r.add_argument("--box", type=lambda v: [float(x) for x in v.split(",")], default=list(BOX), help="x0,y0,x1,y1")
     r.add_argument("--video", default=str(BEDROOM), help="a folder of JPEG frames (default: the bedroom frames)")
-    return p, r
+    return p, r, sub

@@ -112,7 +112,7 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
 
 
 def main(argv: list[str]) -> None:
-    p, r = parser(__doc__, frames=13)
+    p, r, _ = parser(__doc__, frames=13)
     r.add_argument("--num-pathway", type=int, default=3)
     r.add_argument("--iou-thre", type=float, default=0.1)
     r.add_argument("--uncertainty", type=float, default=2.0)
