@@ -204,7 +204,7 @@ def test_real_sav_annotation_against_official_numbers():
 
 
 @requires_sav
-@pytest.mark.skipif(official_metrics.load_official() is None, reason="official toolkits not available")
+@official_metrics.requires_toolkits
 def test_real_sav_annotation_against_official_code_live():
     loaded = official_metrics.load_official()
     official = official_metrics.official_case_values(*loaded)
@@ -213,7 +213,7 @@ def test_real_sav_annotation_against_official_code_live():
         np.testing.assert_allclose(ours[name], official[name], rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.skipif(official_metrics.load_official() is None, reason="official toolkits not available")
+@official_metrics.requires_toolkits
 def test_edge_cases_against_official_code_live():
     davis_metrics, _ = official_metrics.load_official()
     rng = np.random.default_rng(1)

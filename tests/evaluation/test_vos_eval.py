@@ -319,7 +319,7 @@ def test_score_folder_equals_direct_metrics(tmp_path, layout):
     assert 0 < res.summary["J&F"] < 1
 
 
-@pytest.mark.skipif(official_metrics.load_official() is None, reason="official toolkits not available")
+@official_metrics.requires_toolkits
 @pytest.mark.parametrize("layout", ["davis", "sav"])
 def test_score_folder_against_official_sav_evaluator_live(tmp_path, layout):
     _, sav = official_metrics.load_official()
