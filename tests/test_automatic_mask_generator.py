@@ -19,13 +19,14 @@ import functools
 import numpy as np
 import pytest
 
+from tests import measured
 from tests.compare import assert_mask_matches_logits
 from tests.reference import DATA, official_model, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
 RELAXED = dict(pred_iou_thresh=0.55, stability_score_thresh=0.2, box_nms_thresh=1.0)
-SCORE_TOL = 1e-3  # predicted_iou / stability_score; measured differences are below 1e-5
-MASK_IOU = 0.99
+SCORE_TOL = 1e-4  # predicted_iou / stability_score: the matching tolerance; the bounds are below
+MASK_IOU = 0.99998  # measured >= 0.999997 on truck.jpg (2026-12-05)
 IOU_TOL = 1e-5  # predicted_iou of the small model between batch shapes
 LOGIT_TOL = 1e-4  # its mask logits (median |logit| 1.5) between batch shapes; measured below 1e-5
 
@@ -117,6 +118,10 @@ def _check_parity(ref, ours, what, kwargs):
     assert len(ours) == len(ref), f"{what}: {len(ours)} records, reference {len(ref)}"
     picks, worst = _match(ref, ours)
     print(f"{what}: {len(ref)} records, worst {worst}, same order: {picks == list(range(len(ref)))}")
+    measured.min_value("mask_iou", worst["mask_iou"], MASK_IOU)
+    # measured on truck.jpg 2.4e-7 and 1.4e-6 (2026-12-05); the slow tier's grids and crops up to 1.1e-5
+    measured.check("predicted_iou", worst["predicted_iou"], 2e-5)
+    measured.check("stability_score", worst["stability_score"], 2e-5)
     for j, i in enumerate(picks):
         r, o = ref[j], ours[i]
         assert set(o) == set(r)

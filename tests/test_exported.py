@@ -22,6 +22,7 @@ import pytest
 from configs import get_config
 from sam2_jax.utils.config import freeze_config
 from tests import exported_scenario as scenario
+from tests import measured
 from tests.reference import DATA, REPO
 
 NAME = "sam2.1_hiera_t"
@@ -138,7 +139,7 @@ def _check_parity(image_size: int, tmp_path, only=None, dtype: str = "float32") 
         f"\nexported runtime vs live, {image_size} px, {dtype}: max abs difference {worst:.2e} over {len(live)} arrays"
     )
     for k in live:
-        np.testing.assert_allclose(ours[k], live[k], atol=ATOL, rtol=0, err_msg=k)
+        measured.max_abs("exported vs live", np.asarray(ours[k], np.float32), np.asarray(live[k], np.float32), ATOL)
 
 
 def test_exported_runtime_matches_live_predictors(tmp_path):
@@ -150,7 +151,6 @@ def test_exported_runtime_matches_live_predictors_1024(tmp_path):
     _check_parity(1024, tmp_path)
 
 
-@pytest.mark.slow
 def test_exported_bfloat16_runtime_matches_live_predictors(tmp_path):
     """The bfloat16 export against the live bfloat16 predictors: the same scenario and bar as float32 (the exported
     functions are the live predictors' programs, so bfloat16 rounding happens at the same places)."""
@@ -292,9 +292,11 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
             f"on another bfloat16 value {worst[run][3]:.2%}, hole-filling flips {sum(fill_flips)} pixels"
         )
         assert sum(fill_flips) <= 2, (run, fill_flips)  # measured 0 at 128 px; at 1024 px 1 (free run), 0 (forced)
-    assert np.all(worst["forced"][:3] < ONNX_STEP_ATOL), worst
-    assert worst["forced"][3] < 1e-2, worst  # measured at most 0.22% (9 of 4096) a frame at 128 px
-    assert np.all(worst["free"][:3] < ONNX_ATOL), worst
+    # logits (O(10)) at the issue's bar; object scores and pointers (O(1)) within 10x of what was measured
+    for i, what in enumerate(("logits", "object scores", "pointers")):
+        measured.check(f"ONNX step {what}", worst["forced"][i], (ONNX_STEP_ATOL, 5e-6, 1e-5)[i])
+        measured.check(f"ONNX free loop {what}", worst["free"][i], (ONNX_ATOL, 6.5e-5, 2.5e-4)[i])
+    measured.check("ONNX step memory on another bfloat16", worst["forced"][3], 1e-2)  # at most 0.22% at 128 px
     assert "jax2onnx" not in sys.modules, "jax2onnx ran in the test process (the tests after this one would see it)"
 
 

@@ -97,17 +97,17 @@ def test_installed_package_resolves_every_config_from_elsewhere(installed, tmp_p
     assert r.returncode == 0 and "sha256" in r.stdout, r.stderr
 
 
-@pytest.mark.slow
-def test_installed_package_builds_a_model_from_elsewhere(installed, tmp_path):
-    """``build_sam2('sam2.1_hiera_b+', None)``: random init of the whole model from the installed configs."""
+@pytest.mark.parametrize("name", ["sam2.1_hiera_t", pytest.param("sam2.1_hiera_b+", marks=pytest.mark.slow)])
+def test_installed_package_builds_a_model_from_elsewhere(name, installed, tmp_path):
+    """``build_sam2(name, None)``: random init of the whole model from the installed configs."""
 
     from configs import get_config
     from sam2_jax.checkpoints import param_shapes
     from sam2_jax.modeling.sam2_base import SAM2Base
 
-    got = run_installed(installed, tmp_path, "sam2.1_hiera_b+", timeout=600)
+    got = run_installed(installed, tmp_path, name, timeout=600)
     assert got["image_size"] == 1024
     from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(get_config("sam2.1_hiera_b+").model))
+    module = SAM2Base(config=freeze_config(get_config(name).model))
     assert got["params"] == len(param_shapes(module))

@@ -5,12 +5,14 @@ import functools
 import numpy as np
 import pytest
 
+from tests import measured
 from tests.reference import DATA, official_model, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
 # Logits are O(10) (random weights scaled as in sam2_jax.utils.random_weights); the largest difference measured
 # on the truck photo is 2e-5 (float32 summation order through the encoder and decoder).
 ATOL = 1e-4
+BOUNDS = {"masks": ATOL, "iou": 1e-6, "low_res": ATOL}  # predicted IoUs (O(1)): measured 1.8e-7
 
 
 def _load(name):
@@ -55,7 +57,7 @@ def _check(ref_out, our_out, what):
     for n, r, o in zip(("masks", "iou", "low_res"), ref_out, our_out, strict=True):
         r = np.asarray(r, np.float32)
         assert o.shape == r.shape, f"{what}/{n}: shape {o.shape} vs {r.shape}"
-        np.testing.assert_allclose(o, r, atol=ATOL, rtol=0, err_msg=f"{what}/{n}")
+        measured.max_abs(n, o, r, BOUNDS[n])
 
 
 CASES = {

@@ -14,14 +14,18 @@ import pytest
 
 from configs import get_config
 from sam2_jax.utils.config import freeze_config
+from tests import measured
 from tests.reference import converted_params, requires_data, requires_torch
 
 NAME = "sam2.1_hiera_t"
-# Measured: low-res logits (O(10)) within 5e-5 of the official on 6 frames; pointers 3e-6; scores 1e-6.
-ATOL = 1e-3
+# Bounds per quantity, in the units of each (logits O(10), pointers O(1), object scores O(1)); measured figures in
+# the README's Parity section (tests/measured.py records them; scripts/check_bounds.py compares CPU kinds).
+# Measured 2026-12-05 (AMD EPYC Zen 4, 256 and 1024 px): logits 1.2e-4 with XLA's 256-bit kernels and 4.5e-4 with
+# its 512-bit ones (torch capped at AVX2), 30 frames 4.1e-4; pointers 1.9e-5 / 6.5e-5; object scores 2.7e-6 / 1.3e-5.
+BOUNDS = {"video_res_logits": 2e-3, "low_res_logits": 2e-3, "object_score": 5e-5, "obj_ptr": 2.5e-4}
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def _ours(image_size: int | None = None):
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.modeling.sam2_base import SAM2Base
@@ -43,8 +47,9 @@ def _our_output(state, obj_idx, t):
     return d["non_cond_frame_outputs"].get(t) or d["cond_frame_outputs"].get(t)
 
 
-def _run(steps, clip, ref_pred, ours):
-    """Run the same calls on both; compare what each returns and every propagated frame's outputs."""
+def _run(steps, clip, ref_pred, ours, bounds=BOUNDS):
+    """Run the same calls on both; compare what each returns and every propagated frame's outputs. Returns the
+    number of (frame, object) outputs compared."""
     import torch
 
     from tests.video_reference import VideoRecorder
@@ -65,30 +70,22 @@ def _run(steps, clip, ref_pred, ours):
                 latest = {(r.frame_idx, r.obj_idx): r for r in rec.records[start:] if r.kind == "propagate"}
                 for (t, ids, rm), (_, oids, om, outs) in zip(ref_frames, our_frames, strict=True):
                     assert ids == oids
-                    np.testing.assert_allclose(om, rm, atol=ATOL, rtol=0, err_msg=f"video-res logits frame {t}")
+                    measured.max_abs("video_res_logits", om, rm, bounds["video_res_logits"])
                     for o, out in enumerate(outs):
                         r = latest.get((t, o))
                         if r is None:  # a conditioning frame: its stored prompt output, compared when made
                             continue
-                        np.testing.assert_allclose(
-                            out.pred_masks, r.pred_masks, atol=ATOL, rtol=0, err_msg=f"low-res logits frame {t} obj {o}"
+                        measured.max_abs("low_res_logits", out.pred_masks, r.pred_masks, bounds["low_res_logits"])
+                        measured.max_abs(
+                            "object_score", out.object_score_logits, r.object_score_logits, bounds["object_score"]
                         )
-                        np.testing.assert_allclose(
-                            out.object_score_logits,
-                            r.object_score_logits,
-                            atol=ATOL,
-                            rtol=0,
-                            err_msg=f"object score frame {t} obj {o}",
-                        )
-                        np.testing.assert_allclose(
-                            out.obj_ptr, r.obj_ptr, atol=ATOL, rtol=0, err_msg=f"object pointer frame {t} obj {o}"
-                        )
+                        measured.max_abs("obj_ptr", out.obj_ptr, r.obj_ptr, bounds["obj_ptr"])
                         checked += 1
             else:
                 r = getattr(ref_pred, name)(rs, **kwargs)
                 o = getattr(ours, name)(os_, **kwargs)
                 assert r[0] == o[0] and list(r[1]) == list(o[1])
-                np.testing.assert_allclose(o[2], r[2].float().numpy(), atol=ATOL, rtol=0, err_msg=name)
+                measured.max_abs("video_res_logits", o[2], r[2].float().numpy(), bounds["video_res_logits"])
     return checked
 
 
@@ -133,28 +130,32 @@ SCENARIOS = {
         ("propagate", dict(start_frame_idx=2)),
     ],
 }
-# d and e pass too (25 min together on a loaded 2-core machine): slow-marked for the CI budget.
-DEFAULT = {"a_click"}
+# Every scenario runs in the default run at 256 px (both models adapt RoPE and the Hiera position embedding); at the
+# checkpoints' 1024 px the click scenario runs by default and the rest in the slow tier.
+SIZES = [
+    pytest.param(s, size, marks=() if size == 256 or s == "a_click" else pytest.mark.slow, id=f"{s}-{size}")
+    for size in (256, 1024)
+    for s in sorted(SCENARIOS)
+]
 
 
 @requires_torch
 @requires_data
-@pytest.mark.parametrize(
-    "scenario",
-    [s if s in DEFAULT else pytest.param(s, marks=pytest.mark.slow) for s in sorted(SCENARIOS)],
-)
-def test_video_matches_official(scenario, tmp_path):
+@pytest.mark.parametrize("scenario,image_size", SIZES)
+def test_video_matches_official(scenario, image_size, tmp_path):
     from tests.video_reference import link_frames, official_video_predictor
 
     clip = link_frames(tmp_path / "clip", range(5))
-    checked = _run(SCENARIOS[scenario], clip, official_video_predictor(NAME), _ours())
+    ref = official_video_predictor(NAME, image_size=None if image_size == 1024 else image_size)
+    checked = _run(SCENARIOS[scenario], clip, ref, _ours(None if image_size == 1024 else image_size))
     assert checked >= 3
 
 
 @requires_torch
 @requires_data
-@pytest.mark.slow
-def test_video_30_frames_matches_official(tmp_path):
+@pytest.mark.parametrize("image_size", [256, pytest.param(1024, marks=pytest.mark.slow)])
+def test_video_30_frames_matches_official(image_size, tmp_path):
+    """30 frames, two objects: past the 7-slot memory ring and the 16-pointer ring, every frame within the bounds."""
     from tests.video_reference import link_frames, official_video_predictor
 
     clip = link_frames(tmp_path / "clip", range(30))
@@ -163,7 +164,8 @@ def test_video_30_frames_matches_official(tmp_path):
         ("add_new_points_or_box", dict(frame_idx=0, obj_id=2, **BOX)),
         ("propagate", {}),
     ]
-    assert _run(steps, clip, official_video_predictor(NAME), _ours()) >= 58
+    size = None if image_size == 1024 else image_size
+    assert _run(steps, clip, official_video_predictor(NAME, image_size=size), _ours(size)) >= 58
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -177,7 +179,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("image_size", [512])
 def test_video_200_frames_masks_match_official(image_size, tmp_path, capsys):
     """All 200 bedroom frames, two objects (a click and a box on frame 0): every frame's binarised masks have IoU
-    >= 0.99 with the official's. Run at a reduced input size (both implementations adapt RoPE and the Hiera
+    >= 0.9999 with the official's. Run at a reduced input size (both implementations adapt RoPE and the Hiera
     position embedding to it) so that both fit in minutes on a CPU; the 1024 path is the 30-frame test's."""
     import torch
 
@@ -197,4 +199,4 @@ def test_video_200_frames_masks_match_official(image_size, tmp_path, capsys):
     ious = np.array([[_iou(got[t][o], ref[t][o]) for o in range(2)] for t in range(200)])
     with capsys.disabled():
         print(f"\n200 frames at {image_size}: min IoU {ious.min():.5f}, mean {ious.mean():.5f}")
-    assert ious.min() >= 0.99, np.argwhere(ious < 0.99)
+    measured.min_value("mask_iou", ious.min(), 0.9999)

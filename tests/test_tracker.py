@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests import measured
 from tests.reference import REPO
 
 # Chunks of 1 (live, stream) and 4 (propagation) compile to different float summation orders: 1.2e-5 seen by frame 6.
@@ -82,7 +83,6 @@ def test_live_source_equals_array_source():
         np.testing.assert_allclose(live[t], ref[t], atol=STREAM_ATOL, rtol=0, err_msg=f"frame {t}")
 
 
-@pytest.mark.slow
 def test_evicted_memories_are_recomputed_for_a_correction():
     pred_full, pred_small = small_predictor(), small_predictor(store_budget_mb=0.3)
     outs = []
@@ -101,7 +101,6 @@ def test_evicted_memories_are_recomputed_for_a_correction():
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow
 def test_dropped_frames_tracked_both_ways_are_recomputed_without_recursing():
     # Frames tracked forward and in reverse around the conditioning frames, then dropped by the budget: recomputing
     # one needs the memory of another whose recomputation needs the first. This recursed without end.
@@ -151,28 +150,28 @@ SHARD_SCRIPT = textwrap.dedent(
     from tests.test_tracker import small_predictor, _track, _video
     pred = small_predictor()
     assert jax.device_count() == {n}, jax.device_count()
-    state, masks = _track(pred, _video(4), n_obj=8)
+    state, masks = _track(pred, _video({frames}), n_obj={n_obj})
     np.save({out!r}, np.stack([masks[t] for t in sorted(masks)]))
     """
 )
 
 
-@pytest.mark.slow
-def test_same_masks_on_1_and_8_devices(tmp_path):
-    """8 objects sharded over 8 forced host devices give the masks of the single-device run."""
-    masks = {}
-    for n in (1, 8):
-        out = tmp_path / f"masks_{n}.npy"
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-        subprocess.run(
-            [sys.executable, "-c", SHARD_SCRIPT.format(repo=str(REPO), n=n, out=str(out))],
-            env=env,
-            check=True,
-            timeout=1200,
-        )
-        masks[n] = np.load(out)
-    assert masks[1].shape == (4, 8, 1, 96, 128)
-    np.testing.assert_allclose(masks[8], masks[1], atol=1e-4, rtol=0)
+@pytest.mark.parametrize(
+    "devices,n_obj,frames", [(2, 2, 3), pytest.param(8, 8, 4, marks=pytest.mark.slow)], ids=["2dev", "8dev"]
+)
+def test_same_masks_on_1_and_n_devices(devices, n_obj, frames, tmp_path):
+    """The object axis sharded over forced host devices gives the masks of the single-device run."""
+    # the single-device run here (one CPU device), the sharded one in a child with forced host devices
+    assert jax.device_count() == 1
+    _, ref = _track(small_predictor(), _video(frames), n_obj=n_obj)
+    ref = np.stack([ref[t] for t in sorted(ref)])
+    out = tmp_path / f"masks_{devices}.npy"
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    script = SHARD_SCRIPT.format(repo=str(REPO), n=devices, out=str(out), frames=frames, n_obj=n_obj)
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=1200)
+    assert ref.shape == (frames, n_obj, 1, 96, 128)
+    measured.max_abs("mask_logits", np.load(out), ref, 1e-4)
 
 
 def test_stream_equals_propagation_and_takes_new_objects():

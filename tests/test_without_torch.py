@@ -59,7 +59,9 @@ state = video.init_state(frames)
 video.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=[[450, 330]], labels=[1])
 tracked = [(int(f), np.asarray(m).shape) for f, _, m in video.propagate_in_video(state)]
 
-code = cli.main(["image", sys.argv[3], "--checkpoint", str(pt), "--point", "450,330", "--out", str(out / "cli")])
+# The CLI reads the .pt at the checkpoint's 1024 px (the slow variant) or runs random weights at the small size.
+weights = ["--checkpoint", str(pt)] if sys.argv[4] == "1024" else ["--random-weights", "--image-size", sys.argv[2]]
+code = cli.main(["image", sys.argv[3], *weights, "--point", "450,330", "--out", str(out / "cli")])
 print(json.dumps({
     "torch_loaded": any(m.split(".")[0] in ("torch", "torchvision", "sam2") for m in sys.modules),
     "tracked": tracked, "cli": code, "cli_files": sorted(p.name for p in (out / "cli").iterdir()),
@@ -95,8 +97,8 @@ def test_checkpoints_without_torch(tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"torch_loaded": False, "tensors": 471, "round_trip": True}
 
 
-@pytest.mark.slow  # about 2 minutes on 2 cores: a 1024 px CLI run, a video, the image path
-def test_image_video_and_cli_run_without_torch(tmp_path):
+@pytest.mark.parametrize("cli_size", [SIZE, pytest.param(1024, marks=pytest.mark.slow)])
+def test_image_video_and_cli_run_without_torch(cli_size, tmp_path):
     import jax
     import jax.numpy as jnp
 
@@ -108,7 +110,7 @@ def test_image_video_and_cli_run_without_torch(tmp_path):
     photo = REPO / "examples" / "truck.jpg"
     env = dict(os.environ, SAM2_JAX_CACHE=str(tmp_path / "cache"))
     r = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path), str(SIZE), str(photo)],
+        [sys.executable, "-c", CHILD, str(tmp_path), str(SIZE), str(photo), str(cli_size)],
         capture_output=True,
         text=True,
         cwd=REPO,

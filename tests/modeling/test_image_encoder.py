@@ -11,6 +11,7 @@ from configs import NAMES, get_config
 from sam2_jax.modeling.backbones.hieradet import Hiera
 from sam2_jax.modeling.backbones.image_encoder import FpnNeck, image_encoder_from_config
 from sam2_jax.modeling.position_encoding import PositionEmbeddingSine
+from tests import measured
 from tests.reference import (
     DATA,
     component_params,
@@ -25,7 +26,7 @@ TINY = "sam2.1_hiera_t"
 # Tolerances relative to max(1, max |reference|). Reached (float32, tiny): trunk and FPN features <= 1.6e-6
 # relative (abs 2.6e-5 on outputs up to ~16), position encodings <= 4.8e-7; the neck alone <= 1.7e-6.
 REL = 5e-6
-NECK_REL = 5e-6
+NECK_REL = 4e-6
 
 
 def truck_image(size: int) -> np.ndarray:
@@ -82,19 +83,19 @@ def assert_close(actual, desired, rel: float, what: str) -> None:
     err = float(np.abs(actual - desired).max())
     scale = max(float(np.abs(desired).max()), 1.0)
     print(f"{what}: max abs err {err:.2e}, max |ref| {scale:.2f}, rel {err / scale:.1e}")
-    np.testing.assert_allclose(actual, desired, rtol=0, atol=rel * scale, err_msg=what)
+    measured.check("relative error", err / scale, rel)
 
 
 def check_encoder(name: str, image: str, size: int, rel: float) -> None:
     (ours, trunk), (ref, ref_trunk) = run_both(name, image, size)
     assert len(trunk) == len(ref_trunk) == 4
     for i, (a, b) in enumerate(zip(trunk, ref_trunk, strict=True)):
-        assert_close(a, b, rel, f"{name} trunk level {i} {b.shape}")
+        assert_close(a, b, rel, f"trunk level {i} ({b.shape})")
     assert len(ours["backbone_fpn"]) == len(ref["backbone_fpn"]) == 3
     for key in ("backbone_fpn", "vision_pos_enc"):
         for i, (a, b) in enumerate(zip(ours[key], ref[key], strict=True)):
-            assert_close(a, b, rel, f"{name} {key}[{i}] {b.shape}")
-    assert_close(ours["vision_features"], ref["vision_features"], rel, f"{name} vision_features")
+            assert_close(a, b, rel, f"{key}[{i}] ({b.shape})")
+    assert_close(ours["vision_features"], ref["vision_features"], rel, "vision_features")
 
 
 @requires_torch
@@ -218,9 +219,14 @@ def test_channel_mismatch_raises():
         jax.eval_shape(enc.init, jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, 3)))
 
 
-@pytest.mark.slow
 @requires_torch
 @requires_data
-@pytest.mark.parametrize("name", [n for n in NAMES if n != TINY])
-def test_image_encoder_other_sizes(name):
-    check_encoder(name, "truck", 512, REL)
+@pytest.mark.parametrize(
+    "name,size",
+    [(n, 256) for n in NAMES if n != TINY]
+    + [pytest.param(n, 1024, marks=pytest.mark.slow) for n in NAMES if n != TINY],
+)
+def test_image_encoder_other_sizes(name, size):
+    """Every other config on the truck photo: at 256 px in the default run, at the checkpoints' 1024 in the slow
+    tier (tiny's 1024 is ``test_image_encoder_truck_1024``)."""
+    check_encoder(name, "truck", size, REL)

@@ -48,8 +48,8 @@ def _compare_heads(ref, ours, atol):
     [
         (True, False),
         (False, True),
-        pytest.param(True, True, marks=pytest.mark.slow),
-        pytest.param(False, False, marks=pytest.mark.slow),
+        (True, True),
+        (False, False),
     ],
 )
 def test_forward_sam_heads(multimask, with_mask):

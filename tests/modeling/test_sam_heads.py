@@ -520,7 +520,6 @@ def test_mask_decoder_rejects_mismatched_batches():
 
 
 @requires_torch
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sam2_hiera_t"])
 def test_heads_match_official_other_config(name):
     seed = 1
