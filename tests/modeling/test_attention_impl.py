@@ -1,8 +1,10 @@
 """The attention implementations of ``backend.py`` agree, and ``attention_impl`` reaches every attention layer.
 
 On XLA:CPU the "xla" (one piece) and "chunked" (query blocks) paths measured bit-identical on every shape below
-(max |difference| 0.0); the tests allow float32 rounding, ``rtol = atol = 1e-6``. "cudnn" needs a GPU; on CPU it
-falls back to "xla", which is checked here.
+(max |difference| 0.0); the kernel-level tests allow float32 rounding, ``rtol = atol = 1e-6``. Whole modules compile
+to other fusions around the two paths: on a CI machine the image encoder differed by 1.15e-6 of its largest output
+(AVX-512 Xeon here: 0.0), so module-level outputs are bounded at 1e-5 of their largest magnitude. "cudnn" needs a GPU;
+on CPU it falls back to "xla", which is checked here.
 """
 
 import functools
@@ -19,9 +21,11 @@ from sam2_jax.modeling.backbones import hieradet
 from sam2_jax.modeling.backbones.image_encoder import image_encoder_from_config
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.sam.transformer import TwoWayTransformer
+from tests import measured
 
 TINY = "sam2.1_hiera_t"
 TOL = dict(rtol=1e-6, atol=1e-6)
+MODULE_REL = 1e-5  # module outputs, relative to their largest magnitude (1.15e-6 measured on one CI machine)
 
 
 @functools.partial(jax.jit, static_argnames=("impl", "dtype", "query_chunks"))
@@ -173,8 +177,7 @@ def test_image_encoder_same_output(monkeypatch):
     params = jax.jit(_image_encoder("chunked").init)(jax.random.PRNGKey(1), x)
     outs = {impl: jax.jit(_image_encoder(impl).apply)(params, x) for impl in ("chunked", "xla")}
     for a, b in zip(jax.tree.leaves(outs["chunked"]), jax.tree.leaves(outs["xla"]), strict=True):
-        scale = max(1.0, float(np.abs(np.asarray(a)).max()))
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6 * scale)
+        measured.max_rel("image encoder xla vs chunked", b, a, MODULE_REL)
 
 
 def test_memory_attention_same_output(monkeypatch):
@@ -198,7 +201,7 @@ def test_memory_attention_same_output(monkeypatch):
 
     chunked, xla = run("chunked"), run("xla")
     assert np.isfinite(chunked).all()
-    np.testing.assert_allclose(xla, chunked, rtol=0, atol=1e-6 * max(1.0, np.abs(chunked).max()))
+    measured.max_rel("memory attention xla vs chunked", xla, chunked, MODULE_REL)
 
 
 def test_two_way_transformer_same_output():
@@ -208,7 +211,7 @@ def test_two_way_transformer_same_output():
     params = jax.jit(_two_way("chunked").init)(jax.random.PRNGKey(7), img, pe, pts)
     outs = {impl: jax.jit(_two_way(impl).apply)(params, img, pe, pts) for impl in ("chunked", "xla")}
     for a, b in zip(outs["chunked"], outs["xla"], strict=True):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), **TOL)
+        measured.max_rel("two-way transformer xla vs chunked", b, a, MODULE_REL)
 
 
 def test_depthwise_conv_impls_agree():
