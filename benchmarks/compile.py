@@ -35,16 +35,15 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int, dtype
     import jax.numpy as jnp
 
     from configs import get_config
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.tracker import engine
     from sam2_jax.tracker.state import empty_state
     from sam2_jax.utils.compile_cache import CompileCounter
 
     m = get_config(model).model
     m.image_size = image_size
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(m), dtype=jnp.dtype(dtype))
+    module = make_module(m, jnp.dtype(dtype))
     S, h = image_size, image_size // 16
     img = jax.ShapeDtypeStruct((1, S, S, 3), jnp.float32)
     params = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), img)["params"]

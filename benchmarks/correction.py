@@ -48,9 +48,8 @@ def main(argv=None) -> None:
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-    from sam2_jax.utils.config import freeze_config
 
     torch.set_num_threads(args.torch_threads)
     print(common.environment_summary(), f"\n{common.malloc_status()}", flush=True)
@@ -62,7 +61,7 @@ def main(argv=None) -> None:
     for name, compact in (("ours", "auto"), ("ours, every slot", "off")):
         cfg = get_config(args.model)
         cfg.model.compact_memory = compact
-        module = SAM2Base(config=freeze_config(cfg.model), dtype=jnp.float32)
+        module = make_module(cfg.model, jnp.float32)
         preds[name] = SAM2VideoPredictor(SAM2Model(module, params, cfg), fill_hole_area=0)
         preds[name].progress = False
     clip = clip_dir(Path(tempfile.mkdtemp()), max(args.frames, max(frames) + 1))

@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.checkpoints import random_params
     from sam2_jax.export import export_model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
     from sam2_jax.utils.video_io import preprocess_frame
@@ -73,9 +73,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = get_config(args.model)
     cfg.model.image_size = S = args.image_size
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(cfg.model))
+    module = make_module(cfg.model)
     model = SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
     folder = Path(args.out or tempfile.mkdtemp(prefix="sam2_export_"))
     res = {"model": args.model, "image_size": S, "frames": args.frames, "platforms": args.platforms}

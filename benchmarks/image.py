@@ -79,10 +79,9 @@ def build_models(name: str):
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.reference import OFFICIAL_YAML
     from sam2_jax.reference.image import converted_params, official_model
-    from sam2_jax.utils.config import freeze_config
 
     if name not in OFFICIAL_YAML:
         raise ValueError(f"--model must be one of {sorted(OFFICIAL_YAML)}, got {name!r}")
@@ -91,7 +90,7 @@ def build_models(name: str):
     params = jax.tree.map(jnp.asarray, converted_params(name))
     ours = {
         dt: SAM2Model(
-            module=SAM2Base(config=freeze_config(config.model), dtype=getattr(jnp, dt)),
+            module=make_module(config.model, getattr(jnp, dt)),
             params=params,
             config=config,
         )

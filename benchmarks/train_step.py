@@ -79,6 +79,7 @@ def ours(args):
 
     from configs.train_common import train_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.reference.image import converted_params
     from sam2_jax.training import optimizer as opt_lib
     from sam2_jax.training import sam2_train as st
@@ -92,7 +93,7 @@ def ours(args):
     init_cfg = copy_config(cfg)  # deep: ml_collections.ConfigDict(cfg) would share (and change) cfg.model
     init_cfg.model.image_size = 256
     model = build_sam2(init_cfg, None)
-    module = st.training_module(st.SAM2Base(config=freeze_config(cfg.model), dtype=model.module.dtype))
+    module = st.training_module(make_module(cfg.model, model.module.dtype))
     fc = freeze_config(cfg)
     # The memory-only child process keeps PyTorch out (the official weights only matter for the loss printed).
     params = model.params if args.only else jax.tree.map(jax.numpy.asarray, converted_params(args.model))

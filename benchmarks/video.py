@@ -178,15 +178,14 @@ def our_predictor(
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(cfg.model), dtype=getattr(jnp, dtype))
+    module = make_module(cfg.model, getattr(jnp, dtype))
     # chunks_in_flight=0: the lockstep timing below needs each chunk finished before the official's turn (with a
     # chunk in flight, ours would compute in the background of the official's measurement).
     return SAM2VideoPredictor(

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model
+from sam2_jax.modeling.build import build_sam2_hf
+from sam2_jax.modeling.sam2_model import SAM2Model
 from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
 from sam2_jax.tracker import engine
 from sam2_jax.utils.amg import (
@@ -137,8 +138,6 @@ class SAM2AutomaticMaskGenerator:
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2AutomaticMaskGenerator":
         """Build from an official model id (``facebook/sam2.1-hiera-tiny`` …) using the local checkpoint cache."""
-        from sam2_jax.checkpoints import build_sam2_hf
-
         return cls(build_sam2_hf(model_id), **kwargs)
 
     # --- public -----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 - ``get_checkpoint``: the official ``.pt`` of a config in the cache (``$SAM2_JAX_CACHE`` or ``~/.cache/sam2_jax``),
   downloaded from Meta's published URL when missing; where there is no network a ``CheckpointUnavailable`` says
   where to put the file.
-- ``hub_checkpoint`` / ``build_sam2_hf``: an official Hugging Face id (``facebook/sam2.1-hiera-tiny``) through
+- ``hub_checkpoint`` (for ``build_sam2_hf``): an official Hugging Face id (``facebook/sam2.1-hiera-tiny``) through
   ``huggingface_hub`` (cache, revision, offline mode, token): the repo's official ``.pt`` or transformers'
   ``model.safetensors``.
 - ``read_state_dict``: the official state dict of a ``.pt`` or a transformers SAM 2 file / folder.
@@ -18,6 +18,10 @@
   (bit-exact round trips).
 - ``load_params`` (strict, from a ``.pt``, a transformers folder / ``.safetensors`` or an orbax folder),
   ``init_params`` and ``param_shapes`` for ``build_sam2``.
+- ``cache_dir`` (from ``sam2_jax.utils.paths``): the cache folder.
+
+This module is checkpoint I/O: it imports the model type and configs below it and nothing above
+(``sam2_jax/modeling/sam2_model.py`` draws the layers).
 
 Nothing here needs PyTorch: ``.pt`` files are read and written by ``convert_weights.pt_format`` (zip + a restricted
 unpickler that refuses any pickle able to run code), transformers' files by ``convert_weights.hf_format``.
@@ -53,7 +57,8 @@ from convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, re
 from convert_weights.mapping import TRANSFORMS, param_table
 from convert_weights.orbax_io import restore_params, save_params
 from sam2_jax.modeling.sam2_base import SAM2Base
-from sam2_jax.utils.config import freeze_config
+from sam2_jax.modeling.sam2_model import make_module, resolve_config
+from sam2_jax.utils.paths import cache_dir
 
 HF_MODEL_IDS = {
     "facebook/sam2-hiera-tiny": "sam2_hiera_t",
@@ -93,26 +98,7 @@ class CheckpointSource(NamedTuple):
     load_path: Path  # the .pt itself, or its cached orbax conversion
 
 
-def _as_config(config: Any) -> ml_collections.ConfigDict:
-    from sam2_jax.build_sam import resolve_config  # build_sam imports this module: import at call time
-
-    return resolve_config(config)
-
-
-def _module(config: ml_collections.ConfigDict) -> SAM2Base:
-    return SAM2Base(config=freeze_config(config.model))
-
-
 # --- the official files -------------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """The checkpoint cache: ``$SAM2_JAX_CACHE`` or ``~/.cache/sam2_jax``.
-
-    Returns:
-      The directory (not created here).
-    """
-    return Path(os.environ.get("SAM2_JAX_CACHE", Path.home() / ".cache" / "sam2_jax"))
 
 
 def official_checkpoint_path(config_name: str) -> Path:
@@ -242,8 +228,8 @@ def official_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     Returns:
       Official key -> shape.
     """
-    config = _as_config(config)
-    return _torch_shapes(config, param_shapes(_module(config)))
+    config = resolve_config(config)
+    return _torch_shapes(config, param_shapes(make_module(config.model)))
 
 
 def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) -> dict:
@@ -258,8 +244,8 @@ def random_params(config: Any, module: SAM2Base | None = None, seed: int = 0) ->
     """
     from sam2_jax.utils.random_weights import random_state_dict
 
-    config = _as_config(config)
-    ours = param_shapes(module if module is not None else _module(config))
+    config = resolve_config(config)
+    ours = param_shapes(module if module is not None else make_module(config.model))
     table = param_table(config)
     return convert_state_dict(random_state_dict(_torch_shapes(config, ours), table, seed), table, ours)
 
@@ -276,8 +262,8 @@ def random_checkpoint(config_name: str, path: str | os.PathLike, seed: int = 0) 
     """
     from sam2_jax.utils.random_weights import random_state_dict
 
-    config = _as_config(config_name)
-    sd = random_state_dict(_torch_shapes(config, param_shapes(_module(config))), param_table(config), seed)
+    config = resolve_config(config_name)
+    sd = random_state_dict(_torch_shapes(config, param_shapes(make_module(config.model))), param_table(config), seed)
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     save_torch_state_dict(sd, tmp)
@@ -390,8 +376,8 @@ def convert_checkpoint(
         if record is not None:
             return Conversion(folder / PARAMS, record["config"], sha256, record["num_tensors"], cached=True)
     sd = read_state_dict(checkpoint)
-    config = _as_config(config if config is not None else infer_config_name(sd))
-    params = _params_from_state_dict(sd, checkpoint, config, param_shapes(_module(config)))
+    config = resolve_config(config if config is not None else infer_config_name(sd))
+    params = _params_from_state_dict(sd, checkpoint, config, param_shapes(make_module(config.model)))
     if folder is None:
         save_params(params, out)
         return Conversion(Path(out), config.name, sha256, len(sd), cached=False)
@@ -432,7 +418,7 @@ def export_checkpoint(params_dir: str | os.PathLike, config: Any, out: str | os.
     Raises:
       ValueError: the params do not match the config.
     """
-    config = _as_config(config)
+    config = resolve_config(config)
     sd = params_to_state_dict(restore_params(params_dir), param_table(config))
     save_torch_state_dict(sd, out)
     return Path(out)
@@ -453,7 +439,7 @@ def export_hf_checkpoint(
     Raises:
       ValueError: the params do not match the config.
     """
-    config = _as_config(config)
+    config = resolve_config(config)
     sd = params_to_state_dict(restore_params(params_dir), param_table(config))
     return write_hf(sd, config, out, image_only)
 
@@ -573,19 +559,3 @@ def hub_checkpoint(
         f"({'; '.join(reasons)}): no network, or offline? Download {config.checkpoint_name} (or the repo's "
         f"model.safetensors) on a machine with internet and copy it to {ours}, or pass its path as the checkpoint"
     )
-
-
-def build_sam2_hf(model_id: str, revision: str | None = None, token: str | bool | None = None, **kwargs):
-    """``build_sam2`` for an official Hugging Face id (official ``build_sam2_hf``), fetched by ``hub_checkpoint``.
-
-    Args:
-      model_id: ``facebook/sam2.1-hiera-tiny`` etc. (``HF_MODEL_IDS``).
-      revision, token: passed to ``huggingface_hub``.
-      **kwargs: passed to ``build_sam2``.
-    Returns:
-      ``SAM2Model``.
-    """
-    from sam2_jax.build_sam import build_sam2
-
-    path = hub_checkpoint(model_id, revision=revision, token=token)
-    return build_sam2(HF_MODEL_IDS[model_id], path, **kwargs)

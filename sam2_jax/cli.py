@@ -99,16 +99,13 @@ def _random_model(name: str, image_size: int | None, dtype: str | None, seed: in
     import jax.numpy as jnp
 
     from configs import get_config
-    from sam2_jax.build_sam import DTYPES, SAM2Model
     from sam2_jax.checkpoints import random_params
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
-    from sam2_jax.utils.config import freeze_config
-
-    module = SAM2Base(config=freeze_config(cfg.model), dtype=DTYPES[dtype or "float32"])
+    module = make_module(cfg.model, dtype or "float32")
     params = random_params(cfg, module, seed)
     return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, params), config=cfg)
 

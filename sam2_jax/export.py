@@ -40,11 +40,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base
+from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
-from sam2_jax.utils.config import freeze_config
 
 FORMAT = "sam2-jax-export"
 FORMAT_VERSION = 1
@@ -259,7 +258,7 @@ def export_module(model: SAM2Model, platforms: Sequence[str]) -> SAM2Base:
     cfg.binarize_mask_from_pts_for_mem_enc = model.config.video.binarize_mask_from_pts_for_mem_enc
     if cfg.attention_impl in ("auto", "chunked"):
         cfg.attention_impl = "xla"
-    return SAM2Base(config=freeze_config(cfg), dtype=model.module.dtype)
+    return make_module(cfg, model.module.dtype)
 
 
 def check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:

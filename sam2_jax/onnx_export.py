@@ -31,9 +31,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.build_sam import SAM2Model
 from sam2_jax.export import export_module, state_to_dict
 from sam2_jax.modeling.sam2_base import ImageFeatures
+from sam2_jax.modeling.sam2_model import SAM2Model
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
 

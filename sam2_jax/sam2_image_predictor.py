@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model
+from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
+from sam2_jax.modeling.sam2_model import SAM2Model
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import pad_clicks
 from sam2_jax.utils.arrays import tensor_like
@@ -84,8 +85,6 @@ class SAM2ImagePredictor:
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2ImagePredictor":
         """Build from an official model id (``facebook/sam2.1-hiera-tiny`` …) using the local checkpoint cache."""
-        from sam2_jax.checkpoints import build_sam2_hf
-
         return cls(build_sam2_hf(model_id, **kwargs), **kwargs)
 
     # --- images -----------------------------------------------------------------------------------------------

@@ -49,8 +49,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam2_jax.build_sam import SAM2Model
-from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
+from sam2_jax.modeling.build import build_sam2_hf
+from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
+from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import (
@@ -64,8 +65,8 @@ from sam2_jax.tracker.state import (
     stack_states,
 )
 from sam2_jax.utils.arrays import tensor_like
-from sam2_jax.utils.config import freeze_config
 from sam2_jax.utils.interpolate import interpolate
+from sam2_jax.utils.overrides import parse_overrides, split_video_overrides
 from sam2_jax.utils.progress import with_progress
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
 from sam2_jax.utils.video_io import FrameQueue, VideoSource
@@ -74,12 +75,39 @@ from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, Ou
 logger = logging.getLogger(__name__)
 
 
-def build_sam2_video_predictor(config_file: Any = "sam2.1_hiera_t", ckpt_path=None, **kwargs):
-    """Official ``build_sam2_video_predictor`` (``sam2_jax.build_sam.build_sam2_video_predictor``: every official
-    argument, ``apply_postprocessing``, ``hydra_overrides_extra`` and ``vos_optimized`` included)."""
-    from sam2_jax import build_sam
+def video_predictor_from(build, hydra_overrides_extra, apply_postprocessing: bool, vos_optimized: bool, kwargs: dict):
+    """Split the video predictor's options out of ``kwargs`` and the overrides, build the model with ``build(**rest)``
+    and wrap it, with the official precedence (``apply_postprocessing`` overrides come after the user's)."""
+    if vos_optimized:
+        logger.info(
+            "vos_optimized=True: propagation here is always the compiled path (a jitted lax.scan), the counterpart "
+            "of the official SAM2VideoPredictorVOS; nothing else changes"
+        )
+    model_overrides, video = split_video_overrides(parse_overrides(hydra_overrides_extra))
+    if video.pop("add_all_frames_to_correct_as_cond", True) is not True:
+        raise ValueError(
+            "add_all_frames_to_correct_as_cond=false is not supported: this predictor always keeps a correction "
+            "click as a conditioning frame, so the next propagation never drops it (upstream #719, #731)"
+        )
+    if apply_postprocessing:
+        video.pop("fill_hole_area", None)  # the official appends its own fill_hole_area=8 after the user's
+    predictor_args = {k: kwargs.pop(k) for k in _PREDICTOR_ARGS if k in kwargs}
+    for k, v in video.items():
+        predictor_args.setdefault(k, v)
+    model = build(hydra_overrides_extra=[f"++model.{k}={v}" for k, v in model_overrides], **kwargs)
+    return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **predictor_args)
 
-    return build_sam.build_sam2_video_predictor(config_file, ckpt_path, **kwargs)
+
+_PREDICTOR_ARGS = (
+    "fill_hole_area",
+    "non_overlap_masks",
+    "clear_non_cond_mem_around_input",
+    "chunk_size",
+    "store_budget_mb",
+    "max_cond_slots",
+    "mesh",
+    "chunks_in_flight",
+)
 
 
 class SAM2VideoPredictor:
@@ -125,7 +153,7 @@ class SAM2VideoPredictor:
             cfg.binarize_mask_from_pts_for_mem_enc = video.binarize_mask_from_pts_for_mem_enc
         if cfg.memory_temporal_stride_for_eval != 1:
             raise ValueError("memory_temporal_stride_for_eval must be 1 for the tracker")
-        self.module = SAM2Base(config=freeze_config(cfg), dtype=sam_model.module.dtype)
+        self.module = make_module(cfg, sam_model.module.dtype)
         self.policy = get_policy(tracker_policy, sam_model.config.get("tracker"))
         self.params = sam_model.params
         self.model = sam_model
@@ -163,9 +191,14 @@ class SAM2VideoPredictor:
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2VideoPredictor":
         """Official ``from_pretrained``: ``build_sam2_video_predictor_hf(model_id, **kwargs)`` (a Hugging Face id such
         as ``facebook/sam2.1-hiera-tiny``; the weights come from ``sam2_jax.checkpoints``)."""
-        from sam2_jax.build_sam import build_sam2_video_predictor_hf
+        overrides = kwargs.pop("hydra_overrides_extra", ())
+        post = kwargs.pop("apply_postprocessing", True)
+        vos = kwargs.pop("vos_optimized", False)
 
-        return build_sam2_video_predictor_hf(model_id, **kwargs)
+        def build(**rest):
+            return build_sam2_hf(model_id, apply_postprocessing=post, **rest)
+
+        return video_predictor_from(build, overrides, post, vos, kwargs)
 
     @property
     def device(self) -> jax.Device:

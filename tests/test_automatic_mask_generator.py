@@ -44,13 +44,12 @@ def _our_model(name=NAME):
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from tests.reference import converted_params
 
     config = get_config(name)
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(config.model))
+    module = make_module(config.model)
     return SAM2Model(module=module, params=jax.tree.map(jnp.asarray, converted_params(name)), config=config)
 
 

@@ -7,8 +7,7 @@ import pytest
 
 from configs import get_config
 from sam2_jax.checkpoints import init_params, param_shapes
-from sam2_jax.modeling.sam2_base import SAM2Base
-from sam2_jax.utils.config import freeze_config
+from sam2_jax.modeling.sam2_model import make_module
 
 
 @pytest.mark.parametrize("image_size", [1024, 512])
@@ -17,7 +16,7 @@ def test_init_params_at_the_config_size(image_size):
     dense PE is sized by the config. Traced shapes only, so nothing is computed."""
     cfg = get_config("sam2.1_hiera_t")
     cfg.model.image_size = image_size
-    module = SAM2Base(config=freeze_config(cfg.model))
+    module = make_module(cfg.model)
     shapes = jax.eval_shape(functools.partial(init_params, module, 0))
     flat = {k: tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     assert len(flat) == len(param_shapes(module))

@@ -19,6 +19,7 @@ import pytest
 from configs import get_config
 from configs.train_common import train_config
 from sam2_jax.modeling.sam2_base import SAM2Base
+from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import empty_state
 from sam2_jax.training import sam2_train as st
@@ -34,7 +35,7 @@ def _module(**overrides) -> SAM2Base:
     m = get_config("sam2.1_hiera_t").model
     m.image_size, m.attention_impl = S, "xla"
     m.update(overrides)
-    return SAM2Base(config=freeze_config(m))
+    return make_module(m)
 
 
 def _abstract_params(module: SAM2Base):
@@ -127,7 +128,7 @@ def test_training_update_lowers_for_gpu_and_tpu():
     cfg = train_config("sam2.1_hiera_t")
     cfg.model.image_size, cfg.model.attention_impl = S, "xla"
     cfg.train.prompts.num_correction_pt_per_frame = 2
-    module = st.training_module(SAM2Base(config=freeze_config(cfg.model)))
+    module = st.training_module(make_module(cfg.model))
     fc = freeze_config(cfg)
     params = _abstract_params(module)
     tx = optax.adamw(1e-4)

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from configs import get_config
-from sam2_jax.utils.config import freeze_config
 from tests import exported_scenario as scenario
 from tests import measured
 from tests.reference import DATA, REPO
@@ -77,14 +76,14 @@ EXPORT_ONNX = textwrap.dedent(
 def _model(image_size: int, dtype: str = "float32"):
     from sam2_jax.build_sam import DTYPES, SAM2Model
     from sam2_jax.checkpoints import random_params
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
 
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
     # The exported propagation attends to every memory slot (its conditioning-slot count is symbolic, so the slot
     # buckets of ``engine.condition_on_memory`` cannot apply): the live predictors run the same programs.
     cfg.model.compact_memory = "off"
-    module = SAM2Base(config=freeze_config(cfg.model), dtype=DTYPES[dtype])
+    module = make_module(cfg.model, DTYPES[dtype])
     return SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
 
 

@@ -15,7 +15,7 @@ from convert_weights.convert import convert_state_dict
 from convert_weights.mapping import param_table
 from sam2_jax.build_sam import SAM2Model
 from sam2_jax.modeling.sam2_base import SAM2Base
-from sam2_jax.utils.config import freeze_config
+from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.utils.random_weights import random_state_dict
 from tests.golden_cases import IMAGE_CASES, MODEL, memory_attention_inputs, memory_encoder_inputs, shipped_photo
 from tests.reference import GOLDEN
@@ -34,7 +34,7 @@ def _model():
     config = get_config(MODEL)
     sd = random_state_dict(shapes, param_table(config), seed=0)
     params = jax.tree.map(jnp.asarray, convert_state_dict(sd, param_table(config)))
-    return SAM2Model(SAM2Base(config=freeze_config(config.model)), params, config)
+    return SAM2Model(make_module(config.model), params, config)
 
 
 def test_image_predictor_matches_golden():

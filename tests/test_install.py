@@ -103,11 +103,10 @@ def test_installed_package_builds_a_model_from_elsewhere(name, installed, tmp_pa
 
     from configs import get_config
     from sam2_jax.checkpoints import param_shapes
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
 
     got = run_installed(installed, tmp_path, name, timeout=600)
     assert got["image_size"] == 1024
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(get_config(name).model))
+    module = make_module(get_config(name).model)
     assert got["params"] == len(param_shapes(module))

@@ -28,15 +28,14 @@ def _models(name=NAME):
 
     from configs import get_config
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from tests.reference import converted_params
 
     ref = RefPredictor(official_model(name))
     config = get_config(name)
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(config.model))
+    module = make_module(config.model)
     params = {k: v for k, v in converted_params(name).items()}
     import jax
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from configs import get_config
-from sam2_jax.utils.config import freeze_config
 from tests import measured
 from tests.reference import converted_params, requires_data, requires_torch
 
@@ -28,14 +27,14 @@ BOUNDS = {"video_res_logits": 2e-3, "low_res_logits": 2e-3, "object_score": 5e-5
 @functools.lru_cache(maxsize=3)
 def _ours(image_size: int | None = None):
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     cfg = get_config(NAME)
     if image_size is not None:
         cfg.model.image_size = image_size
     model = SAM2Model(
-        SAM2Base(config=freeze_config(cfg.model)),
+        make_module(cfg.model),
         jax.tree.map(jnp.asarray, converted_params(NAME)),
         cfg,
     )

@@ -32,7 +32,6 @@ from configs import get_config
 from sam2_jax.tracker import engine, kalman
 from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
 from sam2_jax.tracker.state import empty_state
-from sam2_jax.utils.config import freeze_config
 from tests import measured
 from tests.reference import DATA, GOLDEN, converted_params, requires_data
 
@@ -368,13 +367,12 @@ def test_samurai_refuses_frames_where_the_object_is_absent():
 # --- end to end against SAMURAI's code -------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _ours(image_size: int):
-    from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
     return SAM2Model(
-        SAM2Base(config=freeze_config(cfg.model)),
+        make_module(cfg.model),
         jax.tree.map(jnp.asarray, converted_params(NAME)),
         cfg,
     )

@@ -104,7 +104,7 @@ def test_image_video_and_cli_run_without_torch(cli_size, tmp_path):
 
     from sam2_jax import checkpoints
     from sam2_jax.build_sam import SAM2Model
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
 
     photo = REPO / "examples" / "truck.jpg"
@@ -130,9 +130,8 @@ def test_image_video_and_cli_run_without_torch(cli_size, tmp_path):
 
     config = get_config(NAME)
     config.model.image_size = SIZE
-    from sam2_jax.utils.config import freeze_config
 
-    module = SAM2Base(config=freeze_config(config.model))
+    module = make_module(config.model)
     params = jax.tree.map(jnp.asarray, checkpoints.random_params(config, module, seed=3))
     model = SAM2Model(module=module, params=params, config=config)
     predictor = SAM2ImagePredictor(model)

@@ -212,8 +212,7 @@ class _VideoRun:
         n = self.state["num_frames"]
         if n is not None and n <= int(video.mask_frames[-1]):
             raise vos.DataError(
-                f"video {video.video_id}: annotation on frame {int(video.mask_frames[-1])} but the video has "
-                f"{n} frames"
+                f"video {video.video_id}: annotation on frame {int(video.mask_frames[-1])} but the video has {n} frames"
             )
         if (self.state["video_height"], self.state["video_width"]) != (video.height, video.width):
             raise vos.DataError(
@@ -226,7 +225,9 @@ class _VideoRun:
         s = self.order[i]
         gts = self.video.masks(self.row_of[s])
         for k in self.starts[s]:
-            _prompt_object(predictor, self.state, s, int(self.video.object_ids[k]), gts[k], cfg.prompt, cfg.score_thresh)
+            _prompt_object(
+                predictor, self.state, s, int(self.video.object_ids[k]), gts[k], cfg.prompt, cfg.score_thresh
+            )
         return s, self.order[i + 1] - s - 1 if i + 1 < len(self.order) else None
 
     def record(self, t: int, obj_ids: Sequence[int], logits: np.ndarray, thresh: float) -> None:

@@ -46,11 +46,11 @@ import ml_collections
 import numpy as np
 
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base, SamHeadsOutput
+from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
 from sam2_jax.training import loss_fns
 from sam2_jax.training.prompts import get_next_point, sample_box_points
-from sam2_jax.utils.config import freeze_config
 
 MASK, CLICK, BOX = 0, 1, 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -132,7 +132,7 @@ def training_module(module: SAM2Base) -> SAM2Base:
     cfg.only_obj_ptrs_in_the_past_for_eval = False
     if cfg.get("sam_mask_decoder_extra_args"):
         cfg.sam_mask_decoder_extra_args.dynamic_multimask_via_stability = False
-    return SAM2Base(config=freeze_config(cfg), dtype=module.dtype)
+    return make_module(cfg, module.dtype)
 
 
 def _zero_losses() -> dict[str, jax.Array]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from sam2_jax.utils.paths import cache_dir
+
 ENV = "SAM2_JAX_COMPILATION_CACHE"
 _OFF = ("0", "false", "off", "no")
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
@@ -29,8 +31,6 @@ def default_cache_dir() -> Path:
     value = os.environ.get(ENV, "")
     if value and value.lower() not in _OFF + ("1", "true", "on", "yes"):
         return Path(value)
-    from sam2_jax.checkpoints import cache_dir  # lazy: checkpoints imports the model's configs
-
     return cache_dir() / "xla"
 
 

@@ -22,10 +22,9 @@ NAME = "sam2.1_hiera_t"
 def shapes():
 
     from sam2_jax.checkpoints import param_shapes
-    from sam2_jax.modeling.sam2_base import SAM2Base
-    from sam2_jax.utils.config import freeze_config
+    from sam2_jax.modeling.sam2_model import make_module
 
-    return param_shapes(SAM2Base(config=freeze_config(get_config(NAME).model)))
+    return param_shapes(make_module(get_config(NAME).model))
 
 
 @requires_torch
@@ -103,14 +102,12 @@ def test_wrong_model_and_truncated_file(tmp_path):
     ],
 )
 def test_every_size_converts_strictly(name):
-
     from sam2_jax.checkpoints import param_shapes
-    from sam2_jax.modeling.sam2_base import SAM2Base
+    from sam2_jax.modeling.sam2_model import make_module
 
     config = get_config(name)
-    from sam2_jax.utils.config import freeze_config
 
-    shapes = param_shapes(SAM2Base(config=freeze_config(config.model)))
+    shapes = param_shapes(make_module(config.model))
     sd = reference_state_dict(name)
     assert infer_config_name(sd) == name
     params = convert_state_dict(sd, param_table(config), shapes)

@@ -10,7 +10,7 @@ import pytest
 
 from configs import get_config
 from sam2_jax.modeling.sam2_base import SAM2Base, SamHeadsOutput
-from sam2_jax.utils.config import freeze_config
+from sam2_jax.modeling.sam2_model import make_module
 from tests.reference import converted_params, nchw_to_nhwc, official_model, requires_torch, to_torch
 
 NAME = "sam2.1_hiera_t"
@@ -18,7 +18,7 @@ NAME = "sam2.1_hiera_t"
 
 @functools.lru_cache(maxsize=2)
 def _ours(name=NAME):
-    return SAM2Base(config=freeze_config(get_config(name).model)), converted_params(name)
+    return make_module(get_config(name).model), converted_params(name)
 
 
 def _apply(method, *args, name=NAME, **kw):
@@ -111,7 +111,7 @@ def test_use_mask_as_output_and_encode_new_memory():
         module, params = _ours()
         cfg = get_config(NAME).model
         cfg.binarize_mask_from_pts_for_mem_enc = True
-        m2 = SAM2Base(config=freeze_config(cfg))
+        m2 = make_module(cfg)
         f, p = jax.jit(
             lambda x, l, o: m2.apply({"params": params}, x, l, o, from_pts, method=SAM2Base.encode_memory)  # noqa: B023
         )(nchw_to_nhwc(feat), logits, obj)

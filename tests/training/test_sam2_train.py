@@ -13,6 +13,7 @@ import pytest
 
 from configs.train_common import train_config
 from sam2_jax.datasets.synthetic import synthetic_video
+from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.training import sam2_train as st
 from sam2_jax.utils.config import freeze_config
 from tests import measured
@@ -324,7 +325,7 @@ def test_remat_policies_keep_loss_and_gradients(policies):
     gradients dominate the temporaries)."""
     cfg, params, module = _tiny_module(drop_path_rate=0.2, stages=(2, 1, 1, 1), global_att_blocks=(3,))
     cfg.model.image_size = 128
-    module = st.training_module(st.SAM2Base(config=freeze_config(cfg.model), dtype=module.dtype))
+    module = st.training_module(make_module(cfg.model, module.dtype))
     cfg.train.prompts.num_frames_to_correct = 1
     frames, masks = _tiny_clip(cfg, 2)
     plan = jax.tree.map(lambda x: x[None], _mask_plan(cfg.train.num_frames))
