@@ -34,7 +34,7 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int, dtype
     import jax
     import jax.numpy as jnp
 
-    from configs import get_config
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.tracker import engine
     from sam2_jax.tracker.state import empty_state

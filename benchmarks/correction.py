@@ -46,8 +46,8 @@ def main(argv=None) -> None:
     import torch
     from video import add_clicks, clip_dir, official_predictor, our_params
 
-    from configs import get_config
     from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 

@@ -60,10 +60,10 @@ def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax import exported
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.checkpoints import random_params
+    from sam2_jax.configs import get_config
     from sam2_jax.export import export_model
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor

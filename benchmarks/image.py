@@ -77,8 +77,8 @@ def build_models(name: str):
     import jax
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.reference import OFFICIAL_YAML
     from sam2_jax.reference.image import converted_params, official_model

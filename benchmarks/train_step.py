@@ -77,8 +77,8 @@ def ours(args):
     import jax
     import optax
 
-    from configs.train_common import train_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs.train_common import train_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.reference.image import converted_params
     from sam2_jax.training import optimizer as opt_lib

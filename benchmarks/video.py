@@ -147,9 +147,9 @@ def our_params(name: str) -> dict:
 
     shapes_file = GOLDEN / f"shapes_{name}.npz"
     if shapes_file.is_file():
-        from configs import get_config
-        from convert_weights.convert import convert_state_dict
-        from convert_weights.mapping import param_table
+        from sam2_jax.configs import get_config
+        from sam2_jax.convert_weights.convert import convert_state_dict
+        from sam2_jax.convert_weights.mapping import param_table
         from sam2_jax.utils.random_weights import random_state_dict
 
         z = np.load(shapes_file)
@@ -176,8 +176,8 @@ def our_predictor(
     under the tracker ``policy``."""
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 

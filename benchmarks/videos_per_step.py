@@ -96,8 +96,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs import get_config
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
     from sam2_jax.utils.compile_cache import CompileCounter
 

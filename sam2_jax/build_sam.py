@@ -1,6 +1,6 @@
 """Port of ``sam2/build_sam.py``: build a model from a config and an official ``.pt`` or an orbax directory.
 
-Deviations: configs are ml_collections files (``configs/``), not Hydra YAMLs, but the official YAML names
+Deviations: configs are ml_collections files (``sam2_jax/configs/``), not Hydra YAMLs, but the official YAML names
 (``configs/sam2.1/sam2.1_hiera_t.yaml``) are accepted too so a user's script ports unchanged; ``device`` and
 ``mode`` are accepted and ignored (JAX places arrays itself; inference is always deterministic unless a caller asks
 for dropout); the returned object carries the Flax module and its params instead of being an ``nn.Module`` (it

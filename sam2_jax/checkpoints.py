@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from configs import get_config
-from convert_weights.convert import (
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.convert import (
     convert_state_dict,
     flatten,
     infer_config_name,
@@ -53,9 +53,9 @@ from convert_weights.convert import (
     params_to_state_dict,
     save_torch_state_dict,
 )
-from convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, read_hf, weights_file, write_hf
-from convert_weights.mapping import TRANSFORMS, param_table
-from convert_weights.orbax_io import restore_params, save_params
+from sam2_jax.convert_weights.hf_format import hf_to_state_dict, infer_config_name_hf, read_hf, weights_file, write_hf
+from sam2_jax.convert_weights.mapping import TRANSFORMS, param_table
+from sam2_jax.convert_weights.orbax_io import restore_params, save_params
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_model import make_module, resolve_config
 from sam2_jax.utils.paths import cache_dir
@@ -284,7 +284,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The official state dict (numpy) of an official ``.pt`` or a transformers SAM 2 file / folder. No torch.
 
     Args:
-      path: ``.pt`` (read by ``convert_weights.pt_format``), ``.safetensors`` or an HF folder (strict HF table;
+      path: ``.pt`` (read by ``sam2_jax.convert_weights.pt_format``), ``.safetensors`` or an HF folder (strict HF table;
         the model is inferred from the HF keys).
     Returns:
       Official key -> array.

@@ -98,8 +98,8 @@ def _random_model(name: str, image_size: int | None, dtype: str | None, seed: in
     import jax
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax.checkpoints import random_params
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 
     cfg = get_config(name)
@@ -113,9 +113,9 @@ def _random_model(name: str, image_size: int | None, dtype: str | None, seed: in
 def load_model(args) -> tuple[object, dict]:
     """The model the arguments ask for, and a description of where its weights came from (the checkpoint, the
     SHA-256 of its content, and what was read: the file or its cached conversion)."""
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
     from sam2_jax.checkpoints import official_checkpoint_path, resolve_checkpoint
+    from sam2_jax.configs import get_config
 
     try:
         config = get_config(args.model)
@@ -552,8 +552,8 @@ def convert_checkpoint(ckpt: Path, out: Path | None, config_name: str | None) ->
 
 
 def cmd_download(args) -> int:
-    from configs import NAMES
     from sam2_jax.checkpoints import HF_MODEL_IDS
+    from sam2_jax.configs import NAMES
 
     names = NAMES if args.all else (args.model or ["sam2.1_hiera_t"])
     for name in names:

@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
     from sam2_jax.checkpoints import convert_checkpoint
     from sam2_jax.cli import CliError, segment_image
+    from sam2_jax.configs import get_config
 
     try:
         config = get_config(args.model)

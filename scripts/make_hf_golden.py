@@ -21,8 +21,8 @@ def transformers_shapes(name: str) -> dict:
     import torch
     import transformers
 
-    from configs import get_config
-    from convert_weights.hf_format import hf_config
+    from sam2_jax.configs import get_config
+    from sam2_jax.convert_weights.hf_format import hf_config
 
     out = {}
     for image_only, model_cls, config_cls in (
@@ -38,8 +38,8 @@ def transformers_shapes(name: str) -> dict:
 def main() -> None:
     import transformers
 
-    from configs import NAMES
-    from convert_weights.hf_format import key_digest
+    from sam2_jax.configs import NAMES
+    from sam2_jax.convert_weights.hf_format import key_digest
 
     golden = {"transformers": transformers.__version__, "configs": {}}
     for name in NAMES:

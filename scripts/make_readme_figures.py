@@ -26,8 +26,8 @@ MAX_BYTES = 300_000
 
 
 def _model_args(checkpoint: str | None) -> tuple[list[str], bool]:
-    from configs import get_config
     from sam2_jax.checkpoints import cache_dir
+    from sam2_jax.configs import get_config
 
     if checkpoint:
         return ["--checkpoint", checkpoint], False

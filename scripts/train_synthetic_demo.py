@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(REPO / "configs" / "train_synthetic_tiny.py"))
+    p.add_argument("--config", default=str(REPO / "sam2_jax" / "configs" / "train_synthetic_tiny.py"))
     p.add_argument("--workdir", required=True)
     p.add_argument("--figure", default="", help="PNG to write (default WORKDIR/curve.png)")
     p.add_argument("--eval-videos", type=int, default=20)
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     import jax
     import numpy as np
 
-    from convert_weights.orbax_io import save_params
+    from sam2_jax.convert_weights.orbax_io import save_params
     from sam2_jax.training import trainer
 
     config = load_config(args.config, overrides)

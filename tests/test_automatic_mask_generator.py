@@ -42,8 +42,8 @@ def _our_model(name=NAME):
     import jax
     import jax.numpy as jnp
 
-    from configs import get_config
     from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from tests.reference import converted_params
 
@@ -168,8 +168,8 @@ def test_parity_with_official_more(photo, extra):
 
 @functools.lru_cache(maxsize=1)
 def _small_model():
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs import get_config
 
     cfg = get_config(NAME)
     cfg.model.image_size = 256

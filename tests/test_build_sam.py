@@ -5,8 +5,8 @@ import functools
 import jax
 import pytest
 
-from configs import get_config
 from sam2_jax.checkpoints import init_params, param_shapes
+from sam2_jax.configs import get_config
 from sam2_jax.modeling.sam2_model import make_module
 
 

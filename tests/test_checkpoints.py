@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from convert_weights.convert import flatten
-from convert_weights.orbax_io import restore_params
 from sam2_jax import checkpoints
+from sam2_jax.convert_weights.convert import flatten
+from sam2_jax.convert_weights.orbax_io import restore_params
 from tests.reference import requires_torch
 
 NAME = "sam2.1_hiera_t"
@@ -84,7 +84,7 @@ def test_changed_or_truncated_checkpoint_is_not_served_from_cache(tmp_path):
 
 @requires_torch
 def test_conversion_to_a_given_folder_and_export(tmp_path):
-    from convert_weights.convert import load_torch_state_dict
+    from sam2_jax.convert_weights.convert import load_torch_state_dict
 
     pt = checkpoints.random_checkpoint(NAME, tmp_path / "w.pt", seed=3)
     out = tmp_path / "orbax"

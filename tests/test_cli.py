@@ -252,8 +252,8 @@ def test_bad_input_one_line_errors(tmp_path, capsys):
 def test_checkpoint_errors_and_convert(tmp_path, capsys):
     import torch
 
-    from convert_weights.orbax_io import save_params
     from sam2_jax.checkpoints import cached_conversion, random_checkpoint, sha256_file
+    from sam2_jax.convert_weights.orbax_io import save_params
 
     photo = DATA / "images" / "groceries.jpg"
     wrong_pt = tmp_path / "wrong.pt"

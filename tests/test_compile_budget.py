@@ -5,8 +5,8 @@ bucket."""
 import numpy as np
 import pytest
 
-from configs import get_config
 from sam2_jax import build_sam2
+from sam2_jax.configs import get_config
 from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 from sam2_jax.tracker.state import object_bucket
 from sam2_jax.utils.compile_cache import CompileCounter

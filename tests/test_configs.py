@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import NAMES, get_config
+from sam2_jax.configs import NAMES, get_config
 from tests.reference import OFFICIAL_YAML, requires_torch
 
 

@@ -22,8 +22,8 @@ LOGIT_TOL = 1e-3  # mask logits of the tiny model after a few tracked frames, an
 
 @functools.lru_cache(maxsize=1)
 def _predictor():
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs import get_config
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
     cfg = get_config("sam2.1_hiera_t")

@@ -16,8 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs import get_config
-from configs.train_common import train_config
+from sam2_jax.configs import get_config
+from sam2_jax.configs.train_common import train_config
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.tracker import engine

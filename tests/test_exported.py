@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from tests import exported_scenario as scenario
 from tests import measured
 from tests.reference import DATA, REPO

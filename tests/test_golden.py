@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
-from convert_weights.convert import convert_state_dict
-from convert_weights.mapping import param_table
 from sam2_jax.build_sam import SAM2Model
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.convert import convert_state_dict
+from sam2_jax.convert_weights.mapping import param_table
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.utils.random_weights import random_state_dict

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from configs import get_config
-from convert_weights.convert import flatten
-from convert_weights.hf_format import write_hf
-from convert_weights.pt_format import save_pt
 from sam2_jax import checkpoints
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.convert import flatten
+from sam2_jax.convert_weights.hf_format import write_hf
+from sam2_jax.convert_weights.pt_format import save_pt
 from tests.reference import REPO
 
 REPO_21 = "facebook/sam2.1-hiera-tiny"

@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sam2_jax", "configs", "convert_weights")
+PACKAGES = ("sam2_jax",)
 
 
 def _modules() -> dict[str, Path]:

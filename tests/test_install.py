@@ -16,7 +16,7 @@ import pytest
 
 from tests.reference import REPO
 
-SOURCES = ["pyproject.toml", "README.md", "sam2_jax", "configs", "convert_weights"]
+SOURCES = ["pyproject.toml", "README.md", "sam2_jax"]
 
 # Run in the child: prove where the packages come from, then resolve every official config name.
 CHILD = """
@@ -24,8 +24,9 @@ import json, os, sys
 import jax
 repo, target = sys.argv[1], sys.argv[2]
 assert all(os.path.abspath(p or os.getcwd()) != repo for p in sys.path), sys.path
-import configs, convert_weights, sam2_jax
-import sam2_jax.checkpoints, sam2_jax.cli, sam2_jax.demo, convert_weights.__main__
+import sam2_jax
+from sam2_jax import configs, convert_weights
+import sam2_jax.checkpoints, sam2_jax.cli, sam2_jax.demo, sam2_jax.convert_weights.__main__
 from sam2_jax import build_sam2
 from sam2_jax.build_sam import resolve_config
 mods = (configs, convert_weights, sam2_jax, sam2_jax.checkpoints, sam2_jax.cli)
@@ -36,7 +37,8 @@ for n in configs.NAMES:
     v = n.split("_")[0]
     names[f"configs/{v}/{n}.yaml"] = n  # the official build_sam2's config names
     names[f"{n}.yaml"] = n
-    names[f"configs/{n}.py"] = n  # the README's path, run from another directory
+    names[f"configs/{n}.py"] = n  # a path as the README spelled it before the configs moved into the package
+    names[f"sam2_jax/configs/{n}.py"] = n  # the README's path, run from another directory
 resolved = {k: resolve_config(k).name for k in names}
 assert resolved == names, {k: v for k, v in resolved.items() if names[k] != v}
 out = {"resolved": len(resolved)}
@@ -63,8 +65,10 @@ def installed(tmp_path_factory):
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
     r = subprocess.run(pip + ["--target", str(target), str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert {"sam2_jax", "configs", "convert_weights"} <= {p.name for p in target.iterdir()}
-    assert (target / "configs" / "sam2.1_hiera_b+.py").is_file() and not (target / "tests").exists()
+    # our one top-level name: nothing generic (configs, convert_weights) beside it to collide with another project's
+    packages = {p.name for p in target.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {"sam2_jax"}, packages
+    assert (target / "sam2_jax" / "configs" / "sam2.1_hiera_b+.py").is_file() and not (target / "tests").exists()
     return target
 
 
@@ -83,7 +87,7 @@ def run_installed(target, cwd, *args, timeout=300):
 
 
 def test_installed_package_resolves_every_config_from_elsewhere(installed, tmp_path):
-    assert run_installed(installed, tmp_path) == {"resolved": 8 * 5}
+    assert run_installed(installed, tmp_path) == {"resolved": 8 * 6}
     # The console script of the install runs from there too.
     env = dict(os.environ, PYTHONPATH=str(installed))
     r = subprocess.run(
@@ -95,14 +99,20 @@ def test_installed_package_resolves_every_config_from_elsewhere(installed, tmp_p
         timeout=120,
     )
     assert r.returncode == 0 and "sha256" in r.stdout, r.stderr
+    # the converter's console script and module run from there as well
+    for cmd in ([str(installed / "bin" / "sam2-jax-convert")], ["-m", "sam2_jax.convert_weights"]):
+        r = subprocess.run(
+            [sys.executable, *cmd, "--help"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+        )
+        assert r.returncode == 0 and "--checkpoint" in r.stdout, (cmd, r.stderr)
 
 
 @pytest.mark.parametrize("name", ["sam2.1_hiera_t", pytest.param("sam2.1_hiera_b+", marks=pytest.mark.slow)])
 def test_installed_package_builds_a_model_from_elsewhere(name, installed, tmp_path):
     """``build_sam2(name, None)``: random init of the whole model from the installed configs."""
 
-    from configs import get_config
     from sam2_jax.checkpoints import param_shapes
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
 
     got = run_installed(installed, tmp_path, name, timeout=600)

@@ -26,8 +26,8 @@ def _models(name=NAME):
     import jax.numpy as jnp
     from sam2.sam2_image_predictor import SAM2ImagePredictor as RefPredictor
 
-    from configs import get_config
     from sam2_jax.build_sam import SAM2Model
+    from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from tests.reference import converted_params

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from tests import measured
 from tests.reference import converted_params, requires_data, requires_torch
 

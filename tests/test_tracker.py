@@ -28,8 +28,8 @@ def small_predictor(**kwargs):
 
 @functools.lru_cache(maxsize=1)
 def _small_model():
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs import get_config
 
     cfg = get_config("sam2.1_hiera_t")
     cfg.model.image_size = 256

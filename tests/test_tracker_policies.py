@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax.tracker import engine, kalman
 from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
 from sam2_jax.tracker.state import empty_state

@@ -35,7 +35,7 @@ except ImportError:
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax import checkpoints, cli
 from sam2_jax.build_sam import build_sam2
 from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
@@ -126,7 +126,7 @@ def test_image_video_and_cli_run_without_torch(cli_size, tmp_path):
     # The same photo and click here, from params made without any file: the same numbers.
     from PIL import Image
 
-    from configs import get_config
+    from sam2_jax.configs import get_config
 
     config = get_config(NAME)
     config.model.image_size = SIZE

@@ -40,7 +40,7 @@ class RunConfig:
       max_videos: evaluate at most this many videos (0: all).
       num_synthetic: number of synthetic videos; ``synthetic_frames`` frames each, annotated every
         ``synthetic_stride`` frames, ``synthetic_size`` pixels square, ``synthetic_objects`` objects.
-      model: config name or ``configs/*.py`` path; ``image_size`` overrides its input size (0: keep).
+      model: config name or ``sam2_jax/configs/*.py`` path; ``image_size`` overrides its input size (0: keep).
       checkpoint: official ``.pt`` or orbax directory; empty for random weights (``seed``).
       dtype: compute dtype.
       prompt, convention, skip_first_and_last, score_thresh, output_layout: ``VOSEvalConfig``.
@@ -103,8 +103,8 @@ class RunConfig:
 
 def build_model(cfg: RunConfig):
     """The ``SAM2Model`` a run names."""
-    from configs import get_config
     from sam2_jax.build_sam import build_sam2
+    from sam2_jax.configs import get_config
 
     mcfg = get_config(cfg.model)
     if cfg.image_size:

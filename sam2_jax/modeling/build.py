@@ -30,7 +30,7 @@ def build_sam2(
 
     Args:
       config_file: config name (``"sam2.1_hiera_t"``), official YAML name (``"configs/sam2.1/sam2.1_hiera_t.yaml"``),
-        a ``configs/*.py`` path, a ConfigDict, or a Hugging Face id (``"facebook/sam2.1-hiera-tiny"``: its
+        a ``sam2_jax/configs/*.py`` path, a ConfigDict, or a Hugging Face id (``"facebook/sam2.1-hiera-tiny"``: its
         checkpoint is fetched by ``checkpoints.hub_checkpoint`` when ``ckpt_path`` is None; ``revision=`` and
         ``token=`` go to the hub).
       ckpt_path: official ``.pt``, a transformers SAM 2 folder or ``.safetensors``, or an orbax params directory;

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.utils.config import copy_config, freeze_config
 
@@ -40,7 +40,7 @@ def make_module(model_config: ml_collections.ConfigDict, dtype: Any = jnp.float3
 
 
 def resolve_config(config: Any) -> ml_collections.ConfigDict:
-    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``configs/*.py``.
+    """A ConfigDict, a config name (``sam2.1_hiera_t``), an official YAML name or path, or a ``sam2_jax/configs/*.py``.
     A given config is deep-copied: the builders' overrides never change the caller's."""
     if isinstance(config, ml_collections.ConfigDict | ml_collections.FrozenConfigDict):
         return copy_config(config)

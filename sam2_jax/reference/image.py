@@ -9,9 +9,9 @@ import functools
 
 import numpy as np
 
-from configs import get_config
-from convert_weights.convert import convert_state_dict
-from convert_weights.mapping import component_table, param_table
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.convert import convert_state_dict
+from sam2_jax.convert_weights.mapping import component_table, param_table
 from sam2_jax.reference import GOLDEN, OFFICIAL_YAML, ReferenceUnavailable, have_torch
 from sam2_jax.utils.random_weights import random_state_dict
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from convert_weights.mapping import param_table
+from sam2_jax.convert_weights.mapping import param_table
 
 # Official buffers that our params hold as leaves: never trained.
 BUFFERS = ("sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",)

@@ -242,9 +242,9 @@ def _checkpoint_manager(workdir: str, config: ml_collections.ConfigDict):
 
 
 def _export(params, config: ml_collections.ConfigDict, workdir: str) -> None:
-    from convert_weights.convert import params_to_state_dict, save_torch_state_dict
-    from convert_weights.mapping import param_table
-    from convert_weights.orbax_io import save_params
+    from sam2_jax.convert_weights.convert import params_to_state_dict, save_torch_state_dict
+    from sam2_jax.convert_weights.mapping import param_table
+    from sam2_jax.convert_weights.orbax_io import save_params
 
     if not all(x.is_fully_addressable or x.is_fully_replicated for x in jax.tree.leaves(params)):
         from jax.experimental import multihost_utils
@@ -279,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Train (or resume) in ``workdir`` until ``config.train.total_steps``.
 
     Args:
-        config: a training config (``configs/train_*.py``).
+        config: a training config (``sam2_jax/configs/train_*.py``).
         workdir: output directory (checkpoints, metrics, export).
 
     Returns:

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from convert_weights.mapping import Entry
+from sam2_jax.convert_weights.mapping import Entry
 
 # sqrt(3): unit-variance-preserving uniform weights (std 1/sqrt(fan_in)). PyTorch's default bound 1/sqrt(fan_in)
 # shrinks activations by sqrt(3) per layer: after the image encoder and the decoder the official model's outputs

@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 
-from configs import get_config
-from convert_weights.__main__ import main as convert_main
-from convert_weights.convert import (
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.__main__ import main as convert_main
+from sam2_jax.convert_weights.convert import (
     convert_state_dict,
     infer_config_name,
     load_torch_state_dict,
     params_to_state_dict,
     save_torch_state_dict,
 )
-from convert_weights.mapping import param_table
+from sam2_jax.convert_weights.mapping import param_table
 from tests.reference import official_model, reference_state_dict, requires_torch
 
 NAME = "sam2.1_hiera_t"

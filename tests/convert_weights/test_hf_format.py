@@ -1,4 +1,4 @@
-"""transformers' SAM 2 format (``convert_weights.hf_format`` / ``hf_mapping``): strict both ways, the identity
+"""transformers' SAM 2 format (``sam2_jax.convert_weights.hf_format`` / ``hf_mapping``): strict both ways, the identity
 ``official .pt -> ours -> HF -> ours``, and checked against ``transformers`` itself: its two models have exactly
 our table's keys and shapes for all 8 configs (live, or from ``tests/golden/hf_keys.json`` without transformers),
 it loads our export with nothing missing or unexpected, what it saves reads back through ours, and its forward
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from configs import NAMES, get_config
-from convert_weights.__main__ import main as convert_main
-from convert_weights.convert import flatten
-from convert_weights.hf_format import hf_shapes, hf_to_state_dict, infer_config_name_hf, key_digest, write_hf
-from convert_weights.hf_mapping import SHARED_IMAGE_EMBEDDING, is_image_key
 from sam2_jax import checkpoints
+from sam2_jax.configs import NAMES, get_config
+from sam2_jax.convert_weights.__main__ import main as convert_main
+from sam2_jax.convert_weights.convert import flatten
+from sam2_jax.convert_weights.hf_format import hf_shapes, hf_to_state_dict, infer_config_name_hf, key_digest, write_hf
+from sam2_jax.convert_weights.hf_mapping import SHARED_IMAGE_EMBEDDING, is_image_key
 from tests.reference import GOLDEN, REPO
 
 NAME = "sam2.1_hiera_t"

@@ -10,10 +10,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from configs import get_config
-from convert_weights.convert import load_torch_state_dict
-from convert_weights.pt_format import UnsafeCheckpointError, load_pt, save_pt
 from sam2_jax import checkpoints
+from sam2_jax.configs import get_config
+from sam2_jax.convert_weights.convert import load_torch_state_dict
+from sam2_jax.convert_weights.pt_format import UnsafeCheckpointError, load_pt, save_pt
 from tests.reference import OFFICIAL_YAML, have_torch, requires_torch
 
 NAME = "sam2.1_hiera_t"
@@ -177,7 +177,7 @@ def test_broken_files_give_one_line_errors(tmp_path):
 
 
 def test_out_of_bounds_view_is_refused():
-    from convert_weights.pt_format import rebuild_tensor_v2
+    from sam2_jax.convert_weights.pt_format import rebuild_tensor_v2
 
     storage = np.arange(10, dtype=np.float32)
     np.testing.assert_array_equal(rebuild_tensor_v2(storage, 2, (2, 3), (3, 1)), storage[2:8].reshape(2, 3))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax.modeling import backend
 from sam2_jax.modeling.backbones import hieradet
 from sam2_jax.modeling.backbones.image_encoder import image_encoder_from_config

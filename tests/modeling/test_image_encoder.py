@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import NAMES, get_config
+from sam2_jax.configs import NAMES, get_config
 from sam2_jax.modeling.backbones.hieradet import Hiera
 from sam2_jax.modeling.backbones.image_encoder import FpnNeck, image_encoder_from_config
 from sam2_jax.modeling.position_encoding import PositionEmbeddingSine

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax.modeling.memory_attention import MemoryAttention
 from sam2_jax.modeling.memory_encoder import MemoryEncoder
 from tests.reference import component_params, nchw_to_nhwc, official_model, requires_torch, to_torch

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import get_config
+from sam2_jax.configs import get_config
 from sam2_jax.modeling.sam2_base import SAM2Base, SamHeadsOutput
 from sam2_jax.modeling.sam2_model import make_module
 from tests.reference import converted_params, nchw_to_nhwc, official_model, requires_torch, to_torch

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from convert_weights.convert import convert_state_dict
-from convert_weights.mapping import _table, component_table, mask_decoder_modules
+from sam2_jax.convert_weights.convert import convert_state_dict
+from sam2_jax.convert_weights.mapping import _table, component_table, mask_decoder_modules
 from sam2_jax.modeling.sam.mask_decoder import MaskDecoder
 from sam2_jax.modeling.sam.prompt_encoder import PromptEncoder
 from sam2_jax.modeling.sam.transformer import TwoWayTransformer

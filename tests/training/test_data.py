@@ -4,7 +4,7 @@ from several sources in proportion to their sizes, clips sampled as the official
 import numpy as np
 import pytest
 
-from configs.train_synthetic_tiny import get_config
+from sam2_jax.configs.train_synthetic_tiny import get_config
 from sam2_jax.datasets.synthetic import SyntheticImageDataset, SyntheticVideoDataset
 from sam2_jax.datasets.vos import DataError
 from sam2_jax.datasets.writers import jpeg_roundtrip, write_davis, write_sa1b

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.train_common import train_config
+from sam2_jax.configs.train_common import train_config
 from sam2_jax.training import optimizer as opt
 from tests.reference import converted_params, official_model, requires_torch
 from tests.training.official import install_fvcore_schedulers, official_mose_optim_config

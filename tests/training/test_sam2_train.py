@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs.train_common import train_config
+from sam2_jax.configs.train_common import train_config
 from sam2_jax.datasets.synthetic import synthetic_video
 from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.training import sam2_train as st
@@ -98,9 +98,9 @@ def _official(init, types, extra, frames, masks):
 
 def _relative_errors(grads, ref_grads):
     """Per-parameter relative L2 error of our gradients, the official ones brought to our layout."""
-    from configs import get_config
-    from convert_weights.convert import convert_state_dict, flatten
-    from convert_weights.mapping import param_table
+    from sam2_jax.configs import get_config
+    from sam2_jax.convert_weights.convert import convert_state_dict, flatten
+    from sam2_jax.convert_weights.mapping import param_table
     from tests.reference import reference_state_dict
 
     sd = {k: ref_grads.get(k, np.zeros_like(v)) for k, v in reference_state_dict(NAME).items()}

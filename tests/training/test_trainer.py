@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs.train_synthetic_tiny import get_config
+from sam2_jax.configs.train_synthetic_tiny import get_config
 from sam2_jax.training import trainer
 
 

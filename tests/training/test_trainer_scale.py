@@ -49,8 +49,8 @@ def _losses(workdir: Path, skip_lines: int = 0) -> dict[int, float]:
 
 
 def _params(workdir: Path) -> dict:
-    from convert_weights.convert import flatten
-    from convert_weights.orbax_io import restore_params
+    from sam2_jax.convert_weights.convert import flatten
+    from sam2_jax.convert_weights.orbax_io import restore_params
 
     return flatten(restore_params(workdir / "export" / "params"))
 

@@ -7,7 +7,7 @@ rate is small, so the first steps do not blow up (comparisons across meshes woul
 
 import ml_collections
 
-from configs.train_synthetic_tiny import get_config as tiny_config
+from sam2_jax.configs.train_synthetic_tiny import get_config as tiny_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

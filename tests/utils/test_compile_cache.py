@@ -19,7 +19,7 @@ SESSION = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from configs import get_config
+    from sam2_jax.configs import get_config
     from sam2_jax import build_sam2
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.utils.compile_cache import CompileCounter

@@ -10,8 +10,8 @@ from typing import Any, Mapping
 import ml_dtypes
 import numpy as np
 
-from convert_weights.mapping import TRANSFORMS, Entry
-from convert_weights.pt_format import load_pt, save_pt
+from sam2_jax.convert_weights.mapping import TRANSFORMS, Entry
+from sam2_jax.convert_weights.pt_format import load_pt, save_pt
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -51,7 +51,7 @@ def convert_state_dict(
 
     Args:
       state_dict: torch key -> numpy array.
-      table: entries from ``convert_weights.mapping``.
+      table: entries from ``sam2_jax.convert_weights.mapping``.
       expected_shapes: our path -> shape (from ``jax.eval_shape`` of the model's init); checked when given.
     Returns:
       Nested dict of float32 numpy arrays.
@@ -114,7 +114,7 @@ def params_to_state_dict(params: Mapping, table: list[Entry]) -> dict[str, np.nd
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read an official ``.pt`` checkpoint (``{"model": state_dict}``) into numpy arrays, without PyTorch.
 
-    The archive is read by ``convert_weights.pt_format.load_pt`` (a restricted unpickler: a checkpoint that would
+    The archive is read by ``pt_format.load_pt`` (a restricted unpickler: a checkpoint that would
     run code is refused). Floating tensors (float16, bfloat16, float64 included) come back as float32.
 
     Raises:

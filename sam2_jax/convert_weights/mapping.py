@@ -224,7 +224,7 @@ def model_modules(config) -> list:
 
 
 def param_table(config) -> list[Entry]:
-    """The full table for a model config (``configs/*.py``'s ``get_config()``)."""
+    """The full table for a model config (``sam2_jax/configs/*.py``'s ``get_config()``)."""
     return _table(model_modules(config))
 
 

@@ -1,9 +1,9 @@
 """Command line: official SAM 2 ``.pt`` or transformers SAM 2 folder <-> sam2_jax params (orbax).
 
-  python -m convert_weights --checkpoint sam2.1_hiera_tiny.pt --out DIR [--config sam2.1_hiera_t]
-  python -m convert_weights --checkpoint hf_folder/ --out DIR          # transformers' model.safetensors
-  python -m convert_weights --export DIR --config sam2.1_hiera_t --out model.pt
-  python -m convert_weights --export DIR --config sam2.1_hiera_t --out hf_folder/ --hf [--image-only]
+  python -m sam2_jax.convert_weights --checkpoint sam2.1_hiera_tiny.pt --out DIR [--config sam2.1_hiera_t]
+  python -m sam2_jax.convert_weights --checkpoint hf_folder/ --out DIR          # transformers' model.safetensors
+  python -m sam2_jax.convert_weights --export DIR --config sam2.1_hiera_t --out model.pt
+  python -m sam2_jax.convert_weights --export DIR --config sam2.1_hiera_t --out hf_folder/ --hf [--image-only]
 
 The first converts strictly (every key used, every shape checked; the model is inferred from the keys unless
 ``--config`` is given) and writes an orbax directory. The second writes our params back to an official-format
@@ -18,7 +18,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m convert_weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m sam2_jax.convert_weights",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="official .pt, transformers SAM 2 folder or .safetensors to convert")

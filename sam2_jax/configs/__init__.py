@@ -24,7 +24,7 @@ def config_path(name: str) -> str:
 
     Args:
       name: a model config name (``sam2.1_hiera_t``, ``sam2.1_hiera_tiny``, ...), a path to a config file, or the
-        name of a shipped ``configs/*.py`` file (``configs/train_synthetic_tiny.py``).
+        name of a shipped ``sam2_jax/configs/*.py`` file (``sam2_jax/configs/train_synthetic_tiny.py``).
     Returns:
       Path of the ``.py`` file.
     Raises:

@@ -69,7 +69,10 @@ CHECKPOINT_URLS = {
 
 
 def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
-    """The model config of SAM ``version`` ("2" or "2.1") at ``size`` (tiny/small/base_plus/large)."""
+    """The model config of SAM ``version`` ("2" or "2.1") at ``size`` (tiny/small/base_plus/large).
+
+    Long because it is the table itself: one line per field of the official YAML, in its order, so that the two
+    read side by side; splitting it would only scatter the table."""
     if version not in ("2", "2.1"):
         raise ValueError(f"version must be '2' or '2.1', got {version!r}")
     if size not in TRUNKS:

@@ -3,7 +3,7 @@
 
 Strict both ways, like the official converter: reading names every missing, unused and wrongly shaped key (and a
 Gaussian matrix whose two stored copies differ); writing refuses params that do not match the config. The table is
-``convert_weights.hf_mapping.hf_table``; the tensors pass through the official state dict, so
+``sam2_jax.convert_weights.hf_mapping.hf_table``; the tensors pass through the official state dict, so
 ``official .pt -> ours -> HF -> ours`` reuses the one tested official<->ours table.
 
 A file of the image-only ``Sam2Model`` lacks the memory components our model needs: reading one is an error naming
@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from convert_weights.hf_mapping import PROMPT_SHARED_EMBEDDING, SHARED_IMAGE_EMBEDDING, hf_table, is_image_key
+from sam2_jax.convert_weights.hf_mapping import PROMPT_SHARED_EMBEDDING, SHARED_IMAGE_EMBEDDING, hf_table, is_image_key
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

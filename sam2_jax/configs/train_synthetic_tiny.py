@@ -6,13 +6,13 @@ with 2 objects, 2 corrective clicks instead of 7, learning rates for training fr
 augmentations only the flip, the colour jitters and the grayscale (no affine, no mosaic), and no trunk drop path: on
 64 px synthetic shapes they cost more of a 30-minute CPU budget than they give back.
 
-    python train.py --config configs/train_synthetic_tiny.py --workdir /tmp/sam2_tiny
+    python train.py --config sam2_jax/configs/train_synthetic_tiny.py --workdir /tmp/sam2_tiny
     python scripts/train_synthetic_demo.py --workdir /tmp/sam2_tiny_demo   # + eval.py before and after
 """
 
 import ml_collections
 
-from configs.train_common import train_config
+from sam2_jax.configs.train_common import train_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

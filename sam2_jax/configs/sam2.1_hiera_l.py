@@ -1,6 +1,6 @@
 """SAM 2.1 Hiera-large (official `configs/sam2.1/sam2.1_hiera_l.yaml`)."""
 
-from configs.common import sam2_config
+from sam2_jax.configs.common import sam2_config
 
 
 def get_config(arg=None):

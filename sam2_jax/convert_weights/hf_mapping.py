@@ -18,7 +18,7 @@ same tensors by construction), with the renames spelled out below. ``Sam2Model``
 
 import re
 
-from convert_weights.mapping import model_modules, param_table
+from sam2_jax.convert_weights.mapping import model_modules, param_table
 
 HFEntry = tuple[str, tuple[str, ...]]
 

@@ -1,6 +1,6 @@
 """SAM 2 Hiera-base_plus (official `configs/sam2/sam2_hiera_b+.yaml`)."""
 
-from configs.common import sam2_config
+from sam2_jax.configs.common import sam2_config
 
 
 def get_config(arg=None):

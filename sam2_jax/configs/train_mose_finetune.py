@@ -1,7 +1,7 @@
 """The official MOSE fine-tune (``sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml``): base_plus from the official
 checkpoint on MOSE train, 8-frame clips of up to 3 objects at 1024 px, batch 1 per step, multiplier 2.
 
-    python train.py --config configs/train_mose_finetune.py:/data/MOSE --workdir runs/mose \\
+    python train.py --config sam2_jax/configs/train_mose_finetune.py:/data/MOSE --workdir runs/mose \\
         --config.train.init_checkpoint=sam2.1_hiera_base_plus.pt --config.train.total_steps=20000
 
 The argument is the MOSE root holding ``JPEGImages/<video>/*.jpg`` and ``Annotations/<video>/*.png`` (the DAVIS layout
@@ -11,7 +11,7 @@ your run (one step = ``batch_size`` clips) and ``mesh`` for your devices.
 
 import ml_collections
 
-from configs.train_common import train_config
+from sam2_jax.configs.train_common import train_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

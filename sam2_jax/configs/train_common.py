@@ -1,4 +1,4 @@
-"""Training defaults shared by the ``configs/train_*.py`` configs: a model config plus a ``train`` section.
+"""Training defaults shared by the ``sam2_jax/configs/train_*.py`` configs: a model config plus a ``train`` section.
 
 The values follow the official fine-tuning config ``sam2/configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml``
 (sam2 1.1.0): its ``scratch``, ``optim`` and ``loss`` sections and the ``SAM2Train`` training arguments.
@@ -6,11 +6,13 @@ The values follow the official fine-tuning config ``sam2/configs/sam2.1_training
 
 import ml_collections
 
-import configs
+from sam2_jax import configs
 
 
 def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDict:
-    """The model config ``model_name`` with the official fine-tuning recipe in ``config.train``."""
+    """The model config ``model_name`` with the official fine-tuning recipe in ``config.train``.
+
+    Long because it is the table itself: one line per setting of the official training YAML, each with its why."""
     c = configs.get_config(model_name)
     c.model.image_encoder.trunk.drop_path_rate = 0.1  # the MOSE config's trunk drop path (stochastic depth)
     t = c.train = ml_collections.ConfigDict()
@@ -122,5 +124,5 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """Entry point for ``--config configs/train_common.py[:model_name]``."""
+    """Entry point for ``--config sam2_jax/configs/train_common.py[:model_name]``."""
     return train_config(arg or "sam2.1_hiera_t")
