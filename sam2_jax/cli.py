@@ -627,8 +627,10 @@ def check_export(folder: str, model: str | None) -> int:
     if "frame_features" in m["functions"]:
         S = exp.image_size
         exp("frame_features", np.zeros((1, S, S, 3), np.float32))
-    print(f"{folder}: {m['model']} at {m['image_size']} px, {m['dtype']}, platforms {m['platforms']}, "
-          f"functions {sorted(m['functions'])}")  # fmt: skip
+    print(
+        f"{folder}: {m['model']} at {m['image_size']} px, {m['dtype']}, platforms {m['platforms']}, "
+        f"functions {sorted(m['functions'])}"
+    )
     return 0
 
 

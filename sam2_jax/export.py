@@ -5,10 +5,10 @@ is an engine function (``sam2_jax/tracker/engine.py``) closed over the module, s
 what the live predictors compute; nothing here is a second copy of a per-frame computation.
 
 The folder (``export_model``):
-- ``<name>.jax_export``: one serialized ``jax.export.Exported`` per function of ``FUNCTIONS``, lowered for every
-  platform asked for (``cpu``, ``cuda``, ``tpu`` in one artifact: ``jax.export`` puts the per-platform lowerings in
-  one module), and ``<name>.mlirbc``: the same function's bare StableHLO (MLIR bytecode), for a PJRT client in
-  C++/Rust that does not read ``jax.export``'s flatbuffer.
+- ``<name>.jax_export``: one serialized ``jax.export.Exported`` per function of ``image_functions`` and
+  ``video_functions``, lowered for every platform asked for (``cpu``, ``cuda``, ``tpu`` in one artifact:
+  ``jax.export`` puts the per-platform lowerings in one module), and ``<name>.mlirbc``: the same function's bare
+  StableHLO (MLIR bytecode), for a PJRT client in C++/Rust that does not read ``jax.export``'s flatbuffer.
 - ``params.npz``: the params once, float32, keys ``a/b/c`` of the nested dict (numpy reads them, no Flax). The
   functions take the params as their first argument rather than baking them in: five functions sharing the tiny
   model's 39 M parameters would otherwise store 156 MB five times (the large model: 900 MB each), and a server keeps
@@ -93,9 +93,10 @@ def _state_spec(module: SAM2Base, num_objects, num_cond) -> dict[str, jax.ShapeD
     """The abstract ``TrackerState`` (as a dict) with ``num_objects`` / ``num_cond`` (ints or symbolic dims)."""
     c, h = module.config, module.config.image_size // module.config.backbone_stride
     st = jax.eval_shape(
-        lambda: empty_state(1, 1, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim,
-                            module.hidden_dim, (4 * h, 4 * h), 1)
-    )  # fmt: skip
+        lambda: empty_state(
+            1, 1, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim, module.hidden_dim, (4 * h, 4 * h), 1
+        )
+    )
     out = {}
     for name, x in state_to_dict(st).items():
         shape = list(x.shape)
@@ -110,8 +111,9 @@ def _state_spec(module: SAM2Base, num_objects, num_cond) -> dict[str, jax.ShapeD
 def _dummy_state(module: SAM2Base) -> TrackerState:
     """The one-object state an initial conditioning frame's prompt step ignores (it has no memory yet)."""
     c, h = module.config, module.config.image_size // module.config.backbone_stride
-    return empty_state(1, 1, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim, module.hidden_dim,
-                       (4 * h, 4 * h), 1)  # fmt: skip
+    return empty_state(
+        1, 1, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim, module.hidden_dim, (4 * h, 4 * h), 1
+    )
 
 
 def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
@@ -130,10 +132,13 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
     pts = (jax.ShapeDtypeStruct((1, n, 2), jnp.float32), jax.ShapeDtypeStruct((1, n), jnp.int32))
     out = {
         "image_encoder": ExportFn(
-            encoder, (params_spec, images), ("params", "images"),
-            "images (b, S, S, 3) normalised -> the image predictor's embeddings of each image", {},
+            encoder,
+            (params_spec, images),
+            ("params", "images"),
+            "images (b, S, S, 3) normalised -> the image predictor's embeddings of each image",
+            {},
         )
-    }  # fmt: skip
+    }
     for multimask in (True, False):
 
         def decode(params, embed, coords, labels, multimask=multimask):
@@ -142,11 +147,13 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
             return {"low_res_masks": o.low_res_masks, "iou_predictions": o.iou_predictions}
 
         out[f"image_decode_{'multi' if multimask else 'single'}"] = ExportFn(
-            decode, (params_spec, embed, *pts), ("params", "embeddings", "point_coords", "point_labels"),
+            decode,
+            (params_spec, embed, *pts),
+            ("params", "embeddings", "point_coords", "point_labels"),
             "one image's embeddings (batch 1) and clicks/box corners in model-input pixels -> low-res mask logits "
             "and IoU predictions (the image predictor's decoder, before post-processing)",
             {"multimask_output": multimask},
-        )  # fmt: skip
+        )
     return out
 
 
@@ -164,23 +171,47 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
     h4 = feats["high_res_0"].shape[1] if "high_res_0" in feats else 4 * feats["vision_feat"].shape[1]
     out = {
         "frame_features": ExportFn(
-            lambda p, x: feats_to_dict(engine.frame_features(module, p, x)), (params_spec, images),
-            ("params", "images"), "frames (b, S, S, 3) normalised -> the tracker's image features", {},
+            lambda p, x: feats_to_dict(engine.frame_features(module, p, x)),
+            (params_spec, images),
+            ("params", "images"),
+            "frames (b, S, S, 3) normalised -> the tracker's image features",
+            {},
         ),
         "encode_prompt_memory": ExportFn(
             lambda p, f, m, s: engine.encode_prompt_memory(module, p, feats_from_dict(f), m, s),
-            (params_spec, feats, jax.ShapeDtypeStruct((1, 1, h4, h4), jnp.float32),
-             jax.ShapeDtypeStruct((1, 1), jnp.float32)),
+            (
+                params_spec,
+                feats,
+                jax.ShapeDtypeStruct((1, 1, h4, h4), jnp.float32),
+                jax.ShapeDtypeStruct((1, 1), jnp.float32),
+            ),
             ("params", "features", "pred_masks", "object_score_logits"),
-            "a prompted frame's memory (1, hw, mem_dim) bfloat16 from its low-res logits", {},
+            "a prompted frame's memory (1, hw, mem_dim) bfloat16 from its low-res logits",
+            {},
         ),
         "prompt_mask": ExportFn(
-            lambda p, f, m: _outputs(engine.interact(module, p, _dummy_state(module), feats_from_dict(f), 0, False,
-                                                     None, None, m, None, True, fill_hole_area)),
-            (params_spec, feats, jax.ShapeDtypeStruct((1, S, S, 1), jnp.float32)), ("params", "features", "mask"),
-            "a binary mask (1, S, S, 1) as an object's prompt", {"is_init_cond_frame": True},
+            lambda p, f, m: _outputs(
+                engine.interact(
+                    module,
+                    p,
+                    _dummy_state(module),
+                    feats_from_dict(f),
+                    0,
+                    False,
+                    None,
+                    None,
+                    m,
+                    None,
+                    True,
+                    fill_hole_area,
+                )
+            ),
+            (params_spec, feats, jax.ShapeDtypeStruct((1, S, S, 1), jnp.float32)),
+            ("params", "features", "mask"),
+            "a binary mask (1, S, S, 1) as an object's prompt",
+            {"is_init_cond_frame": True},
         ),
-    }  # fmt: skip
+    }
     out |= prompt_functions(module, params_spec, feats, fill_hole_area)
     (o, k) = jax.export.symbolic_shape("o, k")
     state = _state_spec(module, o, k)
@@ -192,10 +223,12 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
 
         frames = (jax.ShapeDtypeStruct((T, S, S, 3), jnp.float32), jax.ShapeDtypeStruct((T,), jnp.int32))
         out[f"propagate_{T}"] = ExportFn(
-            propagate, (params_spec, state, *frames, b_), ("params", "state", "images", "frame_idxs", "reverse"),
+            propagate,
+            (params_spec, state, *frames, b_),
+            ("params", "state", "images", "frame_idxs", "reverse"),
             f"track every object of the state through {T} frame(s) (no new prompt): new state and per-frame outputs",
             {"num_frames": T},
-        )  # fmt: skip
+        )
     return out
 
 
@@ -241,11 +274,12 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
             {"is_init_cond_frame": True, "prev_mask_logits": True},
         )
         out[f"prompt_tracked_{count}"] = ExportFn(
-            tracked, (params_spec, _state_spec(module, 1, k), feats, i32, b_, *pts, prev),
+            tracked,
+            (params_spec, _state_spec(module, 1, k), feats, i32, b_, *pts, prev),
             ("params", "state", "features", "frame_idx", "reverse", "point_coords", "point_labels", "prev_mask_logits"),
             f"{doc} on a tracked frame (a correction), attending to the object's memory (state with o = 1)",
             {"is_init_cond_frame": False, "prev_mask_logits": True},
-        )  # fmt: skip
+        )
     return out
 
 
@@ -387,7 +421,7 @@ def build_manifest(model: SAM2Model, module: SAM2Base, platforms, fill: int, chu
             "file": PARAMS,
             "count": int(sum(v.size for v in flat.values())),
             "bytes": int(sum(v.nbytes for v in flat.values())),
-        },  # fmt: skip
+        },
         # the order of the params' leaves in every function's flat arguments (jax flattens dicts by sorted key)
         "params_order": [
             "/".join(str(k.key) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(model.params)[0]

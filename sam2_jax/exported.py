@@ -214,9 +214,16 @@ class ExportedVideoPredictor:
         return s.features[1]
 
     def add_new_points_or_box(
-        self, s: VideoState, frame_idx: int, obj_id, points=None, labels=None, clear_old_points=True,
-        normalize_coords=True, box=None,
-    ) -> tuple[int, list, np.ndarray]:  # fmt: skip
+        self,
+        s: VideoState,
+        frame_idx: int,
+        obj_id,
+        points=None,
+        labels=None,
+        clear_old_points=True,
+        normalize_coords=True,
+        box=None,
+    ) -> tuple[int, list, np.ndarray]:
         """Clicks and/or a box for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks (O, 1, H, W)
         logits at video resolution), as ``SAM2VideoPredictor.add_new_points_or_box``."""
         if not 0 <= frame_idx < s.num_frames:
@@ -282,8 +289,9 @@ class ExportedVideoPredictor:
         for o in range(len(s.obj_ids)):
             for t, out in s.temp[o].items():
                 if out["maskmem"] is None:
-                    mem = self.model("encode_prompt_memory", self._features(s, t), out["pred_masks"],
-                                     out["object_score_logits"])  # fmt: skip
+                    mem = self.model(
+                        "encode_prompt_memory", self._features(s, t), out["pred_masks"], out["object_score_logits"]
+                    )
                     out["maskmem"] = np.asarray(mem[0])
                 s.cond[o][t] = out
                 s.non_cond[o].pop(t, None)
@@ -292,9 +300,12 @@ class ExportedVideoPredictor:
                 raise ValueError(f"No input points or masks are provided for object id {s.obj_ids[o]}")
 
     def propagate_in_video(
-        self, s: VideoState, start_frame_idx: int | None = None, max_frame_num_to_track: int | None = None,
+        self,
+        s: VideoState,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
         reverse: bool = False,
-    ) -> Iterator[tuple[int, list, np.ndarray]]:  # fmt: skip
+    ) -> Iterator[tuple[int, list, np.ndarray]]:
         """Track every object through the video; yields (frame_idx, obj_ids, masks (O, 1, H, W) logits)."""
         self.propagate_in_video_preflight(s)
         if start_frame_idx is None:
@@ -320,10 +331,11 @@ class ExportedVideoPredictor:
                     s.tracked[o][t] = reverse
                     if not host["is_cond"][j, o]:
                         s.non_cond[o][t] = {
-                            "pred_masks": host["pred_masks"][j, o][None], "obj_ptr": host["obj_ptr"][j, o][None],
+                            "pred_masks": host["pred_masks"][j, o][None],
+                            "obj_ptr": host["obj_ptr"][j, o][None],
                             "object_score_logits": host["object_score_logits"][j, o][None],
                             "maskmem": host["maskmem"][j, o],
-                        }  # fmt: skip
+                        }
                 yield t, list(s.obj_ids), np.asarray(video[j])
             pos += size
 

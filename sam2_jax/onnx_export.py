@@ -42,8 +42,17 @@ MANIFEST = "onnx_manifest.json"
 
 def _state(module, num_cond: int, num_frames: int = 1) -> TrackerState:
     c, h = module.config, module.config.image_size // module.config.backbone_stride
-    return empty_state(1, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim,
-                       module.hidden_dim, (4 * h, 4 * h), num_frames)  # fmt: skip
+    return empty_state(
+        1,
+        num_cond,
+        c.num_maskmem,
+        c.max_obj_ptrs_in_encoder,
+        h * h,
+        module.mem_dim,
+        module.hidden_dim,
+        (4 * h, 4 * h),
+        num_frames,
+    )
 
 
 def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str, tuple[Callable, list, list, list]]:
@@ -100,11 +109,19 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
     return {
         "image_encoder": (encoder, [image], ["image"], feat_names),
         "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"], prompt_out),
-        "prompt_tracked": (prompt_tracked, [*feat_specs, *scalars, *st_specs, *pts, prev],
-                           [*tracked_in, "point_coords", "point_labels", "prev_mask_logits"], prompt_out),
-        "track_step": (track, [*feat_specs, *scalars, *st_specs], tracked_in,
-                       [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"]),
-    }  # fmt: skip
+        "prompt_tracked": (
+            prompt_tracked,
+            [*feat_specs, *scalars, *st_specs, *pts, prev],
+            [*tracked_in, "point_coords", "point_labels", "prev_mask_logits"],
+            prompt_out,
+        ),
+        "track_step": (
+            track,
+            [*feat_specs, *scalars, *st_specs],
+            tracked_in,
+            [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"],
+        ),
+    }
 
 
 def export_onnx(
@@ -140,8 +157,14 @@ def export_onnx(
         # would keep its primitives in their caches and fail in the live model afterwards.
         jax.clear_caches()
     c = model.config.model
-    manifest = {"model": model.config.get("name", None), "image_size": c.image_size, "num_cond": num_cond,
-                "num_points": num_points, "mask_size": c.image_size // 4, "graphs": entries}  # fmt: skip
+    manifest = {
+        "model": model.config.get("name", None),
+        "image_size": c.image_size,
+        "num_cond": num_cond,
+        "num_points": num_points,
+        "mask_size": c.image_size // 4,
+        "graphs": entries,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 

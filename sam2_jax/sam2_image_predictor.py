@@ -225,8 +225,11 @@ class SAM2ImagePredictor:
             orig_hw=tuple(int(v) for v in self._orig_hw[img_idx]),
             return_logits=bool(return_logits),
         )
-        masks, iou, low_res = (tensor_like(masks), tensor_like(np.asarray(iou, np.float32)),
-                               tensor_like(np.asarray(low_res, np.float32)))  # fmt: skip
+        masks, iou, low_res = (
+            tensor_like(masks),
+            tensor_like(np.asarray(iou, np.float32)),
+            tensor_like(np.asarray(low_res, np.float32)),
+        )
         if masks.shape[0] == 1:  # the official squeezes the prompt batch axis of 1
             masks, iou, low_res = masks[0], iou[0], low_res[0]
         return masks, iou, low_res

@@ -144,8 +144,9 @@ class SAM2VideoPredictor:
           chunks_in_flight: chunks ``propagate_in_video`` dispatches ahead of the one it yields (1: the device
             computes chunk k+1 while the caller handles chunk k; 0: each chunk finishes before it is yielded, which a
             benchmark that interleaves implementations needs). Results do not depend on it.
-          tracker_policy: ``"sam2"`` (default), ``"samurai"`` or ``"sam3_selection"``, or a ``TrackerPolicy``
-            (``sam2_jax/tracker/policies.py``); thresholds from the config's ``tracker`` section.
+          tracker_policy: ``"sam2"`` (default), ``"samurai"``, ``"sam3_selection"`` or ``"sam2long"``, or a
+            ``TrackerPolicy`` (``sam2_jax/tracker/policies.py``; ``policies.POLICIES`` lists them); thresholds from
+            the config's ``tracker`` section.
         """
         video = sam_model.config.video
         cfg = ml_collections.ConfigDict(sam_model.config.model)
@@ -736,8 +737,9 @@ class SAM2VideoPredictor:
         videos[i] = st
         return self._shard(jax.device_put(stack_states(videos)))
 
-    def _dispatch_videos(self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse,
-                         active: list[bool]):  # fmt: skip
+    def _dispatch_videos(
+        self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse, active: list[bool]
+    ):
         """Queue one chunk (V, T) of frames on the device, then each active slot's video-resolution masks (sizes
         differ per video), so nothing waits on the host; the outputs start copying to the host when ready."""
         images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames, strict=True)])
@@ -822,14 +824,22 @@ class SAM2VideoPredictor:
                 if host.is_cond[j, o]:
                     continue
                 out = FrameOutput(
-                    host.pred_masks[j, o][None], host.obj_ptr[j, o][None], host.object_score_logits[j, o][None],
-                    host.maskmem[j, o], bool(host.admitted[j, o]), float(host.best_iou[j, o]), host.kf_box[j, o],
+                    host.pred_masks[j, o][None],
+                    host.obj_ptr[j, o][None],
+                    host.object_score_logits[j, o][None],
+                    host.maskmem[j, o],
+                    bool(host.admitted[j, o]),
+                    float(host.best_iou[j, o]),
+                    host.kf_box[j, o],
                     float(host.kf_score[j, o]),
-                )  # fmt: skip
+                )
                 s.store.put(o, t, out)
             if host.path_parent is not None:  # SAM2Long: every pathway's parent, score and mask, for the lineage
-                s.pathways[t] = (host.path_parent[j, : len(objs)], host.path_score[j, : len(objs)],
-                                 host.path_masks[j, : len(objs)])  # fmt: skip
+                s.pathways[t] = (
+                    host.path_parent[j, : len(objs)],
+                    host.path_score[j, : len(objs)],
+                    host.path_masks[j, : len(objs)],
+                )
                 s.pathway_masks_held.add(t)
             yield t, obj_ids, tensor_like(video[j, : len(objs)])
         s.store.evict(chunk.idxs[-1])

@@ -19,8 +19,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = train_config("sam2.1_hiera_b+")
     c.train.data.sources = dict(
         mose=dict(
-            kind="vos_folder", root=arg or "", split="", resolution="", batch_size=0, num_frames=0,
-            max_num_objects=0, multiplier=2, prob=0.0,
+            kind="vos_folder",
+            root=arg or "",
+            split="",
+            resolution="",
+            batch_size=0,
+            num_frames=0,
+            max_num_objects=0,
+            multiplier=2,
+            prob=0.0,
         )
-    )  # fmt: skip
+    )
     return c

@@ -492,9 +492,19 @@ def condition_on_memory(
     def attend(m: MemoryInputs) -> jax.Array:
         scale = {} if m.key_scale is None else {"key_scale": m.key_scale}
         return _call(
-            module, params, SAM2Base.attend_memory, curr, curr_pos, m.memory, m.memory_pos, m.num_ptr_tokens, m.mask,
-            deterministic, rngs=rngs, **scale,
-        )  # fmt: skip
+            module,
+            params,
+            SAM2Base.attend_memory,
+            curr,
+            curr_pos,
+            m.memory,
+            m.memory_pos,
+            m.num_ptr_tokens,
+            m.mask,
+            deterministic,
+            rngs=rngs,
+            **scale,
+        )
 
     K, R = state.num_cond_slots, state.recent_frame.shape[1]
     # a symbolic slot count (a jax.export for any number of conditioning slots) keeps every slot
@@ -564,9 +574,17 @@ def track_frame(
         kf = kalman.KalmanState(state.kf_mean, state.kf_cov, state.kf_stable)
         choose = lambda ious, masks: kalman.samurai_choice(kf, ious, masks, policy).best
     heads = sam_heads(
-        module, params, pix, None, None, None, hr, multimask, choose=choose,
+        module,
+        params,
+        pix,
+        None,
+        None,
+        None,
+        hr,
+        multimask,
+        choose=choose,
         obj_score_threshold=policy.obj_score_threshold,
-    )  # fmt: skip
+    )
     return TrackedFrame(pix, heads)
 
 
@@ -881,9 +899,12 @@ def sam2long_step(
     is_cond, take = _conditioning_slot(state, t)  # (N,); take reads the slot of the rows' shared prompts
     first = (state.cond_valid & (_rel(state.cond_frame, t, reverse) == 1)).any(1).reshape(O, P)[:, 0]
     choice = sam2long_select(
-        state.path_score.reshape(O, P), heads.ious.reshape(O, P, M), heads.object_score_logits.reshape(O, P), first,
+        state.path_score.reshape(O, P),
+        heads.ious.reshape(O, P, M),
+        heads.object_score_logits.reshape(O, P),
+        first,
         policy,
-    )  # fmt: skip
+    )
     # a conditioning frame outputs its stored result and leaves the pathways as they are
     cond_o = is_cond.reshape(O, P)[:, :1]
     parent = jnp.where(cond_o, jnp.arange(P), choice.parent)
@@ -907,10 +928,19 @@ def sam2long_step(
     state = state.replace(path_score=score.reshape(N))
     best = jnp.arange(O) * P
     out = StepOutput(
-        pred_masks[best], obj_score[best], obj_ptr[best], maskmem[best], is_cond[best], admitted[best], iou[best],
-        jnp.zeros((O, 4), jnp.float32), jnp.full((O,), jnp.nan, jnp.float32),
-        parent.astype(jnp.int32), score, pred_masks.reshape(O, P, *pred_masks.shape[1:]),
-    )  # fmt: skip
+        pred_masks[best],
+        obj_score[best],
+        obj_ptr[best],
+        maskmem[best],
+        is_cond[best],
+        admitted[best],
+        iou[best],
+        jnp.zeros((O, 4), jnp.float32),
+        jnp.full((O,), jnp.nan, jnp.float32),
+        parent.astype(jnp.int32),
+        score,
+        pred_masks.reshape(O, P, *pred_masks.shape[1:]),
+    )
     return state, out
 
 
@@ -1013,9 +1043,16 @@ def interact(
             # (1, 1, 4h, 4w) -> (1, 4h, 4w, 1)
             mask_in = prev_mask_logits.transpose(0, 2, 3, 1)
         outs = sam_heads(
-            module, params, pix, point_coords, point_labels, mask_in, hr, multimask,
+            module,
+            params,
+            pix,
+            point_coords,
+            point_labels,
+            mask_in,
+            hr,
+            multimask,
             obj_score_threshold=policy.obj_score_threshold,
-        )  # fmt: skip
+        )
     return PromptOutput(
         _postprocess_pred_masks(outs.low_res_masks, fill_hole_area), outs.object_score_logits, outs.obj_ptr
     )

@@ -64,16 +64,28 @@ def initiate(xyah: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(O, 4) measurement -> mean (O, 8), covariance (O, 8, 8)."""
     h = xyah[:, 3]
     one = jnp.ones_like(h)
-    std = jnp.stack([2 * STD_POS * h, 2 * STD_POS * h, 1e-2 * one, 2 * STD_POS * h,
-                     10 * STD_VEL * h, 10 * STD_VEL * h, 1e-5 * one, 10 * STD_VEL * h], -1)  # fmt: skip
+    std = jnp.stack(
+        [
+            2 * STD_POS * h,
+            2 * STD_POS * h,
+            1e-2 * one,
+            2 * STD_POS * h,
+            10 * STD_VEL * h,
+            10 * STD_VEL * h,
+            1e-5 * one,
+            10 * STD_VEL * h,
+        ],
+        -1,
+    )
     return jnp.concatenate([xyah, jnp.zeros_like(xyah)], -1), jax.vmap(jnp.diag)(std**2)
 
 
 def predict(mean: jax.Array, cov: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = mean[:, 3]
     one = jnp.ones_like(h)
-    std = jnp.stack([STD_POS * h, STD_POS * h, 1e-2 * one, STD_POS * h,
-                     STD_VEL * h, STD_VEL * h, 1e-5 * one, STD_VEL * h], -1)  # fmt: skip
+    std = jnp.stack(
+        [STD_POS * h, STD_POS * h, 1e-2 * one, STD_POS * h, STD_VEL * h, STD_VEL * h, 1e-5 * one, STD_VEL * h], -1
+    )
     mean = mean @ _MOTION.T
     cov = _MOTION @ cov @ _MOTION.T + jax.vmap(jnp.diag)(std**2)
     return mean, cov
@@ -140,8 +152,9 @@ def samurai_choice(kf: KalmanState, ious: jax.Array, high_res_multimasks: jax.Ar
     u_mean, u_cov = update(p_mean, p_cov, meas)
     # warming up: update when IoU > thr; stable phase: update unless IoU < thr (the reference's two comparisons)
     good = jnp.where(scoring, best_iou >= policy.stable_ious_threshold, best_iou > policy.stable_ious_threshold)
-    sel = lambda a, b, c: jnp.where(init.reshape((-1,) + (1,) * (a.ndim - 1)), a, jnp.where(
-        good.reshape((-1,) + (1,) * (a.ndim - 1)), b, c))  # fmt: skip
+    sel = lambda a, b, c: jnp.where(
+        init.reshape((-1,) + (1,) * (a.ndim - 1)), a, jnp.where(good.reshape((-1,) + (1,) * (a.ndim - 1)), b, c)
+    )
     mean, cov = sel(i_mean, u_mean, p_mean), sel(i_cov, u_cov, p_cov)
     stable = jnp.where(init, 1, jnp.where(good, kf.stable + jnp.where(scoring, 0, 1), 0)).astype(jnp.int32)
     return SamuraiChoice(best, KalmanState(mean, cov, stable), pick(kf_ious) * scoring, scoring)

@@ -3,7 +3,8 @@
 The official ``SAM2VideoPredictor`` keeps every frame's output in dicts keyed by frame index and picks, per frame,
 the conditioning frames, the non-conditioning memories of frames t-1 … t-(num_maskmem-1) and the object pointers of
 frames t-1 … t-(max_obj_ptrs-1). Attention over a set of keys does not depend on their order, and every positional
-signal travels with its slot, so the same selection is a boolean mask over fixed slots (see DESIGN.md):
+signal travels with its slot, so the same selection is a boolean mask over fixed slots (``docs/architecture.md``,
+"The fixed-slot memory"):
 
 - conditioning slots ``K`` (the prompted frames; the host chooses which ones when there are more than ``K``);
 - a ring of ``R = num_maskmem - 1`` recent non-conditioning memories, slot ``frame % R``;

@@ -283,8 +283,9 @@ def clip_losses(
     num_cond = I + (E if config.train.prompts.add_all_frames_to_correct_as_cond else 0)
     c, h = module.config, feats.vision_feat.shape[1]
     lo = 4 * h
-    state = empty_state(O, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim,
-                        module.hidden_dim, (lo, lo), T)  # fmt: skip
+    state = empty_state(
+        O, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h, module.mem_dim, module.hidden_dim, (lo, lo), T
+    )
     state = state.replace(cond_mem=state.cond_mem.astype(jnp.float32), recent_mem=state.recent_mem.astype(jnp.float32))
     preds = jnp.zeros((T, O, lo, lo), jnp.float32)
 
