@@ -1,6 +1,6 @@
-"""The export (``sam2_jax.export``) against the live predictors, in one process on the same CPU: artifact sizes,
-export and load seconds, first-call compile seconds, and per-frame / per-image seconds of the exported runtime
-(``sam2_jax.exported``) and of the live ``SAM2VideoPredictor`` / ``SAM2ImagePredictor`` (tiny, random weights,
+"""The export (``sam2_jax.export.stablehlo``) against the live predictors, in one process on the same CPU: artifact
+sizes, export and load seconds, first-call compile seconds, and per-frame / per-image seconds of the exported runtime
+(``sam2_jax.export.runtime``) and of the live ``SAM2VideoPredictor`` / ``SAM2ImagePredictor`` (tiny, random weights,
 bedroom frames). Steady-state times are the median of repeated, already compiled calls.
 
     .venv/bin/python benchmarks/export.py [--image-size 1024] [--frames 8] [--out /tmp/sam2_export]
@@ -60,11 +60,11 @@ def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from sam2_jax import exported
     from sam2_jax.build_sam import SAM2Model
     from sam2_jax.checkpoints import random_params
     from sam2_jax.configs import get_config
-    from sam2_jax.export import export_model
+    from sam2_jax.export import runtime as exported
+    from sam2_jax.export.stablehlo import export_model
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor

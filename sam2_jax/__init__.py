@@ -4,7 +4,7 @@ __all__ = ["SAM2Model", "build_sam2", "SAM2ImagePredictor"]
 
 
 def __getattr__(name):
-    # Lazy, so that `import sam2_jax` stays light and `sam2_jax.exported` (the runtime of an export) runs without
+    # Lazy, so that `import sam2_jax` stays light and `sam2_jax.export.runtime` (the runtime of an export) runs without
     # Flax or the model code.
     if name in ("SAM2Model", "build_sam2"):
         from sam2_jax import build_sam

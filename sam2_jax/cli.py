@@ -591,8 +591,10 @@ def cmd_convert(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """``export``: the model as StableHLO + params + manifest (``sam2_jax.export``), or ``--check`` an export."""
-    from sam2_jax.export import MANIFEST, check_platforms, export_model
+    """``export``: the model as StableHLO + params + manifest (``sam2_jax.export.stablehlo``), or ``--check`` an
+    export."""
+    from sam2_jax.export.names import MANIFEST
+    from sam2_jax.export.stablehlo import check_platforms, export_model
 
     try:
         platforms = check_platforms(p.strip() for p in args.platforms.split(",") if p.strip())
@@ -617,7 +619,7 @@ def cmd_export(args) -> int:
 
 def check_export(folder: str, model: str | None) -> int:
     """Load an export with the runtime (no model code) and encode a blank image: prints what it holds."""
-    from sam2_jax.exported import ExportedModel
+    from sam2_jax.export.runtime import ExportedModel
 
     try:
         exp = ExportedModel(folder, model=model)
@@ -655,7 +657,7 @@ EPILOGS = {
         "examples:\n  sam2-jax export --model sam2.1_hiera_t --out export/tiny            # cpu,cuda,tpu, float32\n"
         "  sam2-jax export --random-weights --image-size 256 --platforms cpu --dtype bfloat16 --out /tmp/e\n"
         "  sam2-jax export --check export/tiny --model sam2.1_hiera_t   # load it without the model code\n"
-        "run it with sam2_jax.exported (ExportedImagePredictor, ExportedVideoPredictor); see README, Deploy"
+        "run it with sam2_jax.export.runtime (ExportedImagePredictor, ExportedVideoPredictor); see README, Deploy"
     ),
 }
 
@@ -807,7 +809,7 @@ def _add_export_parser(sub, fmt) -> None:
         description=_wrap(
             "Write the image encoder, the prompt steps, a prompted frame's memory and the propagation step and "
             "chunk as serialized StableHLO (jax.export), the params (params.npz) and manifest.json to --out. "
-            "sam2_jax.exported runs them with jax and numpy only."
+            "sam2_jax.export.runtime runs them with jax and numpy only."
         ),
         epilog=EPILOGS["export"],
         formatter_class=fmt,

@@ -1,4 +1,4 @@
-"""The exported runtime (``sam2_jax.exported``) against the live predictors, on the bedroom frames.
+"""The exported runtime (``sam2_jax.export.runtime``) against the live predictors, on the bedroom frames.
 
 One export (tiny, random weights, float32, 128 px so it stays fast; 1024 px is slow-marked) is run by the runtime in
 a subprocess whose ``sys.modules`` must never hold Flax or ``sam2_jax.modeling``, while this process runs the same
@@ -40,7 +40,7 @@ RUNTIME = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from sam2_jax import exported
+    from sam2_jax.export import runtime as exported
     from tests import exported_scenario as scenario
 
     folder, frames, out = sys.argv[1:4]
@@ -64,7 +64,7 @@ RUNTIME = textwrap.dedent(
 EXPORT_ONNX = textwrap.dedent(
     """
     import sys
-    from sam2_jax.onnx_export import export_onnx
+    from sam2_jax.export.onnx_export import export_onnx
     from tests.test_exported import _model
 
     export_onnx(_model(int(sys.argv[1])), sys.argv[2])
@@ -114,7 +114,7 @@ def _live(image_size: int, dtype: str = "float32") -> dict[str, np.ndarray]:
 
 
 def _check_parity(image_size: int, tmp_path, only=None, dtype: str = "float32") -> None:
-    from sam2_jax.export import export_model
+    from sam2_jax.export.stablehlo import export_model
     from sam2_jax.utils.video_io import preprocess_frame
 
     video = _video()
@@ -182,7 +182,7 @@ def test_export_cli_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
-    from sam2_jax.exported import ExportedModel
+    from sam2_jax.export.runtime import ExportedModel
     from sam2_jax.tracker import engine
 
     out = tmp_path / "export"
@@ -233,7 +233,7 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
       frame (1.5e-5 measured), and each frame's memory equals the live one but for bfloat16 rounding neighbours.
     """
     _require_onnx()
-    from sam2_jax.onnx_runtime import OnnxTracker
+    from sam2_jax.export.onnx_runtime import OnnxTracker
     from sam2_jax.utils.video_io import preprocess_frame
 
     video = _video()

@@ -783,7 +783,7 @@ def track_features(
     compact: bool = False,
 ) -> tuple[TrackerState, StepOutput]:
     """``track_step`` on a frame's features (``frame_features`` of the one frame) rather than its image: the ONNX
-    tracking graph (``sam2_jax.onnx_export``) takes the encoder graph's outputs, so the encoder is not converted
+    tracking graph (``sam2_jax.export.onnx_export``) takes the encoder graph's outputs, so the encoder is not converted
     (and its weights not stored) twice. Not for SAM2Long (``sam2long_step`` tracks its pathways from the image)."""
     if policy.name == "sam2long":
         raise ValueError("track_features does not run the sam2long policy: call track_step")

@@ -20,7 +20,7 @@ flat arrays (ONNX has no pytrees):
 
 Memories are bfloat16 in the tracker; ONNX Runtime's CPU kernels barely take bfloat16, so they cross the graph
 boundary as float32 and are cast inside: a bfloat16 value is exact in float32, the numbers do not change.
-``sam2_jax.onnx_runtime`` tracks a video with these graphs, numpy and ``onnxruntime`` alone.
+``sam2_jax.export.onnx_runtime`` tracks a video with these graphs, numpy and ``onnxruntime`` alone.
 """
 
 import json
@@ -31,13 +31,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from sam2_jax.export import export_module, state_to_dict
+from sam2_jax.export import names
+from sam2_jax.export.names import ONNX_MANIFEST as MANIFEST
+from sam2_jax.export.stablehlo import export_module, state_to_dict
 from sam2_jax.modeling.sam2_base import ImageFeatures
 from sam2_jax.modeling.sam2_model import SAM2Model
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
-
-MANIFEST = "onnx_manifest.json"
 
 
 def _state(module, num_cond: int, num_frames: int = 1) -> TrackerState:
@@ -65,7 +65,7 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
     image = jax.ShapeDtypeStruct((1, S, S, 3), f32)
     feats = jax.eval_shape(lambda x: engine.frame_features(module, params, x), image)
     feat_specs = [feats.vision_feat, feats.vision_pos, *feats.high_res]
-    feat_names = ["vision_feat", "vision_pos"] + [f"high_res_{i}" for i in range(len(feats.high_res))]
+    feat_names = [names.VISION_FEAT, names.VISION_POS] + [names.high_res(i) for i in range(len(feats.high_res))]
     state = state_to_dict(_state(module, num_cond))
     st_specs = [jax.ShapeDtypeStruct(x.shape, f32 if x.dtype == jnp.bfloat16 else x.dtype) for x in state.values()]
     dtypes = {k: x.dtype for k, x in state.items()}
@@ -107,19 +107,19 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
     prompt_out = ["pred_masks", "object_score_logits", "obj_ptr", "maskmem"]
     tracked_in = [*feat_names, "frame_idx", "reverse", *state]
     return {
-        "image_encoder": (encoder, [image], ["image"], feat_names),
-        "prompt": (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"], prompt_out),
-        "prompt_tracked": (
+        names.ONNX_IMAGE_ENCODER: (encoder, [image], ["image"], feat_names),
+        names.ONNX_PROMPT: (prompt, [*feat_specs, *pts], [*feat_names, "point_coords", "point_labels"], prompt_out),
+        names.ONNX_PROMPT_TRACKED: (
             prompt_tracked,
             [*feat_specs, *scalars, *st_specs, *pts, prev],
             [*tracked_in, "point_coords", "point_labels", "prev_mask_logits"],
             prompt_out,
         ),
-        "track_step": (
+        names.ONNX_TRACK_STEP: (
             track,
             [*feat_specs, *scalars, *st_specs],
             tracked_in,
-            [*(f"new_{k}" for k in state), "pred_masks", "object_score_logits"],
+            [*(names.new_state(k) for k in state), "pred_masks", "object_score_logits"],
         ),
     }
 
@@ -173,8 +173,8 @@ def convert(to_onnx, fn, specs, in_names, out_names, path: pathlib.Path, log) ->
     """One graph to ``path``; returns its manifest entry."""
     # Unchanged state fields pass straight through, so output names would clash with input names: outputs are
     # named only where none is an input (the manifest lists them in order either way).
-    names = None if set(out_names) & set(in_names) or path.stem == "track_step" else out_names
-    proto = to_onnx(fn, specs, model_name=path.stem, input_names=in_names, output_names=names)
+    named = None if set(out_names) & set(in_names) or path.stem == names.ONNX_TRACK_STEP else out_names
+    proto = to_onnx(fn, specs, model_name=path.stem, input_names=in_names, output_names=named)
     data = proto.SerializeToString()
     path.write_bytes(data)
     if log:

@@ -40,17 +40,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from sam2_jax.export import names
+from sam2_jax.export.names import FORMAT, FORMAT_VERSION, MANIFEST, PARAMS, PLATFORMS, SUFFIX
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 from sam2_jax.tracker import engine
 from sam2_jax.tracker.state import TrackerState, empty_state
-
-FORMAT = "sam2-jax-export"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-PARAMS = "params.npz"
-PLATFORMS = ("cpu", "cuda", "tpu")
-SUFFIX = ".jax_export"
 
 
 class ExportFn(NamedTuple):
@@ -66,14 +61,19 @@ class ExportFn(NamedTuple):
 # --- pytrees the artifact uses: plain dicts (``jax.export`` serializes dicts, not Flax dataclasses) -------------
 def feats_to_dict(feats: ImageFeatures) -> dict[str, jax.Array]:
     """``ImageFeatures`` -> ``{"vision_feat", "vision_pos", "high_res_0", ...}``."""
-    return {"vision_feat": feats.vision_feat, "vision_pos": feats.vision_pos} | {
-        f"high_res_{i}": x for i, x in enumerate(feats.high_res)
+    return {names.VISION_FEAT: feats.vision_feat, names.VISION_POS: feats.vision_pos} | {
+        names.high_res(i): x for i, x in enumerate(feats.high_res)
     }
 
 
 def feats_from_dict(d: dict[str, jax.Array]) -> ImageFeatures:
-    n = sum(k.startswith("high_res_") for k in d)
-    return ImageFeatures(d["vision_feat"], d["vision_pos"], tuple(d[f"high_res_{i}"] for i in range(n)))
+    n = names.num_high_res(d)
+    return ImageFeatures(d[names.VISION_FEAT], d[names.VISION_POS], tuple(d[names.high_res(i)] for i in range(n)))
+
+
+def _embed_dict(e) -> dict[str, jax.Array]:
+    """The image predictor's embeddings (``engine.image_embeddings``) -> ``{"image_embed", "high_res_0", ...}``."""
+    return {names.IMAGE_EMBED: e.image_embed} | {names.high_res(i): x for i, x in enumerate(e.high_res_feats)}
 
 
 def state_to_dict(state: TrackerState) -> dict[str, jax.Array]:
@@ -126,12 +126,12 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
 
     def encoder(params, images):
         e = engine.image_embeddings(module, params, images)
-        return {"image_embed": e.image_embed} | {f"high_res_{i}": x for i, x in enumerate(e.high_res_feats)}
+        return _embed_dict(e)
 
-    embed = {"image_embed": emb_spec.image_embed} | {f"high_res_{i}": x for i, x in enumerate(emb_spec.high_res_feats)}
+    embed = _embed_dict(emb_spec)
     pts = (jax.ShapeDtypeStruct((1, n, 2), jnp.float32), jax.ShapeDtypeStruct((1, n), jnp.int32))
     out = {
-        "image_encoder": ExportFn(
+        names.IMAGE_ENCODER: ExportFn(
             encoder,
             (params_spec, images),
             ("params", "images"),
@@ -142,11 +142,11 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
     for multimask in (True, False):
 
         def decode(params, embed, coords, labels, multimask=multimask):
-            hr = [embed[f"high_res_{i}"] for i in range(len(embed) - 1)]
-            o = engine.decode_prompts(module, params, embed["image_embed"], hr, coords, labels, None, multimask)
+            hr = [embed[names.high_res(i)] for i in range(names.num_high_res(embed))]
+            o = engine.decode_prompts(module, params, embed[names.IMAGE_EMBED], hr, coords, labels, None, multimask)
             return {"low_res_masks": o.low_res_masks, "iou_predictions": o.iou_predictions}
 
-        out[f"image_decode_{'multi' if multimask else 'single'}"] = ExportFn(
+        out[names.image_decode(multimask)] = ExportFn(
             decode,
             (params_spec, embed, *pts),
             ("params", "embeddings", "point_coords", "point_labels"),
@@ -168,16 +168,16 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
     images = jax.ShapeDtypeStruct((b, S, S, 3), jnp.float32)
     feats = jax.eval_shape(lambda p, x: feats_to_dict(engine.frame_features(module, p, x)), params_spec, _one(images))
     b_ = jax.ShapeDtypeStruct((), jnp.bool_)
-    h4 = feats["high_res_0"].shape[1] if "high_res_0" in feats else 4 * feats["vision_feat"].shape[1]
+    h4 = feats[names.high_res(0)].shape[1] if names.high_res(0) in feats else 4 * feats[names.VISION_FEAT].shape[1]
     out = {
-        "frame_features": ExportFn(
+        names.FRAME_FEATURES: ExportFn(
             lambda p, x: feats_to_dict(engine.frame_features(module, p, x)),
             (params_spec, images),
             ("params", "images"),
             "frames (b, S, S, 3) normalised -> the tracker's image features",
             {},
         ),
-        "encode_prompt_memory": ExportFn(
+        names.ENCODE_PROMPT_MEMORY: ExportFn(
             lambda p, f, m, s: engine.encode_prompt_memory(module, p, feats_from_dict(f), m, s),
             (
                 params_spec,
@@ -222,7 +222,7 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
             return state_to_dict(st), _outputs(step)
 
         frames = (jax.ShapeDtypeStruct((T, S, S, 3), jnp.float32), jax.ShapeDtypeStruct((T,), jnp.int32))
-        out[f"propagate_{T}"] = ExportFn(
+        out[names.propagate(T)] = ExportFn(
             propagate,
             (params_spec, state, *frames, b_),
             ("params", "state", "images", "frame_idxs", "reverse"),
@@ -236,7 +236,7 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
     """``interact`` for clicks / a box: on an initial conditioning frame (with or without the previous logits of a
     refinement) and on a tracked frame (a correction, with the object's memory). Names
     ``prompt_{first,first_refine,tracked}_{one,many}``: one point, or ``n >= 2`` (the multimask rule is static)."""
-    h4 = feats["high_res_0"].shape[1] if "high_res_0" in feats else 4 * feats["vision_feat"].shape[1]
+    h4 = feats[names.high_res(0)].shape[1] if names.high_res(0) in feats else 4 * feats[names.VISION_FEAT].shape[1]
     prev = jax.ShapeDtypeStruct((1, 1, h4, h4), jnp.float32)
     i32, b_ = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
     out = {}
@@ -247,7 +247,7 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
         else:
             k, n = jax.export.symbolic_shape("k, n", constraints=("n >= 2",))
         pts = (jax.ShapeDtypeStruct((1, n, 2), jnp.float32), jax.ShapeDtypeStruct((1, n), jnp.int32))
-        names = ("params", "features", "point_coords", "point_labels")
+        arg_names = ("params", "features", "point_coords", "point_labels")
 
         def first(p, f, c, lab, pr=None):
             st = _dummy_state(module)
@@ -259,21 +259,21 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
             return _outputs(engine.interact(module, p, st, f, t, rev, c, lab, None, pr, False, fill_hole_area))
 
         doc = "clicks/box corners (1, n, 2) in model-input pixels, labels (1, n)"
-        out[f"prompt_first_{count}"] = ExportFn(
+        out[names.prompt_first(count)] = ExportFn(
             first,
             (params_spec, feats, *pts),
-            names,
+            arg_names,
             f"{doc} on an object's first prompted frame",
             {"is_init_cond_frame": True, "prev_mask_logits": False},
         )
-        out[f"prompt_first_refine_{count}"] = ExportFn(
+        out[names.prompt_first(count, refine=True)] = ExportFn(
             first,
             (params_spec, feats, *pts, prev),
-            (*names, "prev_mask_logits"),
+            (*arg_names, "prev_mask_logits"),
             f"{doc} with the frame's previous low-res logits, before tracking",
             {"is_init_cond_frame": True, "prev_mask_logits": True},
         )
-        out[f"prompt_tracked_{count}"] = ExportFn(
+        out[names.prompt_tracked(count)] = ExportFn(
             tracked,
             (params_spec, _state_spec(module, 1, k), feats, i32, b_, *pts, prev),
             ("params", "state", "features", "frame_idx", "reverse", "point_coords", "point_labels", "prev_mask_logits"),
@@ -366,10 +366,10 @@ def export_model(
         data = exp.serialize()
         (out / f"{name}{SUFFIX}").write_bytes(data)
         # the bare StableHLO (MLIR bytecode) for a PJRT client that does not read jax.export's flatbuffer
-        (out / f"{name}.mlirbc").write_bytes(exp.mlir_module_serialized)
+        (out / f"{name}{names.MLIR_SUFFIX}").write_bytes(exp.mlir_module_serialized)
         entries[name] = {
             "file": f"{name}{SUFFIX}",
-            "stablehlo": f"{name}.mlirbc",
+            "stablehlo": f"{name}{names.MLIR_SUFFIX}",
             "bytes": len(data),
             "doc": f.doc,
             "static": f.static,

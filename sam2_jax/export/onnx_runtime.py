@@ -1,4 +1,4 @@
-"""Track a video with the ONNX graphs of ``sam2_jax.onnx_export``: numpy and ``onnxruntime`` only (no JAX).
+"""Track a video with the ONNX graphs of ``sam2_jax.export.onnx_export``: numpy and ``onnxruntime`` only (no JAX).
 
 ``OnnxTracker(folder)`` answers, for one object and forward tracking, what ``SAM2VideoPredictor`` does:
 ``init_state(frames)``, ``add_points(video, t, coords, labels)`` (``prompt.onnx`` on a frame never tracked,
@@ -16,6 +16,8 @@ import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from sam2_jax.export import names
 
 
 @dataclass
@@ -42,7 +44,7 @@ class OnnxTracker:
 
         self.folder = pathlib.Path(folder)
         try:
-            self.manifest = json.loads((self.folder / "onnx_manifest.json").read_text())
+            self.manifest = json.loads((self.folder / names.ONNX_MANIFEST).read_text())
         except (OSError, ValueError) as e:
             raise ValueError(f"{str(folder)!r} holds no ONNX export: {e}") from None
         opts = ort.SessionOptions()
@@ -64,9 +66,9 @@ class OnnxTracker:
 
     def empty_state(self, num_frames: int) -> dict[str, np.ndarray]:
         """The tracking graphs' state inputs with every slot invalid."""
-        g = self.manifest["graphs"]["track_step"]
-        names = [i["name"] for i in g["inputs"]]
-        inputs = g["inputs"][names.index("reverse") + 1 :]  # after the features, frame_idx and reverse
+        g = self.manifest["graphs"][names.ONNX_TRACK_STEP]
+        inputs = [i["name"] for i in g["inputs"]]
+        inputs = g["inputs"][inputs.index("reverse") + 1 :]  # after the features, frame_idx and reverse
         st = {i["name"]: np.full(i["shape"], -1 if i["name"].endswith("_frame") else 0, i["dtype"]) for i in inputs}
         st["num_frames"] = np.asarray(num_frames, np.int32)
         return st
@@ -107,14 +109,14 @@ class OnnxTracker:
         """Clicks on frame ``t`` (all of that frame's points: ``coords`` (1, N, 2) float32 in model-input pixels,
         ``labels`` (1, N) int32); the frame becomes a prompted frame. ``memory``: a diagnostic, stored in place of the
         one the graph computed (see ``propagate``). Returns the frame's output."""
-        feats = self.run("image_encoder", v.frames[t : t + 1])
+        feats = self.run(names.ONNX_IMAGE_ENCODER, v.frames[t : t + 1])
         if t not in v.tracked:
-            pred_masks, score, ptr, mem = self.run("prompt", *feats, coords, labels)
+            pred_masks, score, ptr, mem = self.run(names.ONNX_PROMPT, *feats, coords, labels)
         else:
             prev = np.clip(v.output(t)["pred_masks"], -32.0, 32.0)
             st = self.tracker_state(v, t)
             args = (*feats, np.int32(t), np.bool_(False), *st.values(), coords, labels, prev)
-            pred_masks, score, ptr, mem = self.run("prompt_tracked", *args)
+            pred_masks, score, ptr, mem = self.run(names.ONNX_PROMPT_TRACKED, *args)
         out = {"pred_masks": pred_masks, "object_score_logits": score, "obj_ptr": ptr, "graph_maskmem": mem[0]}
         v.cond[t] = out | {"maskmem": mem[0] if memory is None else memory}
         v.non_cond.pop(t, None)
@@ -134,8 +136,8 @@ class OnnxTracker:
         n = len(st)
         outs = {}
         for t in range(start, len(v.frames)):
-            feats = self.run("image_encoder", v.frames[t : t + 1])
-            res = self.run("track_step", *feats, np.int32(t), np.bool_(False), *st.values())
+            feats = self.run(names.ONNX_IMAGE_ENCODER, v.frames[t : t + 1])
+            res = self.run(names.ONNX_TRACK_STEP, *feats, np.int32(t), np.bool_(False), *st.values())
             st = dict(zip(st, res[:n], strict=True))
             v.tracked.add(t)
             if t in v.cond:  # the graph passed the prompt result through and wrote no memory

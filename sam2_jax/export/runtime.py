@@ -1,4 +1,4 @@
-"""The runtime of an export (``sam2_jax.export``): the image predictor and the video tracker from a folder of
+"""The runtime of an export (``sam2_jax.export.stablehlo``): the image predictor and the video tracker from a folder of
 serialized StableHLO, with no model code.
 
 Imports only ``jax``, ``numpy`` and two numpy/jax-only helpers of this package (``sam2_jax.utils.transforms`` and
@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam2_jax.export import names
+from sam2_jax.export.names import FORMAT
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.transforms import SAM2Transforms
 
-FORMAT = "sam2-jax-export"  # sam2_jax.export.FORMAT (not imported: that module is model code)
 NO_OBJ_SCORE = -1024.0
 IMG_MEAN, IMG_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -42,12 +43,12 @@ class ExportedModel:
     def __init__(self, folder: str | pathlib.Path, model: str | None = None) -> None:
         """
         Args:
-          folder: written by ``sam2_jax.export.export_model`` (``sam2-jax export``).
+          folder: written by ``sam2_jax.export.stablehlo.export_model`` (``sam2-jax export``).
           model: the config name the caller expects (e.g. ``sam2.1_hiera_t``); a ``ValueError`` if the export is of
             another model.
         """
         self.folder = pathlib.Path(folder)
-        path = self.folder / "manifest.json"
+        path = self.folder / names.MANIFEST
         try:
             manifest = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -118,7 +119,7 @@ class ExportedImagePredictor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
         self._orig_hw = image.shape[:2]
-        self._embed = self.model("image_encoder", self.transforms(image)[None])
+        self._embed = self.model(names.IMAGE_ENCODER, self.transforms(image)[None])
 
     def predict(
         self,
@@ -147,7 +148,7 @@ class ExportedImagePredictor:
             labels.append(pl)
         if not coords:
             raise ValueError("predict on an export needs point_coords/point_labels or a box")
-        name = "image_decode_multi" if multimask_output else "image_decode_single"
+        name = names.image_decode(multimask_output)
         out = self.model(name, self._embed, np.concatenate(coords, 1), np.concatenate(labels, 1))
         masks = self.transforms.postprocess_masks(out["low_res_masks"], self._orig_hw)
         if not return_logits:
@@ -192,7 +193,7 @@ class ExportedVideoPredictor:
         self.model = model
         self.image_size = model.image_size
         self.chunk_size = int(chunk_size or model.manifest["chunk_size"])
-        if f"propagate_{self.chunk_size}" not in model.manifest["functions"]:
+        if names.propagate(self.chunk_size) not in model.manifest["functions"]:
             raise ValueError(f"the export has no propagation chunk of {self.chunk_size} frames")
         self.max_cond_slots = max_cond_slots
         self.mask_size = int(model.manifest["mask_size"])
@@ -210,7 +211,7 @@ class ExportedVideoPredictor:
 
     def _features(self, s: VideoState, t: int):
         if s.features is None or s.features[0] != t:
-            s.features = (t, self.model("frame_features", s.images[t][None]))
+            s.features = (t, self.model(names.FRAME_FEATURES, s.images[t][None]))
         return s.features[1]
 
     def add_new_points_or_box(
@@ -246,15 +247,14 @@ class ExportedVideoPredictor:
         prev = s.output(o, frame_idx)
         prev = None if prev is None else np.clip(prev["pred_masks"], -32.0, 32.0)
         feats = self._features(s, frame_idx)
-        count = "one" if pts.shape[1] == 1 else "many"
         if frame_idx not in s.tracked[o]:  # an initial conditioning frame: no memory
-            refine = "" if prev is None else "_refine"
-            out = self.model(f"prompt_first{refine}_{count}", feats, pts, lab, *([] if prev is None else [prev]))
+            name = names.prompt_first(pts.shape[1], refine=prev is not None)
+            out = self.model(name, feats, pts, lab, *([] if prev is None else [prev]))
         else:
             reverse = s.tracked[o][frame_idx]
             st = self.tracker_state(s, [o], frame_idx, reverse)
             args = (st, feats, np.int32(frame_idx), np.bool_(reverse), pts, lab, prev)
-            out = self.model(f"prompt_tracked_{count}", *args)
+            out = self.model(names.prompt_tracked(pts.shape[1]), *args)
         s.temp[o][frame_idx] = {k: np.asarray(v) for k, v in out.items()} | {"maskmem": None}
         return frame_idx, list(s.obj_ids), self._frame_masks(s, frame_idx)
 
@@ -290,7 +290,7 @@ class ExportedVideoPredictor:
             for t, out in s.temp[o].items():
                 if out["maskmem"] is None:
                     mem = self.model(
-                        "encode_prompt_memory", self._features(s, t), out["pred_masks"], out["object_score_logits"]
+                        names.ENCODE_PROMPT_MEMORY, self._features(s, t), out["pred_masks"], out["object_score_logits"]
                     )
                     out["maskmem"] = np.asarray(mem[0])
                 s.cond[o][t] = out
@@ -323,7 +323,9 @@ class ExportedVideoPredictor:
         while pos < len(order):
             size = self.chunk_size if len(order) - pos >= self.chunk_size else 1
             idxs = order[pos : pos + size]
-            st, out = self.model(f"propagate_{size}", st, s.images[idxs], np.asarray(idxs, np.int32), np.bool_(reverse))
+            st, out = self.model(
+                names.propagate(size), st, s.images[idxs], np.asarray(idxs, np.int32), np.bool_(reverse)
+            )
             host = jax.tree.map(np.asarray, out)
             video = video_res_chunk(out["pred_masks"], (s.video_height, s.video_width))
             for j, t in enumerate(idxs):
