@@ -7,7 +7,7 @@ Looks for the official checkpoint in the cache (``$SAM2_JAX_CACHE`` or ``~/.cach
 Meta's URL when missing. Where neither works (no network), it says so and, unless ``--no-random-fallback``, goes on
 with a random-weight checkpoint in the official format so that every step (conversion, encoding, decoding, the
 written files) still runs: its masks are meaningless. Writes ``mask_<i>.png``, ``overlay.png`` and ``scores.json``
-(with ``sam2_jax.cli.segment_image``, as ``sam2-jax image`` does).
+(with ``sam2_jax.cli.image.segment_image``, as ``sam2-jax image`` does).
 """
 
 import argparse
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sam2_jax.build_sam import build_sam2
     from sam2_jax.checkpoints import convert_checkpoint
-    from sam2_jax.cli import CliError, segment_image
+    from sam2_jax.cli.common import CliError
+    from sam2_jax.cli.image import segment_image
     from sam2_jax.configs import get_config
 
     try:
