@@ -52,7 +52,7 @@ import numpy as np
 from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import engine, host_state
 from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import (
     TrackerState,
@@ -96,6 +96,11 @@ def video_predictor_from(build, hydra_overrides_extra, apply_postprocessing: boo
         predictor_args.setdefault(k, v)
     model = build(hydra_overrides_extra=[f"++model.{k}={v}" for k, v in model_overrides], **kwargs)
     return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **predictor_args)
+
+
+def _read_output(out: FrameOutput) -> host_state.Stored:
+    """A stored ``FrameOutput`` as the host state reads it."""
+    return host_state.Stored(out.maskmem_features, out.obj_ptr[0], out.pred_masks[0, 0], out.object_score_logits[0, 0])
 
 
 _PREDICTOR_ARGS = (
@@ -975,41 +980,18 @@ class SAM2VideoPredictor:
         (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
         host numpy arrays with ``on_device=False``. Under SAM2Long each object becomes ``num_pathways`` equal rows
         (``engine.repeat_pathways``) unless ``pathways=False``."""
-        c = self.config
-        n_cond = max(len(s.store.cond(o)) for o in objs)
-        # Slots come in powers of two (unused ones are masked out), so a correction that adds a conditioning frame
-        # recompiles the step only when the count crosses a power of two.
-        K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
+        K = host_state.cond_slots(max(len(s.store.cond(o)) for o in objs), self.max_cond_slots)
         st = self.empty_tracker_state(len(objs), K, self._num_frames(s), xp=np)
-        R, P = c.num_maskmem - 1, c.max_obj_ptrs_in_encoder - 1
-        sign = -1 if reverse else 1
+        arrays = vars(st)  # the host state's numpy arrays, filled in place
         retrack = functools.partial(self._retrack, s)
+        policy = self.policy
         for i, o in enumerate(objs):
-            conds = s.store.cond(o)
-            for k, f in enumerate(sorted(sorted(conds, key=lambda f: (abs(f - frame_idx), f))[:K])):
-                out = conds[f]
-                st.cond_mem[i, k] = out.maskmem_features
-                st.cond_ptr[i, k] = out.obj_ptr[0]
-                st.cond_frame[i, k] = f
-                st.cond_valid[i, k] = True
-                st.cond_pred_masks[i, k] = out.pred_masks[0, 0]
-                st.cond_obj_score[i, k] = out.object_score_logits[0, 0]
-            if self.policy.selects_memory:
+            host_state.write_cond(arrays, i, s.store.cond(o), frame_idx, _read_output)
+            if policy.selects_memory:
                 self._admitted_rings(s, st, i, o, frame_idx, reverse)
-            for d in range(1, P + 1):
-                f = frame_idx - sign * d
-                if self.policy.selects_pointers:
-                    break
-                out = s.store.memory(o, f, s.frames_tracked_per_obj[o], retrack)
-                if out is None:
-                    continue
-                st.ptr[i, f % P] = out.obj_ptr[0]
-                st.ptr_frame[i, f % P] = f
-                st.ptr_valid[i, f % P] = True
-                if d <= R and not self.policy.selects_memory:
-                    st.recent_mem[i, f % R] = out.maskmem_features
-                    st.recent_frame[i, f % R] = f
-                    st.recent_valid[i, f % R] = True
+            lookup = functools.partial(s.store.memory, o, tracked=s.frames_tracked_per_obj[o], recompute=retrack)
+            memories, pointers = not policy.selects_memory, not policy.selects_pointers
+            host_state.write_recent(arrays, i, frame_idx, reverse, lookup, _read_output, memories, pointers)
         if pad_to is not None:
             st = pad_objects(st, pad_to)
         if self.policy.name == "sam2long" and pathways:  # P equal pathways per object, scores 0 (sam2long_step)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sam2_jax.export import names
+from sam2_jax.tracker import host_state
 
 
 @dataclass
@@ -81,26 +82,11 @@ class OnnxTracker:
         """The state seen from frame ``t`` tracking forward (``SAM2VideoPredictor.tracker_state`` for one object):
         the prompted frames in the conditioning slots, the outputs of the frames before ``t`` in the rings."""
         st = self.empty_state(len(v.frames))
-        K, R, P = (st[k].shape[1] for k in ("cond_frame", "recent_frame", "ptr_frame"))
+        K = st["cond_frame"].shape[1]
         if len(v.cond) > K:
             raise ValueError(f"{len(v.cond)} prompted frames: the graphs were exported with {K} conditioning slots")
-        for k, f in enumerate(sorted(v.cond)):
-            out = v.cond[f]
-            st["cond_mem"][0, k], st["cond_ptr"][0, k] = out["maskmem"], out["obj_ptr"][0]
-            st["cond_frame"][0, k], st["cond_valid"][0, k] = f, True
-            st["cond_pred_masks"][0, k], st["cond_obj_score"][0, k] = (
-                out["pred_masks"][0, 0],
-                out["object_score_logits"][0, 0],
-            )
-        for d in range(1, P + 1):
-            out = v.non_cond.get(t - d)
-            if out is None:
-                continue
-            f = t - d
-            st["ptr"][0, f % P], st["ptr_frame"][0, f % P], st["ptr_valid"][0, f % P] = out["obj_ptr"][0], f, True
-            if d <= R:
-                st["recent_mem"][0, f % R], st["recent_frame"][0, f % R] = out["maskmem"], f
-                st["recent_valid"][0, f % R] = True
+        host_state.write_cond(st, 0, v.cond, t, host_state.read_dict)
+        host_state.write_recent(st, 0, t, False, v.non_cond.get, host_state.read_dict)
         return st
 
     def add_points(

@@ -30,6 +30,7 @@ import numpy as np
 
 from sam2_jax.export import names
 from sam2_jax.export.names import FORMAT
+from sam2_jax.tracker import host_state
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.transforms import SAM2Transforms
 
@@ -345,33 +346,11 @@ class ExportedVideoPredictor:
         """The tracker state of ``objs`` seen from ``frame_idx`` (``SAM2VideoPredictor.tracker_state``): the
         temporally closest conditioning frames (slots in powers of two, as the live predictor compiles them) and
         the outputs of the frames before it in the direction."""
-        n_cond = max(len(s.cond[o]) for o in objs)
-        K = min(1 << max(n_cond - 1, 0).bit_length(), self.max_cond_slots)
+        K = host_state.cond_slots(max(len(s.cond[o]) for o in objs), self.max_cond_slots)
         st = self.model.empty_state(len(objs), K, s.num_frames)
-        R, P = st["recent_frame"].shape[1], st["ptr_frame"].shape[1]
-        sign = -1 if reverse else 1
         for i, o in enumerate(objs):
-            conds = s.cond[o]
-            for k, f in enumerate(sorted(sorted(conds, key=lambda f: (abs(f - frame_idx), f))[:K])):
-                out = conds[f]
-                st["cond_mem"][i, k] = out["maskmem"]
-                st["cond_ptr"][i, k] = out["obj_ptr"][0]
-                st["cond_frame"][i, k] = f
-                st["cond_valid"][i, k] = True
-                st["cond_pred_masks"][i, k] = out["pred_masks"][0, 0]
-                st["cond_obj_score"][i, k] = out["object_score_logits"][0, 0]
-            for d in range(1, P + 1):
-                f = frame_idx - sign * d
-                out = s.non_cond[o].get(f)
-                if out is None:
-                    continue
-                st["ptr"][i, f % P] = out["obj_ptr"][0]
-                st["ptr_frame"][i, f % P] = f
-                st["ptr_valid"][i, f % P] = True
-                if d <= R:
-                    st["recent_mem"][i, f % R] = out["maskmem"]
-                    st["recent_frame"][i, f % R] = f
-                    st["recent_valid"][i, f % R] = True
+            host_state.write_cond(st, i, s.cond[o], frame_idx, host_state.read_dict)
+            host_state.write_recent(st, i, frame_idx, reverse, s.non_cond[o].get, host_state.read_dict)
         return st
 
 
