@@ -12,7 +12,7 @@ NAME = "sam2.1_hiera_t"
 # Logits are O(10) (random weights scaled as in sam2_jax.utils.random_weights); the largest difference measured
 # on the truck photo is 2e-5 (float32 summation order through the encoder and decoder).
 ATOL = 1e-4
-BOUNDS = {"masks": ATOL, "iou": 1e-6, "low_res": ATOL}  # predicted IoUs (O(1)): measured 1.8e-7
+BOUNDS = {"masks": ATOL, "iou": 1e-6, "low_res": ATOL}  # predicted IoUs (O(1)): measured 1.8e-7 / 2.4e-7 (two machines)
 
 
 def _load(name):

@@ -21,6 +21,8 @@ NAME = "sam2.1_hiera_t"
 # the README's Parity section (tests/measured.py records them; scripts/check_bounds.py compares CPU kinds).
 # Measured 2026-12-05 (AMD EPYC Zen 4, 256 and 1024 px): logits 1.2e-4 with XLA's 256-bit kernels and 4.5e-4 with
 # its 512-bit ones (torch capped at AVX2), 30 frames 4.1e-4; pointers 1.9e-5 / 6.5e-5; object scores 2.7e-6 / 1.3e-5.
+# Measured 2026-12-06 (Intel Xeon, AVX-512 with BF16/FP16): logits 4.1e-4 / 5.8e-4, 30 frames 3.7e-4; pointers
+# 5.3e-5 / 6.1e-5; object scores 1.4e-5 / 1.2e-5.
 BOUNDS = {"video_res_logits": 2e-3, "low_res_logits": 2e-3, "object_score": 5e-5, "obj_ptr": 2.5e-4}
 
 
