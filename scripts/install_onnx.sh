@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the ONNX tools (sam2_jax.onnx_export, sam2_jax.onnx_runtime and their parity test in tests/test_exported.py)
+# Installs the ONNX tools (sam2_jax.export.onnx_export, sam2_jax.export.onnx_runtime and their parity test in
+# tests/test_exported.py)
 # into an existing venv that already has sam2-jax (jax, flax).
 # Usage: scripts/install_onnx.sh VENV_DIR
 # jax2onnx 0.17.1 requires orbax-checkpoint<0.11.37 (we use 0.12.8) and pulls equinox, dm-pix, netron, orbax-export

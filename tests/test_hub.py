@@ -65,8 +65,8 @@ def _key(params):
 
 def test_hub_names_pick_the_file_the_repo_has(offline, capsys):
     from sam2_jax import cli
-    from sam2_jax.build_sam import build_sam2
-    from sam2_jax.checkpoints import build_sam2_hf, hub_checkpoint
+    from sam2_jax.build_sam import build_sam2, build_sam2_hf
+    from sam2_jax.checkpoints import hub_checkpoint
 
     hub, sd = offline
     path = hub_checkpoint(REPO_21)
