@@ -44,6 +44,7 @@ def cmd_export(args) -> int:
 
 def check_export(folder: str, model: str | None) -> int:
     """Load an export with the runtime (no model code) and encode a blank image: prints what it holds."""
+    from sam2_jax.export import names
     from sam2_jax.export.runtime import ExportedModel
 
     try:
@@ -51,9 +52,9 @@ def check_export(folder: str, model: str | None) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     m = exp.manifest
-    if "frame_features" in m["functions"]:
+    if names.FRAME_FEATURES in m["functions"]:
         S = exp.image_size
-        exp("frame_features", np.zeros((1, S, S, 3), np.float32))
+        exp(names.FRAME_FEATURES, np.zeros((1, S, S, 3), np.float32))
     print(
         f"{folder}: {m['model']} at {m['image_size']} px, {m['dtype']}, platforms {m['platforms']}, "
         f"functions {sorted(m['functions'])}"

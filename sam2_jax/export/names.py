@@ -17,6 +17,7 @@ MLIR_SUFFIX = ".mlirbc"
 # Functions of a StableHLO export that take no size or prompt kind in their name.
 IMAGE_ENCODER = "image_encoder"
 FRAME_FEATURES = "frame_features"
+PROMPT_MASK = "prompt_mask"
 ENCODE_PROMPT_MEMORY = "encode_prompt_memory"
 
 # Keys of an exported features / embeddings dict beside the numbered high-resolution levels.

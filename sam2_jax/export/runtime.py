@@ -269,7 +269,7 @@ class ExportedVideoPredictor:
             m = (interpolate(m, (S, S), "bilinear", antialias=True) >= 0.5).astype(jnp.float32)
         o = s.obj_idx(obj_id)
         s.points[o].pop(frame_idx, None)
-        out = self.model("prompt_mask", self._features(s, frame_idx), m)
+        out = self.model(names.PROMPT_MASK, self._features(s, frame_idx), m)
         s.temp[o][frame_idx] = {k: np.asarray(v) for k, v in out.items()} | {"maskmem": None}
         return frame_idx, list(s.obj_ids), self._frame_masks(s, frame_idx)
 

@@ -189,7 +189,7 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
             "a prompted frame's memory (1, hw, mem_dim) bfloat16 from its low-res logits",
             {},
         ),
-        "prompt_mask": ExportFn(
+        names.PROMPT_MASK: ExportFn(
             lambda p, f, m: _outputs(
                 engine.interact(
                     module,
