@@ -42,7 +42,8 @@ def parse(argv: list[str] | None = None) -> RunConfig:
         kind = _bool if f.type in (bool, "bool") else {"int": int, "float": float}.get(str(f.type), f.type)
         if kind not in (int, float, _bool):
             kind = str
-        p.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"default {f.default!r}")
+        choices = f.metadata.get("choices")  # e.g. the tracker policies' registry
+        p.add_argument(f"--{f.name}", type=kind, default=f.default, choices=choices, help=f"default {f.default!r}")
     p.epilog = "fields:" + doc
     return RunConfig(**vars(p.parse_args(argv)))
 

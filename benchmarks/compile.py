@@ -1,7 +1,7 @@
 """Compile seconds per model size, cold (empty persistent cache) and warm (a second process, same cache).
 
-For each config: the image encoder (``engine.frame_features``, 1 image), the propagation chunk
-(``engine.propagate_chunk``, ``--chunk`` frames, ``--objects`` objects) and a prompt step (``engine.interact``, one
+For each config: the image encoder (``calls.frame_features``, 1 image), the propagation chunk
+(``compiled.propagate_chunk``, ``--chunk`` frames, ``--objects`` objects) and a prompt step (``engine.interact``, one
 click on a first frame), each lowered from abstract shapes (no weights are made) and compiled. The warm numbers come
 from a fresh process reading the same persistent cache: what a user's second session pays.
 
@@ -36,8 +36,9 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int, dtype
 
     from sam2_jax.configs import get_config
     from sam2_jax.modeling.sam2_model import make_module
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import calls, compiled
     from sam2_jax.tracker.state import empty_state
+    from sam2_jax.tracker.step_config import StepConfig
     from sam2_jax.utils.compile_cache import CompileCounter
 
     m = get_config(model).model
@@ -50,14 +51,15 @@ def compile_seconds(model: str, image_size: int, objects: int, chunk: int, dtype
     consts = (m.num_maskmem, m.max_obj_ptrs_in_encoder, h * h, module.mem_dim, module.hidden_dim, (4 * h, 4 * h), 100)
     state = jax.eval_shape(lambda: empty_state(objects, 1, *consts))
     one_object = jax.eval_shape(lambda: empty_state(1, 1, *consts))
-    feats = jax.eval_shape(lambda p, x: engine.frame_features(module, p, x), params, img)
+    feats = jax.eval_shape(lambda p, x: calls.frame_features(module, p, x), params, img)
     i32, b = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
     frames, idxs = jax.ShapeDtypeStruct((chunk, S, S, 3), jnp.float32), jax.ShapeDtypeStruct((chunk,), jnp.int32)
     click = (jax.ShapeDtypeStruct((1, 1, 2), jnp.float32), jax.ShapeDtypeStruct((1, 1), jnp.int32))
+    step_cfg = StepConfig(compact=True)  # the predictor's propagation step
     entry = {
-        "image encoder": (engine.jit_frame_features.lower, (module, params, img)),
-        "propagation chunk": (engine.propagate_chunk.lower, (module, params, state, frames, idxs, b)),
-        "prompt step": (engine.jit_interact.lower, (module, params, one_object, feats, i32, b, *click, None, None)),
+        "image encoder": (compiled.jit_frame_features.lower, (module, params, img)),
+        "propagation chunk": (compiled.propagate_chunk.lower, (module, params, state, frames, idxs, b, step_cfg)),
+        "prompt step": (compiled.jit_interact.lower, (module, params, one_object, feats, i32, b, *click, None, None)),
     }
     out = {}
     for name, (lower, args) in entry.items():

@@ -94,7 +94,7 @@ def device_only(pred, state, chunk: int):
     import numpy as np
 
     from sam2_jax.sam2_video_predictor import video_res_chunk
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import compiled
     from sam2_jax.tracker.state import object_bucket
 
     objs = list(range(state.num_objects))
@@ -108,8 +108,8 @@ def device_only(pred, state, chunk: int):
     def run():
         st, outs = jax.device_put(start), []
         for batch, fi in zip(frames, idxs, strict=True):
-            st, out = engine.propagate_chunk(
-                pred.module, pred.params, st, batch, fi, jnp.bool_(False), pred.fill_hole_area, pred.policy
+            st, out = compiled.propagate_chunk(
+                pred.module, pred.params, st, batch, fi, jnp.bool_(False), pred.step_config
             )
             outs.append(video_res_chunk(out.pred_masks, hw, non_overlap=pred.non_overlap_masks))
         return jax.block_until_ready((st, outs))

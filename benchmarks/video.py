@@ -278,27 +278,29 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     """Ahead-of-time compile of our propagation chunk for ``n_obj`` objects: (seconds, XLA flops, jaxpr flops)."""
     import jax.numpy as jnp
 
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import compiled
+    from sam2_jax.tracker.step_config import StepConfig
 
+    cfg = StepConfig(compact=True)  # the predictor's propagation step (sam2 policy, no hole filling)
     st = pred.empty_tracker_state(n_obj, 1, num_frames)
     s = pred.image_size
     images = jnp.zeros((chunk, s, s, 3), jnp.float32)
     idxs = jnp.arange(chunk, dtype=jnp.int32)
     t0 = time.perf_counter()
-    compiled = engine.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), 0).compile()
+    exe = compiled.propagate_chunk.lower(pred.module, pred.params, st, images, idxs, jnp.bool_(False), cfg).compile()
     seconds = time.perf_counter() - t0
-    xla = common.compiled_flops(compiled)
+    xla = common.compiled_flops(exe)
     try:
-        temp = compiled.memory_analysis().temp_size_in_bytes
+        temp = exe.memory_analysis().temp_size_in_bytes
     except Exception:  # optional per backend
         temp = None
     _AOT_TEMP_BYTES[id(pred)] = temp
 
     def fn(params, st, images, idxs):
-        return engine.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), 0)
+        return compiled.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), cfg)
 
     jaxpr, inexact = common.jaxpr_flops(fn, pred.params, st, images, idxs)
-    del compiled
+    del exe
     return seconds, xla, jaxpr / chunk, inexact
 
 
@@ -516,7 +518,8 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import calls, engine, memory
+    from sam2_jax.tracker.step_config import StepConfig
 
     st = p.tracker_state(s, list(range(n_obj)), t_next, False)
     image = jnp.asarray(s["images"][t_next])[None]
@@ -525,17 +528,17 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     multimask = mod.use_multimask(is_init_cond_frame=False, num_pts=0)  # a tracked frame, as engine.track_frame
 
     def heads_fn(prm, pix, fe):
-        hr = engine.broadcast_high_res(fe, n_obj)
-        return engine.sam_heads(mod, prm, pix, None, None, None, hr, multimask)
+        hr = calls.broadcast_high_res(fe, n_obj)
+        return calls.sam_heads(mod, prm, pix, None, None, None, hr, multimask)
 
     def menc_fn(prm, fe, high_res_masks, object_score_logits):
-        return engine.encode_memory(mod, prm, fe, high_res_masks, object_score_logits, False)
+        return calls.encode_memory(mod, prm, fe, high_res_masks, object_score_logits, False)
 
-    f_feat = jax.jit(lambda prm, x: engine.frame_features(mod, prm, x))
-    f_mem_in = jax.jit(lambda prm, st: engine.memory_inputs(mod, prm, st, t, rev)[:3])
-    f_cond = jax.jit(lambda prm, st, fe: engine.condition_on_memory(mod, prm, st, fe, t, rev))
+    f_feat = jax.jit(lambda prm, x: calls.frame_features(mod, prm, x))
+    f_mem_in = jax.jit(lambda prm, st: memory.memory_inputs(mod, prm, st, t, rev)[:3])
+    f_cond = jax.jit(lambda prm, st, fe: memory.condition_on_memory(mod, prm, st, fe, t, rev))
     f_heads, f_menc = jax.jit(heads_fn), jax.jit(menc_fn)
-    f_step = jax.jit(lambda prm, st, x: engine.track_step(mod, prm, st, x, t, rev, 0))
+    f_step = jax.jit(lambda prm, st, x: engine.track_step(mod, prm, st, x, t, rev, StepConfig(compact=True)))
     fe = common.block(f_feat(params, image))
     pix = common.block(f_cond(params, st, fe))
     heads = common.block(f_heads(params, pix, fe))

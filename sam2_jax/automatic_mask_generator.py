@@ -30,7 +30,7 @@ import numpy as np
 from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_model import SAM2Model
 from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls
 from sam2_jax.utils.amg import (
     area_from_rle,
     batch_iterator,
@@ -348,7 +348,7 @@ def _decode_batch(
     """Decoder on a batch of point prompts; with ``finish`` also the full-size binary masks, their stability
     scores and boxes. Returns a dict of ``(B * M, ...)`` arrays (``M`` masks per prompt)."""
     mask_nhwc = None if mask_input is None else mask_input.transpose(0, 2, 3, 1)  # (B, 1, h, w) -> (B, h, w, 1)
-    low_res, iou, _, _ = engine.decode_prompts(
+    low_res, iou, _, _ = calls.decode_prompts(
         module, params, image_embed, high_res, coords, labels, mask_nhwc, multimask, coords.shape[0] > 1
     )
     b, m, h, w = low_res.shape

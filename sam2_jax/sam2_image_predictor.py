@@ -27,7 +27,7 @@ import numpy as np
 from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_base import ImageEmbeddings, SAM2Base
 from sam2_jax.modeling.sam2_model import SAM2Model
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls, compiled
 from sam2_jax.tracker.state import pad_clicks
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.compile_cache import enable_compilation_cache
@@ -94,7 +94,7 @@ class SAM2ImagePredictor:
         image = as_rgb_array(image)
         self._orig_hw = [image.shape[:2]]
         input_image = jnp.asarray(self._transforms(image))[None]  # (1, 1024, 1024, 3)
-        self._features = engine.jit_image_embeddings(self.model.module, self.model.params, input_image)
+        self._features = compiled.jit_image_embeddings(self.model.module, self.model.params, input_image)
         self._is_image_set = True
 
     def set_image_batch(self, image_list: list[np.ndarray]) -> None:
@@ -109,7 +109,7 @@ class SAM2ImagePredictor:
             images.append(as_rgb_array(image, f"image_list[{i}]"))
         self._orig_hw = [im.shape[:2] for im in images]
         batch = jnp.asarray(self._transforms.forward_batch(images))  # (B, 1024, 1024, 3)
-        self._features = engine.jit_image_embeddings(self.model.module, self.model.params, batch)
+        self._features = compiled.jit_image_embeddings(self.model.module, self.model.params, batch)
         self._is_image_set = True
         self._is_batch = True
 
@@ -310,7 +310,7 @@ def _decode(
     module static: every predictor of the same model shares the compiles)."""
     # mask (B, 1, 256, 256) -> (B, 256, 256, 1) for the prompt encoder
     mask_nhwc = None if mask is None else mask.transpose(0, 2, 3, 1)
-    out = engine.decode_prompts(
+    out = calls.decode_prompts(
         module, params, image_embed, high_res, coords, labels, mask_nhwc, multimask_output, repeat_image
     )
     masks = transforms.postprocess_masks(out.low_res_masks, orig_hw)

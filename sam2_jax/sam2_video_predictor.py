@@ -52,7 +52,7 @@ import numpy as np
 from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
-from sam2_jax.tracker import engine, host_state
+from sam2_jax.tracker import compiled, engine, host_state
 from sam2_jax.tracker.policies import get_policy
 from sam2_jax.tracker.state import (
     TrackerState,
@@ -64,6 +64,7 @@ from sam2_jax.tracker.state import (
     put_video,
     stack_states,
 )
+from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.overrides import parse_overrides, split_video_overrides
@@ -184,12 +185,12 @@ class SAM2VideoPredictor:
         if mesh is None and jax.device_count() > 1:
             mesh = jax.sharding.Mesh(np.array(jax.devices()), ("obj",))
         self.mesh = mesh
+        # The static choices of every tracking step: the policy, hole filling, and the memory slots in use only.
+        self.step_config = StepConfig(self.policy, self.fill_hole_area, compact=True)
         # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
-        self._features_fn = functools.partial(engine.jit_frame_features, self.module)
-        self._interact_fn = functools.partial(
-            engine.jit_interact, self.module, fill_hole_area=self.fill_hole_area, policy=self.policy, compact=True
-        )
-        self._encode_fn = functools.partial(engine.jit_encode_prompt_memory, self.module)
+        self._features_fn = functools.partial(compiled.jit_frame_features, self.module)
+        self._interact_fn = functools.partial(compiled.jit_interact, self.module, cfg=self.step_config)
+        self._encode_fn = functools.partial(compiled.jit_encode_prompt_memory, self.module)
         self._max_pt = int(self.module.config.multimask_max_pt_num)
         self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
 
@@ -578,7 +579,7 @@ class SAM2VideoPredictor:
         next_pass: Callable[[int], tuple | None] | None = None,
     ) -> Iterator[tuple[int, int, list, np.ndarray]]:
         """``propagate_in_video`` of several videos at once: one compiled step tracks a chunk of frames of every
-        video in the batch (``engine.propagate_videos_chunk``), so a small model fills an accelerator. Not in the
+        video in the batch (``compiled.propagate_videos_chunk``), so a small model fills an accelerator. Not in the
         official API (upstream #399).
 
         With ``videos_per_step`` below the number of videos the batch is refilled as videos end (continuous
@@ -749,9 +750,7 @@ class SAM2VideoPredictor:
         differ per video), so nothing waits on the host; the outputs start copying to the host when ready."""
         images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames, strict=True)])
         args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
-        tstate, out = engine.propagate_videos_chunk(
-            self.module, self.params, tstate, *args, self.fill_hole_area, self.policy
-        )
+        tstate, out = compiled.propagate_videos_chunk(self.module, self.params, tstate, *args, self.step_config)
         videos = {
             i: video_res_chunk(out.pred_masks[i], (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
             for i, s in enumerate(states)
@@ -808,8 +807,8 @@ class SAM2VideoPredictor:
         of the real objects; the outputs start copying to the host as soon as they are ready."""
         # device_put, not jnp.asarray: the latter compiles a copy program per new shape
         batch, frame_idxs = jax.device_put((np.stack([s.images[t] for t in idxs]), np.asarray(idxs, np.int32)))
-        tstate, out = engine.propagate_chunk(
-            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.fill_hole_area, self.policy
+        tstate, out = compiled.propagate_chunk(
+            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.step_config
         )
         # Every object of the bucket (a padded copy of object 0 never wins a pixel over it): shapes, and so the
         # compiled programs, depend on the bucket only; the host keeps the first ``num_objects``.
@@ -979,7 +978,7 @@ class SAM2VideoPredictor:
         ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
         (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
         host numpy arrays with ``on_device=False``. Under SAM2Long each object becomes ``num_pathways`` equal rows
-        (``engine.repeat_pathways``) unless ``pathways=False``."""
+        (``TrackerPolicy.prepare_state``) unless ``pathways=False``."""
         K = host_state.cond_slots(max(len(s.store.cond(o)) for o in objs), self.max_cond_slots)
         st = self.empty_tracker_state(len(objs), K, self._num_frames(s), xp=np)
         arrays = vars(st)  # the host state's numpy arrays, filled in place
@@ -995,13 +994,13 @@ class SAM2VideoPredictor:
         if pad_to is not None:
             st = pad_objects(st, pad_to)
         if self.policy.name == "sam2long" and pathways:  # P equal pathways per object, scores 0 (sam2long_step)
-            st = engine.repeat_pathways(st, self.policy.num_pathways, xp=np)
+            st = self.policy.prepare_state(st, xp=np)
         return jax.device_put(st) if on_device else st
 
     def _admitted_rings(self, s: InferenceState, st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool):
         """Fill row ``i`` of host state ``st`` as a memory-selecting policy's scan would have left it before
         ``frame_idx``: the stored frames the policy admitted (newest first, up to the pointer ring's size), then the
-        previous frame when it was not admitted (``engine.write_admitted``). Dropped outputs are skipped and the
+        previous frame when it was not admitted (``rings.write_admitted``). Dropped outputs are skipped and the
         Kalman filter restarts (``policies.py``)."""
         R, P = st.recent_frame.shape[1], st.ptr_frame.shape[1]
         sign = -1 if reverse else 1
@@ -1049,8 +1048,8 @@ class SAM2VideoPredictor:
         st = self.tracker_state(s, [obj_idx], start, reverse)
         for t in order:
             img, frame_idx = jax.device_put((np.asarray(s.images[t])[None], np.asarray([t], np.int32)))
-            st, out = engine.propagate_chunk(
-                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.fill_hole_area, self.policy
+            st, out = compiled.propagate_chunk(
+                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.step_config
             )
         host = jax.tree.map(np.asarray, out)
         return FrameOutput(

@@ -37,7 +37,7 @@ class FrameOutput:
     obj_ptr: np.ndarray  # (1, C) float32
     object_score_logits: np.ndarray  # (1, 1) float32
     maskmem_features: np.ndarray | None = None  # (hw, mem_dim) bfloat16 once encoded
-    admitted: bool = True  # the tracking policy admitted the frame into the memory (tracker/policies.py)
+    admitted: bool = True  # the tracking policy admitted the frame into the memory (tracker/policies/)
     # a tracked frame's policy scores (as SAMURAI's compact output keeps best_iou_score / kf_score): predicted IoU of
     # the kept mask, SAMURAI's Kalman box (xyxy, model-input pixels) and Kalman IoU (NaN outside its stable phase)
     best_iou: float | None = None
@@ -197,7 +197,7 @@ class InferenceState(collections.abc.Mapping):
     frame_queue: FrameQueue | None = None  # a stream's source, fed by track_frame
     stream_next: int | None = None  # the next frame track_frame tracks (None: after the last one touched)
     stream_tstate: TrackerState | None = None  # the memory carried on the device between track_frame calls
-    # SAM2Long (tracker/policies.py): {frame: (parent (O, P), score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in
+    # SAM2Long (tracker/policies/): {frame: (parent (O, P), score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in
     # progress, and {frame: pathway per object} of the final best lineage of the last pass (see the predictor)
     pathways: dict[int, tuple] = dataclasses.field(default_factory=dict)
     pathway_masks_held: set[int] = dataclasses.field(default_factory=set)  # the frames of ``pathways`` with masks

@@ -20,8 +20,9 @@ from sam2_jax.configs import get_config
 from sam2_jax.configs.train_common import train_config
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_model import make_module
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls, compiled, engine
 from sam2_jax.tracker.state import empty_state
+from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.training import sam2_train as st
 from sam2_jax.utils.config import freeze_config
 
@@ -65,7 +66,7 @@ def _check(fn, *args) -> str:
 def test_image_encoder_lowers_for_gpu_and_tpu():
     module = _module()
     img = jax.ShapeDtypeStruct((2, S, S, 3), jnp.float32)
-    _check(jax.jit(functools.partial(engine.frame_features, module)), _abstract_params(module), img)
+    _check(jax.jit(functools.partial(calls.frame_features, module)), _abstract_params(module), img)
 
 
 @pytest.mark.parametrize(
@@ -74,10 +75,12 @@ def test_image_encoder_lowers_for_gpu_and_tpu():
     + [pytest.param(3, p, marks=pytest.mark.slow) for p in ("samurai", "sam3_selection", "sam2long")],
 )
 def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
-    from sam2_jax.tracker.policies import TrackerPolicy
+    from sam2_jax.tracker.policies import get_policy
 
-    module, pol = _module(), TrackerPolicy(policy)
-    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_chunk(module, p, st, im, fi, rev, 8, pol))
+    module, pol = _module(), get_policy(policy)
+    fn = jax.jit(
+        lambda p, st, im, fi, rev: compiled.propagate_chunk(module, p, st, im, fi, rev, StepConfig(pol, 8, True))
+    )
     args = (
         _abstract_params(module),
         _state(module, num_objects),
@@ -91,7 +94,11 @@ def test_propagation_chunk_lowers_for_gpu_and_tpu(num_objects, policy):
 def test_batch_of_videos_lowers_for_gpu_and_tpu():
     module = _module()
     V, O = 3, 2
-    fn = jax.jit(lambda p, st, im, fi, rev: engine.propagate_videos_chunk(module, p, st, im, fi, rev, fill_hole_area=8))
+    fn = jax.jit(
+        lambda p, st, im, fi, rev: compiled.propagate_videos_chunk(
+            module, p, st, im, fi, rev, StepConfig(fill_hole_area=8, compact=True)
+        )
+    )
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((V, *x.shape), x.dtype), _state(module, O))
     args = (
         _abstract_params(module),
@@ -107,13 +114,15 @@ def test_batch_of_videos_lowers_for_gpu_and_tpu():
 def test_interact_lowers_for_gpu_and_tpu(prompt):
     module = _module()
     params = _abstract_params(module)
-    feats = jax.eval_shape(lambda p, x: engine.frame_features(module, p, x), params, jnp.zeros((1, S, S, 3)))
+    feats = jax.eval_shape(lambda p, x: calls.frame_features(module, p, x), params, jnp.zeros((1, S, S, 3)))
     pts = (jax.ShapeDtypeStruct((1, 3, 2), jnp.float32), jax.ShapeDtypeStruct((1, 3), jnp.int32))
     mask = jax.ShapeDtypeStruct((1, S, S, 1), jnp.float32)
     is_init = prompt != "clicks_on_memory"
 
     def fn(p, st, fe, t, rev, coords, labels, m):
-        return engine.interact(module, p, st, fe, t, rev, coords, labels, m, None, is_init, fill_hole_area=8)
+        return engine.interact(
+            module, p, st, fe, t, rev, coords, labels, m, None, is_init, StepConfig(fill_hole_area=8)
+        )
 
     i32, b = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
     if prompt == "mask":

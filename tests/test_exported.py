@@ -81,7 +81,7 @@ def _model(image_size: int, dtype: str = "float32"):
     cfg = get_config(NAME)
     cfg.model.image_size = image_size
     # The exported propagation attends to every memory slot (its conditioning-slot count is symbolic, so the slot
-    # buckets of ``engine.condition_on_memory`` cannot apply): the live predictors run the same programs.
+    # buckets of ``memory.condition_on_memory`` cannot apply): the live predictors run the same programs.
     cfg.model.compact_memory = "off"
     module = make_module(cfg.model, DTYPES[dtype])
     return SAM2Model(module, jax.tree.map(jnp.asarray, random_params(cfg, module, 0)), cfg)
@@ -183,7 +183,7 @@ def test_export_cli_bad_input_is_one_line(tmp_path, capsys):
 
 def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
     from sam2_jax.export.runtime import ExportedModel
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import compiled
 
     out = tmp_path / "export"
     argv = ("--random-weights", "--image-size", "128", "--platforms", "cpu", "--dtype", "bfloat16")
@@ -201,7 +201,7 @@ def test_export_cli_writes_a_bfloat16_export_the_runtime_runs(tmp_path, capsys):
     model = _model(128, "bfloat16")
     image = np.random.default_rng(0).normal(size=(2, 128, 128, 3)).astype(np.float32)  # batch 2: b is symbolic
     ours = ExportedModel(out)("frame_features", image)
-    live = engine.jit_frame_features(model.module, model.params, image)
+    live = compiled.jit_frame_features(model.module, model.params, image)
     names = ("vision_feat", "vision_pos", "high_res_0", "high_res_1")
     for name, x in zip(names, (live.vision_feat, live.vision_pos, *live.high_res), strict=True):
         np.testing.assert_array_equal(np.asarray(ours[name], np.float32), np.asarray(x, np.float32), err_msg=name)

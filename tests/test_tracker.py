@@ -358,10 +358,11 @@ def test_first_frames_attend_only_the_slots_in_use():
     to full rings; so does a correction click (``interact``) on an early frame."""
     import jax.numpy as jnp
 
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import compiled, engine, memory
+    from sam2_jax.tracker.step_config import StepConfig
 
-    assert engine.slot_buckets(7) == (1, 4, 7) and engine.slot_buckets(22) == (1, 4, 16, 22)
-    assert engine.slot_buckets(1) == (1,) and engine.slot_buckets(4) == (1, 4)
+    assert memory.slot_buckets(7) == (1, 4, 7) and memory.slot_buckets(22) == (1, 4, 16, 22)
+    assert memory.slot_buckets(1) == (1,) and memory.slot_buckets(4) == (1, 4)
     pred = small_predictor()
     s = pred.init_state(_video(10))
     _prompt(pred, s, 0, 2)  # both objects conditioned on frame 0, the second one on frame 3 as well
@@ -370,18 +371,26 @@ def test_first_frames_attend_only_the_slots_in_use():
     frames = list(range(10))
     images = jnp.asarray(np.stack([s.images[t] for t in frames]))
     reverse = jnp.bool_(False)
-    fast_state, fast = jax.jit(engine.scan_frames, static_argnums=0)(
-        pred.module, pred.params, pred.tracker_state(s, [0, 1], 0, False), images, jnp.asarray(frames), reverse
+    fast_state, fast = jax.jit(engine.scan_frames, static_argnums=(0, 6))(
+        pred.module,
+        pred.params,
+        pred.tracker_state(s, [0, 1], 0, False),
+        images,
+        jnp.asarray(frames),
+        reverse,
+        StepConfig(compact=True),
     )
     full_step = jax.jit(engine.track_features, static_argnums=0)  # compact=False: every slot, masked
     ref_state, ref = pred.tracker_state(s, [0, 1], 0, False), []
     for t in frames:
-        feats = engine.jit_frame_features(pred.module, pred.params, images[t][None])
+        feats = compiled.jit_frame_features(pred.module, pred.params, images[t][None])
         if t == 2:  # a correction click here (``interact``) attends to 2 of the 7 slots, compacted: the same output
             one = jax.tree.map(lambda x: x[:1] if x.ndim else x, ref_state)
             click = (jnp.asarray([[[100.0, 90.0]]]), jnp.asarray([[0]], jnp.int32), None, None)
             fix = [
-                engine.jit_interact(pred.module, pred.params, one, feats, jnp.int32(t), reverse, *click, compact=c)
+                compiled.jit_interact(
+                    pred.module, pred.params, one, feats, jnp.int32(t), reverse, *click, cfg=StepConfig(compact=c)
+                )
                 for c in (True, False)
             ]
             for a, b in zip(*fix, strict=True):

@@ -1,4 +1,4 @@
-"""Tracking policies (``sam2_jax/tracker/policies.py``): SAMURAI, SAM 3's memory selection and SAM2Long.
+"""Tracking policies (``sam2_jax/tracker/policies/``): SAMURAI, SAM 3's memory selection and SAM2Long.
 
 - SAMURAI end to end against its reference code (github yangchris11/samurai, run in its own venv by
   ``scripts/samurai_reference.py``; golden ``tests/golden/samurai_bedroom_sam2.1_hiera_t.npz``: random weights,
@@ -29,8 +29,12 @@ import numpy as np
 import pytest
 
 from sam2_jax.configs import get_config
-from sam2_jax.tracker import engine, kalman
-from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
+from sam2_jax.modeling.sam2_base import SamHeadsOutput
+from sam2_jax.tracker import kalman, rings
+from sam2_jax.tracker.policies import SAM2, get_policy, policy_config, sam2long
+from sam2_jax.tracker.policies.sam2long import SAM2LongPolicy
+from sam2_jax.tracker.policies.sam3_selection import Sam3SelectionPolicy
+from sam2_jax.tracker.policies.samurai import SamuraiPolicy
 from sam2_jax.tracker.state import empty_state
 from tests import measured
 from tests.reference import DATA, GOLDEN, converted_params, requires_data
@@ -39,8 +43,8 @@ NAME = "sam2.1_hiera_t"
 # Bounds of the golden comparisons (low-res logits: 1e-2, the float16 goldens' own rounding); measured figures in
 # the README's tracking-policy section, across two sets of CPU kernels (scripts/test_isas.sh).
 B = {"obj": 1e-4, "iou": 1e-4, "kf_box": 1e-4, "kf_score": 5e-6, "path_score": 5e-4, "path_iou": 1e-4}
-SAMURAI = TrackerPolicy("samurai")
-SAM3 = TrackerPolicy("sam3_selection")
+SAMURAI = SamuraiPolicy()
+SAM3 = Sam3SelectionPolicy()
 
 
 # --- numpy reading of SAMURAI's kalman_filter.py (float64) -------------------------------------------------------
@@ -129,7 +133,7 @@ def test_samurai_choice_and_kalman_match_numpy_reading():
     mean and covariance and Kalman IoU score equal the float64 reading (boxes within 1e-3 px)."""
     rng = np.random.default_rng(0)
     O, M, S = 4, 3, 64
-    p = TrackerPolicy("samurai", stable_frames_threshold=4)  # reach the scoring phase within the run
+    p = SamuraiPolicy(stable_frames_threshold=4)  # reach the scoring phase within the run
     kf = kalman.KalmanState(jnp.zeros((O, 8)), jnp.zeros((O, 8, 8)), jnp.zeros((O,), jnp.int32))
     ref = [(np.zeros(8), np.zeros((8, 8)), 0)] * O
     step = jax.jit(lambda kf, ious, masks: kalman.samurai_choice(kf, ious, masks, p))
@@ -164,7 +168,7 @@ def test_kalman_and_choice_match_samurai_code():
     from sam2_jax.utils.interpolate import interpolate
 
     gold = np.load(GOLDEN / "samurai_kalman.npz")
-    p = TrackerPolicy("samurai", stable_frames_threshold=int(gold["stable_frames_threshold"]))
+    p = SamuraiPolicy(stable_frames_threshold=int(gold["stable_frames_threshold"]))
     obj, ious, size = gold["obj_score"], gold["ious"], int(gold["size"])
     present = (obj > p.min_obj_score_logits)[..., None, None, None]  # SAMURAI's is_obj_appearing
     low = np.where(present, np.where(gold["masks"], 1.0, -1.0), NO_OBJ_SCORE).astype(np.float32)  # (O, T, 3, L, L)
@@ -253,12 +257,14 @@ def test_rings_hold_the_references_lists(policy):
     admit = {}
     sel = jax.jit(
         lambda st, t: (
-            engine.recent_selection(st, t, False, 7, policy),
-            engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), policy),
+            policy.recent_selection(st, t, False, 7),
+            policy.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16)),
         )
     )
     write = jax.jit(
-        lambda st, t, v, a: engine.write_admitted(st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), v, a, policy)
+        lambda st, t, v, a: rings.write_admitted(
+            st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), v, a, policy.selects_pointers
+        )
     )
     for t in range(N):
         if t:
@@ -274,15 +280,13 @@ def test_rings_hold_the_references_lists(policy):
 
 
 # --- admission ------------------------------------------------------------------------------------------------------
-_admission = jax.jit(engine.admission, static_argnums=0)  # one compile, not one per eager op
+_admission = jax.jit(lambda policy, *args: policy.admit(*args), static_argnums=0)  # one compile, not one per op
 
 
 def _heads(ious, obj, masks):
     O, M = ious.shape
     z = jnp.zeros((O, 1, 1, 1))
-    return engine.SamHeadsOutput(
-        z, jnp.asarray(masks), jnp.asarray(ious), z, z, jnp.zeros((O, 1)), jnp.asarray(obj)[:, None]
-    )
+    return SamHeadsOutput(z, jnp.asarray(masks), jnp.asarray(ious), z, z, jnp.zeros((O, 1)), jnp.asarray(obj)[:, None])
 
 
 def test_sam3_admission_is_cal_mem_score_threshold():
@@ -309,19 +313,21 @@ def test_sam3_selection_matches_sam3_code():
     temporal index by rank; pointers: all but the oldest, offset by rank)."""
     gold = np.load(GOLDEN / "sam3_selection.npz")
     obj, iou, score, valid = gold["obj_score"], gold["iou"], gold["eff_iou_score"], gold["valid"]
-    policy = TrackerPolicy("sam3_selection", mf_threshold=float(gold["mf_threshold"]))
+    policy = Sam3SelectionPolicy(mf_threshold=float(gold["mf_threshold"]))
     O, N = obj.shape
     cond = set(gold["cond"].tolist())
     assert np.abs(score - policy.mf_threshold).min() > 1e-5  # no admission at the edge of float32 rounding
     st = empty_state(O, 1, 7, 16, 1, 1, 1, (1, 1), N)
     sel = jax.jit(
         lambda st, t: (
-            engine.recent_selection(st, t, False, 7, policy),
-            engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), policy),
+            policy.recent_selection(st, t, False, 7),
+            policy.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16)),
         )
     )
     write = jax.jit(
-        lambda st, t, v, a: engine.write_admitted(st, t, jnp.zeros((O, 1, 1)), jnp.zeros((O, 1)), v, a, policy)
+        lambda st, t, v, a: rings.write_admitted(
+            st, t, jnp.zeros((O, 1, 1)), jnp.zeros((O, 1)), v, a, policy.selects_pointers
+        )
     )
     ious = np.zeros((O, 3), np.float32)
     for t in range(N):
@@ -438,7 +444,7 @@ def test_samurai_matches_reference_on_bedroom(n, tmp_path: pathlib.Path):
     gold = np.load(GOLDEN / f"samurai_bedroom_{NAME}.npz")
     for f in sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[: len(gold["frame"]) + 1]:
         shutil.copy(f, tmp_path / f.name)  # every frame of the golden's run: pointer encodings scale with its length
-    policy = TrackerPolicy("samurai", memory_bank_obj_score_threshold=float(gold["obj_score_threshold"]))
+    policy = SamuraiPolicy(memory_bank_obj_score_threshold=float(gold["obj_score_threshold"]))
     ref_masks = _check_against_golden(_run_video(policy, gold, tmp_path, n), gold, n)
     assert not gold["admit"][:7].any() and gold["admit"][7:n].all()
     if n < 23:
@@ -465,7 +471,7 @@ def test_samurai_kalman_follows_a_moving_disk(n, tmp_path: pathlib.Path):
     y and shrinks; from frame 6 the filter scores the candidates. Default: frames 1-11 (six scored frames); slow:
     all 40. The same assertions as on the bedroom frames."""
     gold = _disk(tmp_path)
-    policy = TrackerPolicy("samurai", stable_frames_threshold=int(gold["stable_frames_threshold"]))
+    policy = SamuraiPolicy(stable_frames_threshold=int(gold["stable_frames_threshold"]))
     _check_against_golden(_run_video(policy, gold, tmp_path, n), gold, n)
     first = policy.stable_frames_threshold  # the first scored frame is stable_frames_threshold + 1 (index 5)
     assert np.isnan(gold["kf_score"][:first]).all() and (gold["kf_score"][first:n] > 0.6).all()
@@ -521,14 +527,14 @@ def test_policy_config_and_names():
     assert (p.num_pathways, p.sam2long_iou_threshold, p.sam2long_uncertainty) == (3, 0.1, 2.0)
     assert p.selects_memory and p.selects_pointers
     with pytest.raises(ValueError, match="num_pathways"):
-        get_policy(TrackerPolicy("sam2long", num_pathways=0))
+        get_policy(SAM2LongPolicy(num_pathways=0))
 
 
 def _selected(st, t, policy=SAMURAI):
     """{frame: temporal index} of the recent memories and {frame: offset} of the pointers frame t attends to."""
     (mem_ok, tpos), (ptr_ok, pos) = (
-        engine.recent_selection(st, t, False, 7, policy),
-        engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), policy),
+        policy.recent_selection(st, t, False, 7),
+        policy.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16)),
     )
     pick = lambda frames, v, ok: {int(f): int(i) for f, i, k in zip(frames[0], v[0], ok[0], strict=True) if k}
     return pick(st.recent_frame, tpos, mem_ok), pick(st.ptr_frame, pos, ptr_ok)
@@ -595,7 +601,7 @@ def test_policy_flags_reach_the_predictor():
     cfg = m.config.copy_and_resolve_references()
     cfg.tracker.policy, cfg.tracker.mf_threshold = "sam3_selection", 0.3
     pred = SAM2VideoPredictor(SAM2Model(m.module, m.params, cfg))
-    assert pred.policy == TrackerPolicy("sam3_selection", mf_threshold=0.3)
+    assert pred.policy == Sam3SelectionPolicy(mf_threshold=0.3)
     assert SAM2VideoPredictor(m, tracker_policy="samurai").policy == SAMURAI
     assert eval_main.parse(["--tracker", "sam2long"]).tracker == "sam2long"
     assert cli.build_parser().parse_args(["video", "v.mp4", "--tracker", "sam2long"]).tracker == "sam2long"
@@ -612,7 +618,7 @@ def test_sam3_selection_stream_rebuild_and_correction(tmp_path: pathlib.Path):
 
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
-    policy = TrackerPolicy("sam3_selection", mf_threshold=0.031)
+    policy = Sam3SelectionPolicy(mf_threshold=0.031)
     pred = SAM2VideoPredictor(_ours(256), fill_hole_area=0, tracker_policy=policy)
     files = sorted((DATA / "videos" / "bedroom").glob("*.jpg"))[:14]
     frames = [np.asarray(Image.open(f).convert("RGB")) for f in files]
@@ -640,7 +646,7 @@ def test_sam3_selection_stream_rebuild_and_correction(tmp_path: pathlib.Path):
 # sam2/sam2_video_predictor.py ``_run_single_frame_inference`` (the pathway step), sam2/modeling/sam2_base.py
 # ``_prepare_memory_conditioned_features`` (valid_indices, object_frame_score, object_ptr_score) and
 # sam2/modeling/memory_attention.py ``MemoryAttentionLayer._forward_ca`` (the key weights).
-SAM2LONG = TrackerPolicy("sam2long")
+SAM2LONG = SAM2LongPolicy()
 
 
 def np_sam2long_select(acc, ious, obj, P, uncertainty):
@@ -698,7 +704,7 @@ def test_sam2long_selection_matches_numpy_reading():
         ious[o] = 0.5
     first = np.zeros(O, bool)
     first[::10] = True
-    got = jax.jit(engine.sam2long_select, static_argnums=4)(acc, ious, obj, first, SAM2LONG)
+    got = jax.jit(sam2long.sam2long_select, static_argnums=4)(acc, ious, obj, first, SAM2LONG)
     certain = 0
     for o in range(O):
         if first[o]:
@@ -762,17 +768,17 @@ def test_sam2long_rings_and_key_weights_match_the_reference_lists():
 
     @jax.jit
     def sel(st, t):
-        mem_ok, tpos = engine.recent_selection(st, t, False, 7, SAM2LONG)
-        ptr_ok, pos = engine.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16), SAM2LONG)
+        mem_ok, tpos = SAM2LONG.recent_selection(st, t, False, 7)
+        ptr_ok, pos = SAM2LONG.pointer_selection(st, t, False, jnp.minimum(st.num_frames, 16))
         several = mem_ok.sum() + 1 > 1
-        wf, wp = engine.sam2long_key_weights(
+        wf, wp = sam2long.sam2long_key_weights(
             st, jnp.concatenate([st.cond_valid, mem_ok], 1), tpos, jnp.concatenate([st.cond_valid, ptr_ok], 1), pos
         )
         return mem_ok, tpos, ptr_ok, pos, wf, wp, several
 
     write = jax.jit(
-        lambda st, t, a, s: engine.write_admitted(
-            st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), jnp.array([t > 0]), a, SAM2LONG, obj_score=s
+        lambda st, t, a, s: rings.write_admitted(
+            st, t, jnp.zeros((1, 1, 1)), jnp.zeros((1, 1)), jnp.array([t > 0]), a, True, obj_score=s
         )
     )
     for t in range(N):
@@ -827,7 +833,7 @@ def _check_sam2long_against_golden(gold, frames_dir: pathlib.Path, n=None):
     admission, and, over a whole golden, the final best lineage. Returns our admissions per tracked frame."""
     frames = gold["frame"][: n or len(gold["frame"])]
     thre = float(gold["iou_thre"])
-    policy = TrackerPolicy("sam2long", sam2long_iou_threshold=thre, sam2long_uncertainty=float(gold["uncertainty"]))
+    policy = SAM2LongPolicy(sam2long_iou_threshold=thre, sam2long_uncertainty=float(gold["uncertainty"]))
     _, state, yielded = _run_sam2long(policy, gold["box"], frames_dir, n=len(frames))
     assert sorted(yielded) == list(range(len(frames) + 1))
     admitted = []

@@ -203,7 +203,7 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     # query-chunked path on CPU, cuDNN flash attention (bf16/fp16) or XLA on GPU, XLA on TPU; "chunked", "xla" and
     # "cudnn" force one. Set it explicitly for a jax.export to another platform.
     m.attention_impl = "auto"
-    # Not an official field: whether the tracking step attends only to the memory slots in use (``engine.slot_buckets``,
+    # Not an official field: whether the tracking step attends only to the memory slots in use (``memory.slot_buckets``,
     # a lax.switch over a few copies of the memory attention in the compiled step; backend.py). "auto" is on for CPU
     # (the first frames of a propagation cost what they cost the official code, for ~40% more compile time), off on
     # GPU/TPU (compile time per object count weighs more there than milliseconds on the first frames); "on" / "off".
@@ -235,7 +235,7 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
         )
     )
     # Not an official field: the tracking policy of the video predictor and its thresholds (sam2 | samurai |
-    # sam3_selection | sam2long; sam2_jax/tracker/policies.py). --config.tracker.policy=samurai selects one.
+    # sam3_selection | sam2long; sam2_jax/tracker/policies/). --config.tracker.policy=samurai selects one.
     c.tracker = policy_config()
     c.dtype = "float32"
     return c

@@ -19,6 +19,7 @@ import time
 
 from sam2_jax.datasets import vos
 from sam2_jax.evaluation import metrics, vos_eval
+from sam2_jax.tracker.policies import POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class RunConfig:
         entry point, ``compile_cache.default_cache_dir``); empty: none. A second run skips the compiles.
       videos_per_step: ``vos`` task: videos tracked together in one compiled step (``vos_eval.track_videos``:
         fills an accelerator with a small model; a video ending frees its slot for the next); 1: one at a time.
-      tracker: the video tracking policy, ``sam2``, ``samurai``, ``sam3_selection`` or ``sam2long``
-        (``tracker/policies.py``; its thresholds are the model config's ``tracker`` fields).
+      tracker: the video tracking policy, one of ``tracker.policies.POLICIES`` (``sam2``, ``samurai``,
+        ``sam3_selection``, ``sam2long``)
+        (``tracker/policies/``; its thresholds are the model config's ``tracker`` fields).
     """
 
     task: str = "vos"
@@ -98,7 +100,7 @@ class RunConfig:
     progress: bool = True
     compilation_cache: str = "default"
     videos_per_step: int = 1
-    tracker: str = "sam2"
+    tracker: str = dataclasses.field(default="sam2", metadata={"choices": POLICIES})
 
 
 def build_model(cfg: RunConfig):

@@ -240,10 +240,8 @@ class _VideoRun:
 
     def keep_final_lineage(self, predictor, thresh: float) -> None:
         """SAM2Long: the annotated frames of the pass just tracked take the masks along the pathway that was best
-        at its end (``final_lineage_masks``), the masks SAM2Long's ``tools/vos_inference.py`` scores; the other
-        policies keep the per-frame masks."""
-        if getattr(getattr(predictor, "policy", None), "name", None) != "sam2long":
-            return
+        at its end (``final_lineage_masks``), the masks SAM2Long's ``tools/vos_inference.py`` scores; under the
+        other policies that is empty and the per-frame masks stay."""
         ids = list(self.state.obj_ids)
         for t, logits in predictor.final_lineage_masks(self.state, self.row_of).items():
             for j, oid in enumerate(ids):

@@ -5,7 +5,7 @@ functions (``sam2_jax/tracker/engine.py``) with the params baked in as initializ
 flat arrays (ONNX has no pytrees):
 
 - ``image_encoder.onnx``: ``image (1, S, S, 3)`` -> ``vision_feat, vision_pos, high_res_0, high_res_1``
-  (``engine.frame_features``).
+  (``calls.frame_features``).
 - ``prompt.onnx``: the features, ``point_coords (1, N, 2)``, ``point_labels (1, N)`` on an object's first prompted
   frame -> ``pred_masks, object_score_logits, obj_ptr, maskmem`` (``engine.interact``, then
   ``engine.encode_prompt_memory``).
@@ -36,8 +36,9 @@ from sam2_jax.export.names import ONNX_MANIFEST as MANIFEST
 from sam2_jax.export.stablehlo import export_module, state_to_dict
 from sam2_jax.modeling.sam2_base import ImageFeatures
 from sam2_jax.modeling.sam2_model import SAM2Model
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls, engine
 from sam2_jax.tracker.state import TrackerState, empty_state
+from sam2_jax.tracker.step_config import StepConfig
 
 
 def _state(module, num_cond: int, num_frames: int = 1) -> TrackerState:
@@ -60,10 +61,11 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
     module = export_module(model, ("cpu",))
     params = model.params
     fill = int(model.config.video.fill_hole_area)
+    cfg = StepConfig(fill_hole_area=fill)  # every slot: ONNX has no lax.switch
     S = module.config.image_size
     f32 = jnp.float32
     image = jax.ShapeDtypeStruct((1, S, S, 3), f32)
-    feats = jax.eval_shape(lambda x: engine.frame_features(module, params, x), image)
+    feats = jax.eval_shape(lambda x: calls.frame_features(module, params, x), image)
     feat_specs = [feats.vision_feat, feats.vision_pos, *feats.high_res]
     feat_names = [names.VISION_FEAT, names.VISION_POS] + [names.high_res(i) for i in range(len(feats.high_res))]
     state = state_to_dict(_state(module, num_cond))
@@ -71,13 +73,13 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
     dtypes = {k: x.dtype for k, x in state.items()}
 
     def encoder(img):
-        f = engine.frame_features(module, params, img)
+        f = calls.frame_features(module, params, img)
         return (f.vision_feat, f.vision_pos, *f.high_res)
 
     def prompt(vf, vp, *rest):
         *hr, coords, labels = rest
         fe = ImageFeatures(vf, vp, tuple(hr))
-        out = engine.interact(module, params, _state(module, 1), fe, 0, False, coords, labels, None, None, True, fill)
+        out = engine.interact(module, params, _state(module, 1), fe, 0, False, coords, labels, None, None, True, cfg)
         mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
         return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
 
@@ -90,13 +92,13 @@ def onnx_functions(model: SAM2Model, num_cond: int, num_points: int) -> dict[str
 
     def prompt_tracked(vf, vp, *rest):
         fe, frame_idx, reverse, st, (coords, labels, prev) = unpack(vf, vp, rest)
-        out = engine.interact(module, params, st, fe, frame_idx, reverse, coords, labels, None, prev, False, fill)
+        out = engine.interact(module, params, st, fe, frame_idx, reverse, coords, labels, None, prev, False, cfg)
         mem = engine.encode_prompt_memory(module, params, fe, out.pred_masks, out.object_score_logits)
         return out.pred_masks, out.object_score_logits, out.obj_ptr, mem.astype(f32)
 
     def track(vf, vp, *rest):
         fe, frame_idx, reverse, st, _ = unpack(vf, vp, rest)
-        st, out = engine.track_features(module, params, st, fe, frame_idx, reverse, fill)
+        st, out = engine.track_features(module, params, st, fe, frame_idx, reverse, cfg)
         new = [x.astype(f32) if x.dtype == jnp.bfloat16 else x for x in state_to_dict(st).values()]
         return (*new, out.pred_masks, out.object_score_logits)
 

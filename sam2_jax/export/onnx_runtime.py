@@ -129,7 +129,7 @@ class OnnxTracker:
             if t in v.cond:  # the graph passed the prompt result through and wrote no memory
                 outs[t] = v.cond[t]
                 continue
-            r, p = t % st["recent_mem"].shape[1], t % st["ptr"].shape[1]  # engine.write_recent's ring slots
+            r, p = t % st["recent_mem"].shape[1], t % st["ptr"].shape[1]  # rings.write_recent's ring slots
             own = st["recent_mem"][0, r].copy()
             if t in memories:
                 st["recent_mem"] = st["recent_mem"].copy()

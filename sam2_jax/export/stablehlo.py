@@ -44,8 +44,9 @@ from sam2_jax.export import names
 from sam2_jax.export.names import FORMAT, FORMAT_VERSION, MANIFEST, PARAMS, PLATFORMS, SUFFIX
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls, compiled, engine
 from sam2_jax.tracker.state import TrackerState, empty_state
+from sam2_jax.tracker.step_config import StepConfig
 
 
 class ExportFn(NamedTuple):
@@ -72,7 +73,7 @@ def feats_from_dict(d: dict[str, jax.Array]) -> ImageFeatures:
 
 
 def _embed_dict(e) -> dict[str, jax.Array]:
-    """The image predictor's embeddings (``engine.image_embeddings``) -> ``{"image_embed", "high_res_0", ...}``."""
+    """The image predictor's embeddings (``calls.image_embeddings``) -> ``{"image_embed", "high_res_0", ...}``."""
     return {names.IMAGE_EMBED: e.image_embed} | {names.high_res(i): x for i, x in enumerate(e.high_res_feats)}
 
 
@@ -122,10 +123,10 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
     (b,) = jax.export.symbolic_shape("b")
     (n,) = jax.export.symbolic_shape("n")
     images = jax.ShapeDtypeStruct((b, S, S, 3), jnp.float32)
-    emb_spec = jax.eval_shape(lambda p, x: engine.image_embeddings(module, p, x), params_spec, _one(images))
+    emb_spec = jax.eval_shape(lambda p, x: calls.image_embeddings(module, p, x), params_spec, _one(images))
 
     def encoder(params, images):
-        e = engine.image_embeddings(module, params, images)
+        e = calls.image_embeddings(module, params, images)
         return _embed_dict(e)
 
     embed = _embed_dict(emb_spec)
@@ -143,7 +144,7 @@ def image_functions(module: SAM2Base, params_spec) -> dict[str, ExportFn]:
 
         def decode(params, embed, coords, labels, multimask=multimask):
             hr = [embed[names.high_res(i)] for i in range(names.num_high_res(embed))]
-            o = engine.decode_prompts(module, params, embed[names.IMAGE_EMBED], hr, coords, labels, None, multimask)
+            o = calls.decode_prompts(module, params, embed[names.IMAGE_EMBED], hr, coords, labels, None, multimask)
             return {"low_res_masks": o.low_res_masks, "iou_predictions": o.iou_predictions}
 
         out[names.image_decode(multimask)] = ExportFn(
@@ -166,12 +167,12 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
     S = module.config.image_size
     (b,) = jax.export.symbolic_shape("b")
     images = jax.ShapeDtypeStruct((b, S, S, 3), jnp.float32)
-    feats = jax.eval_shape(lambda p, x: feats_to_dict(engine.frame_features(module, p, x)), params_spec, _one(images))
+    feats = jax.eval_shape(lambda p, x: feats_to_dict(calls.frame_features(module, p, x)), params_spec, _one(images))
     b_ = jax.ShapeDtypeStruct((), jnp.bool_)
     h4 = feats[names.high_res(0)].shape[1] if names.high_res(0) in feats else 4 * feats[names.VISION_FEAT].shape[1]
     out = {
         names.FRAME_FEATURES: ExportFn(
-            lambda p, x: feats_to_dict(engine.frame_features(module, p, x)),
+            lambda p, x: feats_to_dict(calls.frame_features(module, p, x)),
             (params_spec, images),
             ("params", "images"),
             "frames (b, S, S, 3) normalised -> the tracker's image features",
@@ -203,7 +204,7 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
                     m,
                     None,
                     True,
-                    fill_hole_area,
+                    StepConfig(fill_hole_area=fill_hole_area),
                 )
             ),
             (params_spec, feats, jax.ShapeDtypeStruct((1, S, S, 1), jnp.float32)),
@@ -218,7 +219,8 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
     for T in sorted({1, chunk_size}):
 
         def propagate(p, st, imgs, idxs, rev):
-            st, step = engine.propagate_chunk(module, p, TrackerState(**st), imgs, idxs, rev, fill_hole_area)
+            cfg = StepConfig(fill_hole_area=fill_hole_area, compact=True)  # the predictor's propagation step
+            st, step = compiled.propagate_chunk(module, p, TrackerState(**st), imgs, idxs, rev, cfg)
             return state_to_dict(st), _outputs(step)
 
         frames = (jax.ShapeDtypeStruct((T, S, S, 3), jnp.float32), jax.ShapeDtypeStruct((T,), jnp.int32))
@@ -239,6 +241,7 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
     h4 = feats[names.high_res(0)].shape[1] if names.high_res(0) in feats else 4 * feats[names.VISION_FEAT].shape[1]
     prev = jax.ShapeDtypeStruct((1, 1, h4, h4), jnp.float32)
     i32, b_ = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
+    cfg = StepConfig(fill_hole_area=fill_hole_area)  # every slot: the slot count is symbolic here
     out = {}
     for count in ("one", "many"):
         if count == "one":
@@ -251,12 +254,12 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
 
         def first(p, f, c, lab, pr=None):
             st = _dummy_state(module)
-            res = engine.interact(module, p, st, feats_from_dict(f), 0, False, c, lab, None, pr, True, fill_hole_area)
+            res = engine.interact(module, p, st, feats_from_dict(f), 0, False, c, lab, None, pr, True, cfg)
             return _outputs(res)
 
         def tracked(p, st, f, t, rev, c, lab, pr):
             st, f = TrackerState(**st), feats_from_dict(f)
-            return _outputs(engine.interact(module, p, st, f, t, rev, c, lab, None, pr, False, fill_hole_area))
+            return _outputs(engine.interact(module, p, st, f, t, rev, c, lab, None, pr, False, cfg))
 
         doc = "clicks/box corners (1, n, 2) in model-input pixels, labels (1, n)"
         out[names.prompt_first(count)] = ExportFn(

@@ -283,7 +283,7 @@ class SAM2Base(nn.Module):
             (-1 padding), or None for no points. mask_inputs: (B, H, W, 1) of any size (resized to 256 with
             bilinear antialias, like the official) or None.
           choose: with multimask output, a function ``(ious (B, M), high_res_multimasks (B, M, S, S)) -> (B,)`` index
-            of the kept candidate (a tracking policy, ``sam2_jax/tracker/policies.py``); default the best IoU.
+            of the kept candidate (a tracking policy, ``sam2_jax/tracker/policies/``); default the best IoU.
           obj_score_threshold: the object-score logit above which the object counts as present (official: 0;
             SAMURAI's ``min_obj_score_logits``: -1).
           all_obj_ptrs: also return the gated object pointer of every candidate, (B, M, C) (SAM2Long keeps any

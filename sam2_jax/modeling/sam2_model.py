@@ -57,7 +57,7 @@ class SAM2Model:
     """A SAM 2 model: the Flax module, its params (a plain nested dict) and the config it was built from.
 
     Every computation is a pure function of ``(params, inputs)``: the drivers call the module's public per-frame
-    methods through ``sam2_jax/tracker/engine.py`` (``engine.frame_features(model.module, model.params, images)``
+    methods through ``sam2_jax/tracker/calls.py`` (``calls.frame_features(model.module, model.params, images)``
     …), which also holds the package's one jit-caching policy.
     """
 

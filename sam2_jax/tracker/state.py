@@ -9,7 +9,7 @@ signal travels with its slot, so the same selection is a boolean mask over fixed
 - conditioning slots ``K`` (the prompted frames; the host chooses which ones when there are more than ``K``);
 - a ring of ``R = num_maskmem - 1`` recent non-conditioning memories, slot ``frame % R``;
 - a ring of ``P = max_obj_ptrs_in_encoder - 1`` recent non-conditioning object pointers, slot ``frame % P``;
-- for the SAMURAI / SAM 3 policies (``policies.py``): the count of admitted frames that places writes in the rings,
+- for the SAMURAI / SAM 3 policies (``policies/``): the count of admitted frames that places writes in the rings,
   and SAMURAI's per-object Kalman filter.
 
 A slot counts at frame t only if its frame index lies in the official window (t-1 … t-R forward, t+1 … t+R in
@@ -41,14 +41,14 @@ class TrackerState:
     ptr_frame: jax.Array  # (O, P) int32
     ptr_valid: jax.Array  # (O, P) bool
     num_frames: jax.Array  # () int32: video length (a large number for a live stream)
-    # Tracking policies (policies.py) other than sam2: the rings then hold admitted frames, written at slot
+    # Tracking policies (policies/) other than sam2: the rings then hold admitted frames, written at slot
     # ``admit_count % size``; a frame that is not admitted is written at the next slot and overwritten by the next.
     admit_count: jax.Array  # (O,) int32: frames admitted so far in this pass
     last_admitted: jax.Array  # (O,) bool: the last written frame was admitted
     kf_mean: jax.Array  # (O, 8) float32: SAMURAI's Kalman state (x, y, a, h and velocities) per object
     kf_cov: jax.Array  # (O, 8, 8) float32
     kf_stable: jax.Array  # (O,) int32: SAMURAI's stable_frames (0: the filter restarts on the next frame)
-    # SAM2Long (a row per object and pathway, ``engine.sam2long_step``): the object score of each ring entry (its
+    # SAM2Long (a row per object and pathway, ``policies/sam2long.py``): the object score of each ring entry (its
     # key weight in the memory attention) and the pathway's cumulative score (sum of log(IoU + 1e-5)).
     recent_obj_score: jax.Array  # (O, R) float32
     ptr_obj_score: jax.Array  # (O, P) float32

@@ -47,8 +47,9 @@ import numpy as np
 
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base, SamHeadsOutput
 from sam2_jax.modeling.sam2_model import make_module
-from sam2_jax.tracker import engine
+from sam2_jax.tracker import calls, engine, rings
 from sam2_jax.tracker.state import TrackerState, empty_state
+from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.training import loss_fns
 from sam2_jax.training.prompts import get_next_point, sample_box_points
 
@@ -177,7 +178,7 @@ def _step_loss(ctx: _Ctx, outs: SamHeadsOutput, gt_t: jax.Array) -> dict[str, ja
 
 
 def _heads(ctx: _Ctx, pix, hr, coords, labels, mask_in, multimask: bool) -> SamHeadsOutput:
-    return engine.sam_heads(ctx.module, ctx.params, pix, coords, labels, mask_in, hr, multimask)
+    return calls.sam_heads(ctx.module, ctx.params, pix, coords, labels, mask_in, hr, multimask)
 
 
 def _correct(ctx: _Ctx, pix, hr, gt_t, outs, coords, labels, is_init: bool, keys, from_gt):
@@ -204,15 +205,15 @@ def _finals(outs: SamHeadsOutput) -> tuple:
 def _init_frame(ctx: _Ctx, state: TrackerState, feats: ImageFeatures, gt: jax.Array, t, ptype, key, from_gt):
     """An initial conditioning frame (no memory) with its prompt; returns (losses, finals)."""
     O = gt.shape[1]
-    one = engine.frame_at(feats, t)
-    hr = engine.broadcast_high_res(one, O)
+    one = calls.frame_at(feats, t)
+    hr = calls.broadcast_high_res(one, O)
     gt_t = jax.lax.dynamic_index_in_dim(gt, t, 0, keepdims=False)  # (O, S, S)
     k_prompt, k_corr = jax.random.split(key)
     corr_keys = jax.random.split(k_corr, max(ctx.num_correction, 1))
 
     def mask_branch(_):
         pix0 = jnp.broadcast_to(one.vision_feat, (O, *one.vision_feat.shape[1:]))
-        outs = engine.use_mask_as_output(ctx.module, ctx.params, pix0, hr, gt_t[..., None].astype(jnp.float32))
+        outs = calls.use_mask_as_output(ctx.module, ctx.params, pix0, hr, gt_t[..., None].astype(jnp.float32))
         return _step_loss(ctx, outs, gt_t), _finals(outs)
 
     def point_branch(box: bool):
@@ -234,7 +235,7 @@ def _init_frame(ctx: _Ctx, state: TrackerState, feats: ImageFeatures, gt: jax.Ar
 
 def _encode_memory(ctx: _Ctx, one: ImageFeatures, high_res, obj_score) -> jax.Array:
     """Memory (O, hw, m) of a frame; training mode: click masks are not binarized (official ``self.training``)."""
-    return engine.encode_memory(ctx.module, ctx.params, one, high_res, obj_score, False, training=True)
+    return calls.encode_memory(ctx.module, ctx.params, one, high_res, obj_score, False, training=True)
 
 
 def clip_losses(
@@ -321,7 +322,7 @@ def _encode_frames(module, params, images, key, deterministic: bool, remat: str)
 
     def one(image, k):  # (S, S, 3) -> ImageFeatures (1, ...)
         rngs = None if deterministic else {"dropout": k}
-        return engine.frame_features(module, params, image[None], deterministic, rngs)
+        return calls.frame_features(module, params, image[None], deterministic, rngs)
 
     keys = jax.random.split(key, images.shape[0])
     if remat in ("encoder", "full"):
@@ -368,8 +369,8 @@ def _init_body(ctx: _Ctx, feats: ImageFeatures, gt: jax.Array, carry, xs):
     state, preds, losses = carry
     j, t, valid, ptype, key, from_gt = xs
     lj, (low, high, ptr, score) = _init_frame(ctx, state, feats, gt, t, ptype, key, from_gt)
-    maskmem = _encode_memory(ctx, engine.frame_at(feats, t), high, score)
-    state = engine.write_cond(state, j, t, maskmem, ptr, low, score, valid)
+    maskmem = _encode_memory(ctx, calls.frame_at(feats, t), high, score)
+    state = rings.write_cond(state, j, t, maskmem, ptr, low, score, valid)
     preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
     return (state, preds, _add(losses, _masked(valid, lj))), None
 
@@ -382,11 +383,12 @@ def _track_body(ctx: _Ctx, feats: ImageFeatures, gt: jax.Array, plan: PromptPlan
     t, valid, key = xs
     I, E = plan.init_frames.shape[0], plan.extra_correct_frames.shape[0]
     k_drop, k_corr = jax.random.split(key)
-    one = engine.frame_at(feats, t)
-    hr = engine.broadcast_high_res(one, state.num_objects)
+    one = calls.frame_at(feats, t)
+    hr = calls.broadcast_high_res(one, state.num_objects)
     gt_t = jax.lax.dynamic_index_in_dim(gt, t, 0, keepdims=False)
     rngs = None if ctx.deterministic else {"dropout": k_drop}
-    pix, outs = engine.track_frame(ctx.module, ctx.params, state, one, t, False, ctx.deterministic, rngs)
+    cfg = StepConfig(deterministic=ctx.deterministic)
+    pix, outs = engine.track_frame(ctx.module, ctx.params, state, one, t, False, cfg, rngs)
     step0 = _step_loss(ctx, outs, gt_t)
     is_extra = (plan.extra_correct_frames == t) & (plan.extra_correct_frames >= 0)
     to_correct = is_extra.any() if E else jnp.asarray(False)
@@ -407,10 +409,10 @@ def _track_body(ctx: _Ctx, feats: ImageFeatures, gt: jax.Array, plan: PromptPlan
     maskmem = _encode_memory(ctx, one, high, score)
     as_cond = to_correct & add_all & valid
     K = state.num_cond_slots
-    cond_state = engine.write_cond(state, jnp.minimum(n_cond, K - 1), t, maskmem, ptr, low, score, True)
-    cond_state = engine.write_recent(cond_state, t, maskmem, ptr, False)
-    new = engine.select_state(as_cond, cond_state, engine.write_recent(state, t, maskmem, ptr, True))
-    state = engine.select_state(valid, new, state)
+    cond_state = rings.write_cond(state, jnp.minimum(n_cond, K - 1), t, maskmem, ptr, low, score, True)
+    cond_state = rings.write_recent(cond_state, t, maskmem, ptr, False)
+    new = rings.select_state(as_cond, cond_state, rings.write_recent(state, t, maskmem, ptr, True))
+    state = rings.select_state(valid, new, state)
     preds = jnp.where(valid, preds.at[t].set(low[:, 0]), preds)
     return (state, n_cond + as_cond.astype(jnp.int32), preds), frame_losses
 

@@ -185,7 +185,7 @@ def test_transformers_loads_our_export_and_agrees(tiny):
     import jax
 
     from sam2_jax.build_sam import build_sam2
-    from sam2_jax.tracker import engine
+    from sam2_jax.tracker import calls, compiled
 
     root, pt, _ = tiny
     rng = np.random.default_rng(0)
@@ -207,8 +207,8 @@ def test_transformers_loads_our_export_and_agrees(tiny):
         assert all(not v for v in info[kind].values()), (kind, info[kind])
 
     model = build_sam2(NAME, pt)
-    emb = engine.jit_image_embeddings(model.module, model.params, image)
-    decode = jax.jit(lambda e, h, c, l: engine.decode_prompts(model.module, model.params, e, h, c, l, None, True))
+    emb = compiled.jit_image_embeddings(model.module, model.params, image)
+    decode = jax.jit(lambda e, h, c, l: calls.decode_prompts(model.module, model.params, e, h, c, l, None, True))
     out = decode(emb.image_embed, emb.high_res_feats, points[:, 0], labels[:, 0].astype(np.int32))
     theirs = np.load(root / "theirs.npz")
     pairs = {
