@@ -120,3 +120,22 @@ def test_official_builder_names():
     assert build_sam.build_sam2_hf is build.build_sam2_hf and build_sam.build_sam2 is build.build_sam2
     assert build_sam.SAM2Model is sam2_model.SAM2Model
     assert callable(build_sam.build_sam2_video_predictor_hf) and callable(build_sam.build_sam2_video_predictor)
+
+
+def test_imports_start_no_jax_backend():
+    """Importing the package (the trainer, the builder and the predictors) computes nothing on a device: ``train.py``
+    calls ``jax.distributed.initialize`` after its imports, which fails once a backend has started (a module-level
+    ``jnp`` constant did that)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sam2_jax.training.trainer, sam2_jax.build_sam\n"
+        "from sam2_jax.configs import get_config\n"
+        "from sam2_jax.tracker.policies import POLICIES, policy_class\n"
+        "get_config('sam2.1_hiera_t'); [policy_class(n) for n in POLICIES]\n"
+        "from jax._src import xla_bridge\n"
+        "print(sorted(xla_bridge._backends))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -20,9 +20,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 STD_POS, STD_VEL = 1.0 / 20, 1.0 / 160
-_MOTION = jnp.eye(8).at[jnp.arange(4), jnp.arange(4) + 4].set(1.0)  # x' = x + v (dt = 1)
+# x' = x + v (dt = 1). A numpy constant: importing the tracker must not start a JAX backend (``train.py`` calls
+# ``jax.distributed.initialize`` after its imports).
+_MOTION = np.eye(8, dtype=np.float32) + np.eye(8, k=4, dtype=np.float32)
 
 
 def mask_boxes(masks: jax.Array) -> jax.Array:
