@@ -2,7 +2,7 @@
 
 The official class subclasses the model and keeps a 20-key ``inference_state`` dict. Here the predictor holds a
 ``SAM2Model`` and keeps the official bookkeeping (object ids, prompts per frame, per-frame outputs, which frames
-were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video_state.py``, which
+were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video/video_state.py``, which
 also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker.engine``:
 ``jit_interact`` for a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for
 propagation.
@@ -69,8 +69,8 @@ from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.overrides import parse_overrides, split_video_overrides
 from sam2_jax.utils.progress import with_progress
 from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
-from sam2_jax.utils.video_io import FrameQueue, VideoSource
-from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
+from sam2_jax.video.video_io import FrameQueue, VideoSource
+from sam2_jax.video.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
 logger = logging.getLogger(__name__)
 

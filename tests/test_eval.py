@@ -65,7 +65,7 @@ def _every_format(root, arrays, tmp_path) -> dict[str, list]:
 def test_every_format_reads_the_same_videos(data, tmp_path):
     """Every format and reader gives the same frames (decoded), masks, ids and annotated frames as the arrays the
     dataset was written from, and the evaluation scores them (the run over every format: the slow test below)."""
-    from sam2_jax.utils.video_io import VideoSource
+    from sam2_jax.video.video_io import VideoSource
 
     root, arrays = data
     sets = _every_format(root, arrays, tmp_path)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from sam2_jax.tracker.state import TrackerState
-from sam2_jax.utils.video_io import FrameQueue, VideoSource
+from sam2_jax.video.video_io import FrameQueue, VideoSource
 
 COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
 
