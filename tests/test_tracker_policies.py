@@ -32,6 +32,7 @@ from sam2_jax.configs import get_config
 from sam2_jax.tracker import engine, kalman
 from sam2_jax.tracker.policies import SAM2, TrackerPolicy, get_policy, policy_config
 from sam2_jax.tracker.state import empty_state
+from sam2_jax.video import policy_memory
 from tests import measured
 from tests.reference import DATA, GOLDEN, converted_params, requires_data
 
@@ -935,7 +936,7 @@ def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
     parents = {6: [2, 0, 1], 5: [1, 1, 0], 4: [0, 2, 2], 3: [1, 0, 0], 2: [0, 0, 0], 1: [0, 0, 0]}
     state.pathways.clear()
     state.pathways.update({t: (np.array([parents[t]]), np.zeros((1, P)), crafted[t]) for t in range(1, 7)})
-    pred._keep_final_lineage(state, list(range(7)))
+    policy_memory.keep_final_lineage(state, list(range(7)))
     lineage = {6: 0, 5: 2, 4: 0, 3: 0, 2: 1, 1: 0}
     for t, p in lineage.items():
         assert state.final_lineage[t][0] == p

@@ -1,5 +1,12 @@
 """The video predictor's host side, behind the official facade ``sam2_jax/sam2_video_predictor.py``.
 
-Frames (``video_io``), the typed inference state and its budgeted output store (``video_state``). This file imports
-nothing, so that a module here never loads the facade or its siblings by accident (``tests/test_import_graph.py``).
+- ``video_io``: frame sources; ``video_state``: the typed inference state and its budgeted output store.
+- ``pipeline``: a chunk through the device and back, the same host code for one video and for a batch;
+  ``scheduler``: continuous batching of many videos; ``streaming``: a frame in, masks out.
+- ``tracker_state``: the device ``TrackerState`` built from the host store; ``tracking``: what this package reads of
+  the predictor; ``policy_memory``: the tracking policies' host-side memory (SAMURAI, SAM 3 selection, SAM2Long).
+- ``prompts``, ``options``: a frame's prompt checked; the builders' options split.
+
+This file imports nothing, so that importing one module here never loads its siblings or the facade (no cycle:
+``tests/test_import_graph.py``).
 """

@@ -253,6 +253,11 @@ class InferenceState(collections.abc.Mapping):
         self.store.clear()
         self.obj_ids = []
 
+    @property
+    def frame_limit(self) -> int:
+        """``num_frames``, or a bound no frame index reaches while a live source's length is unknown."""
+        return self.num_frames if self.num_frames is not None else 2**31 - 1
+
     def last_touched_frame(self) -> int:
         """The latest frame tracked or prompted for any object; -1 when none."""
         per_obj = (self.frames_tracked_per_obj, self.point_inputs_per_obj, self.mask_inputs_per_obj)
