@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     from sam2_jax.modeling.sam2_model import make_module
     from sam2_jax.sam2_image_predictor import SAM2ImagePredictor
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-    from sam2_jax.utils.video_io import preprocess_frame
+    from sam2_jax.video.video_io import preprocess_frame
 
     args = parse_args(argv)
     cfg = get_config(args.model)

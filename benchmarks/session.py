@@ -93,9 +93,9 @@ def device_only(pred, state, chunk: int):
     import jax.numpy as jnp
     import numpy as np
 
-    from sam2_jax.sam2_video_predictor import video_res_chunk
     from sam2_jax.tracker import compiled
     from sam2_jax.tracker.state import object_bucket
+    from sam2_jax.video.pipeline import video_res_chunk
 
     objs = list(range(state.num_objects))
     # host copy: the chunk donates its state, so each pass puts a fresh one on the device (as the predictor does)

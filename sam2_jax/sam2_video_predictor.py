@@ -2,10 +2,16 @@
 
 The official class subclasses the model and keeps a 20-key ``inference_state`` dict. Here the predictor holds a
 ``SAM2Model`` and keeps the official bookkeeping (object ids, prompts per frame, per-frame outputs, which frames
-were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video_state.py``, which
-also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker.engine``:
+were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video/video_state.py``,
+which also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker.engine``:
 ``jit_interact`` for a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for
 propagation.
+
+This file is the official API and reads top to bottom as the official one does; what it does not share with the
+official predictor lives in ``sam2_jax/video/``: the chunk pipeline (``pipeline.py``), continuous batching
+(``scheduler.py``), streaming (``streaming.py``), the tracker state built from the host store and re-tracking of
+dropped outputs (``tracker_state.py``) and prompt checks (``prompts.py``); the policies' host-side memory lives in
+their own files (``sam2_jax/tracker/policies/``).
 
 Deviations from the official predictor:
 - A correction click on an already tracked frame makes it a conditioning frame (the official
@@ -36,13 +42,10 @@ Deviations from the official predictor:
   and reverse tracking).
 """
 
-import collections
-import dataclasses
 import functools
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -52,68 +55,30 @@ import numpy as np
 from sam2_jax.modeling.build import build_sam2_hf
 from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
-from sam2_jax.tracker import compiled, engine, host_state
+from sam2_jax.tracker import compiled
 from sam2_jax.tracker.policies import get_policy
-from sam2_jax.tracker.state import (
-    TrackerState,
-    empty_state,
-    object_bucket,
-    pad_clicks,
-    pad_cond_slots,
-    pad_objects,
-    put_video,
-    stack_states,
-)
+from sam2_jax.tracker.state import TrackerState, object_bucket, pad_clicks
 from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.utils.arrays import tensor_like
-from sam2_jax.utils.interpolate import interpolate
-from sam2_jax.utils.overrides import parse_overrides, split_video_overrides
 from sam2_jax.utils.progress import with_progress
-from sam2_jax.utils.validation import check_boxes, check_frame_idx, check_labels, check_mask, check_obj_id, check_points
-from sam2_jax.utils.video_io import FrameQueue, VideoSource
-from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
+from sam2_jax.utils.validation import check_frame_idx, check_obj_id
+from sam2_jax.video import options, pipeline, prompts, streaming, tracker_state
+from sam2_jax.video.scheduler import SlotScheduler, VideoPass, video_passes
+from sam2_jax.video.tracking import Tracking
+from sam2_jax.video.video_io import VideoSource
+from sam2_jax.video.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
 logger = logging.getLogger(__name__)
 
 
 def video_predictor_from(build, hydra_overrides_extra, apply_postprocessing: bool, vos_optimized: bool, kwargs: dict):
-    """Split the video predictor's options out of ``kwargs`` and the overrides, build the model with ``build(**rest)``
-    and wrap it, with the official precedence (``apply_postprocessing`` overrides come after the user's)."""
-    if vos_optimized:
-        logger.info(
-            "vos_optimized=True: propagation here is always the compiled path (a jitted lax.scan), the counterpart "
-            "of the official SAM2VideoPredictorVOS; nothing else changes"
-        )
-    model_overrides, video = split_video_overrides(parse_overrides(hydra_overrides_extra))
-    if video.pop("add_all_frames_to_correct_as_cond", True) is not True:
-        raise ValueError(
-            "add_all_frames_to_correct_as_cond=false is not supported: this predictor always keeps a correction "
-            "click as a conditioning frame, so the next propagation never drops it (upstream #719, #731)"
-        )
-    if apply_postprocessing:
-        video.pop("fill_hole_area", None)  # the official appends its own fill_hole_area=8 after the user's
-    predictor_args = {k: kwargs.pop(k) for k in _PREDICTOR_ARGS if k in kwargs}
-    for k, v in video.items():
-        predictor_args.setdefault(k, v)
-    model = build(hydra_overrides_extra=[f"++model.{k}={v}" for k, v in model_overrides], **kwargs)
+    """Split the video predictor's options out of ``kwargs`` and the overrides (``options.split_options``), build the
+    model with ``build(**rest)`` and wrap it."""
+    model_overrides, predictor_args = options.split_options(
+        hydra_overrides_extra, apply_postprocessing, vos_optimized, kwargs
+    )
+    model = build(hydra_overrides_extra=model_overrides, **kwargs)
     return SAM2VideoPredictor(model, apply_postprocessing=apply_postprocessing, **predictor_args)
-
-
-def _read_output(out: FrameOutput) -> host_state.Stored:
-    """A stored ``FrameOutput`` as the host state reads it."""
-    return host_state.Stored(out.maskmem_features, out.obj_ptr[0], out.pred_masks[0, 0], out.object_score_logits[0, 0])
-
-
-_PREDICTOR_ARGS = (
-    "fill_hole_area",
-    "non_overlap_masks",
-    "clear_non_cond_mem_around_input",
-    "chunk_size",
-    "store_budget_mb",
-    "max_cond_slots",
-    "mesh",
-    "chunks_in_flight",
-)
 
 
 class SAM2VideoPredictor:
@@ -185,14 +150,12 @@ class SAM2VideoPredictor:
         if mesh is None and jax.device_count() > 1:
             mesh = jax.sharding.Mesh(np.array(jax.devices()), ("obj",))
         self.mesh = mesh
-        # The static choices of every tracking step: the policy, hole filling, and the memory slots in use only.
-        self.step_config = StepConfig(self.policy, self.fill_hole_area, compact=True)
         # Jitted with the module as a static argument, so every predictor of the same model shares the compiles.
         self._features_fn = functools.partial(compiled.jit_frame_features, self.module)
         self._interact_fn = functools.partial(compiled.jit_interact, self.module, cfg=self.step_config)
         self._encode_fn = functools.partial(compiled.jit_encode_prompt_memory, self.module)
         self._max_pt = int(self.module.config.multimask_max_pt_num)
-        self._video_res_fn = functools.partial(_video_res, non_overlap=self.non_overlap_masks)
+        self._video_res_fn = functools.partial(pipeline.video_res, non_overlap=self.non_overlap_masks)
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2VideoPredictor":
@@ -206,6 +169,11 @@ class SAM2VideoPredictor:
             return build_sam2_hf(model_id, apply_postprocessing=post, **rest)
 
         return video_predictor_from(build, overrides, post, vos, kwargs)
+
+    @property
+    def step_config(self) -> StepConfig:
+        """The static choices of every tracking step: the policy, hole filling, only the memory slots in use."""
+        return StepConfig(self.policy, self.fill_hole_area, compact=True)
 
     @property
     def device(self) -> jax.Device:
@@ -259,9 +227,6 @@ class SAM2VideoPredictor:
         if s.frame_queue is None:  # a stream goes on at its next frame; a video restarts after its last prompt
             s.stream_next = None
 
-    def _num_frames(self, s: InferenceState) -> int:
-        return s.num_frames if s.num_frames is not None else 2**31 - 1
-
     def _check_frame(self, s: InferenceState, frame_idx) -> int:
         return check_frame_idx(frame_idx, s.num_frames)
 
@@ -298,7 +263,8 @@ class SAM2VideoPredictor:
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
         check_obj_id(obj_id)
-        pts, lab = self._prompt_points(s, points, labels, box, clear_old_points, normalize_coords)
+        hw = (s.video_height, s.video_width)
+        pts, lab = prompts.point_inputs(points, labels, box, clear_old_points, normalize_coords, hw, self.image_size)
         obj_idx = self._obj_id_to_idx(s, obj_id)
         point_inputs_per_frame = s.point_inputs_per_obj[obj_idx]
         if not clear_old_points and frame_idx in point_inputs_per_frame:
@@ -311,72 +277,19 @@ class SAM2VideoPredictor:
 
     add_new_points = add_new_points_or_box
 
-    def _prompt_points(
-        self, s: InferenceState, points, labels, box, clear_old_points: bool, normalize_coords: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Checked clicks and box as the official point inputs: coords (1, N, 2) float32 in model-input pixels (a
-        box first, as corners labelled 2 and 3) and labels (1, N)."""
-        if (points is not None) != (labels is not None):
-            raise ValueError("points and labels must be provided together")
-        if points is None and box is None:
-            raise ValueError("at least one of points or box must be provided as input")
-        pts = np.zeros((0, 2), np.float32) if points is None else check_points(points, "points")
-        lab = np.zeros((0,), np.int32) if labels is None else check_labels(labels, "labels")
-        if pts.ndim == 2:
-            pts = pts[None]
-        if lab.ndim == 1:
-            lab = lab[None]
-        if pts.ndim != 3 or pts.shape[0] != 1 or pts.shape[-1] != 2:
-            raise ValueError(f"points must be (N, 2), got shape {np.shape(points)}")
-        if lab.shape != pts.shape[:2]:
-            raise ValueError(f"labels shape {np.shape(labels)} does not match {pts.shape[1]} points")
-        H, W = s.video_height, s.video_width
-        if box is not None:
-            if not clear_old_points:
-                raise ValueError(
-                    "cannot add box without clearing old points, since box prompt must be provided "
-                    "before any point prompt (please use clear_old_points=True instead)"
-                )
-            b = check_boxes(box, "box")
-            if b.size != 4:
-                raise ValueError(f"box must be [x0, y0, x1, y1], got shape {b.shape}")
-            pts = np.concatenate([b.reshape(1, 2, 2), pts], axis=1)
-            lab = np.concatenate([np.array([[2, 3]], np.int32), lab], axis=1)
-        if normalize_coords:
-            if pts.size and (
-                pts[..., 0].min() < 0 or pts[..., 1].min() < 0 or pts[..., 0].max() > W or pts[..., 1].max() > H
-            ):
-                raise ValueError(f"points/box {pts.reshape(-1, 2).tolist()} lie outside the {W}x{H} video frame")
-            pts = pts / np.array([W, H], np.float32)
-        elif pts.size and (pts.min() < 0 or pts.max() > 1):
-            raise ValueError(f"normalize_coords=False expects coordinates in [0, 1], got {pts.reshape(-1, 2).tolist()}")
-        return (pts * self.image_size).astype(np.float32), lab
-
     def add_new_mask(self, inference_state: InferenceState, frame_idx, obj_id, mask):
         """A binary mask (H, W) for ``obj_id`` on ``frame_idx``; returns (frame_idx, obj_ids, masks)."""
         s = inference_state
         frame_idx = self._check_frame(s, frame_idx)
         check_obj_id(obj_id)
-        m = np.asarray(mask)
-        if m.dtype != bool:
-            check_mask(m, "mask")
-        if m.ndim != 2:
-            raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
-        if m.shape != (s.video_height, s.video_width) and m.shape != (self.image_size, self.image_size):
-            raise ValueError(
-                f"mask shape {m.shape} is neither the video's {(s.video_height, s.video_width)} "
-                f"nor the model's {(self.image_size, self.image_size)}"
-            )
-        m = jnp.asarray(m.astype(bool).astype(np.float32))[None, :, :, None]  # (1, H, W, 1)
-        if m.shape[1:3] != (self.image_size, self.image_size):
-            m = interpolate(m, (self.image_size, self.image_size), "bilinear", antialias=True)
-            m = (m >= 0.5).astype(jnp.float32)
+        m = prompts.mask_input(mask, (s.video_height, s.video_width), self.image_size)  # (1, S, S, 1)
         obj_idx = self._obj_id_to_idx(s, obj_id)
         s.mask_inputs_per_obj[obj_idx][frame_idx] = m
         s.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
         return self._run_prompt(s, frame_idx, obj_idx, mask=m)
 
     def _run_prompt(self, s: InferenceState, frame_idx: int, obj_idx: int, points=None, mask=None):
+        """The official ``_run_single_frame_inference`` of a prompted frame: decoded on the memory around it."""
         s.stream_tstate = None  # the memory a stream carries must take the new prompt in
         tracked = s.frames_tracked_per_obj[obj_idx]
         is_init = frame_idx not in tracked
@@ -492,86 +405,16 @@ class SAM2VideoPredictor:
         s = inference_state
         if s.frame_queue is not None:
             raise ValueError("this state is a stream fed frame by frame: call track_frame, not propagate_in_video")
-        s.stream_tstate = None
-        self.propagate_in_video_preflight(s)
+        run = self._begin_pass(s, start_frame_idx, max_frame_num_to_track, reverse)
         live = s.num_frames is None
-        if live and reverse:
-            raise ValueError("reverse propagation needs a video of known length, not a live source")
-        order = self._propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
-        s.pathways.clear()
-        s.pathway_masks_held.clear()
-        s.final_lineage.clear()
-        frames = self._propagate(s, order, reverse, live)
-        yield from with_progress(frames, None if live else len(order), "propagate in video", self.progress)
-        if self.policy.name == "sam2long" and len(order):
-            self._keep_final_lineage(s, list(order))
-
-    def _keep_final_lineage(self, s: InferenceState, order: list[int]) -> None:
-        """SAM2Long: re-select each stored non-conditioning output's masks along the lineage of the pathway that is
-        best at the end of the pass, as the reference's ``propagate_in_video`` returns them. The per-frame masks
-        already yielded were the causal best pathway's; memories, pointers and scores stay the causal best's (the
-        memory the next pass rebuilds from). Kept in ``s.final_lineage``: {frame: pathway index per object}; the
-        pass's per-frame pathways stay in ``s.pathways`` until the next pass, their masks only while the store holds
-        the frame's outputs (a frame the budget dropped, recomputed later, gives the causal best's masks)."""
-        s.final_lineage.clear()
-        path = np.zeros(s.num_objects, np.int64)  # pathway 0 is the best after every step
-        for t in reversed(order):
-            if t not in s.pathways:
-                continue
-            parent, _, masks = s.pathways[t]
-            s.final_lineage[t] = path.copy()
-            for o in range(s.num_objects):
-                out = s.store.get(o, t)
-                if out is not None and masks is not None and t not in s.store.cond(o):
-                    out.pred_masks = masks[o, path[o]][None]
-            path = parent[np.arange(s.num_objects), path]
-
-    def final_lineage_masks(self, inference_state: InferenceState, frames=None) -> dict[int, np.ndarray]:
-        """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``
-        (or of those of ``frames`` it tracked), along the lineage of the pathway that was best at its end (the
-        reference's returned masks), from the stored outputs (``_keep_final_lineage``); conditioning frames give
-        their prompt output. Empty under other policies."""
-        s = inference_state
-        keep = sorted(s.final_lineage if frames is None else set(frames) & set(s.final_lineage))
-        return {t: self._consolidated_video_res(s, t) for t in keep}
-
-    def _propagate(self, s: InferenceState, order: range, reverse: bool, live: bool):
-        """The frames of ``order`` tracked chunk by chunk (``propagate_in_video`` after its checks)."""
-        obj_ids = list(s.obj_ids)
-        objs = list(range(len(obj_ids)))
-        if len(order) == 0:
-            return
-        tstate = self._tracking_state(s, objs, order[0], reverse)
         chunk = 1 if live else self.chunk_size
-        # One chunk in flight: chunk k+1 is dispatched before chunk k's outputs are fetched, and the host reads
-        # chunk k+2's frames while the device computes, so the device never waits on the host.
-        pending = None
-        pos = 0
-        while pos < len(order):
-            n = chunk if len(order) - pos >= chunk else 1
-            idxs = list(order[pos : pos + n])
-            if not live and hasattr(s.images, "prefetch"):
-                s.images.prefetch(list(order[pos + n : pos + 2 * n + chunk]))
-            try:
-                tstate, dispatched = self._dispatch(s, tstate, idxs, reverse)
-            except IndexError:
-                if not live:
-                    raise
-                s.num_frames = s.images.num_frames  # the live source ended
-                break
-            if pending is not None:
-                yield from self._collect(s, objs, pending, reverse, obj_ids)
-            pending = dispatched
-            pos += n
-            if not self.chunks_in_flight:
-                yield from self._collect(s, objs, pending, reverse, obj_ids)
-                pending = None
-        if pending is not None:
-            yield from self._collect(s, objs, pending, reverse, obj_ids)
+        frames = pipeline.propagate(self._tracking(), run, reverse, chunk, live, self.chunks_in_flight)
+        yield from with_progress(frames, None if live else len(run.order), "propagate in video", self.progress)
+        self._end_pass(run)
 
     def propagate_in_videos(
         self,
-        inference_states: Iterable,
+        inference_states: Iterable[InferenceState | VideoPass | tuple],
         start_frame_idx: int | list | None = None,
         max_frame_num_to_track: int | list | None = None,
         reverse: bool = False,
@@ -583,8 +426,8 @@ class SAM2VideoPredictor:
         official API (upstream #399).
 
         With ``videos_per_step`` below the number of videos the batch is refilled as videos end (continuous
-        batching): the slot of a video whose last frame has been dispatched takes the next video at once, so videos
-        of different lengths waste no frames beyond the chunk each ends in.
+        batching, ``sam2_jax/video/scheduler.py``): the slot of a video whose last frame has been dispatched takes
+        the next video at once, so videos of different lengths waste no frames beyond the chunk each ends in.
 
         Args:
           inference_states: states from ``init_state`` (videos of known length, prompted as for
@@ -604,260 +447,40 @@ class SAM2VideoPredictor:
           interleaved chunk by chunk; ``video_index`` counts the items of ``inference_states``. A tqdm bar over
           the frames (``progress = False`` turns it off).
         """
-        sized = isinstance(inference_states, list | tuple)
-        if videos_per_step is None:
-            if not sized:
-                raise ValueError("propagate_in_videos over an iterable of states needs videos_per_step")
-            videos_per_step = max(len(inference_states), 1)
-        is_int = isinstance(videos_per_step, int | np.integer) and not isinstance(videos_per_step, bool)
-        if not is_int or videos_per_step < 1:
-            raise ValueError(f"videos_per_step must be a positive int, got {videos_per_step!r}")
-        if sized:
-            V = len(inference_states)
-            starts = _per_video(start_frame_idx, V, "start_frame_idx")
-            maxes = _per_video(max_frame_num_to_track, V, "max_frame_num_to_track")
-        elif any(isinstance(x, list | tuple | np.ndarray) for x in (start_frame_idx, max_frame_num_to_track)):
-            raise ValueError("per-video start_frame_idx / max_frame_num_to_track need a list of states (or VideoPass)")
-        else:
-            starts, maxes = itertools.repeat(start_frame_idx), itertools.repeat(max_frame_num_to_track)
-        passes = (
-            (v, VideoPass(*x) if isinstance(x, tuple) else VideoPass(x, a, m))
-            for v, (x, a, m) in enumerate(zip(inference_states, starts, maxes, strict=False))  # starts: repeat
+        passes, width = video_passes(inference_states, start_frame_idx, max_frame_num_to_track, videos_per_step)
+        scheduler = SlotScheduler(
+            self._tracking(), passes, width, reverse, self.chunk_size, self._begin_pass, self._end_pass, next_pass
         )
-        frames = self._propagate_videos(passes, videos_per_step, reverse, next_pass)
-        yield from with_progress(frames, None, "propagate in videos", self.progress)
+        yield from with_progress(scheduler.run(), None, "propagate in videos", self.progress)
 
-    def _start_pass(self, p: "VideoPass", reverse: bool) -> "_Pass":
-        """A video's pass, checked and ready to track (``propagate_in_video``'s checks and preflight)."""
-        s = p.inference_state
-        if not isinstance(s, InferenceState):
-            raise TypeError(f"propagate_in_videos takes states from init_state or VideoPass, got {type(s).__name__}")
-        if s.num_frames is None or s.frame_queue is not None:
-            raise ValueError("propagate_in_videos needs videos of known length; track a live source alone")
+    def _begin_pass(
+        self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
+    ) -> pipeline.Pass:
+        """A video's pass, checked and ready to track: new prompts encoded into the store (the preflight), the
+        frames in order, and the last pass's SAM2Long pathways forgotten."""
         s.stream_tstate = None
         self.propagate_in_video_preflight(s)
-        order = self._propagation_order(s, p.start_frame_idx, p.max_frame_num_to_track, reverse)
-        s.pathways.clear()
-        s.pathway_masks_held.clear()
-        s.final_lineage.clear()
-        return _Pass(s, order, list(range(s.num_objects)), list(s.obj_ids))
+        if s.num_frames is None and reverse:
+            raise ValueError("reverse propagation needs a video of known length, not a live source")
+        order = pipeline.propagation_order(s, start_frame_idx, max_frame_num_to_track, reverse)
+        s.clear_pathways()
+        return pipeline.Pass(s, order, list(range(s.num_objects)), list(s.obj_ids))
 
-    def _end_pass(self, v: int, p: "_Pass", next_pass) -> "VideoPass | None":
-        """After a pass's last frame was yielded: SAM2Long's final lineage, then the video's next pass, if any."""
-        if self.policy.name == "sam2long" and len(p.order):
-            self._keep_final_lineage(p.s, list(p.order))
-        nxt = None if next_pass is None else next_pass(v)
-        if nxt is None:
-            return None
-        start, most = nxt
-        return VideoPass(p.s, start, most)
+    def _end_pass(self, run: pipeline.Pass) -> None:
+        """After a pass's last frame was yielded: the policy's ``end_pass`` (SAM2Long re-selects the stored masks
+        along its final lineage)."""
+        self.policy.end_pass(run.state, list(run.order))
 
-    def _propagate_videos(self, passes: Iterator, width: int, reverse: bool, next_pass):
-        """The passes tracked ``width`` at a time, chunk by chunk (``propagate_in_videos`` after its checks).
+    def final_lineage_masks(self, inference_state: InferenceState, frames=None) -> dict[int, np.ndarray]:
+        """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``
+        (or of those of ``frames`` it tracked), along the lineage of the pathway that was best at its end (the
+        reference's returned masks), from the stored outputs (the policy's ``end_pass``); conditioning
+        frames give their prompt output. Empty under other policies."""
+        s = inference_state
+        keep = sorted(s.final_lineage if frames is None else set(frames) & set(s.final_lineage))
+        return {t: self._consolidated_video_res(s, t) for t in keep}
 
-        Each slot of the batched state holds one video's pass. A slot whose pass has dispatched its last frame
-        takes the next pass at once (a new video, or a video's next pass once its previous one has been yielded);
-        a slot with nothing to do repeats its last frame, whose outputs are dropped. One chunk is in flight, as in
-        ``propagate_in_video``.
-        """
-        ready: collections.deque = collections.deque()  # (video index, VideoPass) of next_pass, waiting for a slot
-        slots: list = [None] * width  # (video index, _Pass) running in each slot
-        idle: list = [None] * width  # (state, frame) a free slot repeats
-        tstate, pending = None, None
-
-        def take():
-            while True:
-                if ready:
-                    v, p = ready.popleft()
-                else:
-                    v, p = next(passes, (None, None))
-                    if p is None:
-                        return None
-                run = self._start_pass(p, reverse)
-                if len(run.order):
-                    return v, run
-                nxt = self._end_pass(v, run, next_pass)  # nothing to track: the pass ends at once
-                if nxt is not None:
-                    ready.append((v, nxt))
-
-        while True:
-            placed = {}
-            for i in range(width):
-                if slots[i] is None and (taken := take()) is not None:
-                    slots[i] = taken
-                    v, run = taken
-                    placed[i] = self.tracker_state(
-                        run.s, run.objs, run.order[0], reverse, object_bucket(len(run.objs)), False
-                    )
-            if tstate is None and placed:  # the first round: as many slots as there were passes
-                width = len(placed)
-                slots, idle = slots[:width], idle[:width]
-                tstate = self._shard(jax.device_put(stack_states([placed[i] for i in range(width)])))
-            else:
-                for i, st in placed.items():
-                    tstate = self._place(tstate, i, st)
-            active = [i for i in range(width) if slots[i] is not None]
-            if not active:
-                if pending is None:
-                    return
-                yield from self._collect_videos(*pending, reverse, next_pass, ready)
-                pending = None
-                continue
-            # whole chunks while the longest pass has one left, then single frames (as propagate_in_video)
-            left = max(len(slots[i][1].order) - slots[i][1].pos for i in active)
-            T = self.chunk_size if left >= self.chunk_size else 1
-            states, frames, chunk = [], [], []
-            for i in range(width):
-                if slots[i] is None:
-                    s, last = idle[i]
-                    states.append(s)
-                    frames.append([last] * T)
-                    chunk.append(None)
-                    continue
-                v, run = slots[i]
-                ix = list(run.order[run.pos : run.pos + T])
-                run.pos += len(ix)
-                # a pass with fewer frames left repeats its last frame: the outputs are dropped
-                states.append(run.s)
-                frames.append(ix + [ix[-1]] * (T - len(ix)))
-                ends = run.pos == len(run.order)
-                chunk.append((v, run, ix, ends))
-                if ends:
-                    slots[i], idle[i] = None, (run.s, ix[-1])
-                elif hasattr(run.s.images, "prefetch"):
-                    run.s.images.prefetch(list(run.order[run.pos : run.pos + T]))
-            tstate, dispatched = self._dispatch_videos(states, tstate, frames, reverse, [c is not None for c in chunk])
-            if pending is not None:
-                yield from self._collect_videos(*pending, reverse, next_pass, ready)
-            pending = (chunk, *dispatched)
-
-    def _place(self, tstate: TrackerState, i: int, st: TrackerState) -> TrackerState:
-        """``tstate`` (V, …) with video slot ``i`` replaced by host state ``st`` (O, …) on the device. ``st`` is
-        padded to the batch's object and conditioning-slot counts; if it has more, every slot is padded to its
-        (one more compile of the step)."""
-        rows, cond = tstate.cond_valid.shape[1:]
-        if st.num_objects <= rows and st.num_cond_slots <= cond:
-            return put_video(tstate, np.int32(i), jax.device_put(pad_cond_slots(pad_objects(st, rows), cond)))
-        host = jax.tree.map(np.asarray, tstate)
-        videos = [jax.tree.map(lambda x, j=j: x[j], host) for j in range(host.cond_valid.shape[0])]
-        videos[i] = st
-        return self._shard(jax.device_put(stack_states(videos)))
-
-    def _dispatch_videos(
-        self, states: list[InferenceState], tstate: TrackerState, frames: list[list[int]], reverse, active: list[bool]
-    ):
-        """Queue one chunk (V, T) of frames on the device, then each active slot's video-resolution masks (sizes
-        differ per video), so nothing waits on the host; the outputs start copying to the host when ready."""
-        images = np.stack([np.stack([s.images[t] for t in f]) for s, f in zip(states, frames, strict=True)])
-        args = jax.device_put((images, np.asarray(frames, np.int32), np.full(len(states), reverse)))
-        tstate, out = compiled.propagate_videos_chunk(self.module, self.params, tstate, *args, self.step_config)
-        videos = {
-            i: video_res_chunk(out.pred_masks[i], (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
-            for i, s in enumerate(states)
-            if active[i]
-        }
-        for x in (*jax.tree.leaves(out), *videos.values()):
-            x.copy_to_host_async()
-        return tstate, (out, videos)
-
-    def _collect_videos(self, chunk: list, out: engine.StepOutput, videos: dict, reverse: bool, next_pass, ready):
-        """Fetch a dispatched chunk, hand each slot's frames to ``_collect``, and end the passes it finished (their
-        next passes join ``ready``)."""
-        host = jax.tree.map(np.asarray, out)  # (V, T, O, ...)
-        for i, entry in enumerate(chunk):
-            if entry is None:
-                continue
-            v, run, ix, ends = entry
-            mine = jax.tree.map(lambda x, i=i: x[i], host)
-            for t, obj_ids, masks in self._collect(run.s, run.objs, _Chunk(ix, mine, videos[i]), reverse, run.obj_ids):
-                yield v, t, obj_ids, masks
-            if ends and (nxt := self._end_pass(v, run, next_pass)) is not None:
-                ready.append((v, nxt))
-
-    def _propagation_order(
-        self, s: InferenceState, start_frame_idx: int | None, max_frame_num_to_track: int | None, reverse: bool
-    ) -> range:
-        """The frames ``propagate_in_video`` tracks, in order (the official defaults: from the first prompted
-        frame, to the end of the video in the direction)."""
-        if start_frame_idx is None:
-            start_frame_idx = min(t for o in range(s.num_objects) for t in s.store.cond(o))
-        start_frame_idx = self._check_frame(s, start_frame_idx)
-        if max_frame_num_to_track is None:
-            max_frame_num_to_track = self._num_frames(s)
-        elif isinstance(max_frame_num_to_track, bool) or not isinstance(max_frame_num_to_track, int | np.integer):
-            raise ValueError(f"max_frame_num_to_track must be an int or None, got {max_frame_num_to_track!r}")
-        elif max_frame_num_to_track < 0:
-            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
-        if reverse:
-            end = max(start_frame_idx - max_frame_num_to_track, 0)
-            return range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
-        end = min(start_frame_idx + max_frame_num_to_track, self._num_frames(s) - 1)
-        return range(start_frame_idx, end + 1)
-
-    def _tracking_state(self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool) -> TrackerState:
-        """The tracker state of ``objs`` seen from ``frame_idx``, its object axis padded to ``object_bucket``
-        (compiled shapes depend on the bucket, not on the exact count) and spread over ``self.mesh``."""
-        st = self.tracker_state(s, objs, frame_idx, reverse, pad_to=object_bucket(len(objs)))
-        return self._shard(st)
-
-    def _dispatch(
-        self, s: InferenceState, tstate: TrackerState, idxs: list[int], reverse: bool
-    ) -> tuple[TrackerState, "_Chunk"]:
-        """Queue a chunk on the device (nothing waits): the scan over its frames, then the video-resolution masks
-        of the real objects; the outputs start copying to the host as soon as they are ready."""
-        # device_put, not jnp.asarray: the latter compiles a copy program per new shape
-        batch, frame_idxs = jax.device_put((np.stack([s.images[t] for t in idxs]), np.asarray(idxs, np.int32)))
-        tstate, out = compiled.propagate_chunk(
-            self.module, self.params, tstate, batch, frame_idxs, jnp.bool_(reverse), self.step_config
-        )
-        # Every object of the bucket (a padded copy of object 0 never wins a pixel over it): shapes, and so the
-        # compiled programs, depend on the bucket only; the host keeps the first ``num_objects``.
-        video = video_res_chunk(out.pred_masks, (s.video_height, s.video_width), non_overlap=self.non_overlap_masks)
-        for x in (*jax.tree.leaves(out), video):
-            x.copy_to_host_async()
-        return tstate, _Chunk(idxs, out, video)
-
-    def _collect(self, s: InferenceState, objs: list[int], chunk: "_Chunk", reverse: bool, obj_ids: list):
-        """Fetch a dispatched chunk, keep its per-frame outputs in the store and yield each frame's
-        ``(frame_idx, obj_ids, video-resolution logits (O, 1, H, W))``."""
-        host = jax.tree.map(np.asarray, chunk.out)
-        video = np.asarray(chunk.video)
-        for j, t in enumerate(chunk.idxs):
-            for o in objs:
-                s.frames_tracked_per_obj[o][t] = {"reverse": reverse}
-                if host.is_cond[j, o]:
-                    continue
-                out = FrameOutput(
-                    host.pred_masks[j, o][None],
-                    host.obj_ptr[j, o][None],
-                    host.object_score_logits[j, o][None],
-                    host.maskmem[j, o],
-                    bool(host.admitted[j, o]),
-                    float(host.best_iou[j, o]),
-                    host.kf_box[j, o],
-                    float(host.kf_score[j, o]),
-                )
-                s.store.put(o, t, out)
-            if host.path_parent is not None:  # SAM2Long: every pathway's parent, score and mask, for the lineage
-                s.pathways[t] = (
-                    host.path_parent[j, : len(objs)],
-                    host.path_score[j, : len(objs)],
-                    host.path_masks[j, : len(objs)],
-                )
-                s.pathway_masks_held.add(t)
-            yield t, obj_ids, tensor_like(video[j, : len(objs)])
-        s.store.evict(chunk.idxs[-1])
-        if s.pathway_masks_held:
-            # SAM2Long: the pathways' masks go when the store's budget drops the frame's outputs (the parents, a few
-            # bytes a frame, stay for the lineage), so host memory stays within the budget however long the video;
-            # only the frames that still hold masks are looked at (as many as the store holds, not the video's length).
-            held = {f for o in s.store.per_obj for f in s.store.non_cond(o)}
-            for f in s.pathway_masks_held - held:
-                parent, score, _ = s.pathways[f]
-                s.pathways[f] = (parent, score, None)
-            s.pathway_masks_held &= held
-
-    # --- streaming --------------------------------------------------------------------------------------------
+    # --- streaming (sam2_jax/video/streaming.py) ----------------------------------------------------------------
     def init_stream(self, first_frame: np.ndarray, **source_kwargs) -> InferenceState:
         """A state for a live stream (a camera) fed one frame at a time; ``first_frame`` is frame 0.
 
@@ -866,14 +489,7 @@ class SAM2VideoPredictor:
         source's window (``cache_size``, default 16) and per-frame outputs within ``store_budget_mb``, so memory
         stays flat however long the stream runs.
         """
-        if source_kwargs.get("async_loading_frames"):
-            raise ValueError("async_loading_frames cannot read ahead of a stream fed by track_frame")
-        queue = FrameQueue()
-        queue.push(first_frame)
-        state = self.init_state(queue, **source_kwargs)
-        state.frame_queue = queue
-        state.stream_next = 1
-        return state
+        return streaming.open_stream(self.init_state, first_frame, **source_kwargs)
 
     def track_frame(
         self, inference_state: InferenceState, frame: np.ndarray | None = None
@@ -891,42 +507,32 @@ class SAM2VideoPredictor:
           ``(frame_idx, obj_ids, masks)``: masks ``(num_objects, 1, H, W)`` logits at video resolution;
           ``(0, 1, H, W)`` while no object is prompted yet.
         """
-        s = inference_state
-        if s.frame_queue is not None:
-            if frame is None:
-                raise ValueError("track_frame on a stream needs the new frame")
-            t = s.frame_queue.push(frame)  # a bad frame raises here and is not counted
-        else:
-            if frame is not None:
-                raise ValueError("track_frame(frame=...) needs a state from init_stream; this one reads its video")
-            t = s.stream_next if s.stream_next is not None else s.last_touched_frame() + 1
-            self._check_frame(s, t)
-        # read now, also with no object yet: a pushed frame enters the source's window, where a click can reach it
-        _ = s.images[t]
-        s.stream_next = t + 1
-        objs = list(range(s.num_objects))
-        if not objs:
-            return t, [], tensor_like(np.zeros((0, 1, s.video_height, s.video_width), np.float32))
-        tstate = s.stream_tstate
-        if tstate is None:  # first call, or prompts/objects changed since the last one
-            self.propagate_in_video_preflight(s)
-            tstate = self._tracking_state(s, objs, t, False)
-        s.stream_tstate, chunk = self._dispatch(s, tstate, [t], False)
-        ((_, obj_ids, masks),) = self._collect(s, objs, chunk, False, list(s.obj_ids))
-        return t, obj_ids, masks
+        return streaming.track_frame(self._tracking(), inference_state, frame, self.propagate_in_video_preflight)
 
-    def _shard(self, tstate: TrackerState) -> TrackerState:
-        """Spread the object axis of the state over ``self.mesh`` (params and frames stay replicated)."""
-        if self.mesh is None:
-            return tstate
-        n = self.mesh.devices.size
-        spec = jax.sharding.PartitionSpec("obj") if tstate.num_objects % n == 0 else jax.sharding.PartitionSpec()
-        sharded = jax.sharding.NamedSharding(self.mesh, spec)
-        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
-        return jax.tree.map(lambda x: jax.device_put(x, sharded if x.ndim else replicated), tstate)
+    # --- the tracker state (sam2_jax/video/tracker_state.py) ----------------------------------------------------
+    def _tracking(self) -> Tracking:
+        """This predictor's device side as the package reads it: its attributes of ``Tracking``'s names, read now
+        (an option set after construction counts)."""
+        return Tracking._make(getattr(self, name) for name in Tracking._fields)
+
+    def tracker_state(
+        self, s: InferenceState, objs: list[int], frame_idx: int, reverse: bool, **options
+    ) -> TrackerState:
+        """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
+        tools). ``options``: ``pad_to``, ``on_device``, ``pathways`` of ``tracker_state.tracker_state``, which says
+        which memories it holds."""
+        return tracker_state.tracker_state(self._tracking(), s, objs, frame_idx, reverse, **options)
+
+    def empty_tracker_state(self, num_objects: int, num_cond: int, num_frames: int, xp=jnp) -> TrackerState:
+        """A ``TrackerState`` of this model's shapes with every slot invalid (``xp=np``: on the host)."""
+        return tracker_state.empty_tracker_state(self.config, num_objects, num_cond, num_frames, xp=xp)
+
+    def _dummy_state(self) -> TrackerState:
+        return self.empty_tracker_state(1, 1, 1)
 
     # --- helpers ----------------------------------------------------------------------------------------------
     def _consolidated_video_res(self, s: InferenceState, frame_idx: int) -> np.ndarray:
+        """Every object's mask on ``frame_idx`` at video resolution (O, 1, H, W), prompt outputs first."""
         masks = []
         for obj_idx in range(s.num_objects):
             temp = s.temp_output_dict_per_obj[obj_idx]
@@ -943,185 +549,9 @@ class SAM2VideoPredictor:
         hw = (s.video_height, s.video_width)
         return np.asarray(self._video_res_fn(jax.device_put(np.concatenate(masks)), hw))[:n]
 
-    def _dummy_state(self) -> TrackerState:
-        return self.empty_tracker_state(1, 1, 1)
-
-    def empty_tracker_state(self, num_objects: int, num_cond: int, num_frames: int, xp=jnp) -> TrackerState:
-        """A ``TrackerState`` of this model's shapes with every slot invalid (``xp=np``: on the host)."""
-        c = self.config
-        s = c.image_size // c.backbone_stride
-        return empty_state(
-            num_objects,
-            num_cond,
-            c.num_maskmem,
-            c.max_obj_ptrs_in_encoder,
-            s * s,
-            c.memory_encoder.out_dim,
-            c.image_encoder.neck.d_model,
-            (4 * s, 4 * s),
-            num_frames,
-            xp=xp,
-        )
-
-    def tracker_state(
-        self,
-        s: InferenceState,
-        objs: list[int],
-        frame_idx: int,
-        reverse: bool,
-        pad_to: int | None = None,
-        on_device: bool = True,
-        pathways: bool = True,
-    ) -> TrackerState:
-        """The tracker state of object indices ``objs`` of ``s`` as seen from ``frame_idx`` (public for benchmarks and
-        tools): their conditioning frames (the temporally closest
-        ``max_cond_slots``) and the stored non-conditioning outputs of the frames before it in the direction
-        (re-tracked when the store's budget dropped them); the object axis padded to ``pad_to`` (``pad_objects``);
-        host numpy arrays with ``on_device=False``. Under SAM2Long each object becomes ``num_pathways`` equal rows
-        (``TrackerPolicy.prepare_state``) unless ``pathways=False``."""
-        K = host_state.cond_slots(max(len(s.store.cond(o)) for o in objs), self.max_cond_slots)
-        st = self.empty_tracker_state(len(objs), K, self._num_frames(s), xp=np)
-        arrays = vars(st)  # the host state's numpy arrays, filled in place
-        retrack = functools.partial(self._retrack, s)
-        policy = self.policy
-        for i, o in enumerate(objs):
-            host_state.write_cond(arrays, i, s.store.cond(o), frame_idx, _read_output)
-            if policy.selects_memory:
-                self._admitted_rings(s, st, i, o, frame_idx, reverse)
-            lookup = functools.partial(s.store.memory, o, tracked=s.frames_tracked_per_obj[o], recompute=retrack)
-            memories, pointers = not policy.selects_memory, not policy.selects_pointers
-            host_state.write_recent(arrays, i, frame_idx, reverse, lookup, _read_output, memories, pointers)
-        if pad_to is not None:
-            st = pad_objects(st, pad_to)
-        if self.policy.name == "sam2long" and pathways:  # P equal pathways per object, scores 0 (sam2long_step)
-            st = self.policy.prepare_state(st, xp=np)
-        return jax.device_put(st) if on_device else st
-
-    def _admitted_rings(self, s: InferenceState, st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool):
-        """Fill row ``i`` of host state ``st`` as a memory-selecting policy's scan would have left it before
-        ``frame_idx``: the stored frames the policy admitted (newest first, up to the pointer ring's size), then the
-        previous frame when it was not admitted (``rings.write_admitted``). Dropped outputs are skipped and the
-        Kalman filter restarts (``policies.py``)."""
-        R, P = st.recent_frame.shape[1], st.ptr_frame.shape[1]
-        sign = -1 if reverse else 1
-        stored = s.store.non_cond(o)
-        prev_f = frame_idx - sign
-        prev = stored.get(prev_f)
-        before = sorted(
-            (f for f in stored if (frame_idx - f) * sign > 0 and stored[f].admitted), key=lambda f: -f * sign
-        )
-        admitted = [(f, stored[f]) for f in before[:P]]
-        A = len(admitted)
-        # the previous frame always takes the newest place, as an empty one when it is a conditioning frame
-        is_prev_cond = prev_f in s.store.cond(o)
-        last = (
-            [] if (prev is None and not is_prev_cond) or (prev is not None and prev.admitted) else [(A, prev_f, prev)]
-        )
-        entries = [(A - 1 - q, f, out) for q, (f, out) in enumerate(admitted)] + last
-        for pos, f, out in entries:
-            rank = A - 1 - pos + len(last)  # 0: the newest entry
-            if rank < R:
-                st.recent_frame[i, pos % R] = f
-                st.recent_valid[i, pos % R] = out is not None
-                if out is not None:
-                    st.recent_mem[i, pos % R] = out.maskmem_features
-                    st.recent_obj_score[i, pos % R] = out.object_score_logits[0, 0]
-            if self.policy.selects_pointers:
-                st.ptr_frame[i, pos % P] = f
-                st.ptr_valid[i, pos % P] = out is not None
-                if out is not None:
-                    st.ptr[i, pos % P] = out.obj_ptr[0]
-                    st.ptr_obj_score[i, pos % P] = out.object_score_logits[0, 0]
-        st.admit_count[i] = A
-        st.last_admitted[i] = prev is not None and prev.admitted
-
-    def _retrack(self, s: InferenceState, obj_idx: int, frame_idx: int) -> FrameOutput | None:
-        """The output of ``obj_idx`` on ``frame_idx`` tracked again (in the direction it was tracked) from the
-        nearest conditioning frame before it: the store's recompute hook for an output dropped by its budget.
-        None when no conditioning frame precedes it."""
-        reverse = s.frames_tracked_per_obj[obj_idx][frame_idx]["reverse"]
-        before = [f for f in s.store.cond(obj_idx) if (f > frame_idx if reverse else f < frame_idx)]
-        if not before:
-            return None
-        start = min(before) if reverse else max(before)
-        order = list(range(start, frame_idx - 1, -1)) if reverse else list(range(start, frame_idx + 1))
-        st = self.tracker_state(s, [obj_idx], start, reverse)
-        for t in order:
-            img, frame_idx = jax.device_put((np.asarray(s.images[t])[None], np.asarray([t], np.int32)))
-            st, out = compiled.propagate_chunk(
-                self.module, self.params, st, img, frame_idx, jnp.bool_(reverse), self.step_config
-            )
-        host = jax.tree.map(np.asarray, out)
-        return FrameOutput(
-            host.pred_masks[0, 0][None],
-            host.obj_ptr[0, 0][None],
-            host.object_score_logits[0, 0][None],
-            host.maskmem[0, 0],
-        )
-
     def _clear_non_cond_mem_around_input(self, s: InferenceState, frame_idx: int) -> None:
         r = self.config.memory_temporal_stride_for_eval
         lo, hi = frame_idx - r * self.config.num_maskmem, frame_idx + r * self.config.num_maskmem
         for o in range(s.num_objects):
             for t in range(lo, hi + 1):
                 s.store.pop(o, t)
-
-
-class VideoPass(NamedTuple):
-    """One pass of ``propagate_in_videos``: a video's state and the frames to track, as ``propagate_in_video``'s
-    arguments (the defaults: from the first prompted frame to the end of the video)."""
-
-    inference_state: InferenceState
-    start_frame_idx: int | None = None
-    max_frame_num_to_track: int | None = None
-
-
-@dataclasses.dataclass
-class _Pass:
-    """A pass in a slot of ``propagate_in_videos``: its state, frames in order, objects and the next position."""
-
-    s: InferenceState
-    order: range
-    objs: list[int]
-    obj_ids: list
-    pos: int = 0
-
-
-class _Chunk(NamedTuple):
-    """A chunk dispatched to the device, not yet fetched."""
-
-    idxs: list[int]
-    out: engine.StepOutput  # (T, O_bucket, ...)
-    video: jax.Array  # (T, O_bucket, 1, H, W) video-resolution logits
-
-
-@functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")
-def video_res_chunk(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
-    """``_video_res`` of every frame of a chunk: (T, O, 1, h, w) -> (T, O, 1, H, W)."""
-    return jax.vmap(lambda m: _video_res(m, hw, non_overlap=non_overlap))(masks)
-
-
-@functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")
-def _video_res(masks: jax.Array, hw: tuple[int, int], non_overlap: bool = False) -> jax.Array:
-    """Low-res logits (O, 1, h, w) -> video resolution (O, 1, H, W), bilinear as the official."""
-    # (O, 1, h, w) -> (O, h, w, 1) -> (O, H, W, 1) -> (O, 1, H, W)
-    out = interpolate(masks.transpose(0, 2, 3, 1), hw, "bilinear").transpose(0, 3, 1, 2)
-    return apply_non_overlapping_constraints(out) if non_overlap else out
-
-
-def apply_non_overlapping_constraints(pred_masks: jax.Array) -> jax.Array:
-    """Keep only the highest-scoring object at each pixel; others are clamped to at most -10 (O, 1, H, W)."""
-    if pred_masks.shape[0] == 1:
-        return pred_masks
-    max_obj = jnp.argmax(pred_masks, axis=0, keepdims=True)
-    keep = max_obj == jnp.arange(pred_masks.shape[0])[:, None, None, None]
-    return jnp.where(keep, pred_masks, jnp.minimum(pred_masks, -10.0))
-
-
-def _per_video(value, num_videos: int, name: str) -> list:
-    """One value per video from a scalar (or None) or a sequence of ``num_videos``."""
-    if isinstance(value, list | tuple | np.ndarray):
-        if len(value) != num_videos:
-            raise ValueError(f"{name}: {len(value)} values for {num_videos} videos")
-        return list(value)
-    return [value] * num_videos

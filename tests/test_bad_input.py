@@ -261,7 +261,7 @@ def test_init_state_names_a_bad_frame_before_tracking(tmp_path, damage, msg):
 
 @requires_data
 def test_a_truncated_mp4_is_refused_when_opened(tmp_path):
-    from sam2_jax.utils.video_io import VideoSource
+    from sam2_jax.video.video_io import VideoSource
     from tests.reference import DATA
 
     mp4 = DATA / "videos" / "01_dog.mp4"

@@ -65,7 +65,7 @@ def _every_format(root, arrays, tmp_path) -> dict[str, list]:
 def test_every_format_reads_the_same_videos(data, tmp_path):
     """Every format and reader gives the same frames (decoded), masks, ids and annotated frames as the arrays the
     dataset was written from, and the evaluation scores them (the run over every format: the slow test below)."""
-    from sam2_jax.utils.video_io import VideoSource
+    from sam2_jax.video.video_io import VideoSource
 
     root, arrays = data
     sets = _every_format(root, arrays, tmp_path)
@@ -198,11 +198,12 @@ import numpy as np
 from jax.sharding import PartitionSpec
 from sam2_jax import sam2_video_predictor as P
 from sam2_jax.evaluation import vos_eval
+from sam2_jax.video.tracking import Tracking
 from eval import parse
 from sam2_jax.evaluation.run import run
 
 runs, sharded, logits_of = {}, [], {}
-_init, _track, _shard = P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard
+_init, _track, _shard = P.SAM2VideoPredictor.init_state, vos_eval.track_video, Tracking.shard
 _propagate = P.SAM2VideoPredictor.propagate_in_video
 
 def init_state(self, *args, **kwargs):  # the devices the video's image features were computed on
@@ -231,7 +232,7 @@ def propagate_in_video(self, *args, **kwargs):  # the logits every predicted mas
             logits_of[f"{video}|{t}|{obj_id}"] = np.asarray(logits[j, 0], np.float32)
         yield t, obj_ids, logits
 
-P.SAM2VideoPredictor.init_state, vos_eval.track_video, P.SAM2VideoPredictor._shard = init_state, track_video, shard
+P.SAM2VideoPredictor.init_state, vos_eval.track_video, Tracking.shard = init_state, track_video, shard
 P.SAM2VideoPredictor.propagate_in_video = propagate_in_video
 run(parse(sys.argv[1:]))
 np.savez(os.environ["SAM2_JAX_TEST_LOGITS"], **logits_of)

@@ -115,7 +115,7 @@ def _live(image_size: int, dtype: str = "float32") -> dict[str, np.ndarray]:
 
 def _check_parity(image_size: int, tmp_path, only=None, dtype: str = "float32") -> None:
     from sam2_jax.export.stablehlo import export_model
-    from sam2_jax.utils.video_io import preprocess_frame
+    from sam2_jax.video.video_io import preprocess_frame
 
     video = _video()
     model = _model(image_size, dtype)
@@ -234,7 +234,7 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
     """
     _require_onnx()
     from sam2_jax.export.onnx_runtime import OnnxTracker
-    from sam2_jax.utils.video_io import preprocess_frame
+    from sam2_jax.video.video_io import preprocess_frame
 
     video = _video()
     # jax2onnx patches jax.numpy while it converts (export_onnx then clears JAX's caches): it runs in a subprocess,

@@ -941,7 +941,7 @@ def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
     parents = {6: [2, 0, 1], 5: [1, 1, 0], 4: [0, 2, 2], 3: [1, 0, 0], 2: [0, 0, 0], 1: [0, 0, 0]}
     state.pathways.clear()
     state.pathways.update({t: (np.array([parents[t]]), np.zeros((1, P)), crafted[t]) for t in range(1, 7)})
-    pred._keep_final_lineage(state, list(range(7)))
+    sam2long.keep_final_lineage(state, list(range(7)))
     lineage = {6: 0, 5: 2, 4: 0, 3: 0, 2: 1, 1: 0}
     for t, p in lineage.items():
         assert state.final_lineage[t][0] == p

@@ -89,7 +89,7 @@ def _read_mask_png(path: str) -> np.ndarray:
 def _frame_names(video: str, n: int) -> list[str]:
     """Output names of the frames: a folder's frame stems (as DAVIS), else zero-padded indices."""
     if os.path.isdir(video):
-        from sam2_jax.utils.video_io import FRAME_EXTENSIONS
+        from sam2_jax.video.video_io import FRAME_EXTENSIONS
 
         stems = sorted((Path(f).stem for f in os.listdir(video) if Path(f).suffix.lower() in FRAME_EXTENSIONS), key=int)
         if len(stems) == n:
@@ -110,7 +110,7 @@ def check_video_input(args, prompts) -> tuple[int, tuple[int, int], dict, Path]:
     overlay_path = Path(args.overlay) if args.overlay else Path(args.out) / "overlay.mp4"
     if overlay_path.suffix.lower() not in (".mp4", ".gif"):
         raise CliError(f"--overlay must end in .mp4 or .gif, got {str(overlay_path)!r}")
-    from sam2_jax.utils.video_io import VideoSource
+    from sam2_jax.video.video_io import VideoSource
 
     try:
         with VideoSource(args.video, image_size=64, cache_size=1) as src:

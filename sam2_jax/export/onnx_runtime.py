@@ -75,7 +75,7 @@ class OnnxTracker:
         return st
 
     def init_state(self, frames: np.ndarray) -> OnnxVideo:
-        """``frames``: (T, S, S, 3) float32, normalised model inputs (``sam2_jax.utils.video_io.preprocess_frame``)."""
+        """``frames``: (T, S, S, 3) float32, normalised model inputs (``sam2_jax.video.video_io.preprocess_frame``)."""
         return OnnxVideo(np.asarray(frames, np.float32))
 
     def tracker_state(self, v: OnnxVideo, t: int) -> dict[str, np.ndarray]:

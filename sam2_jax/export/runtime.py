@@ -14,7 +14,7 @@ exported function called through ``jax.export.deserialize(...).call``.
   bookkeeping (conditioning frames, per-frame memories, the ``TrackerState`` a propagation starts from) kept here in
   numpy. Not here: the output store's memory budget (every frame's output is kept), streaming, ``remove_object``,
   ``non_overlap_masks`` and ``clear_non_cond_mem_around_input`` (both off by default in every official config).
-  Frames are given preprocessed (``(T, S, S, 3)`` float32, normalised as ``sam2_jax.utils.video_io`` does) or as
+  Frames are given preprocessed (``(T, S, S, 3)`` float32, normalised as ``sam2_jax.video.video_io`` does) or as
   ``(T, S, S, 3)`` uint8 at the model size; resize video frames with PIL bicubic, as the official loader, first.
 """
 

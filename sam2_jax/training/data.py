@@ -181,7 +181,7 @@ def _load_image(reader, image_id: str):
 
 def _read_frames(video: Any, indices: np.ndarray, video_id: str) -> np.ndarray:
     """Frames ``indices`` of a ``VideoSource`` input (folder, video file, array) at video size, ``(T, H, W, 3)``."""
-    from sam2_jax.utils.video_io import VideoSource
+    from sam2_jax.video.video_io import VideoSource
 
     if isinstance(video, np.ndarray):
         return video[indices]

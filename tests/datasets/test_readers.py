@@ -10,7 +10,7 @@ from PIL import Image
 
 from sam2_jax.datasets import sa1b, vos, writers
 from sam2_jax.datasets.synthetic import SyntheticImageDataset, SyntheticVideoDataset
-from sam2_jax.utils.video_io import VideoSource
+from sam2_jax.video.video_io import VideoSource
 
 STRIDE = 4
 

@@ -29,6 +29,7 @@ from sam2_jax.tracker.state import TrackerState
 
 if TYPE_CHECKING:  # types only: the engine imports this module, not the other way round
     from sam2_jax.modeling.sam2_base import SAM2Base, SamHeadsOutput
+    from sam2_jax.video.video_state import InferenceState
 
 
 class Admission(NamedTuple):
@@ -141,6 +142,16 @@ class TrackerPolicy:
         """A state of O objects -> the rows this policy tracks (``rows_per_object`` per object)."""
         return state
 
+    def fill_host_rings(
+        self, s: "InferenceState", st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool
+    ) -> None:
+        """Fill row ``i`` of the host (numpy) state ``st`` with the ring entries of object ``o`` this policy keeps
+        apart from the last frames (``host_state.write_recent`` writes those): none for SAM 2."""
+
+    def end_pass(self, s: "InferenceState", order: list[int]) -> None:
+        """After a propagation's last frame was yielded (``order``: its frames as tracked): SAM 2 keeps the stored
+        outputs as they are."""
+
 
 class AdmittedMemory(TrackerPolicy):
     """A policy whose recent-memory ring holds the admitted frames (+ t-1), temporal encodings by rank."""
@@ -153,6 +164,9 @@ class AdmittedMemory(TrackerPolicy):
     def write_memory(self, state, t, maskmem, obj_ptr, valid, admitted):
         return rings.write_admitted(state, t, maskmem, obj_ptr, valid, admitted, self.selects_pointers)
 
+    def fill_host_rings(self, s, st, i, o, frame_idx, reverse):
+        admitted_rings(self, s, st, i, o, frame_idx, reverse)
+
 
 class AdmittedMemoryAndPointers(AdmittedMemory):
     """A policy whose pointer ring holds the admitted frames too (SAM 3, SAM2Long)."""
@@ -161,3 +175,46 @@ class AdmittedMemoryAndPointers(AdmittedMemory):
 
     def pointer_selection(self, state, t, reverse, max_ptrs):
         return rings.pointers_by_admission(state, t, reverse, max_ptrs)
+
+
+def admitted_rings(
+    policy: TrackerPolicy, s: "InferenceState", st: TrackerState, i: int, o: int, frame_idx: int, reverse: bool
+) -> None:
+    """Fill row ``i`` of host state ``st`` as a memory-selecting policy's scan would have left it before
+    ``frame_idx``: the stored frames the policy admitted (newest first, up to the pointer ring's size), then the
+    previous frame when it was not admitted (``rings.write_admitted``). Dropped outputs are skipped and the
+    Kalman filter restarts (``policies/__init__.py``).
+
+    Args:
+      policy: the predictor's policy (``selects_pointers`` says whether the pointer ring is filled too).
+      s: the video's state; ``o`` the object index in it, ``i`` its row in ``st``.
+      st: a host (numpy) state, written in place.
+    """
+    R, P = st.recent_frame.shape[1], st.ptr_frame.shape[1]
+    sign = -1 if reverse else 1
+    stored = s.store.non_cond(o)
+    prev_f = frame_idx - sign
+    prev = stored.get(prev_f)
+    before = sorted((f for f in stored if (frame_idx - f) * sign > 0 and stored[f].admitted), key=lambda f: -f * sign)
+    admitted = [(f, stored[f]) for f in before[:P]]
+    A = len(admitted)
+    # the previous frame always takes the newest place, as an empty one when it is a conditioning frame
+    is_prev_cond = prev_f in s.store.cond(o)
+    last = [] if (prev is None and not is_prev_cond) or (prev is not None and prev.admitted) else [(A, prev_f, prev)]
+    entries = [(A - 1 - q, f, out) for q, (f, out) in enumerate(admitted)] + last
+    for pos, f, out in entries:
+        rank = A - 1 - pos + len(last)  # 0: the newest entry
+        if rank < R:
+            st.recent_frame[i, pos % R] = f
+            st.recent_valid[i, pos % R] = out is not None
+            if out is not None:
+                st.recent_mem[i, pos % R] = out.maskmem_features
+                st.recent_obj_score[i, pos % R] = out.object_score_logits[0, 0]
+        if policy.selects_pointers:
+            st.ptr_frame[i, pos % P] = f
+            st.ptr_valid[i, pos % P] = out is not None
+            if out is not None:
+                st.ptr[i, pos % P] = out.obj_ptr[0]
+                st.ptr_obj_score[i, pos % P] = out.object_score_logits[0, 0]
+    st.admit_count[i] = A
+    st.last_admitted[i] = prev is not None and prev.admitted

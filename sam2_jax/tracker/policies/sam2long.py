@@ -17,7 +17,7 @@ Python floats).
 """
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,9 @@ from sam2_jax.tracker.memory import condition_on_memory
 from sam2_jax.tracker.policies.base import AdmittedMemoryAndPointers
 from sam2_jax.tracker.state import TrackerState
 from sam2_jax.tracker.step_config import StepConfig
+
+if TYPE_CHECKING:  # a type only: the video package sits above the tracker
+    from sam2_jax.video.video_state import InferenceState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +80,11 @@ class SAM2LongPolicy(AdmittedMemoryAndPointers):
 
     def prepare_state(self, state: TrackerState, xp=jnp) -> TrackerState:
         return repeat_pathways(state, self.num_pathways, xp)
+
+    def end_pass(self, s: "InferenceState", order: list[int]) -> None:
+        """The stored masks re-selected along the lineage of the pathway that is best at the end of the pass."""
+        if len(order):
+            keep_final_lineage(s, order)
 
 
 POLICY = SAM2LongPolicy
@@ -263,3 +271,30 @@ def repeat_pathways(state: TrackerState, num_pathways: int, xp=jnp) -> TrackerSt
     grow = lambda x: x if np.ndim(x) == 0 else xp.repeat(x, num_pathways, axis=0)
     st = jax.tree.map(grow, state)
     return st.replace(path_score=xp.zeros_like(st.path_score))
+
+
+def keep_final_lineage(s: "InferenceState", order: list[int]) -> None:
+    """Re-select each stored non-conditioning output's masks along the lineage of the pathway that is best at the end
+    of the pass, as the reference's ``propagate_in_video`` returns them.
+
+    The per-frame masks already yielded were the causal best pathway's; memories, pointers and scores stay the causal
+    best's (the memory the next pass rebuilds from). Kept in ``s.final_lineage``: {frame: pathway index per object};
+    the pass's per-frame pathways stay in ``s.pathways`` until the next pass, their masks only while the store holds
+    the frame's outputs (a frame the budget dropped, recomputed later, gives the causal best's masks).
+
+    Args:
+      s: the video's state after a pass.
+      order: the frames of the pass, in the order they were tracked.
+    """
+    s.final_lineage.clear()
+    path = np.zeros(s.num_objects, np.int64)  # pathway 0 is the best after every step
+    for t in reversed(order):
+        if t not in s.pathways:
+            continue
+        parent, _, masks = s.pathways[t]
+        s.final_lineage[t] = path.copy()
+        for o in range(s.num_objects):
+            out = s.store.get(o, t)
+            if out is not None and masks is not None and t not in s.store.cond(o):
+                out.pred_masks = masks[o, path[o]][None]
+        path = parent[np.arange(s.num_objects), path]

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from sam2_jax.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
+from sam2_jax.video.video_state import COND, NON_COND, FrameOutput, InferenceState, OutputStore
 
 
 def _out(value: float = 0.0, memory: bool = True) -> FrameOutput:

@@ -1,4 +1,4 @@
-"""``sam2_jax.utils.video_io``: frames equal to the official ``load_video_frames`` (``sam2/utils/misc.py``),
+"""``sam2_jax.video.video_io``: frames equal to the official ``load_video_frames`` (``sam2/utils/misc.py``),
 video files decoded by PyAV (sequential and random access equal to a full decode), array and live-iterator
 sources, the bounded cache and prefetch thread, and the errors a user can hit."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2_jax.utils.video_io import (
+from sam2_jax.video.video_io import (
     IMG_MEAN,
     IMG_STD,
     FrameIndexError,
@@ -218,7 +218,7 @@ def test_errors(tmp_path):
 
 
 def test_frame_queue_is_fed_by_the_caller():
-    from sam2_jax.utils.video_io import FrameQueue
+    from sam2_jax.video.video_io import FrameQueue
 
     frames = synthetic(3)
     queue = FrameQueue()

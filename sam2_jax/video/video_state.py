@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from sam2_jax.tracker.state import TrackerState
-from sam2_jax.utils.video_io import FrameQueue, VideoSource
+from sam2_jax.video.video_io import FrameQueue, VideoSource
 
 COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
 
@@ -197,8 +197,9 @@ class InferenceState(collections.abc.Mapping):
     frame_queue: FrameQueue | None = None  # a stream's source, fed by track_frame
     stream_next: int | None = None  # the next frame track_frame tracks (None: after the last one touched)
     stream_tstate: TrackerState | None = None  # the memory carried on the device between track_frame calls
-    # SAM2Long (tracker/policies/): {frame: (parent (O, P), score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in
-    # progress, and {frame: pathway per object} of the final best lineage of the last pass (see the predictor)
+    # A policy with pathways (``StepOutput.path_*``; SAM2Long, tracker/policies/sam2long.py): {frame: (parent (O, P),
+    # score (O, P), masks (O, P, 1, 4h, 4w))} of the pass in progress, and {frame: pathway per object} of the final
+    # best lineage of the last pass (the policy's ``end_pass``)
     pathways: dict[int, tuple] = dataclasses.field(default_factory=dict)
     pathway_masks_held: set[int] = dataclasses.field(default_factory=set)  # the frames of ``pathways`` with masks
     final_lineage: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -252,6 +253,35 @@ class InferenceState(collections.abc.Mapping):
             d.clear()
         self.store.clear()
         self.obj_ids = []
+
+    def clear_pathways(self) -> None:
+        """Forget the last pass's pathways and lineage: a new pass starts from one memory per object."""
+        self.pathways.clear()
+        self.pathway_masks_held.clear()
+        self.final_lineage.clear()
+
+    def record_pathways(self, t: int, parent: np.ndarray, score: np.ndarray, masks: np.ndarray) -> None:
+        """Keep every pathway's parent (O, P), score (O, P) and mask (O, P, 1, 4h, 4w) of frame ``t``, for the
+        lineage."""
+        self.pathways[t] = (parent, score, masks)
+        self.pathway_masks_held.add(t)
+
+    def drop_evicted_pathway_masks(self) -> None:
+        """The pathways' masks go when the store's budget drops the frame's outputs (the parents, a few bytes a
+        frame, stay for the lineage), so host memory stays within the budget however long the video; only the frames
+        that still hold masks are looked at (as many as the store holds, not the video's length)."""
+        if not self.pathway_masks_held:
+            return
+        held = {f for o in self.store.per_obj for f in self.store.non_cond(o)}
+        for f in self.pathway_masks_held - held:
+            parent, score, _ = self.pathways[f]
+            self.pathways[f] = (parent, score, None)
+        self.pathway_masks_held &= held
+
+    @property
+    def frame_limit(self) -> int:
+        """``num_frames``, or a bound no frame index reaches while a live source's length is unknown."""
+        return self.num_frames if self.num_frames is not None else 2**31 - 1
 
     def last_touched_frame(self) -> int:
         """The latest frame tracked or prompted for any object; -1 when none."""
