@@ -3,9 +3,9 @@
 The official class subclasses the model and keeps a 20-key ``inference_state`` dict. Here the predictor holds a
 ``SAM2Model`` and keeps the official bookkeeping (object ids, prompts per frame, per-frame outputs, which frames
 were tracked and in which direction) on the host in a typed ``InferenceState`` (``sam2_jax/video/video_state.py``,
-which also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker.engine``:
-``jit_interact`` for a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a fixed-size ``TrackerState``) for
-propagation.
+which also answers the official ``inference_state["..."]`` keys); the device work is ``sam2_jax.tracker``'s
+compiled steps (``compiled.py``): ``jit_interact`` for a prompted frame and ``propagate_chunk`` (a ``lax.scan`` with a
+fixed-size ``TrackerState``) for propagation.
 
 This file is the official API and reads top to bottom as the official one does; what it does not share with the
 official predictor lives in ``sam2_jax/video/``: the chunk pipeline (``pipeline.py``), continuous batching
@@ -38,8 +38,8 @@ Deviations from the official predictor:
   come on the latest frame at any time.
 - With several devices the object axis of the tracker state is sharded over a ``Mesh`` (``NamedSharding``).
 - ``tracker_policy`` (not in the official API): SAMURAI's Kalman choice and memory admission or SAM 3's memory
-  selection on the same weights (``sam2_jax/tracker/policies.py``, which lists how they meet corrections, streams
-  and reverse tracking).
+  selection or SAM2Long's pathways on the same weights (``sam2_jax/tracker/policies/``, one file per policy, which
+  say how they meet corrections, streams and reverse tracking).
 """
 
 import functools
@@ -116,7 +116,7 @@ class SAM2VideoPredictor:
             computes chunk k+1 while the caller handles chunk k; 0: each chunk finishes before it is yielded, which a
             benchmark that interleaves implementations needs). Results do not depend on it.
           tracker_policy: ``"sam2"`` (default), ``"samurai"``, ``"sam3_selection"`` or ``"sam2long"``, or a
-            ``TrackerPolicy`` (``sam2_jax/tracker/policies.py``; ``policies.POLICIES`` lists them); thresholds from
+            ``TrackerPolicy`` (``sam2_jax/tracker/policies/``; ``policies.POLICIES`` lists them); thresholds from
             the config's ``tracker`` section.
         """
         video = sam_model.config.video

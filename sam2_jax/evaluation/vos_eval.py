@@ -241,9 +241,14 @@ class _VideoRun:
     def keep_final_lineage(self, predictor, thresh: float) -> None:
         """SAM2Long: the annotated frames of the pass just tracked take the masks along the pathway that was best
         at its end (``final_lineage_masks``), the masks SAM2Long's ``tools/vos_inference.py`` scores; under the
-        other policies that is empty and the per-frame masks stay."""
+        other policies that is empty and the per-frame masks stay, as they do for a predictor with only the
+        official API (no ``final_lineage_masks``)."""
+        final_lineage_masks = getattr(predictor, "final_lineage_masks", None)
+        lineage = final_lineage_masks(self.state, self.row_of) if final_lineage_masks else {}
+        if not lineage:
+            return
         ids = list(self.state.obj_ids)
-        for t, logits in predictor.final_lineage_masks(self.state, self.row_of).items():
+        for t, logits in lineage.items():
             for j, oid in enumerate(ids):
                 self.out[self.row_of[int(t)], self.col_of[int(oid)]] = np.asarray(logits[j, 0]) > thresh
 
