@@ -57,7 +57,7 @@ from sam2_jax.modeling.sam2_base import NO_OBJ_SCORE
 from sam2_jax.modeling.sam2_model import SAM2Model, make_module
 from sam2_jax.tracker import compiled
 from sam2_jax.tracker.policies import get_policy
-from sam2_jax.tracker.state import TrackerState, object_bucket, pad_clicks
+from sam2_jax.tracker.state import TrackerState, pad_clicks
 from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.progress import with_progress
@@ -131,14 +131,8 @@ class SAM2VideoPredictor:
         self.model = sam_model
         self.config = cfg
         self.image_size = cfg.image_size
-        self.fill_hole_area = int(video.fill_hole_area if fill_hole_area is None else fill_hole_area)
-        if not apply_postprocessing and fill_hole_area is None:
-            self.fill_hole_area = 0
-        self.non_overlap_masks = bool(video.non_overlap_masks if non_overlap_masks is None else non_overlap_masks)
-        self.clear_non_cond_mem_around_input = bool(
-            video.clear_non_cond_mem_around_input
-            if clear_non_cond_mem_around_input is None
-            else clear_non_cond_mem_around_input
+        self.fill_hole_area, self.non_overlap_masks, self.clear_non_cond_mem_around_input = options.video_options(
+            video, fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input, apply_postprocessing
         )
         self.add_all_frames_to_correct_as_cond = True
         self.chunk_size = int(chunk_size)
@@ -155,7 +149,6 @@ class SAM2VideoPredictor:
         self._interact_fn = functools.partial(compiled.jit_interact, self.module, cfg=self.step_config)
         self._encode_fn = functools.partial(compiled.jit_encode_prompt_memory, self.module)
         self._max_pt = int(self.module.config.multimask_max_pt_num)
-        self._video_res_fn = functools.partial(pipeline.video_res, non_overlap=self.non_overlap_masks)
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs) -> "SAM2VideoPredictor":
@@ -383,7 +376,9 @@ class SAM2VideoPredictor:
                         out.maskmem_features = np.asarray(mem[0])
                     s.store.put(obj_idx, frame_idx, out, cond=key == COND)
                     if self.clear_non_cond_mem_around_input:
-                        self._clear_non_cond_mem_around_input(s, frame_idx)
+                        # the official _clear_non_cond_mem_around_input
+                        r = self.config.memory_temporal_stride_for_eval
+                        s.clear_non_cond_mem_around(frame_idx, r * self.config.num_maskmem)
                 temp[key].clear()
             if not s.store.cond(obj_idx):
                 raise ValueError(
@@ -533,25 +528,5 @@ class SAM2VideoPredictor:
     # --- helpers ----------------------------------------------------------------------------------------------
     def _consolidated_video_res(self, s: InferenceState, frame_idx: int) -> np.ndarray:
         """Every object's mask on ``frame_idx`` at video resolution (O, 1, H, W), prompt outputs first."""
-        masks = []
-        for obj_idx in range(s.num_objects):
-            temp = s.temp_output_dict_per_obj[obj_idx]
-            out = temp[COND].get(frame_idx) or temp[NON_COND].get(frame_idx) or s.store.get(obj_idx, frame_idx)
-            masks.append(
-                np.full((1, 1, self.image_size // 4, self.image_size // 4), NO_OBJ_SCORE, np.float32)
-                if out is None
-                else out.pred_masks
-            )
-        if not masks:
-            return np.zeros((0, 1, s.video_height, s.video_width), np.float32)
-        n = len(masks)
-        masks += masks[:1] * (object_bucket(n) - n)  # compiled per bucket, not per object count
-        hw = (s.video_height, s.video_width)
-        return np.asarray(self._video_res_fn(jax.device_put(np.concatenate(masks)), hw))[:n]
-
-    def _clear_non_cond_mem_around_input(self, s: InferenceState, frame_idx: int) -> None:
-        r = self.config.memory_temporal_stride_for_eval
-        lo, hi = frame_idx - r * self.config.num_maskmem, frame_idx + r * self.config.num_maskmem
-        for o in range(s.num_objects):
-            for t in range(lo, hi + 1):
-                s.store.pop(o, t)
+        masks = s.low_res_masks(frame_idx, self.image_size // 4, missing=NO_OBJ_SCORE)
+        return pipeline.objects_at_video_res(masks, (s.video_height, s.video_width), self.non_overlap_masks)

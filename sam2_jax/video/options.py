@@ -6,6 +6,7 @@ Split here, with the official precedence, so that ``build_sam2_video_predictor``
 """
 
 import logging
+from typing import Any
 
 from sam2_jax.utils.overrides import parse_overrides, split_video_overrides
 
@@ -52,3 +53,22 @@ def split_options(
     for k, v in video.items():
         predictor_args.setdefault(k, v)
     return [f"++model.{k}={v}" for k, v in model_overrides], predictor_args
+
+
+def video_options(
+    video: Any,
+    fill_hole_area: int | None,
+    non_overlap_masks: bool | None,
+    clear_non_cond_mem_around_input: bool | None,
+    apply_postprocessing: bool,
+) -> tuple[int, bool, bool]:
+    """The official predictor options ``(fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input)``: the
+    arguments given, else the config's ``video`` section; without ``apply_postprocessing`` no holes are filled unless
+    ``fill_hole_area`` is given."""
+    if fill_hole_area is None:
+        fill_hole_area = video.fill_hole_area if apply_postprocessing else 0
+    if non_overlap_masks is None:
+        non_overlap_masks = video.non_overlap_masks
+    if clear_non_cond_mem_around_input is None:
+        clear_non_cond_mem_around_input = video.clear_non_cond_mem_around_input
+    return int(fill_hole_area), bool(non_overlap_masks), bool(clear_non_cond_mem_around_input)

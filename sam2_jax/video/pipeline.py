@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.tracker import compiled, engine
-from sam2_jax.tracker.state import TrackerState
+from sam2_jax.tracker.state import TrackerState, object_bucket
 from sam2_jax.utils.arrays import tensor_like
 from sam2_jax.utils.interpolate import interpolate
 from sam2_jax.utils.validation import check_frame_idx
@@ -218,6 +218,16 @@ def propagate(
             yield from frames
 
     yield from pipelined(chunks(), frames_of, in_flight)
+
+
+def objects_at_video_res(masks: np.ndarray, hw: tuple[int, int], non_overlap: bool = False) -> np.ndarray:
+    """``video_res`` of one frame's objects on the host: (O, 1, h, w) -> (O, 1, H, W); padded to the object bucket so
+    that it compiles per bucket, not per object count."""
+    n = len(masks)
+    if n == 0:
+        return np.zeros((0, 1, *hw), np.float32)
+    padded = np.concatenate([masks, np.repeat(masks[:1], object_bucket(n) - n, axis=0)])
+    return np.asarray(video_res(jax.device_put(padded), hw, non_overlap=non_overlap))[:n]
 
 
 @functools.partial(jax.jit, static_argnums=1, static_argnames="non_overlap")

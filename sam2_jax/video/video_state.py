@@ -278,6 +278,23 @@ class InferenceState(collections.abc.Mapping):
             self.pathways[f] = (parent, score, None)
         self.pathway_masks_held &= held
 
+    def low_res_masks(self, frame_idx: int, size: int, missing: float) -> np.ndarray:
+        """Every object's low-res mask logits on ``frame_idx`` (O, 1, size, size): this session's prompt output, else
+        the stored one, else ``missing`` everywhere (the official "no object" score)."""
+        masks = []
+        for obj_idx in range(self.num_objects):
+            temp = self.temp_output_dict_per_obj[obj_idx]
+            out = temp[COND].get(frame_idx) or temp[NON_COND].get(frame_idx) or self.store.get(obj_idx, frame_idx)
+            masks.append(np.full((1, 1, size, size), missing, np.float32) if out is None else out.pred_masks)
+        return np.concatenate(masks) if masks else np.zeros((0, 1, size, size), np.float32)
+
+    def clear_non_cond_mem_around(self, frame_idx: int, window: int) -> None:
+        """Drop every object's stored outputs within ``window`` frames of ``frame_idx`` (the official
+        ``_clear_non_cond_mem_around_input``), so that a correction is not followed by memories of the old mask."""
+        for o in range(self.num_objects):
+            for t in range(frame_idx - window, frame_idx + window + 1):
+                self.store.pop(o, t)
+
     @property
     def frame_limit(self) -> int:
         """``num_frames``, or a bound no frame index reaches while a live source's length is unknown."""
