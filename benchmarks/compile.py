@@ -84,8 +84,10 @@ def main(argv=None) -> None:
         return
     cache = tempfile.mkdtemp(prefix="sam2_jax_xla_")
     env = dict(os.environ, SAM2_JAX_COMPILATION_CACHE=cache)
-    print(f"compile seconds, {args.dtype}, {args.image_size} px, {args.objects} object(s), chunk {args.chunk}, "
-          f"CPU {os.cpu_count()}")  # fmt: skip
+    print(
+        f"compile seconds, {args.dtype}, {args.image_size} px, {args.objects} object(s), chunk {args.chunk}, "
+        f"CPU {os.cpu_count()}"
+    )
     print("| model | entry point | cold s | warm s (second process) |")
     print("| --- | --- | --- | --- |")
     for model in args.models.split(","):

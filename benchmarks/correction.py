@@ -96,12 +96,16 @@ def main(argv=None) -> None:
         diff = float(np.abs(out["ours"] - out["official"]).max())
         rows.append((t, first, med, diff))
     print(f"\n{args.model}, 1024 px, float32, 1 object, a correction click after propagating {args.frames} frames")
-    print(f"{'frame':>6}{'official s':>12}{'ours s':>10}{'every slot s':>14}{'official/ours':>15}"
-          f"{'every slot/ours':>17}{'ours first s':>14}{'max |logit diff|':>18}")  # fmt: skip
+    print(
+        f"{'frame':>6}{'official s':>12}{'ours s':>10}{'every slot s':>14}{'official/ours':>15}"
+        f"{'every slot/ours':>17}{'ours first s':>14}{'max |logit diff|':>18}"
+    )
     for t, first, med, diff in rows:
-        print(f"{t:>6}{med['official']:>12.3f}{med['ours']:>10.3f}{med['ours, every slot']:>14.3f}"
-              f"{med['official'] / med['ours']:>14.2f}x{med['ours, every slot'] / med['ours']:>16.2f}x"
-              f"{first['ours']:>14.1f}{diff:>18.2e}")  # fmt: skip
+        print(
+            f"{t:>6}{med['official']:>12.3f}{med['ours']:>10.3f}{med['ours, every slot']:>14.3f}"
+            f"{med['official'] / med['ours']:>14.2f}x{med['ours, every slot'] / med['ours']:>16.2f}x"
+            f"{first['ours']:>14.1f}{diff:>18.2e}"
+        )
     print(common.load_status())
 
 

@@ -96,8 +96,9 @@ def main(argv=None) -> dict:
         "live": SAM2ImagePredictor(model),
     }
     for name, pred in image_calls.items():
-        first, rest = timed(lambda p=pred: p.set_image(frames_raw[0]) or p.predict(np.array([[210, 350]]), [1]),
-                            args.repeats)  # fmt: skip
+        first, rest = timed(
+            lambda p=pred: p.set_image(frames_raw[0]) or p.predict(np.array([[210, 350]]), [1]), args.repeats
+        )
         res[f"{name}_image_first_s"], res[f"{name}_image_s"] = first, statistics.median(rest)
     preds = {"exported": exported.ExportedVideoPredictor(em), "live": SAM2VideoPredictor(model)}
     for name, pred in preds.items():

@@ -81,8 +81,16 @@ def run_session(pred, state, correction_frame: int) -> list[dict]:
             t0 = time.perf_counter()
             step()
             wall = time.perf_counter() - t0
-        rows.append(dict(step=label, compiles=c.compiles, cache_hits=c.cache_hits, fresh=c.fresh,
-                         compile_s=c.compile_seconds, wall_s=wall))  # fmt: skip
+        rows.append(
+            dict(
+                step=label,
+                compiles=c.compiles,
+                cache_hits=c.cache_hits,
+                fresh=c.fresh,
+                compile_s=c.compile_seconds,
+                wall_s=wall,
+            )
+        )
     return rows
 
 
@@ -135,8 +143,14 @@ def host_share(pred, state, chunk: int, repeats: int) -> dict:
         run_device()
         dev.append((time.perf_counter() - t0) / n)
     w, d = statistics.median(wall), statistics.median(dev)
-    return dict(frames=n, wall_s_per_frame=w, device_s_per_frame=d, host_share=max(0.0, 1 - d / w),
-                wall_all=wall, device_all=dev)  # fmt: skip
+    return dict(
+        frames=n,
+        wall_s_per_frame=w,
+        device_s_per_frame=d,
+        host_share=max(0.0, 1 - d / w),
+        wall_all=wall,
+        device_all=dev,
+    )
 
 
 def child(args) -> dict:
@@ -155,8 +169,14 @@ def child(args) -> dict:
         pred = SAM2VideoPredictor(build_sam2(cfg, None, seed=0, dtype=jnp.dtype(args.dtype)), chunk_size=args.chunk)
         pred.progress = False
         state = pred.init_state(args.clip)
-    setup = dict(step="build and init_state", compiles=c.compiles, cache_hits=c.cache_hits, fresh=c.fresh,
-                 compile_s=c.compile_seconds, wall_s=time.perf_counter() - t0)  # fmt: skip
+    setup = dict(
+        step="build and init_state",
+        compiles=c.compiles,
+        cache_hits=c.cache_hits,
+        fresh=c.fresh,
+        compile_s=c.compile_seconds,
+        wall_s=time.perf_counter() - t0,
+    )
     rows = [setup] + run_session(pred, state, args.correction_frame)
     share = host_share(pred, state, args.chunk, args.repeats) if args.child == "warm" else None
     return dict(rows=rows, host=share)
@@ -167,19 +187,25 @@ def print_report(args, cold: dict, warm: dict) -> None:
     print("| step | cold: compiles (s) | cold wall s | second process: compiles, of them cache hits | wall s |")
     print("| --- | --- | --- | --- | --- |")
     for a, b in zip(cold["rows"], warm["rows"], strict=True):
-        print(f"| {a['step']} | {a['compiles']} ({a['compile_s']:.1f}) | {a['wall_s']:.1f} | "
-              f"{b['compiles']}, {b['cache_hits']} | {b['wall_s']:.1f} |")  # fmt: skip
+        print(
+            f"| {a['step']} | {a['compiles']} ({a['compile_s']:.1f}) | {a['wall_s']:.1f} | "
+            f"{b['compiles']}, {b['cache_hits']} | {b['wall_s']:.1f} |"
+        )
     tot = {k: sum(r[k] for r in cold["rows"]) for k in ("compiles", "compile_s", "wall_s")}
     fresh = sum(r["fresh"] for r in warm["rows"])
     print(f"cold session: {tot['compiles']} compiles, {tot['compile_s']:.1f} s of XLA compile in {tot['wall_s']:.1f} s")
     print(f"second process: {fresh} programs compiled by XLA (the rest answered by the persistent cache)")
     after_first = cold["rows"][3:]
-    print(f"cold, after the first propagation: {sum(r['compiles'] for r in after_first)} compiles over "
-          f"{len(after_first)} steps")  # fmt: skip
+    print(
+        f"cold, after the first propagation: {sum(r['compiles'] for r in after_first)} compiles over "
+        f"{len(after_first)} steps"
+    )
     h = warm["host"]
-    print(f"\nhost share ({h['frames']} frames, {args.repeats} interleaved passes): propagate_in_video "
-          f"{h['wall_s_per_frame']:.3f} s/frame, its device programs alone {h['device_s_per_frame']:.3f} s/frame, "
-          f"host share of the wall time {100 * h['host_share']:.1f}%")  # fmt: skip
+    print(
+        f"\nhost share ({h['frames']} frames, {args.repeats} interleaved passes): propagate_in_video "
+        f"{h['wall_s_per_frame']:.3f} s/frame, its device programs alone {h['device_s_per_frame']:.3f} s/frame, "
+        f"host share of the wall time {100 * h['host_share']:.1f}%"
+    )
     print("  passes (wall, device):", [f"{w:.3f}/{d:.3f}" for w, d in zip(h["wall_all"], h["device_all"], strict=True)])
 
 

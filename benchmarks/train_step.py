@@ -207,8 +207,16 @@ def main(argv=None) -> None:
         before = _current_rss_mb()
         for _ in range(max(args.repeats, 2)):  # the official's AdamW state appears at its first step
             fn()
-        print(json.dumps({"peak_rss_mb": max(setup_peak, _peak_rss_mb()), "setup_peak_mb": setup_peak,
-                          "before_steps_mb": before, "steps_peak_mb": _peak_rss_mb()}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "peak_rss_mb": max(setup_peak, _peak_rss_mb()),
+                    "setup_peak_mb": setup_peak,
+                    "before_steps_mb": before,
+                    "steps_peak_mb": _peak_rss_mb(),
+                }
+            )
+        )
         return
     ours_fn, compile_s = ours(args)
     official_fn = official(args)
@@ -229,9 +237,11 @@ def main(argv=None) -> None:
         print("peak during the steps (after malloc_trim, VmHWM reset); the steps' own growth (peak - before).")
         for which in ("ours", "official"):
             r = _rss(args, which)
-            print(f"  {which:9s} whole {r['peak_rss_mb']:6.0f}  set-up {r['setup_peak_mb']:6.0f}  before steps "
-                  f"{r['before_steps_mb']:6.0f}  steps {r['steps_peak_mb']:6.0f}  growth "
-                  f"{r['steps_peak_mb'] - r['before_steps_mb']:6.0f}")  # fmt: skip
+            print(
+                f"  {which:9s} whole {r['peak_rss_mb']:6.0f}  set-up {r['setup_peak_mb']:6.0f}  before steps "
+                f"{r['before_steps_mb']:6.0f}  steps {r['steps_peak_mb']:6.0f}  growth "
+                f"{r['steps_peak_mb'] - r['before_steps_mb']:6.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -471,10 +471,12 @@ def print_speed_table(report, args, peaks) -> None:
                     ours_first = r["first frames warm"][dt][u]
                     rows.append(
                         common.Row(
-                            f"{n} obj, frames {a}-{a + args.chunk - 1} warm, ours {dt}", ours_first, off_first,
+                            f"{n} obj, frames {a}-{a + args.chunk - 1} warm, ours {dt}",
+                            ours_first,
+                            off_first,
                             "a second propagation from the clicked frame, everything compiled",
                         )
-                    )  # fmt: skip
+                    )
         rows.append(
             common.Row(
                 f"{n} obj, warm-up frames avg, ours f32",

@@ -143,8 +143,10 @@ def main(argv=None) -> None:
     print(f"{'way':<16}{'first run s':>12}{'compiles':>10}{'steady s':>10}{'videos/s':>10}{'frames/s':>10}")
     for name, t in times.items():
         s = t.median
-        print(f"{name:<16}{first[name + ' s']:>12.1f}{first[name + ' compiles']:>10}{s:>10.2f}"
-              f"{N / s:>10.3f}{frames / s:>10.2f}")  # fmt: skip
+        print(
+            f"{name:<16}{first[name + ' s']:>12.1f}{first[name + ' compiles']:>10}{s:>10.2f}"
+            f"{N / s:>10.3f}{frames / s:>10.2f}"
+        )
     for name in times:
         if name != "one at a time":
             ratio = times["one at a time"].median / times[name].median

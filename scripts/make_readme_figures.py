@@ -74,11 +74,25 @@ def main(argv=None) -> int:
         _save_small(Image.open(tmp / "image" / "overlay.png"), out / "image_overlay.png", 720, random_weights)
 
         video_cmd = [
-            "video", str(data / "videos" / "bedroom"),
-            "--obj", "1", "--frame", "0", "--point", "390,165",
-            "--obj", "2", "--point", "255,285", "--point", "255,420,0",
-            "--max-frames", "12", "--sheet-frames", "6",
-        ]  # fmt: skip
+            "video",
+            str(data / "videos" / "bedroom"),
+            "--obj",
+            "1",
+            "--frame",
+            "0",
+            "--point",
+            "390,165",
+            "--obj",
+            "2",
+            "--point",
+            "255,285",
+            "--point",
+            "255,420,0",
+            "--max-frames",
+            "12",
+            "--sheet-frames",
+            "6",
+        ]
         if cli.main(video_cmd + ["--out", str(tmp / "video"), "--overlay", str(tmp / "video" / "o.gif")] + model):
             return 1
         _save_small(

@@ -48,8 +48,9 @@ from pathlib import Path
 from fork_reference import dump_weights, parser  # noqa: E402  (scripts/ is on sys.path when run)
 
 
-def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, uncertainty, mask_dtype="float16",
-        masks="all"):  # fmt: skip
+def run(
+    weights, out, frames, image_size, video, box, num_pathway, iou_thre, uncertainty, mask_dtype="float16", masks="all"
+):
     import shutil
     import tempfile
 
@@ -60,8 +61,12 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
 
     memory_attention.MEM_TOKENS_PER_FRAME = (image_size // 16) ** 2
     torch.manual_seed(0)
-    pred = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
-                                      hydra_overrides_extra=[f"++model.image_size={image_size}"])  # fmt: skip
+    pred = build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        None,
+        device="cpu",
+        hydra_overrides_extra=[f"++model.image_size={image_size}"],
+    )
     sd = dict(np.load(weights))
     pred.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
     pred.fill_hole_area = 0
@@ -105,9 +110,14 @@ def run(weights, out, frames, image_size, video, box, num_pathway, iou_thre, unc
     if masks == "best":  # only the best pathway's masks (pathway 0), for a longer run in a small file
         arrays["path_masks"] = arrays["path_masks"][:, :1]
     np.savez_compressed(
-        out, box=np.array(box), image_size=image_size, num_pathway=num_pathway, iou_thre=iou_thre,
-        uncertainty=uncertainty, **arrays,
-    )  # fmt: skip
+        out,
+        box=np.array(box),
+        image_size=image_size,
+        num_pathway=num_pathway,
+        iou_thre=iou_thre,
+        uncertainty=uncertainty,
+        **arrays,
+    )
     print("wrote", out, {k: v.shape for k, v in arrays.items()})
 
 

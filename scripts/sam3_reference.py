@@ -66,8 +66,15 @@ def main(out: str, objects: int = 6, frames: int = 60) -> None:
             key = "cond_frame_outputs" if t in cond else "non_cond_frame_outputs"
             output_dict[key][t] = {"eff_iou_score": s}
     print("admitted", (score > tracker.mf_threshold).mean())
-    np.savez_compressed(out, obj_score=obj, iou=iou, cond=np.array(sorted(cond)), eff_iou_score=score, valid=valid,
-                        mf_threshold=tracker.mf_threshold)  # fmt: skip
+    np.savez_compressed(
+        out,
+        obj_score=obj,
+        iou=iou,
+        cond=np.array(sorted(cond)),
+        eff_iou_score=score,
+        valid=valid,
+        mf_threshold=tracker.mf_threshold,
+    )
     print("wrote", out)
 
 

@@ -53,8 +53,9 @@ def run(weights: str, out: str, frames: int, image_size: int, video: str, extra:
 
     torch.manual_seed(0)
     overrides = [f"++model.image_size={image_size}", *extra]
-    pred = build_sam2_video_predictor("configs/samurai/sam2.1_hiera_t.yaml", None, device="cpu",
-                                      hydra_overrides_extra=overrides)  # fmt: skip
+    pred = build_sam2_video_predictor(
+        "configs/samurai/sam2.1_hiera_t.yaml", None, device="cpu", hydra_overrides_extra=overrides
+    )
     sd = dict(np.load(weights))
     for e in edits:  # KEY:INDEX:DELTA, the same edit the test makes to our params
         key, index, delta = e.split(":")
@@ -93,10 +94,16 @@ def run(weights: str, out: str, frames: int, image_size: int, video: str, extra:
     arrays = {k: np.asarray(v) for k, v in rec.items()}
     arrays["pred_masks"] = arrays["pred_masks"].astype(np.float16)  # small golden file; logits within 1e-2
     np.savez_compressed(
-        out, box=np.array(box), image_size=image_size, overrides=np.array(extra, dtype=str),
-        obj_score_threshold=pred.memory_bank_obj_score_threshold, weight_edits=np.array(list(edits), dtype=str),
-        stable_frames_threshold=pred.stable_frames_threshold, num_frames=frames, **arrays,
-    )  # fmt: skip
+        out,
+        box=np.array(box),
+        image_size=image_size,
+        overrides=np.array(extra, dtype=str),
+        obj_score_threshold=pred.memory_bank_obj_score_threshold,
+        weight_edits=np.array(list(edits), dtype=str),
+        stable_frames_threshold=pred.stable_frames_threshold,
+        num_frames=frames,
+        **arrays,
+    )
     print("wrote", out, {k: v.shape for k, v in arrays.items()})
 
 
@@ -114,8 +121,12 @@ def kalman(out: str, objects: int = 8, frames: int = 40, size: int = 128, stable
     from sam2.build_sam import build_sam2
 
     torch.manual_seed(0)
-    model = build_sam2("configs/samurai/sam2.1_hiera_t.yaml", None, device="cpu", hydra_overrides_extra=[
-        f"++model.image_size={size}", f"++model.stable_frames_threshold={stable_frames}"])  # fmt: skip
+    model = build_sam2(
+        "configs/samurai/sam2.1_hiera_t.yaml",
+        None,
+        device="cpu",
+        hydra_overrides_extra=[f"++model.image_size={size}", f"++model.stable_frames_threshold={stable_frames}"],
+    )
     rng = np.random.default_rng(0)
     L = size // 4  # low-res mask side
     masks = np.full((objects, frames, 3, L, L), -1.0, np.float32)
@@ -141,13 +152,19 @@ def kalman(out: str, objects: int = 8, frames: int = 40, size: int = 128, stable
 
     class Decoder(torch.nn.Module):  # stands in for the SAM mask decoder: the frame's recorded candidates
         def forward(self, **kwargs):
-            return (torch.from_numpy(self.masks)[None], torch.from_numpy(self.ious)[None], torch.zeros(1, 4, 256),
-                    torch.tensor([[self.obj]]))  # fmt: skip
+            return (
+                torch.from_numpy(self.masks)[None],
+                torch.from_numpy(self.ious)[None],
+                torch.zeros(1, 4, 256),
+                torch.tensor([[self.obj]]),
+            )
 
     model.sam_mask_decoder = Decoder()
     feats = torch.zeros(1, 256, size // 16, size // 16)
-    rec = {k: np.zeros((objects, frames) + s) for k, s in
-           (("best", ()), ("stable", ()), ("mean", (8,)), ("cov", (8, 8)), ("kf_score", ()))}  # fmt: skip
+    rec = {
+        k: np.zeros((objects, frames) + s)
+        for k, s in (("best", ()), ("stable", ()), ("mean", (8,)), ("cov", (8, 8)), ("kf_score", ()))
+    }
     with torch.inference_mode():
         for o in range(objects):
             model.kf_mean, model.kf_covariance, model.stable_frames = None, None, 0  # a new object
@@ -165,10 +182,18 @@ def kalman(out: str, objects: int = 8, frames: int = 40, size: int = 128, stable
     resets = ((rec["stable"][:, 1:] == 0) & (rec["stable"][:, :-1] > 0)).sum()
     print("frames scored", scored.sum(), "choice != best IoU", departs, "resets", resets, "lost", (obj < -1).sum())
     np.savez_compressed(
-        out, masks=(masks > 0), ious=ious, obj_score=obj, size=size, stable_frames_threshold=stable_frames,
-        best=rec["best"].astype(np.int8), stable=rec["stable"].astype(np.int8), mean=rec["mean"], cov=rec["cov"],
+        out,
+        masks=(masks > 0),
+        ious=ious,
+        obj_score=obj,
+        size=size,
+        stable_frames_threshold=stable_frames,
+        best=rec["best"].astype(np.int8),
+        stable=rec["stable"].astype(np.int8),
+        mean=rec["mean"],
+        cov=rec["cov"],
         kf_score=rec["kf_score"],
-    )  # fmt: skip
+    )
     print("wrote", out)
 
 

@@ -42,8 +42,9 @@ def test_scripted_session_compiles_once_per_bucket():
     within = add(6) + propagate()  # still 6
     first_correction = add(1, frame=3) + propagate()  # a new program (mask prompt on memory), slots 1 -> 2
     second_correction = add(2, frame=3) + propagate()  # same shapes
-    print(dict(warm=warm, to_two=to_two, to_six=to_six, within=within, first=first_correction,
-               second=second_correction))  # fmt: skip
+    print(
+        dict(warm=warm, to_two=to_two, to_six=to_six, within=within, first=first_correction, second=second_correction)
+    )
     assert warm > 0
     assert within == 0 and second_correction == 0
     # Crossing a bucket recompiles the programs whose shapes hold the object axis: the scan over a chunk of 4 and of
@@ -84,9 +85,18 @@ def test_padded_clicks_decode_as_the_clicks_alone_and_share_a_compile():
     padded = pad_clicks(coords, labels)
     assert padded[1].tolist() == [[1, 0, 1, -2]]
     run = lambda c, lab: engine.interact(  # noqa: E731
-        predictor.module, predictor.params, predictor._dummy_state(), feats, jnp.int32(0), jnp.bool_(False),
-        jnp.asarray(c), jnp.asarray(lab), None, None, is_init_cond_frame=True,
-    )  # fmt: skip
+        predictor.module,
+        predictor.params,
+        predictor._dummy_state(),
+        feats,
+        jnp.int32(0),
+        jnp.bool_(False),
+        jnp.asarray(c),
+        jnp.asarray(lab),
+        None,
+        None,
+        is_init_cond_frame=True,
+    )
     a, b = run(coords, labels), run(*padded)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=2e-5, rtol=0)

@@ -47,9 +47,18 @@ def _abstract_params(module: SAM2Base):
 def _state(module: SAM2Base, num_objects: int, num_cond: int = 2, num_frames: int = 30):
     c, h = module.config, S // 16
     return jax.eval_shape(
-        lambda: empty_state(num_objects, num_cond, c.num_maskmem, c.max_obj_ptrs_in_encoder, h * h,
-                            module.mem_dim, module.hidden_dim, (4 * h, 4 * h), num_frames)
-    )  # fmt: skip
+        lambda: empty_state(
+            num_objects,
+            num_cond,
+            c.num_maskmem,
+            c.max_obj_ptrs_in_encoder,
+            h * h,
+            module.mem_dim,
+            module.hidden_dim,
+            (4 * h, 4 * h),
+            num_frames,
+        )
+    )
 
 
 def _check(fn, *args) -> str:
@@ -126,11 +135,25 @@ def test_interact_lowers_for_gpu_and_tpu(prompt):
 
     i32, b = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.bool_)
     if prompt == "mask":
-        _check(jax.jit(lambda p, st, fe, t, rev, m: fn(p, st, fe, t, rev, None, None, m)),
-               params, _state(module, 1), feats, i32, b, mask)  # fmt: skip
+        _check(
+            jax.jit(lambda p, st, fe, t, rev, m: fn(p, st, fe, t, rev, None, None, m)),
+            params,
+            _state(module, 1),
+            feats,
+            i32,
+            b,
+            mask,
+        )
     else:
-        _check(jax.jit(lambda p, st, fe, t, rev, c, l: fn(p, st, fe, t, rev, c, l, None)),
-               params, _state(module, 1), feats, i32, b, *pts)  # fmt: skip
+        _check(
+            jax.jit(lambda p, st, fe, t, rev, c, l: fn(p, st, fe, t, rev, c, l, None)),
+            params,
+            _state(module, 1),
+            feats,
+            i32,
+            b,
+            *pts,
+        )
 
 
 def test_training_update_lowers_for_gpu_and_tpu():
@@ -146,8 +169,9 @@ def test_training_update_lowers_for_gpu_and_tpu():
 
     def update(params, opt_state, frames, masks, key):
         def loss(p):
-            losses, _ = st.batch_losses(module, p, frames, masks, jax.tree.map(lambda x: x[None], plan), key, fc,
-                                        deterministic=False)  # fmt: skip
+            losses, _ = st.batch_losses(
+                module, p, frames, masks, jax.tree.map(lambda x: x[None], plan), key, fc, deterministic=False
+            )
             return losses["core_loss"]
 
         value, grads = jax.value_and_grad(loss)(params)

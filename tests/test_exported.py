@@ -32,9 +32,15 @@ ONNX_ATOL = 3e-4  # the free-running ONNX loop: bfloat16 rounding neighbours in 
 FRAMES = DATA / "videos" / "bedroom"
 # What the scenario calls (exporting only these keeps the default test short; the slow test exports everything).
 USED = (
-    "image_encoder", "image_decode_multi", "image_decode_single", "frame_features", "prompt_first_one",
-    "prompt_tracked_one", "encode_prompt_memory", "propagate_4",
-)  # fmt: skip
+    "image_encoder",
+    "image_decode_multi",
+    "image_decode_single",
+    "frame_features",
+    "prompt_first_one",
+    "prompt_tracked_one",
+    "encode_prompt_memory",
+    "propagate_4",
+)
 
 RUNTIME = textwrap.dedent(
     """
@@ -281,9 +287,14 @@ def _onnx_parity(image_size: int, tmp_path) -> None:
                     (rl == np.float32(0.1)) & (np.abs(lo) < 1e-3)
                 )
                 fill_flips.append(filled.sum())
-                errs.append((np.abs(lo - rl)[~filled].max(),
-                             np.abs(out["object_score_logits"] - ref["score"]).max(),
-                             np.abs(out["obj_ptr"] - ref["ptr"]).max(), (m != rm).mean()))  # fmt: skip
+                errs.append(
+                    (
+                        np.abs(lo - rl)[~filled].max(),
+                        np.abs(out["object_score_logits"] - ref["score"]).max(),
+                        np.abs(out["obj_ptr"] - ref["ptr"]).max(),
+                        (m != rm).mean(),
+                    )
+                )
         worst[run] = np.max(errs, axis=0)
         print(
             f"\nONNX {run} loop vs live, {image_size} px, {NUM_FRAMES} frames, 2 propagations: logits max abs "

@@ -936,8 +936,9 @@ def test_sam2long_pathways_when_the_object_is_absent(tmp_path: pathlib.Path):
 
     # the lineage: frame 6 pathway 0 <- frame 5 pathway 2 <- frame 4 pathway 0 <- 3: 0 <- 2: 1 <- 1: 0
     P, h = SAM2LONG.num_pathways, outs[0].pred_masks.shape[-1]
-    crafted = {t: np.full((1, P, 1, h, h), 10.0 * t, np.float32) + np.arange(P)[None, :, None, None, None]
-               for t in range(1, 7)}  # fmt: skip
+    crafted = {
+        t: np.full((1, P, 1, h, h), 10.0 * t, np.float32) + np.arange(P)[None, :, None, None, None] for t in range(1, 7)
+    }
     parents = {6: [2, 0, 1], 5: [1, 1, 0], 4: [0, 2, 2], 3: [1, 0, 0], 2: [0, 0, 0], 1: [0, 0, 0]}
     state.pathways.clear()
     state.pathways.update({t: (np.array([parents[t]]), np.zeros((1, P)), crafted[t]) for t in range(1, 7)})
