@@ -462,9 +462,9 @@ class SAM2VideoPredictor:
         return pipeline.Pass(s, order, list(range(s.num_objects)), list(s.obj_ids))
 
     def _end_pass(self, run: pipeline.Pass) -> None:
-        """After a pass's last frame was yielded: the policy's ``end_pass`` (SAM2Long re-selects the stored masks
-        along its final lineage)."""
-        self.policy.end_pass(run.state, list(run.order))
+        """After a pass's last frame was yielded: the policy's ``end_pass`` over the frames tracked (a live
+        source's order runs to ``frame_limit``; its pass ends with the source, after ``run.pos`` frames)."""
+        self.policy.end_pass(run.state, list(run.order[: run.pos]))
 
     def final_lineage_masks(self, inference_state: InferenceState, frames=None) -> dict[int, np.ndarray]:
         """SAM2Long: the video-resolution logits (O, 1, H, W) of every frame of the last ``propagate_in_video``

@@ -83,6 +83,17 @@ def test_live_source_equals_array_source():
         np.testing.assert_allclose(live[t], ref[t], atol=STREAM_ATOL, rtol=0, err_msg=f"frame {t}")
 
 
+def test_a_live_source_pass_ends_with_the_source(monkeypatch):
+    """The pass over a live source (no length) ends when the source does: the state learns the length and the
+    policy's ``end_pass`` gets the frames tracked, not the order's bound (listing that bound took 16 GB)."""
+    pred = small_predictor()
+    seen = []
+    monkeypatch.setattr(type(pred.policy), "end_pass", lambda self, s, order: seen.append(list(order)))
+    state, masks = _track(pred, iter(list(_video(3))))
+    assert sorted(masks) == [0, 1, 2] and state.num_frames == 3
+    assert seen == [[0, 1, 2]]
+
+
 def test_evicted_memories_are_recomputed_for_a_correction():
     pred_full, pred_small = small_predictor(), small_predictor(store_budget_mb=0.3)
     outs = []
