@@ -21,10 +21,10 @@ from sam2_jax.configs.train_common import train_config
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.modeling.sam2_model import make_module
 from sam2_jax.tracker import calls, compiled, engine
-from sam2_jax.tracker.state import empty_state
 from sam2_jax.tracker.step_config import StepConfig
 from sam2_jax.training import sam2_train as st
 from sam2_jax.utils.config import freeze_config
+from sam2_jax.video.tracker_state import empty_tracker_state
 
 PLATFORMS = ("cuda", "tpu")
 S = 128  # image size
@@ -45,20 +45,7 @@ def _abstract_params(module: SAM2Base):
 
 
 def _state(module: SAM2Base, num_objects: int, num_cond: int = 2, num_frames: int = 30):
-    c, h = module.config, S // 16
-    return jax.eval_shape(
-        lambda: empty_state(
-            num_objects,
-            num_cond,
-            c.num_maskmem,
-            c.max_obj_ptrs_in_encoder,
-            h * h,
-            module.mem_dim,
-            module.hidden_dim,
-            (4 * h, 4 * h),
-            num_frames,
-        )
-    )
+    return jax.eval_shape(lambda: empty_tracker_state(module.config, num_objects, num_cond, num_frames))
 
 
 def _check(fn, *args) -> str:
