@@ -5,11 +5,11 @@
 #   training  tests/training                                         one worker: 34 min
 #   tools     converter, HF format, evaluation, eval.py, no-torch,   one worker: 11 min
 #             compile budget and cache, bad input, AMG m2m
-#   video     video predictor, tracker, policies, video recorder    two workers: about 30 min
-#   export    exports, export platforms, install, image encoders,   one worker
+#   video     video predictor, tracker, policies, video recorder    one worker: about 45 min
+#   export    exports, export platforms, install, image encoders,   one worker: about 45 min
 #             notebook ports, mask generator
-# (Intel Xeon, AVX-512, 2 cores, 2026-12-06.) Slow tests of the training and export parts hold up to 18 GB each: two
-# side by side went past 23 GB and a worker was OOM-killed, so those parts run on one worker.
+# (Intel Xeon, AVX-512, 2 cores, 2026-12-06; video and export: sums of runs made apart, two of them side by side.) Every part runs
+# on one worker: two slow tests side by side went past 23 GB and a worker was OOM-killed.
 # Usage: scripts/test_slow.sh [OUTDIR] [PART ...]   (OUTDIR default /tmp/sam2_jax_slow; every part by default)
 # The live DAVIS and SA-V comparisons (tools part) need DAVIS2017_EVALUATION_ROOT and SAV_BENCHMARK_PY (README).
 set -uo pipefail
@@ -27,7 +27,7 @@ for part in "${parts[@]}"; do
     tools) args=(tests/convert_weights tests/evaluation tests/test_eval.py tests/test_without_torch.py
                  tests/test_compile_budget.py tests/utils tests/test_bad_input.py
                  "tests/test_automatic_mask_generator.py::test_parity_with_official_more[groceries-m2m]") ;;
-    video) args=(-n 2 --dist loadfile tests/test_sam2_video_predictor.py tests/test_tracker_policies.py
+    video) args=(tests/test_sam2_video_predictor.py tests/test_tracker_policies.py
                  tests/test_tracker.py tests/test_video_reference.py) ;;
     export) args=(tests/test_export_platforms.py tests/test_install.py tests/modeling tests/test_exported.py
                   tests/test_porting.py tests/test_automatic_mask_generator.py -k "not groceries-m2m") ;;
