@@ -8,8 +8,8 @@
 #   video     video predictor, tracker, policies, video recorder    one worker: about 45 min
 #   export    exports, export platforms, install, image encoders,   one worker: about 45 min
 #             notebook ports, mask generator
-# (Intel Xeon, AVX-512, 2 cores, 2026-12-06; video and export: sums of runs made apart, two of them side by side.) Every part runs
-# on one worker: two slow tests side by side went past 23 GB and a worker was OOM-killed.
+# (Intel Xeon, AVX-512, 2 cores, 2026-12-06; video and export: sums of runs made apart, two of them side by side.)
+# Every part runs on one worker: two slow tests side by side went past 23 GB and a worker was OOM-killed.
 # Usage: scripts/test_slow.sh [OUTDIR] [PART ...]   (OUTDIR default /tmp/sam2_jax_slow; every part by default)
 # The live DAVIS and SA-V comparisons (tools part) need DAVIS2017_EVALUATION_ROOT and SAV_BENCHMARK_PY (README).
 set -uo pipefail
