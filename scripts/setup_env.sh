@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates .venv with sam2-jax (editable) and its test tools (pytest, ruff; jax2onnx and onnxruntime for the ONNX
-# test); with --reference also the PyTorch reference (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the parity
-# tests. sam2-jax itself needs no torch: official .pt checkpoints are read without it.
+# Creates .venv with sam2-jax (editable) and its test tools (pytest, ruff, playwright; jax2onnx and onnxruntime for
+# the ONNX test); with --reference also the PyTorch reference (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the
+# parity tests, and Debian's Chromium for the browser test where it is missing. sam2-jax itself needs no torch:
+# official .pt checkpoints are read without it.
 # Idempotent: re-running on an existing .venv only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,14 @@ fi
 scripts/install_onnx.sh .venv
 if [ "${1:-}" = "--reference" ]; then
   scripts/install_reference.sh .venv
+fi
+if [ "${1:-}" = "--reference" ] && ! command -v chromium >/dev/null 2>&1; then
+  # Debian's Chromium for the browser test of `sam2-jax serve` (tests/test_serve_browser.py; playwright, from the
+  # test extra, drives it and downloads no browser of its own). Needs root and Debian's package registry.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup_env.sh: could not install chromium; the browser test will skip" >&2
+  else
+    echo "setup_env.sh: no chromium and no root apt-get; install Debian's chromium for the browser test" >&2
+  fi
 fi

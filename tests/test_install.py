@@ -31,6 +31,8 @@ from sam2_jax import build_sam2
 from sam2_jax.build_sam import resolve_config
 mods = (configs, convert_weights, sam2_jax, sam2_jax.checkpoints, sam2_jax.cli)
 assert all(m.__file__.startswith(target + os.sep) for m in mods), [m.__file__ for m in mods]
+import sam2_jax.serve.app
+assert all((sam2_jax.serve.app.STATIC / f).is_file() for f in ("index.html", "app.js", "app.css"))
 names = {n: n for n in configs.NAMES}
 names.update(configs.ALIASES)
 for n in configs.NAMES:

@@ -6,6 +6,7 @@ one command each, plus checkpoint download and conversion.
   sam2-jax image photo.jpg --point 450,330 --point 600,350,0 --box 400,250,900,700
   sam2-jax auto photo.jpg --points-per-side 32
   sam2-jax video frames_dir/ --obj 1 --frame 0 --point 210,350 --obj 2 --box 300,0,500,400 --max-frames 30
+  sam2-jax serve --allow-dir examples                      # the interactive demo at http://127.0.0.1:8000
 
 Every model command takes ``--model`` (default sam2.1_hiera_t) and ``--checkpoint`` (an official ``.pt`` or an
 orbax directory; default: the cached official checkpoint of ``--model``). ``--random-weights`` runs the whole
@@ -20,10 +21,10 @@ exit code 2; ``--debug`` shows the traceback instead.
 import argparse
 import sys
 
-from sam2_jax.cli import checkpoints, export, image, video
+from sam2_jax.cli import checkpoints, export, image, serve, video
 from sam2_jax.cli.common import EXIT_ERROR, CliError, Parser, one_line
 
-COMMANDS = ("image", "auto", "video", "download", "convert", "export")
+COMMANDS = ("image", "auto", "video", "download", "convert", "export", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_parsers(sub, fmt)
     checkpoints.add_parsers(sub, fmt)
     export.add_parsers(sub, fmt)
+    serve.add_parsers(sub, fmt)
     return p
 
 
