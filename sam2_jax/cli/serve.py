@@ -46,7 +46,7 @@ def cmd_serve(args) -> int:
 
     if args.allow_dir is not None and not __import__("os").path.isdir(args.allow_dir):
         raise CliError(f"--allow-dir {args.allow_dir!r} is not a folder")
-    for name in ("max_sessions", "max_frames"):
+    for name in ("max_sessions", "max_frames", "chunk_size"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be >= 1")
     enable_compilation_cache()
@@ -60,6 +60,7 @@ def cmd_serve(args) -> int:
         max_frames=args.max_frames,
         session_memory_mb=args.session_memory_mb,
         tracker_policy=args.tracker,
+        chunk_size=args.chunk_size,
     )
     if not args.no_warm_up:
         print("compiling (once per process; the persistent cache makes the next start faster) ...", file=sys.stderr)
@@ -112,6 +113,12 @@ def add_parsers(sub, fmt) -> None:
     )
     from sam2_jax.tracker.policies import POLICIES
 
+    sp.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1,
+        help="frames per device turn while tracking (default %(default)s: every frame shown as it is tracked)",
+    )
     sp.add_argument("--tracker", default="sam2", choices=list(POLICIES), help="tracking policy (default %(default)s)")
     sp.add_argument(
         "--no-random-fallback", action="store_true", help="fail instead of serving random weights without a checkpoint"

@@ -120,7 +120,20 @@ class Server:
         max_frames: int = 1000,
         session_memory_mb: float = 512.0,
         tracker_policy: str | None = None,
+        chunk_size: int = 1,
     ) -> None:
+        """
+        Args:
+          model: from ``build_sam2`` (or the CLI's loader); built once, shared by every session.
+          allow_dir: the folder whose files the page may open by path (None: uploads only).
+          max_sessions, idle_timeout_s: the session cap and the idle time after which a session is closed.
+          max_upload_mb, max_frames: the largest upload and the longest video a session opens.
+          session_memory_mb: each session's output store budget (the video predictor's ``store_budget_mb``).
+          tracker_policy: as ``SAM2VideoPredictor``'s.
+          chunk_size: frames per device turn of a propagation (1: each frame is shown as soon as it is tracked,
+            and another session's click waits for one frame, not a chunk). The predictor dispatches no chunk
+            ahead (``chunks_in_flight=0``), so that nothing of one session runs while the queue serves another.
+        """
         from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
 
         self.model = model
@@ -128,7 +141,11 @@ class Server:
         self.max_upload_mb = float(max_upload_mb)
         self.max_frames = int(max_frames)
         self.video_predictor = SAM2VideoPredictor(
-            model, store_budget_mb=session_memory_mb, tracker_policy=tracker_policy
+            model,
+            store_budget_mb=session_memory_mb,
+            tracker_policy=tracker_policy,
+            chunk_size=chunk_size,
+            chunks_in_flight=0,
         )
         self.video_predictor.progress = False
         self.device = DeviceQueue()
