@@ -3,7 +3,8 @@ its own) against a server started on a free loopback port.
 
 Open the bedroom frames, click, see the mask drawn on the canvas (its pixels equal the Python API's mask for the same
 click), track the whole video and see the progress reach the end, correct a frame with a negative click, track again,
-download the masks: equal, frame by frame, to the Python API's for the same actions. ``SAM2_JAX_SCREENSHOT=PATH``
+download the masks: equal, frame by frame, to the Python API's for the same actions. Then a second object by a
+dragged box (drawn as the Python API draws it), removed again. ``SAM2_JAX_SCREENSHOT=PATH``
 keeps the page's screenshot (the README's picture comes from this test).
 """
 
@@ -45,6 +46,8 @@ def page_and_server():
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+        # the first click and the first track compile (seconds here, a minute on a loaded 2-core CI machine)
+        page.set_default_timeout(300_000)
         page.goto(base + "/")
         yield page, model
         browser.close()
@@ -76,6 +79,16 @@ def click(page, x: float, y: float, shift: bool = False) -> None:
     page.mouse.click(box["x"] + x * box["width"] / 480, box["y"] + y * box["height"] / 270)
     if shift:
         page.keyboard.up("Shift")
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Drag from one image pixel to another (a box prompt)."""
+    box = page.locator("#prompts").bounding_box()
+    sx, sy = box["width"] / 480, box["height"] / 270
+    page.mouse.move(box["x"] + start[0] * sx, box["y"] + start[1] * sy)
+    page.mouse.down()
+    page.mouse.move(box["x"] + end[0] * sx, box["y"] + end[1] * sy, steps=8)
+    page.mouse.up()
 
 
 def wait_ready(page) -> None:
@@ -147,6 +160,24 @@ def test_click_track_correct_download_in_chromium(page_and_server, tmp_path):
     for t in want:
         np.testing.assert_array_equal(got[t], want[t], err_msg=f"frame {t}")
     # what the canvas shows now (frame 3, the last tracked) is the downloaded frame
+    page.wait_for_function("() => document.body.dataset.maskFrame === '3'")
+    np.testing.assert_array_equal(canvas_ids(page), got[3])
+
+    # a second object by a dragged box on frame 3: drawn as the Python API draws it; then removed again
+    page.click("#add-object")
+    page.wait_for_selector("#objects button.current[data-obj='2']")
+    before = page.evaluate("() => window.sam2.masks[3]")
+    drag(page, (300, 20), (460, 140))
+    page.wait_for_function(f"() => window.sam2.masks[3] !== {before!r}")
+    wait_ready(page)
+    second = page.evaluate("() => window.sam2.prompts[3][2]")
+    assert second["points"] == [] and abs(second["box"][0] - 300) < 1 and abs(second["box"][3] - 140) < 1
+    want = python_api_label_maps(model, BEDROOM, [*actions, ("prompt", 3, 2, [], second["box"])])
+    drawn = canvas_ids(page)
+    np.testing.assert_array_equal(drawn, want[3])
+    assert np.any(drawn == 2), "the box drew nothing: the test shows nothing"
+    page.click("#remove-object")
+    page.wait_for_function("() => !window.sam2.objects.includes(2) && document.body.dataset.status === 'ready'")
     page.wait_for_function("() => document.body.dataset.maskFrame === '3'")
     np.testing.assert_array_equal(canvas_ids(page), got[3])
 

@@ -167,6 +167,7 @@ async function sendPrompt(t, obj) {
   await guarded("segmenting", async () => {
     const data = await api("POST", "/prompt", { frame: t, obj_id: obj, points: p.points, box: p.box });
     app.masks[t] = data.mask;
+    app.info.objects = data.objects;
     await drawMask(t);
   });
 }
@@ -177,9 +178,8 @@ $("add-object").addEventListener("click", () => {
 });
 $("remove-object").addEventListener("click", () => guarded("removing", async () => {
   const obj = app.obj;
-  if (app.info.objects.includes(obj) || Object.values(app.prompts).some((f) => f[obj])) {
-    app.info = await api("POST", "/remove_object", { obj_id: obj });
-  }
+  try { app.info = await api("POST", "/remove_object", { obj_id: obj }); }
+  catch (e) { if (!e.message.startsWith("no object")) throw e; }  // never prompted: nothing on the server
   for (const f of Object.values(app.prompts)) delete f[obj];
   app.objects = app.objects.filter((o) => o !== obj);
   if (!app.objects.length) app.objects = [1];
