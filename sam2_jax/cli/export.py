@@ -27,6 +27,7 @@ def cmd_export(args) -> int:
         raise CliError(str(e)) from None
     if args.check:
         return check_export(args.check, args.model)
+    static_dims = parse_dims(args.static_dims) if args.static_dims else None
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise CliError(f"--out {str(out)!r} is a non-empty folder that is not an export: choose an empty one")
@@ -34,12 +35,25 @@ def cmd_export(args) -> int:
     model, meta = load_model(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     try:
-        m = export_model(model, out, platforms, args.chunk_size, only=args.only, source=meta, log=log)
+        m = export_model(
+            model, out, platforms, args.chunk_size, only=args.only, source=meta, log=log, static_dims=static_dims
+        )
     except ValueError as e:
         raise CliError(str(e)) from None
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"{out}: {len(m['functions'])} functions for {','.join(platforms)}, {m['dtype']}, {size:.0f} MB")
     return 0
+
+
+def parse_dims(text: str) -> dict[str, int]:
+    """``b=1,n=1,o=2,k=2`` -> ``{"b": 1, ...}``; CliError for anything else."""
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in ("b", "n", "o", "k") or not value.strip().isdigit() or int(value) < 1:
+            raise CliError(f"--static-dims takes b=N,n=N,o=N,k=N (positive sizes), got {text!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 def check_export(folder: str, model: str | None) -> int:
@@ -79,6 +93,14 @@ def add_parsers(sub, fmt) -> None:
     sp.add_argument("--chunk-size", type=int, default=4, help="frames of the propagation chunk (default %(default)s)")
     sp.add_argument("--only", action="append", metavar="NAME", help="export only this function (repeatable)")
     sp.add_argument("--check", metavar="FOLDER", help="load an export with the runtime instead of writing one")
+    sp.add_argument(
+        "--static-dims",
+        metavar="b=1,n=1,o=2,k=2",
+        help=(
+            "also write each function with these sizes for its symbolic dimensions (<name>.static.mlirbc), for a "
+            "compiler that takes no symbolic shapes, e.g. IREE (sam2_jax/export/iree_runtime.py)"
+        ),
+    )
     add_model_args(sp)
     sp.set_defaults(model=None)  # --check compares with --model only when given
     add_output_args(sp, "export")

@@ -13,6 +13,7 @@ PARAMS = "params.npz"
 PLATFORMS = ("cpu", "cuda", "tpu")
 SUFFIX = ".jax_export"
 MLIR_SUFFIX = ".mlirbc"
+STATIC_MLIR_SUFFIX = ".static.mlirbc"  # the same function with concrete sizes (export_model's static_dims)
 
 # Functions of a StableHLO export that take no size or prompt kind in their name.
 IMAGE_ENCODER = "image_encoder"

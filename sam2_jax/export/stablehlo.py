@@ -336,6 +336,7 @@ def export_model(
     only: Sequence[str] | None = None,
     source: dict | None = None,
     log: Callable[[str], None] | None = None,
+    static_dims: dict[str, int] | None = None,
 ) -> dict:
     """Export ``model`` to ``out_dir`` (created; existing export files are replaced).
 
@@ -347,6 +348,10 @@ def export_model(
       only: names of the functions to export (default all of them).
       source: where the weights came from (checkpoint, its SHA-256), kept in the manifest.
       log: called with one line per exported function.
+      static_dims: sizes for the symbolic dimensions (``{"b": 1, "n": 1, "o": 2, "k": 2}``): each function is
+        also written as ``<name>.static.mlirbc``, the same function lowered with these sizes, for a compiler that
+        takes no symbolic shapes (IREE: ``sam2_jax/export/iree_runtime.py``). The ``*_many`` prompt functions
+        expect ``n >= 2``.
     Returns:
       The manifest (also written as ``manifest.json``).
     """
@@ -379,7 +384,12 @@ def export_model(
             "arguments": list(f.arg_names),
             "inputs": {n: describe(a) for n, a in zip(f.arg_names[1:], f.args[1:], strict=True)},
             "outputs": describe(exp.out_tree.unflatten(exp.out_avals)),
+            # the flat arguments (params in ``params_order``, then the inputs' leaves) the module keeps: an unused
+            # param is not an argument of the StableHLO function
+            "kept_arguments": sorted(exp.module_kept_var_idx),
         }
+        if static_dims is not None:
+            entries[name]["stablehlo_static"] = _export_static(f, name, platforms, static_dims, out)
         if log:
             log(f"{name}: {len(data) / 2**20:.1f} MB, {time.perf_counter() - t0:.1f} s")
     flat = flatten_params(jax.device_get(model.params))
@@ -387,6 +397,27 @@ def export_model(
     manifest = build_manifest(model, module, platforms, fill, chunk_size, flat, entries) | {"source": source}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _export_static(f: ExportFn, name: str, platforms, dims: dict[str, int], out: pathlib.Path) -> dict:
+    """``f`` lowered with concrete sizes for its symbolic dimensions: ``<name>.static.mlirbc`` and its entry."""
+    used = {}
+
+    def concrete(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+        shape = []
+        for d in x.shape:
+            if not isinstance(d, int):
+                dim = str(d)
+                if dim not in dims:
+                    raise ValueError(f"{name}: no size for its symbolic dimension {dim!r} (static_dims {dims})")
+                d = used[dim] = int(dims[dim])
+            shape.append(d)
+        return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
+
+    exp = jax.export.export(jax.jit(f.fn), platforms=platforms)(*jax.tree.map(concrete, f.args))
+    file = f"{name}{names.STATIC_MLIR_SUFFIX}"
+    (out / file).write_bytes(exp.mlir_module_serialized)
+    return {"file": file, "dims": used, "kept_arguments": sorted(exp.module_kept_var_idx)}
 
 
 def build_manifest(model: SAM2Model, module: SAM2Base, platforms, fill: int, chunk_size: int, flat, entries) -> dict:
