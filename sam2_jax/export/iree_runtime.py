@@ -75,8 +75,6 @@ class IreeFunction:
         """The function on ``inputs`` (as the manifest's ``inputs``: arrays or dicts of arrays); its outputs'
         leaves as numpy arrays."""
         flat = self._params + leaves(list(inputs))
-        out = self._main(
-            *[np.require(flat[i], requirements="C") for i in self._kept]
-        )
+        out = self._main(*[np.require(flat[i], requirements="C") for i in self._kept])
         out = out if isinstance(out, list | tuple) else [out]
         return [np.asarray(o.to_host()) if hasattr(o, "to_host") else np.asarray(o) for o in out]
