@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_jax.serve.app import create_app
-from sam2_jax.serve.sessions import label_map
+from sam2_jax.utils.visualize import label_map
 from tests.reference import REPO
 
 EXAMPLES = os.path.join(REPO, "examples")

@@ -275,6 +275,7 @@ def test_load_sessions_at_once_equal_a_solo_run(server, tmp_path):
     def clicks_of(i):
         return [{"frame": 0, "obj_id": 1 + i % 2, "points": [[60.0 + 90 * i, 140.0, 1]]}]
 
+    server.warm_up()  # what `sam2-jax serve` does before it listens
     base, stop = serve_http(server)
     try:
         solo = [load_run(base, 1, "bedroom", lambda _, i=i: clicks_of(i))["results"][0]["masks"] for i in range(4)]

@@ -25,12 +25,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def check_prompts_inside(points, box, hw: tuple[int, int], what: str) -> None:
-    h, w = hw
-    for x, y, _ in points or []:
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise CliError(f"point ({x:g}, {y:g}) lies outside the {w}x{h} {what}")
-    if box is not None and not (0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h):
-        raise CliError(f"box {list(box)} lies outside the {w}x{h} {what}")
+    """``check_inside`` of the parsed ``--point`` (x, y, label) and ``--box`` arguments, as a ``CliError``."""
+    from sam2_jax.utils.validation import check_inside
+
+    try:
+        check_inside([p[:2] for p in points or []], box, hw, what)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def read_image(path: str) -> np.ndarray:

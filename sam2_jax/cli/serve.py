@@ -1,5 +1,6 @@
 """``sam2-jax serve``: the interactive demo in a browser (``sam2_jax/serve/``)."""
 
+import os
 import sys
 
 from sam2_jax.cli.common import CliError, add_model_args, load_model, random_weights_note, wrap
@@ -15,27 +16,24 @@ EPILOG = (
 
 
 def load_or_random(args):
-    """The model of the arguments; without a checkpoint in the cache, random weights with a NOTE (as the demo)."""
-    try:
-        return load_model(args)
-    except CliError as e:
-        if args.checkpoint or args.random_weights or args.no_random_fallback or "no checkpoint for" not in str(e):
-            raise
-        print(f"NOTE: {e}; serving RANDOM WEIGHTS (masks are meaningless)", file=sys.stderr)
-        args.random_weights = True
-        return load_model(args)
+    """The model of the arguments; where no checkpoint is given and none is in the cache, random weights with a NOTE
+    (as the demo), unless ``--no-random-fallback``."""
+    from sam2_jax.checkpoints import official_checkpoint_path
+    from sam2_jax.configs import get_config
 
-
-def warm_up(server) -> None:
-    """Compile what the first click and the first tracked frame need, so the first user does not wait for it."""
-    import numpy as np
-
-    predictor = server.video_predictor
-    frames = np.zeros((2, 64, 64, 3), np.uint8)
-    state = server.device.run(predictor.init_state, frames)
-    server.device.run(predictor.add_new_points_or_box, state, 0, 1, points=[[32, 32]], labels=[1])
-    server.device.run(lambda: list(predictor.propagate_in_video(state)))
-    state.images.close()
+    if not (args.checkpoint or args.random_weights or args.no_random_fallback):
+        try:
+            name = get_config(args.model).name
+        except ValueError:
+            name = None  # load_model names the bad --model
+        if name is not None and not official_checkpoint_path(name).is_file():
+            print(
+                f"NOTE: no checkpoint for {name} at {official_checkpoint_path(name)} (`sam2-jax download --model "
+                f"{name}`, or --checkpoint PATH); serving RANDOM WEIGHTS (masks are meaningless)",
+                file=sys.stderr,
+            )
+            args.random_weights = True
+    return load_model(args)
 
 
 def cmd_serve(args) -> int:
@@ -44,7 +42,7 @@ def cmd_serve(args) -> int:
     from sam2_jax.serve.app import Server, create_app
     from sam2_jax.utils.compile_cache import enable_compilation_cache
 
-    if args.allow_dir is not None and not __import__("os").path.isdir(args.allow_dir):
+    if args.allow_dir is not None and not os.path.isdir(args.allow_dir):
         raise CliError(f"--allow-dir {args.allow_dir!r} is not a folder")
     for name in ("max_sessions", "max_frames", "chunk_size"):
         if getattr(args, name) < 1:
@@ -64,7 +62,7 @@ def cmd_serve(args) -> int:
     )
     if not args.no_warm_up:
         print("compiling (once per process; the persistent cache makes the next start faster) ...", file=sys.stderr)
-        warm_up(server)
+        server.warm_up()
     try:
         httpd = make_server(args.host, args.port, create_app(server), threaded=True)
     except OSError as e:

@@ -152,7 +152,7 @@ def add_video_prompts(predictor, state, prompts: dict, masks_in: dict) -> dict:
 
 def cmd_video(args) -> int:
     from sam2_jax.sam2_video_predictor import SAM2VideoPredictor
-    from sam2_jax.utils.visualize import contact_sheet, overlay_objects, palette_png, write_video
+    from sam2_jax.utils.visualize import contact_sheet, label_map, overlay_objects, palette_png, write_video
 
     prompts = collect_prompts(getattr(args, "prompt_events", None))
     n, hw, masks_in, overlay_path = check_video_input(args, prompts)
@@ -183,10 +183,7 @@ def cmd_video(args) -> int:
     # smoothing=0: the remaining time from the mean rate so far (the first frames pay the compiles)
     for t, obj_ids, logits in progress(frames, args.quiet, total=total, desc="frames", unit="frame", smoothing=0):
         masks = {int(o): logits[k, 0] > 0 for k, o in enumerate(obj_ids)}
-        label_map = np.zeros(hw, np.uint8)
-        for o in sorted(masks, reverse=True):  # lower ids win where objects overlap (as the official VOS writer)
-            label_map[masks[o]] = o
-        palette_png(label_map).save(mask_dir / f"{names[t]}.png")
+        palette_png(label_map(masks, hw)).save(mask_dir / f"{names[t]}.png")
         for o, m in masks.items():
             obj_stats.setdefault(o, []).append(int(m.sum()))
             frame_of.setdefault(o, []).append(t)

@@ -79,8 +79,11 @@ def _number(body: dict, key: str, kind=int, default=None):
     return kind(value)
 
 
-def _points(body: dict) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """``points`` [[x, y, label], ...] and ``box`` [x0, y0, x1, y1] from a prompt request, as the predictors take."""
+def _points(body: dict, hw: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``points`` [[x, y, label], ...] and ``box`` [x0, y0, x1, y1] from a prompt request, as the predictors take
+    them: checked by the predictors' validation layer, and inside the ``(H, W)`` frame."""
+    from sam2_jax.utils.validation import check_boxes, check_inside, check_points
+
     raw, box = body.get("points") or [], body.get("box")
     ok = isinstance(raw, list) and all(
         isinstance(p, list) and len(p) == 3 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in p)
@@ -93,18 +96,14 @@ def _points(body: dict) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarra
         raise UserError("box must be [x0, y0, x1, y1]")
     if any(p[2] not in (0, 1) for p in raw):
         raise UserError("a point's label must be 1 (positive) or 0 (negative)")
-    pts = np.array([p[:2] for p in raw], np.float32) if raw else None
+    try:
+        pts = check_points([p[:2] for p in raw], "points") if raw else None
+        box = check_boxes(box) if box is not None else None
+        check_inside(pts, box, hw, "frame")
+    except ValueError as e:
+        raise UserError(str(e)) from None
     labels = np.array([p[2] for p in raw], np.int32) if raw else None
-    return pts, labels, (np.array(box, np.float32) if box is not None else None)
-
-
-def _inside(pts, box, hw: tuple[int, int]) -> None:
-    h, w = hw
-    for x, y in [] if pts is None else pts:
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise UserError(f"point ({x:g}, {y:g}) lies outside the {w}x{h} frame")
-    if box is not None and not (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h):
-        raise UserError(f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {w} and 0 <= y0 < y1 <= {h}")
+    return pts, labels, box
 
 
 class Server:
@@ -150,6 +149,15 @@ class Server:
         self.video_predictor.progress = False
         self.device = DeviceQueue()
         self.sessions = SessionManager(max_sessions, idle_timeout_s)
+
+    def warm_up(self) -> None:
+        """Compile what the first click and the first tracked frame need (a 2-frame clip, one object), so the first
+        user does not wait for it."""
+        predictor = self.video_predictor
+        state = self.device.run(predictor.init_state, np.zeros((2, 64, 64, 3), np.uint8))
+        self.device.run(predictor.add_new_points_or_box, state, 0, 1, points=[[32, 32]], labels=[1])
+        self.device.run(lambda: list(predictor.propagate_in_video(state)))
+        state.images.close()
 
     # --- opening ----------------------------------------------------------------------------------------------
     def resolve(self, rel: str) -> str:
@@ -297,8 +305,7 @@ class Server:
             raise UserError(f"frame {frame} is past the end ({s.num_frames} frames)")
         if not 1 <= obj_id <= 255:
             raise UserError(f"obj_id must be in 1..255 (a palette index), got {obj_id}")
-        pts, labels, box = _points(body)
-        _inside(pts, box, s.hw)
+        pts, labels, box = _points(body, s.hw)
         with s.lock:
             self._idle(s)
             if pts is None and box is None:
@@ -385,7 +392,7 @@ class Server:
             return self.info(s)
 
     def frame_masks(self, s: Session, frame: int) -> dict:
-        if frame not in s.shown or not s.shown[frame]:
+        if not s.shown.get(frame):
             return {"frame": frame, "objects": s.object_ids(), "mask": None}
         return {"frame": frame, "objects": s.object_ids(), "mask": mask_png(s.label_map_at(frame))}
 

@@ -5,7 +5,8 @@ A ``Session`` owns what one browser tab works on: an image (``SAM2ImagePredictor
 object) or a video (an ``InferenceState`` of the shared ``SAM2VideoPredictor``), and the masks the page was shown, per
 frame and object (bit-packed: about 65 KB per object and frame at 960x540), which the downloads write. Every call
 into the model goes through ``DeviceQueue``, one worker thread in FIFO order, so two users' XLA programs never run over
-each other; a propagation takes one queue turn per frame, so a click of another session waits for at most one chunk.
+each other; a propagation takes one queue turn per chunk (``Server``'s ``chunk_size``, default one frame), so a click
+of another session waits for at most one chunk of each session ahead of it.
 ``SessionManager`` caps the number of sessions and closes those idle for longer than the timeout.
 """
 
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from sam2_jax.utils.visualize import label_map
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
@@ -44,15 +47,6 @@ class DeviceQueue:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def label_map(masks: dict[int, np.ndarray], hw: tuple[int, int]) -> np.ndarray:
-    """``{obj_id: (H, W) bool}`` -> (H, W) uint8 object ids, 0 background; lower ids win where objects overlap (as the
-    official VOS writer and ``sam2-jax video``)."""
-    out = np.zeros(hw, np.uint8)
-    for o in sorted(masks, reverse=True):
-        out[masks[o]] = o
-    return out
 
 
 class Session:

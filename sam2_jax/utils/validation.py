@@ -107,6 +107,22 @@ def check_boxes(box: Any, name: str = "box") -> np.ndarray:
     return b
 
 
+def check_inside(points: Any, box: Any, hw: tuple[int, int], what: str) -> None:
+    """Clicks ``[(x, y), ...]`` and a box ``[x0, y0, x1, y1]`` (either may be None) inside an ``(H, W)`` picture,
+    edges included (the predictors take any coordinates; the command line and the server refuse a prompt off the
+    picture, which is a mistake there).
+
+    Raises:
+      ValueError: naming the first point or the box outside ``what``.
+    """
+    h, w = hw
+    for x, y in [] if points is None else points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise ValueError(f"point ({x:g}, {y:g}) lies outside the {w}x{h} {what}")
+    if box is not None and not (0 <= box[0] and 0 <= box[1] and box[2] <= w and box[3] <= h):
+        raise ValueError(f"box {[float(v) for v in box]} lies outside the {w}x{h} {what}")
+
+
 def check_mask(mask: Any, name: str = "mask_input") -> np.ndarray:
     """A mask or mask logits: numeric and finite.
 

@@ -89,6 +89,15 @@ def davis_palette() -> np.ndarray:
     return pal
 
 
+def label_map(masks: dict[int, np.ndarray], hw: tuple[int, int]) -> np.ndarray:
+    """``{obj_id: (H, W) bool}`` -> (H, W) uint8 object ids, 0 background; lower ids win where objects overlap (as the
+    official VOS writer)."""
+    out = np.zeros(hw, np.uint8)
+    for o in sorted(masks, reverse=True):
+        out[masks[o]] = o
+    return out
+
+
 def palette_png(label_map: np.ndarray) -> Image.Image:
     """An ``(H, W)`` map of object ids (0 background, at most 255) as a palette PNG image in the DAVIS layout."""
     img = Image.fromarray(np.asarray(label_map, np.uint8), mode="P")
