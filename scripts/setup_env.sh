@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with sam2-jax (editable) and its test tools (pytest, ruff, playwright; jax2onnx and onnxruntime for
-# the ONNX test); with --reference also the PyTorch reference (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the
+# Creates .venv with sam2-jax (editable) and its test tools (pytest, ruff, playwright, IREE; the ONNX extra and
+# jax2onnx for the ONNX test); with --reference also the PyTorch reference (torch==2.13.0 CPU, sam2==1.1.0, transformers) for the
 # parity tests, and Debian's Chromium for the browser test where it is missing. sam2-jax itself needs no torch:
 # official .pt checkpoints are read without it.
 # Idempotent: re-running on an existing .venv only installs what is missing.
@@ -12,9 +12,9 @@ if [ "${1:-}" = "--reference" ]; then
   # torch first, pinned to the CPU build on disk, so nothing later pulls a CUDA build.
   .venv/bin/pip install -q torch==2.13.0
 fi
-.venv/bin/pip install -q -e ".[test]"
-# jax2onnx + onnxruntime for the ONNX parity test (pinned; jax2onnx without its dependencies: see the script)
-scripts/install_onnx.sh .venv
+.venv/bin/pip install -q -e ".[test,onnx]"
+# jax2onnx without its dependencies (pyproject.toml, the onnx extra, says why)
+.venv/bin/pip install -q --no-deps jax2onnx==0.17.1
 if [ "${1:-}" = "--reference" ]; then
   scripts/install_reference.sh .venv
 fi

@@ -39,3 +39,23 @@ def video_calls(pred, state, stored) -> dict[str, np.ndarray]:
                 state, CORRECTION_FRAME, 1, points=CORRECTION, labels=np.array([0], np.int32), clear_old_points=False
             )
     return out
+
+
+def objects_calls(pred, state, stored) -> dict[str, np.ndarray]:
+    """Two objects, a click on frame 0 (object 1) and a box on frame 2 (object 2), forward from frame 0, then
+    reverse from the last frame: every returned video-resolution logit map, and after each propagation each object's
+    stored low-res logits, object score and pointer on every frame (``stored(state, obj_index, t)`` -> (pred_masks,
+    object_score_logits, obj_ptr))."""
+    out = {}
+    _, _, out["prompt_1"] = pred.add_new_points_or_box(state, 0, 1, points=CLICK, labels=np.array([1], np.int32))
+    _, _, out["prompt_2"] = pred.add_new_points_or_box(state, 2, 2, box=BOX)
+    last = state.num_frames - 1
+    for rnd, kwargs in (("forward", {}), ("reverse", {"start_frame_idx": last, "reverse": True})):
+        for t, obj_ids, masks in pred.propagate_in_video(state, **kwargs):
+            assert list(obj_ids) == [1, 2]
+            out[f"{rnd}_video_{t}"] = masks
+        for o in range(2):
+            for t in range(last + 1):
+                for name, x in zip(("low_res", "score", "ptr"), stored(state, o, t), strict=True):
+                    out[f"{rnd}_{name}_{o}_{t}"] = np.asarray(x, np.float32)
+    return out

@@ -3,7 +3,7 @@
 
 StableHLO folder: ``MANIFEST`` (``manifest.json``) with ``"format": FORMAT``; ``PARAMS`` (``params.npz``); per
 function ``<name>SUFFIX`` (``jax.export``) and ``<name>MLIR_SUFFIX`` (bare StableHLO). ONNX folder:
-``ONNX_MANIFEST`` and ``<graph>.onnx`` per graph of ``ONNX_GRAPHS``.
+``ONNX_MANIFEST`` (``"format": ONNX_FORMAT``) and ``<name>.onnx`` per graph, named as the StableHLO functions.
 """
 
 FORMAT = "sam2-jax-export"
@@ -25,9 +25,7 @@ ENCODE_PROMPT_MEMORY = "encode_prompt_memory"
 VISION_FEAT, VISION_POS, IMAGE_EMBED = "vision_feat", "vision_pos", "image_embed"
 
 ONNX_MANIFEST = "onnx_manifest.json"
-ONNX_IMAGE_ENCODER, ONNX_PROMPT = "image_encoder", "prompt"
-ONNX_PROMPT_TRACKED, ONNX_TRACK_STEP = "prompt_tracked", "track_step"
-ONNX_GRAPHS = (ONNX_IMAGE_ENCODER, ONNX_PROMPT, ONNX_PROMPT_TRACKED, ONNX_TRACK_STEP)
+ONNX_FORMAT = "sam2-jax-onnx"
 
 
 def high_res(level: int) -> str:
@@ -67,6 +65,7 @@ def propagate(chunk_size: int) -> str:
     return f"propagate_{chunk_size}"
 
 
-def new_state(field: str) -> str:
-    """The ONNX tracking graph's output for ``TrackerState`` field ``field`` after the step."""
-    return f"new_{field}"
+def track_step(num_objects: int) -> str:
+    """The ONNX export's tracking step for ``num_objects`` objects: a frame's features in (``propagate(1)`` takes
+    the frame's image instead), every object tracked one frame."""
+    return f"track_step_{num_objects}"

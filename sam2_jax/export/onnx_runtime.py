@@ -1,149 +1,183 @@
 """Track a video with the ONNX graphs of ``sam2_jax.export.onnx_export``: numpy and ``onnxruntime`` only (no JAX).
 
-``OnnxTracker(folder)`` answers, for one object and forward tracking, what ``SAM2VideoPredictor`` does:
-``init_state(frames)``, ``add_points(video, t, coords, labels)`` (``prompt.onnx`` on a frame never tracked,
-``prompt_tracked.onnx`` on a tracked frame: a correction, with the object's memory) and ``propagate(video)`` (from
-the first prompted frame to the last frame: each frame the encoder graph, then ``track_step.onnx`` carrying the
-``TrackerState`` fields from one call to the next; a prompted frame passes its prompt result through, as in the live
-scan). The state a graph starts from is built from the stored outputs as ``SAM2VideoPredictor.tracker_state``
-builds it (the closest prompted frames, the outputs of the frames before). ``track(frames, coords, labels)``: a
-prompt on frame 0, then propagation. Not here: several objects, reverse tracking, more prompted frames than the
-graphs' conditioning slots, boxes with clicks in one call (the graphs take a fixed number of points).
+- ``OnnxModel(folder)``: the graphs as ``onnxruntime`` CPU sessions (made on first use), called by the StableHLO
+  function names with the same pytree arguments and dict outputs as ``sam2_jax.export.runtime.ExportedModel``:
+  ``propagate_1`` is the ``frame_features`` graph then ``track_step_<O>``; clicks are padded to the ``_many``
+  graphs' slots with ``ABSENT_LABEL``; objects to the next exported object count with copies of the first object.
+- ``OnnxVideoPredictor(model)``: ``init_state`` / ``add_new_points_or_box`` / ``add_new_mask`` /
+  ``propagate_in_video`` as ``SAM2VideoPredictor`` (several objects, forward and reverse, clicks and boxes,
+  corrections): the bookkeeping of ``sam2_jax.export.video_driver``, the same code the StableHLO runtime runs.
+
+Limits of an ONNX export (all fixed when it is written, ``sam2-jax export --format onnx``): at most ``num_cond``
+prompted frames per object, ``num_points`` clicks (a box counts 2) per prompt, and the largest object count of
+``objects``. A mask prompt must be given at the model size (the live predictor's antialiased resize is JAX's).
 """
 
 import json
 import pathlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from sam2_jax.export import names
-from sam2_jax.tracker import host_state
+from sam2_jax.export.video_driver import VideoDriver
+
+# ``sam2_jax.modeling.sam.prompt_encoder.ABSENT_LABEL`` (not imported: the runtime loads no model code): a click
+# slot that holds no click, masked out of the decoder's attention (tests/test_exported.py checks the two agree).
+ABSENT_LABEL = -2
 
 
-@dataclass
-class OnnxVideo:
-    """One video, one object: the frames and the outputs stored per frame (each a dict ``pred_masks`` (1, 1, 4h, 4w),
-    ``object_score_logits`` (1, 1), ``obj_ptr`` (1, C), ``maskmem`` (hw, mem_dim) bfloat16 values in float32: the
-    memory the state holds, and ``graph_maskmem``: the one the graph computed, the same unless a diagnostic stored
-    another in its place)."""
+class OnnxModel:
+    """An ONNX export folder: the manifest and one ``onnxruntime`` session per graph."""
 
-    frames: np.ndarray  # (T, S, S, 3) float32, normalised
-    cond: dict = field(default_factory=dict)  # prompted frames' outputs
-    non_cond: dict = field(default_factory=dict)  # tracked frames' outputs
-    tracked: set = field(default_factory=set)
-
-    def output(self, t: int) -> dict | None:
-        return self.cond.get(t) or self.non_cond.get(t)
-
-
-class OnnxTracker:
-    """The ONNX graphs of an export folder, as ``onnxruntime`` CPU sessions."""
-
-    def __init__(self, folder: str | pathlib.Path) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, folder: str | pathlib.Path, model: str | None = None) -> None:
         self.folder = pathlib.Path(folder)
+        path = self.folder / names.ONNX_MANIFEST
         try:
-            self.manifest = json.loads((self.folder / names.ONNX_MANIFEST).read_text())
+            manifest = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise ValueError(f"{str(folder)!r} holds no ONNX export: {e}") from None
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # no warnings about the initializers the graph optimizer drops
-        # ORT's constant folding peaks at 8 GB on the 128 px encoder graph (0.2 GB without it) and gains nothing
-        # measurable here: the other graph optimizations stay on.
-        self.sessions = {
-            name: ort.InferenceSession(
-                str(self.folder / g["file"]), opts, ["CPUExecutionProvider"], disabled_optimizers=["ConstantFolding"]
+            raise ValueError(f"{str(folder)!r} holds no ONNX export: cannot read {path.name} ({e})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != names.ONNX_FORMAT:
+            raise ValueError(f"{str(folder)!r}: {path.name} has no format {names.ONNX_FORMAT!r}")
+        if model is not None and manifest.get("model") != model:
+            raise ValueError(f"{str(folder)!r} holds an export of {manifest.get('model')!r}, not of {model!r}")
+        self.manifest = manifest
+        self.graphs = manifest["graphs"]
+        self.image_size = int(manifest["image_size"])
+        self.mask_size = int(manifest["mask_size"])
+        self.num_cond = int(manifest["num_cond"])
+        self.num_points = int(manifest["num_points"])
+        self.objects = sorted(int(o) for o in manifest["objects"] if names.track_step(o) in self.graphs)
+        self.use_mask_input_as_output_without_sam = bool(manifest["use_mask_input_as_output_without_sam"])
+        self._sessions = {}
+
+    def has(self, name: str) -> bool:
+        return name in self.graphs or (name == names.propagate(1) and bool(self.objects))
+
+    def session(self, name: str):
+        if name not in self._sessions:
+            import onnxruntime as ort
+
+            if name not in self.graphs:
+                raise ValueError(f"the ONNX export has no graph {name!r}; it has {sorted(self.graphs)}")
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3  # no warnings about the initializers the graph optimizer drops
+            # ORT's constant folding peaks at 8 GB on the 128 px encoder graph (0.2 GB without it) and gains nothing
+            # measurable here: the other graph optimizations stay on.
+            self._sessions[name] = ort.InferenceSession(
+                str(self.folder / self.graphs[name]["file"]),
+                opts,
+                ["CPUExecutionProvider"],
+                disabled_optimizers=["ConstantFolding"],
             )
-            for name, g in self.manifest["graphs"].items()
+        return self._sessions[name]
+
+    def run(self, name: str, args: dict) -> dict[str, np.ndarray]:
+        """Graph ``name`` on its arguments by name (a dict argument is a pytree: ``state`` -> ``state.<field>``);
+        returns its outputs by name."""
+        g = self.graphs[name]
+        feed = {}
+        for i in g["inputs"]:
+            head, _, key = i["name"].partition(".")
+            x = args[head][key] if key else args[head]
+            feed[i["name"]] = np.asarray(x, i["dtype"])
+        return dict(zip(g["outputs"], self.session(name).run(None, feed), strict=True))
+
+    def __call__(self, name: str, *args):
+        """The StableHLO runtime's call: function ``name`` on its arguments in order (params excluded)."""
+        if name == names.propagate(1):
+            return self.propagate_one(*args)
+        g = self.graphs.get(name)
+        if g is None:
+            raise ValueError(f"the ONNX export has no graph {name!r}; it has {sorted(self.graphs)}")
+        kw = dict(zip(g["arg_names"], args, strict=True))
+        if "point_labels" in kw:
+            kw["point_coords"], kw["point_labels"] = self.pad_points(name, kw["point_coords"], kw["point_labels"])
+        out = self.run(name, kw)
+        return out["output"] if list(out) == ["output"] else out
+
+    def pad_points(self, name: str, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clicks (1, n, 2), labels (1, n) padded with ``ABSENT_LABEL`` slots to graph ``name``'s click count."""
+        want = next(i["shape"][1] for i in self.graphs[name]["inputs"] if i["name"] == "point_labels")
+        n = labels.shape[1]
+        if n > want:
+            raise ValueError(
+                f"{n} points (a box counts 2) in one prompt: this ONNX export takes at most {want} "
+                "(sam2-jax export --format onnx --num-points N)"
+            )
+        extra = want - n
+        coords = np.concatenate([coords, np.zeros((1, extra, 2), np.float32)], axis=1)
+        labels = np.concatenate([labels, np.full((1, extra), ABSENT_LABEL, np.int32)], axis=1)
+        return coords, labels
+
+    def propagate_one(self, state: dict, images: np.ndarray, frame_idxs: np.ndarray, reverse) -> tuple[dict, dict]:
+        """``propagate_1``: one frame for every object of ``state``: (new state, outputs with a leading frame axis)."""
+        O = len(state["cond_frame"])
+        bucket = next((b for b in self.objects if b >= O), None)
+        if bucket is None:
+            raise ValueError(
+                f"{O} objects: this ONNX export tracks at most {max(self.objects)} "
+                "(sam2-jax export --format onnx --objects 1,2,4,...)"
+            )
+        # objects never interact in the model: a copy of object 0 computes what object 0 does
+        padded = {
+            k: v if np.ndim(v) == 0 else np.concatenate([v, np.repeat(v[:1], bucket - O, 0)]) for k, v in state.items()
         }
+        feats = self(names.FRAME_FEATURES, images)
+        args = {"state": padded, "features": feats, "frame_idx": frame_idxs[0], "reverse": reverse}
+        res = self.run(names.track_step(bucket), args)
+        new = {k.partition(".")[2]: v if np.ndim(v) == 0 else v[:O] for k, v in res.items() if k.startswith("0.")}
+        out = {k.partition(".")[2]: v[:O][None] for k, v in res.items() if k.startswith("1.")}
+        return new, out
 
-    def run(self, name: str, *args) -> list[np.ndarray]:
-        """Run graph ``name`` on its inputs in manifest order."""
-        g = self.manifest["graphs"][name]
-        feed = {i["name"]: np.asarray(a, i["dtype"]) for i, a in zip(g["inputs"], args, strict=True)}
-        return self.sessions[name].run(None, feed)
+    def empty_state(self, num_objects: int, num_cond: int, num_frames: int) -> dict[str, np.ndarray]:
+        """A ``TrackerState`` (the dict the graphs take) with every slot invalid; bfloat16 fields as float32."""
+        out = {}
+        for leaf in self.manifest["state_layout"]:
+            name = leaf["name"].strip("[]'")
+            shape = tuple(num_objects if d == "o" else int(d) for d in leaf["shape"])
+            if name.startswith("cond_") and shape[1] != num_cond:
+                raise ValueError(f"the ONNX export has {shape[1]} conditioning slots, not {num_cond}")
+            dtype = np.float32 if leaf["dtype"] == "bfloat16" else np.dtype(leaf["dtype"])
+            out[name] = np.full(shape, -1 if name.endswith("_frame") else 0, dtype)
+        out["num_frames"] = np.asarray(num_frames, np.int32)
+        return out
 
-    def empty_state(self, num_frames: int) -> dict[str, np.ndarray]:
-        """The tracking graphs' state inputs with every slot invalid."""
-        g = self.manifest["graphs"][names.ONNX_TRACK_STEP]
-        inputs = [i["name"] for i in g["inputs"]]
-        inputs = g["inputs"][inputs.index("reverse") + 1 :]  # after the features, frame_idx and reverse
-        st = {i["name"]: np.full(i["shape"], -1 if i["name"].endswith("_frame") else 0, i["dtype"]) for i in inputs}
-        st["num_frames"] = np.asarray(num_frames, np.int32)
-        return st
 
-    def init_state(self, frames: np.ndarray) -> OnnxVideo:
-        """``frames``: (T, S, S, 3) float32, normalised model inputs (``sam2_jax.video.video_io.preprocess_frame``)."""
-        return OnnxVideo(np.asarray(frames, np.float32))
+class OnnxVideoPredictor(VideoDriver):
+    """``SAM2VideoPredictor`` on an ONNX export (``sam2_jax.export.video_driver``), with numpy resizing."""
 
-    def tracker_state(self, v: OnnxVideo, t: int) -> dict[str, np.ndarray]:
-        """The state seen from frame ``t`` tracking forward (``SAM2VideoPredictor.tracker_state`` for one object):
-        the prompted frames in the conditioning slots, the outputs of the frames before ``t`` in the rings."""
-        st = self.empty_state(len(v.frames))
-        K = st["cond_frame"].shape[1]
-        if len(v.cond) > K:
-            raise ValueError(f"{len(v.cond)} prompted frames: the graphs were exported with {K} conditioning slots")
-        host_state.write_cond(st, 0, v.cond, t, host_state.read_dict)
-        host_state.write_recent(st, 0, t, False, v.non_cond.get, host_state.read_dict)
-        return st
+    def __init__(self, model: OnnxModel | str | pathlib.Path) -> None:
+        super().__init__(model if isinstance(model, OnnxModel) else OnnxModel(model), 1)
 
-    def add_points(
-        self, v: OnnxVideo, t: int, coords: np.ndarray, labels: np.ndarray, memory: np.ndarray | None = None
-    ) -> dict:
-        """Clicks on frame ``t`` (all of that frame's points: ``coords`` (1, N, 2) float32 in model-input pixels,
-        ``labels`` (1, N) int32); the frame becomes a prompted frame. ``memory``: a diagnostic, stored in place of the
-        one the graph computed (see ``propagate``). Returns the frame's output."""
-        feats = self.run(names.ONNX_IMAGE_ENCODER, v.frames[t : t + 1])
-        if t not in v.tracked:
-            pred_masks, score, ptr, mem = self.run(names.ONNX_PROMPT, *feats, coords, labels)
-        else:
-            prev = np.clip(v.output(t)["pred_masks"], -32.0, 32.0)
-            st = self.tracker_state(v, t)
-            args = (*feats, np.int32(t), np.bool_(False), *st.values(), coords, labels, prev)
-            pred_masks, score, ptr, mem = self.run(names.ONNX_PROMPT_TRACKED, *args)
-        out = {"pred_masks": pred_masks, "object_score_logits": score, "obj_ptr": ptr, "graph_maskmem": mem[0]}
-        v.cond[t] = out | {"maskmem": mem[0] if memory is None else memory}
-        v.non_cond.pop(t, None)
-        return v.cond[t]
+    def cond_slots(self, num_cond: int) -> int:
+        if num_cond > self.model.num_cond:
+            raise ValueError(
+                f"{num_cond} prompted frames for one object: this ONNX export has {self.model.num_cond} conditioning "
+                "slots (sam2-jax export --format onnx --cond-slots N)"
+            )
+        return self.model.num_cond
 
-    def propagate(self, v: OnnxVideo, memories: dict | None = None) -> dict[int, dict]:
-        """Track from the first prompted frame to the last frame; returns and stores every frame's output.
+    def video_res(self, masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        return resize_bilinear(np.asarray(masks, np.float32), hw)
 
-        ``memories``: a diagnostic: frame -> (hw, mem_dim) memory stored in place of the one the graph computed for
-        that tracked frame (e.g. the live predictor's, to measure what the bfloat16 memories carry from frame to
-        frame)."""
-        memories = memories or {}
-        if not v.cond:
-            raise ValueError("no prompt: add_points first")
-        start = min(v.cond)
-        st = self.tracker_state(v, start)
-        n = len(st)
-        outs = {}
-        for t in range(start, len(v.frames)):
-            feats = self.run(names.ONNX_IMAGE_ENCODER, v.frames[t : t + 1])
-            res = self.run(names.ONNX_TRACK_STEP, *feats, np.int32(t), np.bool_(False), *st.values())
-            st = dict(zip(st, res[:n], strict=True))
-            v.tracked.add(t)
-            if t in v.cond:  # the graph passed the prompt result through and wrote no memory
-                outs[t] = v.cond[t]
-                continue
-            r, p = t % st["recent_mem"].shape[1], t % st["ptr"].shape[1]  # rings.write_recent's ring slots
-            own = st["recent_mem"][0, r].copy()
-            if t in memories:
-                st["recent_mem"] = st["recent_mem"].copy()
-                st["recent_mem"][0, r] = memories[t]
-            out = {"pred_masks": res[n], "object_score_logits": res[n + 1], "obj_ptr": st["ptr"][0, p][None].copy()}
-            out["graph_maskmem"] = own
-            outs[t] = v.non_cond[t] = out | {"maskmem": st["recent_mem"][0, r].copy()}
-        return outs
+    def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
+        S = self.image_size
+        m = np.asarray(mask).astype(bool)
+        if m.shape != (S, S):
+            raise ValueError(f"the ONNX runtime takes a mask prompt at the model size ({S}, {S}), got {m.shape}")
+        return m.astype(np.float32)[None, :, :, None]
 
-    def track(
-        self, frames: np.ndarray, coords: np.ndarray, labels: np.ndarray, memories: dict | None = None
-    ) -> dict[int, dict]:
-        """Clicks on frame 0, then propagation: frame -> output (``memories`` as in ``propagate``, frame 0's too)."""
-        memories = memories or {}
-        v = self.init_state(frames)
-        self.add_points(v, 0, coords, labels, memories.get(0))
-        return self.propagate(v, memories)
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a half-pixel bilinear resize along one axis (``align_corners=False``)."""
+    x = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(x).astype(np.int64)
+    return i0, np.minimum(i0 + 1, n_in - 1), (x - i0).astype(np.float32)
+
+
+def resize_bilinear(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(..., h, w) -> (..., H, W): torch's ``F.interpolate(mode="bilinear", align_corners=False)``."""
+    i0, i1, wy = _linear_taps(x.shape[-2], hw[0])
+    x = x[..., i0, :] * (1 - wy)[:, None] + x[..., i1, :] * wy[:, None]
+    j0, j1, wx = _linear_taps(x.shape[-1], hw[1])
+    return x[..., j0] * (1 - wx) + x[..., j1] * wx

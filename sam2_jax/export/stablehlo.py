@@ -90,7 +90,7 @@ def _abstract(x) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
 
 
-def _state_spec(module: SAM2Base, num_objects, num_cond) -> dict[str, jax.ShapeDtypeStruct]:
+def state_spec(module: SAM2Base, num_objects, num_cond) -> dict[str, jax.ShapeDtypeStruct]:
     """The abstract ``TrackerState`` (as a dict) with ``num_objects`` / ``num_cond`` (ints or symbolic dims)."""
     c, h = module.config, module.config.image_size // module.config.backbone_stride
     st = jax.eval_shape(
@@ -215,7 +215,7 @@ def video_functions(module: SAM2Base, params_spec, fill_hole_area: int, chunk_si
     }
     out |= prompt_functions(module, params_spec, feats, fill_hole_area)
     (o, k) = jax.export.symbolic_shape("o, k")
-    state = _state_spec(module, o, k)
+    state = state_spec(module, o, k)
     for T in sorted({1, chunk_size}):
 
         def propagate(p, st, imgs, idxs, rev):
@@ -278,7 +278,7 @@ def prompt_functions(module: SAM2Base, params_spec, feats, fill_hole_area: int) 
         )
         out[names.prompt_tracked(count)] = ExportFn(
             tracked,
-            (params_spec, _state_spec(module, 1, k), feats, i32, b_, *pts, prev),
+            (params_spec, state_spec(module, 1, k), feats, i32, b_, *pts, prev),
             ("params", "state", "features", "frame_idx", "reverse", "point_coords", "point_labels", "prev_mask_logits"),
             f"{doc} on a tracked frame (a correction), attending to the object's memory (state with o = 1)",
             {"is_init_cond_frame": False, "prev_mask_logits": True},
@@ -399,8 +399,8 @@ def export_model(
     return manifest
 
 
-def _export_static(f: ExportFn, name: str, platforms, dims: dict[str, int], out: pathlib.Path) -> dict:
-    """``f`` lowered with concrete sizes for its symbolic dimensions: ``<name>.static.mlirbc`` and its entry."""
+def concrete_args(args, dims: dict[str, int], what: str) -> tuple[tuple, dict[str, int]]:
+    """Abstract arguments with ``dims``' sizes for their symbolic dimensions: (arguments, the sizes used)."""
     used = {}
 
     def concrete(x: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
@@ -409,12 +409,18 @@ def _export_static(f: ExportFn, name: str, platforms, dims: dict[str, int], out:
             if not isinstance(d, int):
                 dim = str(d)
                 if dim not in dims:
-                    raise ValueError(f"{name}: no size for its symbolic dimension {dim!r} (static_dims {dims})")
+                    raise ValueError(f"{what}: no size for its symbolic dimension {dim!r} (static_dims {dims})")
                 d = used[dim] = int(dims[dim])
             shape.append(d)
         return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
 
-    exp = jax.export.export(jax.jit(f.fn), platforms=platforms)(*jax.tree.map(concrete, f.args))
+    return jax.tree.map(concrete, args), used
+
+
+def _export_static(f: ExportFn, name: str, platforms, dims: dict[str, int], out: pathlib.Path) -> dict:
+    """``f`` lowered with concrete sizes for its symbolic dimensions: ``<name>.static.mlirbc`` and its entry."""
+    args, used = concrete_args(f.args, dims, name)
+    exp = jax.export.export(jax.jit(f.fn), platforms=platforms)(*args)
     file = f"{name}{names.STATIC_MLIR_SUFFIX}"
     (out / file).write_bytes(exp.mlir_module_serialized)
     return {"file": file, "dims": used, "kept_arguments": sorted(exp.module_kept_var_idx)}
@@ -460,7 +466,7 @@ def build_manifest(model: SAM2Model, module: SAM2Base, platforms, fill: int, chu
         "params_order": [
             "/".join(str(k.key) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(model.params)[0]
         ],
-        "state_layout": describe(_state_spec(module, *jax.export.symbolic_shape("o, k"))),
+        "state_layout": describe(state_spec(module, *jax.export.symbolic_shape("o, k"))),
         "functions": entries,
         "config": json.loads(model.config.to_json_best_effort()),
     }
