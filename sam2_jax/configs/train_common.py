@@ -81,7 +81,11 @@ def train_config(model_name: str = "sam2.1_hiera_t") -> ml_collections.ConfigDic
     t.data = ml_collections.ConfigDict(
         dict(
             seed=1000,
-            workers=2,  # threads making batches ahead (data.batches)
+            workers=2,  # threads making batches ahead (grain ReadOptions.num_threads; data.batch_iterator)
+            # batches made ahead (at least `workers`); 2 cost grain ~5% at 64 px (benchmarks/data_pipeline.py)
+            prefetch=4,
+            # worker processes (grain mp_prefetch), each with `workers` threads; 0: threads in the trainer's process
+            processes=0,
             # The synthetic source's videos (kind "synthetic").
             num_videos=1000,
             video_frames=16,

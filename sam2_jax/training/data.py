@@ -29,19 +29,23 @@ never run out, so that batch ``s`` is a pure function of ``(train.data.seed, s)`
 ``default_rng([seed, s, i])``. Resuming at step ``s`` reproduces the batches an uninterrupted run would have seen,
 and each host of a multi-host run can make only its clips (``clip_slice``). Sparse annotations (YouTube-VOS,
 SA-V at 6 fps) are sampled on the annotated frames only, as the official ``JSONRawDataset(rm_unannotated=True)``
-does for SA-V. The input pipeline runs on the host (numpy and PIL); ``batches`` makes steps ahead on a pool of
-threads (``train.data.workers``) and yields them in order.
+does for SA-V.
+
+The input pipeline runs on the host (numpy and PIL) through ``grain``: ``batch_dataset`` is the ``MapDataset`` of
+the steps (step ``s`` -> its batch, made lazily), ``batch_iterator`` its iterator, which makes steps ahead on
+``train.data.workers`` threads (and, with ``train.data.processes``, in worker processes) and yields them in order.
+The iterator's state (``get_state``: the next step) is saved with the orbax checkpoint and restored on resume
+(``trainer``), so a resumed run reads on from where the killed one stopped.
 """
 
-import collections
-import concurrent.futures
 import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
+import grain
 import jax
 import ml_collections
 import numpy as np
@@ -413,35 +417,71 @@ def make_batch(source, config: ml_collections.ConfigDict, step: int, clip_slice:
     return Batch(frames=np.stack(frames), masks=np.stack(masks), obj_valid=np.stack(valid), plan=plan)
 
 
-def batches(
-    source, config: ml_collections.ConfigDict, start_step: int, prefetch: int = 2, workers: int | None = None
-) -> Iterator[tuple[int, Batch]]:
-    """``(step, batch)`` from ``start_step`` on, in order, made ahead by a pool of background threads.
+# Steps of the batch dataset: it never runs out (every clip draws its video independently), the trainer stops it.
+NUM_STEPS = 2**31 - 1
+
+
+def batch_dataset(
+    source, config: ml_collections.ConfigDict, clip_slice_of: Callable[[int], slice] | None = None
+) -> grain.MapDataset:
+    """The training batches as a grain ``MapDataset``: element ``s`` is ``(s, make_batch(source, config, s))``.
 
     Args:
         source: as for ``make_batch``.
-        config: full config; ``train.data.workers`` is the default number of threads.
-        start_step: the first step.
-        prefetch: batches made ahead (at least ``workers``).
-        workers: threads making batches (PIL and numpy release the GIL for most of the work).
-
-    Yields:
-        ``(step, batch)``; an error making a batch is raised here, at its step.
+        config: full config.
+        clip_slice_of: step -> the clips this process makes (a multi-process run); ``None``: all.
     """
-    workers = max(1, workers or config.train.data.get("workers", 1))
-    window = max(prefetch, workers, 1)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sam2-data")
-    pending: collections.deque = collections.deque()
-    next_step = start_step
-    try:
-        while True:
-            while len(pending) < window:
-                pending.append((next_step, pool.submit(make_batch, source, config, next_step)))
-                next_step += 1
-            step, future = pending.popleft()
-            yield step, future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+
+    def make(step: int) -> tuple[int, Batch]:
+        clips = None if clip_slice_of is None else clip_slice_of(step)
+        return step, make_batch(source, config, step, clip_slice=clips)
+
+    return grain.MapDataset.range(0, NUM_STEPS).map(make)
+
+
+def batch_iterator(
+    source,
+    config: ml_collections.ConfigDict,
+    start_step: int = 0,
+    clip_slice_of: Callable[[int], slice] | None = None,
+    prefetch: int | None = None,
+    workers: int | None = None,
+    processes: int | None = None,
+) -> grain.DatasetIterator:
+    """``(step, batch)`` from ``start_step`` on, in order, made ahead by grain (``batch_dataset``'s iterator).
+
+    Args:
+        source, config, clip_slice_of: as for ``batch_dataset``.
+        start_step: the first step (``set_state``; a resumed run restores the checkpointed state instead).
+        prefetch: batches made ahead (at least ``workers``); default ``train.data.prefetch``.
+        workers: threads making batches (PIL and numpy release the GIL for most of the work); default
+            ``train.data.workers``.
+        processes: worker processes (grain ``mp_prefetch``), each running ``workers`` threads; default
+            ``train.data.processes`` (0: threads only).
+
+    Returns:
+        A grain ``DatasetIterator`` (``get_state`` / ``set_state``, ``close``); an error making a batch is raised by
+        ``next``, at its step.
+    """
+    d = config.train.data
+    workers = max(1, workers or d.get("workers", 1))
+    prefetch = max(prefetch or d.get("prefetch", 2), workers)
+    processes = d.get("processes", 0) if processes is None else processes
+    ds = batch_dataset(source, config, clip_slice_of).to_iter_dataset(
+        grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch)
+    )
+    if processes:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (train.py parses them; a library may not)
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=processes))
+    it = iter(ds)
+    if start_step:
+        if processes:
+            raise ValueError("start_step with worker processes: restore a checkpointed iterator state instead")
+        it.set_state({"next_index": int(start_step)})
+    return it
 
 
 def held_out_batch(config: ml_collections.ConfigDict, num_videos: int, seed: int) -> Batch:

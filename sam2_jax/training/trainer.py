@@ -14,11 +14,11 @@ the global batch is assembled with ``jax.make_array_from_process_local_data``. O
 metrics, TensorBoard and the export are written by process 0 (params gathered first).
 
 Checkpoints: an orbax ``CheckpointManager`` in ``workdir/checkpoints`` keeps the last ``keep_checkpoints`` (params,
-optimiser state, step) plus the data-iterator state (JSON: the data seed and the next step, from which the
-per-step batches are remade exactly); saving is asynchronous. A run started on a workdir with checkpoints resumes
-from the latest finalised one (a save cut short by a kill leaves only a temporary directory, removed at start) and
-logs bit-identical losses. Metrics go to ``workdir/metrics.jsonl`` and TensorBoard event files in
-``workdir/tensorboard``; at the end the params are exported as an orbax params directory
+optimiser state, step) plus the data seed and next step (JSON) and the grain data iterator's state (``data_iter``:
+one file per process, restored into the iterator on resume); saving is asynchronous. A run started on a workdir
+with checkpoints resumes from the latest finalised one (a save cut short by a kill leaves only a temporary
+directory, removed at start) and logs bit-identical losses. Metrics go to ``workdir/metrics.jsonl`` and
+TensorBoard event files in ``workdir/tensorboard``; at the end the params are exported as an orbax params directory
 (``workdir/export/params``, readable by ``build_sam2`` and ``eval.py --checkpoint``) and, when torch is installed,
 an official-format ``.pt``.
 
@@ -27,7 +27,8 @@ normaliser (``sam2_train``). ``train.compute_dtype = "bfloat16"`` runs the matmu
 and memories stay float32); drop path and memory-attention dropout are on when ``train.dropout``.
 
 Data: ``data.training_source(config)``, the sources of ``train.data.sources`` drawn step by step (a step's clips
-come from one source, as the official mixed loader does; each batch geometry compiles the update once).
+come from one source, as the official mixed loader does; each batch geometry compiles the update once), read
+through grain (``data.batch_iterator``: threads, and worker processes with ``train.data.processes``).
 
 Not done here: held-out evaluation on several processes (``eval_videos`` must be 0 there).
 """
@@ -38,6 +39,7 @@ import time
 from typing import Any
 
 import flax.struct
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -133,16 +135,18 @@ def global_batch(local: data_lib.Batch, sharding: NamedSharding, batch_size: int
     return {k: jax.tree.map(put, v) for k, v in local.items()}
 
 
-def _local_batches(source, config: ml_collections.ConfigDict, start: int, sharding: NamedSharding):
-    """``(step, batch)`` of this process's clips; whole batches (prefetched) on one process."""
+DATA_ITERATOR = "data_iter"  # the checkpoint item holding grain's iterator state
+
+
+def _batch_iterator(source, config: ml_collections.ConfigDict, sharding: NamedSharding):
+    """The grain iterator of ``(step, batch)`` of this process's clips (whole batches on one process)."""
     if jax.process_count() == 1:
-        yield from data_lib.batches(source, config, start)
-        return
-    step = start
-    while True:
-        clips = local_clips(sharding, data_lib.step_source(source, config, step).batch_size)
-        yield step, data_lib.make_batch(source, config, step, clip_slice=clips)
-        step += 1
+        return data_lib.batch_iterator(source, config)
+
+    def clips(step: int) -> slice:
+        return local_clips(sharding, data_lib.step_source(source, config, step).batch_size)
+
+    return data_lib.batch_iterator(source, config, clip_slice_of=clips)
 
 
 def _put_global(x, sharding: NamedSharding) -> jax.Array:
@@ -296,7 +300,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     source = _checked_source(config, mesh)
     tx = opt_lib.make_optimizer(model.params, config, t.total_steps)
     mngr = _checkpoint_manager(workdir, config)
-    state, shardings, start = _initial_state(model.params, tx, mesh, config, mngr)
+    bs = batch_sharding(mesh)
+    batches = _batch_iterator(source, config, bs)
+    state, shardings, start = _initial_state(model.params, tx, mesh, config, mngr, batches)
     del model
 
     step_fn = make_train_step(module, tx, config, mesh, shardings)
@@ -306,7 +312,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     lead = jax.process_index() == 0
     logger = _Logger(workdir) if lead else None
     key = jax.random.key(t.seed)
-    bs = batch_sharding(mesh)
     losses: dict[int, float] = {}
     metrics: dict[str, float] = {}
     evals: dict[int, dict] = {}
@@ -321,7 +326,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     stop = t.total_steps if not t.stop_after else min(t.total_steps, start + t.stop_after)
     bar = _progress(start, t.total_steps, enabled=lead)
     window = _MetricWindow(start)
-    batches = _local_batches(source, config, start, bs)
     try:
         for step, batch in batches:
             if step >= stop:
@@ -338,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 losses[done] = metrics["core_loss"]
                 bar.update(done, metrics)
             if done % t.checkpoint_every == 0 or done == t.total_steps:
-                _save(mngr, state, done, t.data.seed)
+                _save(mngr, state, done, t.data.seed, batches)
             if t.eval_every and done % t.eval_every == 0:
                 run_eval(done)
         if int(state.step) >= t.total_steps:
@@ -367,8 +371,9 @@ def _checked_source(config, mesh):
     return source
 
 
-def _initial_state(params, tx, mesh, config, mngr) -> tuple[TrainState, Any, int]:
-    """The train state restored from the latest checkpoint of ``mngr`` (checking its data seed), or a fresh one.
+def _initial_state(params, tx, mesh, config, mngr, batches) -> tuple[TrainState, Any, int]:
+    """The train state restored from the latest checkpoint of ``mngr`` (checking its data seed), with the data
+    iterator ``batches`` restored to its checkpointed state, or a fresh one.
 
     Returns ``(state, shardings, first step)``.
     """
@@ -386,23 +391,32 @@ def _initial_state(params, tx, mesh, config, mngr) -> tuple[TrainState, Any, int
         params = jax.tree.map(_put_global, params, shardings.params)
         return jax.jit(init_state, out_shardings=shardings)(params), shardings, 0
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    restored = mngr.restore(
-        latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
-    )
+    items = dict(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
+    # A checkpoint written before the input pipeline ran on grain has no iterator state: it resumes at its step.
+    has_iterator = os.path.isdir(os.path.join(mngr.directory, str(latest), DATA_ITERATOR))
+    if has_iterator:
+        items[DATA_ITERATOR] = grain.checkpoint.CheckpointRestore(batches)
+    restored = mngr.restore(latest, args=ocp.args.Composite(**items))
     data_state = restored["data"]
     if data_state["data_seed"] != config.train.data.seed:
         raise ValueError(
             f"checkpoint was written with data seed {data_state['data_seed']}, the config has {config.train.data.seed}"
         )
-    return restored["state"], shardings, int(data_state["next_step"])
+    start = int(data_state["next_step"])
+    if not has_iterator:
+        batches.set_state({"next_index": start})
+    return restored["state"], shardings, start
 
 
-def _save(mngr, state: TrainState, done: int, data_seed: int) -> None:
-    """Checkpoint ``state`` after ``done`` steps with the data-iterator state (the seed and the next step)."""
+def _save(mngr, state: TrainState, done: int, data_seed: int, batches) -> None:
+    """Checkpoint ``state`` after ``done`` steps with the data seed and the data iterator's state (grain's: the next
+    step, per process)."""
     import orbax.checkpoint as ocp
 
     data = ocp.args.JsonSave({"data_seed": data_seed, "next_step": done})
-    mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=data))
+    items = dict(state=ocp.args.StandardSave(state), data=data)
+    items[DATA_ITERATOR] = grain.checkpoint.CheckpointSave(batches)
+    mngr.save(done, args=ocp.args.Composite(**items))
 
 
 class _MetricWindow:

@@ -47,30 +47,57 @@ def test_batches_are_reproducible_per_step():
     assert a["plan"].init_frames.shape == (2, 2)
 
 
-def test_prefetching_iterator_resumes_at_a_step():
+def test_grain_iterator_resumes_at_a_step_and_from_a_saved_state():
     c = _config()
     src = data.synthetic_source(c)
-    it = data.batches(src, c, start_step=3)
+    it = data.batch_iterator(src, c, start_step=3)
     steps = [next(it) for _ in range(3)]
+    state = it.get_state()
+    after = next(it)
     it.close()
     assert [s for s, _ in steps] == [3, 4, 5]
     np.testing.assert_array_equal(steps[1][1]["frames"], data.make_batch(src, c, 4)["frames"])
+    # a new iterator given the saved state (what the trainer restores from a checkpoint) reads on at step 6
+    it = data.batch_iterator(src, c)
+    it.set_state(state)
+    step, b = next(it)
+    it.close()
+    assert step == after[0] == 6
+    _assert_batches_equal(b, after[1])
 
 
-def test_worker_pool_yields_the_steps_in_order_and_raises_errors():
+def test_grain_threads_yield_the_steps_in_order_and_raise_errors():
     c = _config()
     src = data.synthetic_source(c)
-    it = data.batches(src, c, start_step=10, prefetch=2, workers=3)
+    it = data.batch_iterator(src, c, start_step=10, prefetch=2, workers=3)
     got = [next(it) for _ in range(4)]
     it.close()
     assert [s for s, _ in got] == [10, 11, 12, 13]
     for s, b in got:
         _assert_batches_equal(b, data.make_batch(src, c, s))
     c.train.num_frames = 7  # longer than the 6-frame videos: every clip fails
-    it = data.batches(src, c, start_step=0, workers=2)
+    it = data.batch_iterator(src, c, start_step=0, workers=2)
     with pytest.raises(DataError, match="100 items in a row failed"):
         next(it)
     it.close()
+
+
+def test_grain_worker_processes_give_the_same_batches_and_state():
+    c = _config()
+    src = data.synthetic_source(c)
+    it = data.batch_iterator(src, c, workers=1, processes=2)
+    got = [next(it) for _ in range(3)]
+    state = it.get_state()
+    it.close()
+    assert [s for s, _ in got] == [0, 1, 2]
+    for s, b in got:
+        _assert_batches_equal(b, data.make_batch(src, c, s))
+    it = data.batch_iterator(src, c, workers=1, processes=2)
+    it.set_state(state)
+    step, b = next(it)
+    it.close()
+    assert step == 3
+    _assert_batches_equal(b, data.make_batch(src, c, 3))
 
 
 def test_clip_slices_concatenate_to_the_full_batch():
@@ -187,7 +214,7 @@ def test_mixed_batches_have_each_sources_geometry_and_resume_exactly(folders):
     assert im["obj_valid"].sum(1).tolist() == [4, 4, 4]  # every image has 4 masks, fewer than the 5 slots
     for s in (s_video, s_image):
         _assert_batches_equal(data.make_batch(mixed, c, s), data.make_batch(data.training_source(c), c, s))
-    it = data.batches(mixed, c, start_step=s_image)
+    it = data.batch_iterator(mixed, c, start_step=s_image)
     step, b = next(it)
     it.close()
     assert step == s_image

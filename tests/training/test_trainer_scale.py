@@ -1,6 +1,7 @@
 """``train.py`` at scale, run as a user runs it (subprocesses on ``tests/training/tiny_train_config.py``):
 - the same losses and final params on 1 device and on 8 forced host devices (``data=8`` and ``data=4, fsdp=2``);
-- a run killed with SIGKILL after a checkpoint resumes and logs the losses of an uninterrupted run;
+- a run killed with SIGKILL after a checkpoint resumes, from the grain data iterator's checkpointed state, and logs
+  the losses of an uninterrupted run;
 - two processes (``jax.distributed`` on localhost, each making only its clips) match one process with 2 devices.
 
 The device count is fixed when JAX starts, hence the subprocesses. A persistent compilation cache shared by the
@@ -106,6 +107,9 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path, ca
         proc.wait()
     assert not (tmp_path / "export").exists(), "the run finished before it was killed"
     done = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    # grain's iterator state went into the checkpoint (one file per process): the resumed run restores it
+    saved = json.loads((ckpts / str(done[-1]) / "data_iter" / "process_0-of-1.json").read_text())
+    assert saved["next_index"] == done[-1], saved
     # What a kill in the middle of the next asynchronous save leaves behind: a temporary directory, half written.
     partial = ckpts / f"{done[-1] + 2}.orbax-checkpoint-tmp"
     (partial / "state").mkdir(parents=True, exist_ok=True)
