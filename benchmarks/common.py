@@ -34,6 +34,47 @@ def reexec_with_malloc(argv: Sequence[str] | None = None, flag: str = "--malloc"
     os.execve(sys.executable, [sys.executable, *argv], env)
 
 
+# Both libraries' kernels limited to AVX2 on an AVX-512 machine, as on an AVX2 CPU: XLA's code generation, oneDNN's
+# and ATen's dispatch. Read when each library starts, so set before the process starts.
+ISA_ENV = {
+    "avx2": {
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
+}
+
+
+def reexec_with_isa(argv: Sequence[str] | None = None, flag: str = "--isa") -> None:
+    """If ``argv`` has ``flag VALUE`` (``avx2``; ``native``: no limit) and the environment does not set it yet,
+    restart this script with ``ISA_ENV[VALUE]`` (XLA_FLAGS appended to any already set). Call it before JAX or
+    torch is imported."""
+    argv = list(sys.argv if argv is None else argv)
+    if flag not in argv:
+        return
+    isa = argv[argv.index(flag) + 1]
+    if isa == "native" or isa_limit_active(isa):
+        return
+    if isa not in ISA_ENV:
+        raise SystemExit(f"{flag} takes native or {', '.join(ISA_ENV)}, got {isa!r}")
+    env = dict(os.environ)
+    for key, value in ISA_ENV[isa].items():
+        env[key] = f"{env[key]} {value}" if key == "XLA_FLAGS" and env.get(key) else value
+    print(f"[{flag} {isa}] re-executing with {ISA_ENV[isa]}", flush=True)
+    os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def isa_limit_active(isa: str) -> bool:
+    return all(v in os.environ.get(k, "") for k, v in ISA_ENV.get(isa, {}).items())
+
+
+def isa_status() -> str:
+    limits = [
+        f"{k}={os.environ[k]}" for k in ("XLA_FLAGS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ
+    ]
+    return "ISA: " + (", ".join(limits) if limits else "native (no limit set)")
+
+
 def malloc_setting_active() -> bool:
     return MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", "")
 

@@ -91,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads for the official")
     p.add_argument("--async-frames", action="store_true", help="ours: decode frames in a background thread")
     p.add_argument("--malloc", action="store_true", help="re-exec with GLIBC_TUNABLES (see REFERENCE.md)")
+    p.add_argument(
+        "--isa",
+        choices=("native", "avx2"),
+        default="native",
+        help="avx2: re-exec with both sides' kernels limited to AVX2 (XLA, oneDNN, ATen), as on an AVX2 CPU",
+    )
     p.add_argument("--profile", action="store_true", help="time the step's pieces (auto if ours f32 is slower)")
     p.add_argument("--no-profile", action="store_true", help="never time the step's pieces")
     p.add_argument(
@@ -545,14 +551,18 @@ def _time_our_pieces(p, s: dict, n_obj: int, t_next: int) -> dict[str, float]:
     pix = common.block(f_cond(params, st, fe))
     heads = common.block(f_heads(params, pix, fe))
     pieces = {
-        "image encoder": lambda: common.block(f_feat(params, image)),
-        "memory attention (+ memory prep)": lambda: common.block(f_cond(params, st, fe)),
-        "  of which memory prep (concat, pos enc)": lambda: common.block(f_mem_in(params, st)),
-        "SAM heads": lambda: common.block(f_heads(params, pix, fe)),
-        "memory encoder": lambda: common.block(f_menc(params, fe, heads.high_res_masks, heads.object_score_logits)),
-        "whole step (jitted alone)": lambda: common.block(f_step(params, st, image)),
+        "image encoder": (f_feat, (params, image)),
+        "memory attention (+ memory prep)": (f_cond, (params, st, fe)),
+        "  of which memory prep (concat, pos enc)": (f_mem_in, (params, st)),
+        "SAM heads": (f_heads, (params, pix, fe)),
+        "memory encoder": (f_menc, (params, fe, heads.high_res_masks, heads.object_score_logits)),
+        "whole step (jitted alone)": (f_step, (params, st, image)),
     }
-    return {k: common.time_fn(fn, repeats=3, warmup=1).median for k, fn in pieces.items()}
+    out = {}
+    for k, (fn, a) in pieces.items():
+        seconds = common.time_fn(lambda fn=fn, a=a: common.block(fn(*a)), repeats=3, warmup=1).median
+        out[k] = (seconds, common.jaxpr_flops(fn, *a)[0])
+    return out
 
 
 def profile_pieces(args, n_obj, ours, official_pieces, tmp) -> None:
@@ -567,16 +577,25 @@ def profile_pieces(args, n_obj, ours, official_pieces, tmp) -> None:
     tracked = [t for t, _, _ in pred.propagate_in_video(s, max_frame_num_to_track=args.warmup_frames - 1)]
     t_next = tracked[-1] + 1
     out = {dt: _time_our_pieces(p, s, n_obj, t_next) for dt, p in ours.items()}
+    peak = common.jax_matmul_gflops(*common.MATMUL_SHAPES["square 2048^2"])
     print(
         f"\nstep pieces, {n_obj} objects, seconds per frame (ours: each piece jitted alone, median of 3; "
-        "official: its methods timed during the measured frames)"
+        "official: its methods timed during the measured frames); ours f32 matmul+conv GFLOP/s of each piece (its "
+        f"jaxpr's dots and convs) against the same run's JAX float32 2048^2 matmul, {peak:.0f} GFLOP/s"
     )
-    print(f"{'piece':<44}{'ours f32':>10}{'ours bf16':>11}{'official':>10}{'off/f32':>9}")
-    for k in out["float32"]:
+    print(
+        f"{'piece':<44}{'ours f32':>10}{'ours bf16':>11}{'official':>10}{'off/f32':>9}{'f32 GFLOP/s':>13}{'of peak':>9}"
+    )
+    for k, (sec, flops) in out["float32"].items():
         off = official_pieces.get(k.strip())
-        vals = [out["float32"][k], out.get("bfloat16", {}).get(k, float("nan")), off]
-        ratio = "-" if off is None else f"{off / out['float32'][k]:.2f}x"
-        print(f"{k:<44}" + "".join("         -" if v is None else f"{v:>10.3f}" for v in vals) + f"{ratio:>9}")
+        vals = [sec, out.get("bfloat16", {}).get(k, (float("nan"), 0))[0], off]
+        ratio = "-" if off is None else f"{off / sec:.2f}x"
+        rate = flops / sec / 1e9
+        print(
+            f"{k:<44}"
+            + "".join("         -" if v is None else f"{v:>10.3f}" for v in vals)
+            + f"{ratio:>9}{rate:>13.0f}{rate / peak:>9.2f}"
+        )
 
 
 # --- the peak-RSS part ---------------------------------------------------------------------------------------
@@ -703,6 +722,7 @@ def print_rss_table(results: list[dict]) -> None:
 # --- main ----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     common.reexec_with_malloc(sys.argv if argv is None else [sys.argv[0], *argv])
+    common.reexec_with_isa(sys.argv if argv is None else [sys.argv[0], *argv])
     args = parse_args(argv)
     if args.rss_child:
         return rss_child(args)
@@ -713,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     rss = []
     if args.rss:
         # first, while this process is small: a child's ru_maxrss starts at its parent's peak (see vm_hwm_mb)
-        print(f"{common.load_status()}\n{common.malloc_status()}", flush=True)
+        print(f"{common.load_status()}\n{common.malloc_status()}\n{common.isa_status()}", flush=True)
         print(f"peak RSS: separate processes, {args.rss} frames at {args.rss_image_size or 1024} px ...", flush=True)
         rss = bench_rss(args)
         loads.append(os.getloadavg()[0])

@@ -200,8 +200,8 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     m.use_mlp_for_obj_ptr_proj = True
     m.compile_image_encoder = False
     # Not an official field: the attention kernel of every layer (sam2_jax/modeling/backend.py). "auto" is the
-    # query-chunked path on CPU, cuDNN flash attention (bf16/fp16) or XLA on GPU, XLA on TPU; "chunked", "xla" and
-    # "cudnn" force one. Set it explicitly for a jax.export to another platform.
+    # online-softmax "fused" path on CPU, cuDNN flash attention (bf16/fp16) or XLA on GPU, XLA on TPU; "fused",
+    # "chunked", "xla" and "cudnn" force one. Set it explicitly for a jax.export to another platform.
     m.attention_impl = "auto"
     # Not an official field: whether the tracking step attends only to the memory slots in use (``memory.slot_buckets``,
     # a lax.switch over a few copies of the memory attention in the compiled step; backend.py). "auto" is on for CPU

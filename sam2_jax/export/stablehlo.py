@@ -293,7 +293,7 @@ def export_module(model: SAM2Model, platforms: Sequence[str]) -> SAM2Base:
     platforms = check_platforms(platforms)
     cfg = ml_collections.ConfigDict(model.config.model)
     cfg.binarize_mask_from_pts_for_mem_enc = model.config.video.binarize_mask_from_pts_for_mem_enc
-    if cfg.attention_impl in ("auto", "chunked"):
+    if cfg.attention_impl in ("auto", "fused", "chunked"):
         cfg.attention_impl = "xla"
     return make_module(cfg, model.module.dtype)
 

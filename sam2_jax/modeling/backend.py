@@ -6,12 +6,19 @@ transformer) calls ``dot_product_attention`` with the static ``attention_impl`` 
 ``config.model.attention_impl``; no layer chooses a kernel itself and no global state is read at trace time.
 
 Attention implementations (``ATTENTION_IMPLS``):
-- ``"chunked"``: the XLA:CPU path. Score matrices above ``SCORE_BUDGET`` elements are computed a block of queries at
-  a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a whole feature map
-  (``GLOBAL_BLOCK_CHUNKS``, Hiera's global blocks) first splits into fixed chunks of 256 queries. XLA:CPU maps fresh
-  pages for every large temporary, so small reused buffers are faster, and memory stays bounded however many objects
-  are batched (REFERENCE.md, "What XLA:CPU does"). Softmax in float32; each query row's numbers are those of the
-  unchunked computation.
+- ``"fused"``: the XLA:CPU path. An online (flash-style) softmax: for each head and block of ``FUSED.query_block``
+  queries, a ``lax.scan`` over tiles of ``FUSED.key_tile`` keys keeps the running row max, the running sum and the
+  output in float32, so no query's full score row is ever written to memory; a tile's scores (2 MB) stay in the
+  cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
+  over), the shape XLA:CPU runs fastest. Keys are padded to whole tiles as masked keys; a row whose keys are all
+  masked is NaN, as in ``"chunked"``. Attentions with fewer than two key tiles run ``"chunked"``. Agrees with
+  ``"chunked"`` to float32 rounding (``tests/modeling/test_attention_impl.py``).
+- ``"chunked"``: the XLA:CPU path before ``"fused"``. Score matrices above ``SCORE_BUDGET`` elements are computed a
+  block of queries at a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a
+  whole feature map (``GLOBAL_BLOCK_CHUNKS``, Hiera's global blocks) first splits into fixed chunks of 256
+  queries. XLA:CPU maps fresh pages for every large temporary, so small reused buffers are faster, and memory stays
+  bounded however many objects are batched (REFERENCE.md, "What XLA:CPU does"). Softmax in float32; each query
+  row's numbers are those of the unchunked computation.
 - ``"xla"``: the same einsum, float32 softmax, einsum in one piece, for XLA to fuse on GPU/TPU. Chosen over
   ``jax.nn.dot_product_attention(implementation="xla")``, which scales the float32 logits instead of the queries,
   returns the compute dtype instead of float32, has no dropout and gives a fully masked row uniform weights; this
@@ -21,7 +28,7 @@ Attention implementations (``ATTENTION_IMPLS``):
   otherwise ``"xla"`` runs, with one log line. The key mask becomes cuDNN's additive bias (materialised at
   ``(B, 1, Nq, Nk)``, a finite large negative), so a row whose keys are all masked averages all values where the
   other implementations give NaN. The output is cast to float32.
-- ``"auto"``: ``"chunked"`` on CPU, ``"cudnn"`` (where allowed, else ``"xla"``) on GPU, ``"xla"`` on TPU and others.
+- ``"auto"``: ``"fused"`` on CPU, ``"cudnn"`` (where allowed, else ``"xla"``) on GPU, ``"xla"`` on TPU and others.
   It resolves with ``jax.default_backend()`` when traced: a ``jax.export`` for another platform must name the
   implementation explicitly.
 
@@ -50,7 +57,7 @@ import jax.numpy as jnp
 
 Dtype = Any
 
-ATTENTION_IMPLS = ("auto", "chunked", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "fused", "chunked", "xla", "cudnn")
 DEPTHWISE_CONV_IMPLS = ("auto", "shifted", "xla")
 COMPACT_MEMORY = ("auto", "on", "off")
 
@@ -68,6 +75,19 @@ class QueryChunks:
     size: int
     above: int
 
+
+@dataclasses.dataclass(frozen=True)
+class FusedTiles:
+    """The "fused" path's tiling: ``query_block`` queries against ``key_tile`` keys at a time."""
+
+    query_block: int
+    key_tile: int
+
+
+# A 1024 x 512 float32 score tile is 2 MB: it stays in a core's L2 between the dots and the exponentials. Measured on
+# the memory attention's shapes (benchmarks/attention.py): 1024 x 512 and 1024 x 1024 ran alike, smaller blocks made
+# the matmuls slower, larger ones spilled the tile.
+FUSED = FusedTiles(query_block=1024, key_tile=512)
 
 # Hiera's global blocks at 1024 px: 4096 x 4096 scores per head (268 MB for 4 heads) become 16 chunks of 16 MB.
 GLOBAL_BLOCK_CHUNKS = QueryChunks(size=256, above=2**22)
@@ -103,14 +123,14 @@ def resolve_attention_impl(impl: str, dtype: Dtype = jnp.float32, head_dim: int 
       head_dim: the per-head feature size.
       dropout: whether attention dropout is on for this call.
     Returns:
-      ``"chunked"``, ``"xla"`` or ``"cudnn"``.
+      ``"fused"``, ``"chunked"``, ``"xla"`` or ``"cudnn"``.
     """
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     backend = jax.default_backend()
     resolved = impl
     if impl == "auto":
-        resolved = {"cpu": "chunked", "gpu": "cudnn"}.get(backend, "xla")
+        resolved = {"cpu": "fused", "gpu": "cudnn"}.get(backend, "xla")
     why = f"backend {backend}"
     if resolved == "cudnn":
         refusal = _cudnn_refusal(backend, dtype, head_dim, dropout)
@@ -195,6 +215,57 @@ def _chunked(q, k, v, dtype, key_mask, query_chunks):
     return out.transpose(1, 2, 0, 3, 4).reshape(B, h, n * c.size, d)[:, :, :Nq]
 
 
+def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
+    """Online-softmax attention: per head, query block and key tile (see the module docstring)."""
+    B, h, Nq, d = q.shape
+    Nk = k.shape[2]
+    T = tiles.key_tile
+    n = -(-Nk // T)
+    qb = min(tiles.query_block, Nq)
+    nq = -(-Nq // qb)
+    if key_mask is None and n * T != Nk:
+        key_mask = jnp.ones((B, Nk), bool)
+    if n * T != Nk:  # the padding keys are masked
+        k, v = (jnp.pad(x, ((0, 0), (0, 0), (0, n * T - Nk), (0, 0))) for x in (k, v))
+        key_mask = jnp.pad(key_mask, ((0, 0), (0, n * T - Nk)))
+    scale = 1.0 / math.sqrt(d)
+    # (B, h, Nq, d) -> (B*h, nq, qb, d), padded queries dropped at the end
+    qs = jnp.pad(q * scale, ((0, 0), (0, 0), (0, nq * qb - Nq), (0, 0))).reshape(B * h, nq, qb, d).astype(dtype)
+    # (B, h, n*T, d) -> (B*h, n, T, d)
+    ks, vs = (x.reshape(B * h, n, T, d).astype(dtype) for x in (k, v))
+    # (B, n*T) -> (B*h, n, T)
+    ms = None if key_mask is None else jnp.repeat(key_mask.reshape(B, 1, n, T), h, axis=1).reshape(B * h, n, T)
+
+    def head(x):
+        qh, kh, vh, mh = x
+
+        def block(qq):
+            def tile(carry, y):
+                m, l, acc = carry  # running max (qb,), sum (qb,), output (qb, d), float32
+                kk, vv, mm = y
+                # (qb, d) x (T, d) -> (qb, T)
+                s = jnp.dot(qq, kk.T, preferred_element_type=jnp.float32)
+                if mm is not None:
+                    s = jnp.where(mm[None, :], s, -jnp.inf)
+                m_new = jnp.maximum(m, s.max(axis=-1))
+                m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # no keys yet: keep exp(-inf) = 0
+                p = jnp.exp(s - m_safe[:, None])
+                corr = jnp.exp(m - m_safe)
+                # (qb, T) x (T, d) -> (qb, d)
+                pv = jnp.dot(p.astype(dtype), vv, preferred_element_type=jnp.float32)
+                return (m_new, l * corr + p.sum(axis=-1), acc * corr[:, None] + pv), None
+
+            init = (jnp.full((qb,), -jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb, d)))
+            (_, l, acc), _ = jax.lax.scan(tile, init, (kh, vh, mh))
+            return acc / l[:, None]
+
+        return jax.lax.map(block, qh)
+
+    out = jax.lax.map(head, (qs, ks, vs, ms))
+    # (B*h, nq, qb, d) -> (B, h, Nq, d)
+    return out.reshape(B, h, nq * qb, d)[:, :, :Nq]
+
+
 def _cudnn(q, k, v, dtype, key_mask):
     B, h, Nq, d = q.shape
     # (B, h, N, d) -> (B, N, h, d), the layout of jax.nn.dot_product_attention
@@ -242,4 +313,6 @@ def dot_product_attention(
     # Dropout draws one mask over the whole score matrix, so it is never chunked.
     if resolved == "xla" or dropout:
         return _sdpa(q, k, v, dtype, key_mask, dropout_rate if dropout else 0.0, dropout_rng)
+    if resolved == "fused" and k.shape[2] >= 2 * FUSED.key_tile:
+        return _fused(q, k, v, dtype, key_mask)
     return _chunked(q, k, v, dtype, key_mask, query_chunks)
