@@ -128,6 +128,28 @@ def flat_function(f: ExportFn, params) -> tuple[Callable, list, list[str], list[
     return flat, specs, in_names, inputs, out_names
 
 
+def convert(to_onnx, name: str, f: ExportFn, params, out: pathlib.Path, log) -> dict:
+    """Graph ``name`` to ``out/<name>.onnx``; returns its manifest entry."""
+    flat, specs, in_names, inputs, out_names = flat_function(f, params)
+    # Unchanged state fields pass straight through the tracking step, so an output would carry an input's name:
+    # outputs are named only where none is an input (the manifest lists them in order either way).
+    named = None if set(out_names) & set(in_names) or name.startswith("track_step") else out_names
+    proto = to_onnx(flat, specs, model_name=name, input_names=in_names, output_names=named)
+    data = proto.SerializeToString()
+    (out / f"{name}.onnx").write_bytes(data)
+    if log:
+        log(f"{name}.onnx: {len(data) / 2**20:.1f} MB")
+    return {
+        "file": f"{name}.onnx",
+        "bytes": len(data),
+        "doc": f.doc,
+        "static": f.static,
+        "arg_names": list(f.arg_names[1:]),
+        "inputs": inputs,
+        "outputs": out_names,
+    }
+
+
 def export_onnx(
     model: SAM2Model,
     out_dir: str | os.PathLike,
@@ -171,24 +193,7 @@ def export_onnx(
         for name, f in fns.items():
             if only and name not in only:
                 continue
-            flat, specs, in_names, inputs, out_names = flat_function(f, model.params)
-            # Unchanged state fields pass straight through the tracking step, so an output would carry an input's
-            # name: outputs are named only where none is an input (the manifest lists them in order either way).
-            named = None if set(out_names) & set(in_names) or name.startswith("track_step") else out_names
-            proto = to_onnx(flat, specs, model_name=name, input_names=in_names, output_names=named)
-            data = proto.SerializeToString()
-            (out / f"{name}.onnx").write_bytes(data)
-            if log:
-                log(f"{name}.onnx: {len(data) / 2**20:.1f} MB")
-            entries[name] = {
-                "file": f"{name}.onnx",
-                "bytes": len(data),
-                "doc": f.doc,
-                "static": f.static,
-                "arg_names": list(f.arg_names[1:]),
-                "inputs": inputs,
-                "outputs": out_names,
-            }
+            entries[name] = convert(to_onnx, name, f, model.params, out, log)
     finally:
         # jax2onnx patches jax.numpy while it traces; jitted helpers traced meanwhile (interpolation, hole filling)
         # would keep its primitives in their caches and fail in the live model afterwards.

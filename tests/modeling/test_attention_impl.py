@@ -102,8 +102,9 @@ def test_all_keys_masked_row_is_nan_as_before():
 
 
 def test_fused_tiles_masked_and_padded():
-    """"fused" with 1100 keys (three tiles of 512, the last one padded with masked keys): a batch whose first two
-    tiles are wholly masked (the running max starts at -inf), one wholly masked (NaN, as "chunked"), bfloat16."""
+    """The "fused" path with 1100 keys (three tiles of 512, the last one padded with masked keys): a batch whose
+    first two tiles are wholly masked (the running max starts at -inf), one wholly masked (NaN, as "chunked"),
+    bfloat16."""
     nk = 1100
     q, k, v = _qkv(8, (3, 2, 1030, 32), (3, 2, nk, 32), scale=2.0)  # 1030 queries: two blocks, the last padded
     mask = np.ones((3, nk), bool)
