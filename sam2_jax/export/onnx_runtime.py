@@ -19,7 +19,7 @@ import pathlib
 import numpy as np
 
 from sam2_jax.export import names
-from sam2_jax.export.video_driver import VideoDriver
+from sam2_jax.export.video_driver import VideoDriver, empty_state
 
 # ``sam2_jax.modeling.sam.prompt_encoder.ABSENT_LABEL`` (not imported: the runtime loads no model code): a click
 # slot that holds no click, masked out of the decoder's attention (tests/test_exported.py checks the two agree).
@@ -131,16 +131,10 @@ class OnnxModel:
 
     def empty_state(self, num_objects: int, num_cond: int, num_frames: int) -> dict[str, np.ndarray]:
         """A ``TrackerState`` (the dict the graphs take) with every slot invalid; bfloat16 fields as float32."""
-        out = {}
-        for leaf in self.manifest["state_layout"]:
-            name = leaf["name"].strip("[]'")
-            shape = tuple(num_objects if d == "o" else int(d) for d in leaf["shape"])
-            if name.startswith("cond_") and shape[1] != num_cond:
-                raise ValueError(f"the ONNX export has {shape[1]} conditioning slots, not {num_cond}")
-            dtype = np.float32 if leaf["dtype"] == "bfloat16" else np.dtype(leaf["dtype"])
-            out[name] = np.full(shape, -1 if name.endswith("_frame") else 0, dtype)
-        out["num_frames"] = np.asarray(num_frames, np.int32)
-        return out
+        if num_cond != self.num_cond:
+            raise ValueError(f"the ONNX export has {self.num_cond} conditioning slots, not {num_cond}")
+        dtype = lambda name: np.dtype(np.float32 if name == "bfloat16" else name)  # noqa: E731
+        return empty_state(self.manifest["state_layout"], {"o": num_objects}, num_frames, dtype)
 
 
 class OnnxVideoPredictor(VideoDriver):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam2_jax.export import names
+from sam2_jax.export import names, video_driver
 from sam2_jax.export.names import FORMAT
 from sam2_jax.export.video_driver import NO_OBJ_SCORE, VideoDriver, VideoState  # noqa: F401  (re-exported)
 from sam2_jax.tracker import host_state
@@ -82,14 +82,7 @@ class ExportedModel:
     def empty_state(self, num_objects: int, num_cond: int, num_frames: int) -> dict[str, np.ndarray]:
         """A ``TrackerState`` (as the dict the functions take) with every slot invalid, from the manifest's layout."""
         dims = {"o": num_objects, "k": num_cond}
-        out = {}
-        for leaf in self.manifest["state_layout"]:
-            name = leaf["name"].strip("[]'")
-            shape = tuple(dims[d] if d in dims else int(d) for d in leaf["shape"])
-            fill = -1 if name.endswith("_frame") else 0
-            out[name] = np.full(shape, fill, jnp.dtype(leaf["dtype"]))
-        out["num_frames"] = np.asarray(num_frames, np.int32)
-        return out
+        return video_driver.empty_state(self.manifest["state_layout"], dims, num_frames, jnp.dtype)
 
 
 def unflatten_params(flat: dict[str, np.ndarray]) -> dict:

@@ -23,6 +23,18 @@ NO_OBJ_SCORE = -1024.0
 IMG_MEAN, IMG_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def empty_state(layout: list[dict], dims: dict[str, int], num_frames: int, dtype=np.dtype) -> dict[str, np.ndarray]:
+    """A ``TrackerState`` (the dict an export's functions take) with every slot invalid, from a manifest's
+    ``state_layout``: symbolic dimensions sized by ``dims``, each leaf's dtype name through ``dtype``."""
+    out = {}
+    for leaf in layout:
+        name = leaf["name"].strip("[]'")
+        shape = tuple(dims[d] if d in dims else int(d) for d in leaf["shape"])
+        out[name] = np.full(shape, -1 if name.endswith("_frame") else 0, dtype(leaf["dtype"]))
+    out["num_frames"] = np.asarray(num_frames, np.int32)
+    return out
+
+
 class VideoState:
     """One video's bookkeeping (the official ``inference_state``, reduced): per object index, the prompts, the
     prompted frames' outputs not yet encoded (``temp``), the conditioning and tracked outputs, and which frames were
