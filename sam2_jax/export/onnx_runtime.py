@@ -20,6 +20,7 @@ import numpy as np
 
 from sam2_jax.export import names
 from sam2_jax.export.video_driver import VideoDriver, empty_state
+from sam2_jax.tracker import host_state
 
 # ``sam2_jax.modeling.sam.prompt_encoder.ABSENT_LABEL`` (not imported: the runtime loads no model code): a click
 # slot that holds no click, masked out of the decoder's attention (tests/test_exported.py checks the two agree).
@@ -104,10 +105,7 @@ class OnnxModel:
                 f"{n} points (a box counts 2) in one prompt: this ONNX export takes at most {want} "
                 "(sam2-jax export --format onnx --num-points N)"
             )
-        extra = want - n
-        coords = np.concatenate([coords, np.zeros((1, extra, 2), np.float32)], axis=1)
-        labels = np.concatenate([labels, np.full((1, extra), ABSENT_LABEL, np.int32)], axis=1)
-        return coords, labels
+        return host_state.pad_clicks_to(coords, labels, want, ABSENT_LABEL)
 
     def propagate_one(self, state: dict, images: np.ndarray, frame_idxs: np.ndarray, reverse) -> tuple[dict, dict]:
         """``propagate_1``: one frame for every object of ``state``: (new state, outputs with a leading frame axis)."""
@@ -118,10 +116,7 @@ class OnnxModel:
                 f"{O} objects: this ONNX export tracks at most {max(self.objects)} "
                 "(sam2-jax export --format onnx --objects 1,2,4,...)"
             )
-        # objects never interact in the model: a copy of object 0 computes what object 0 does
-        padded = {
-            k: v if np.ndim(v) == 0 else np.concatenate([v, np.repeat(v[:1], bucket - O, 0)]) for k, v in state.items()
-        }
+        padded = {k: host_state.pad_object_axis(v, bucket) for k, v in state.items()}  # copies of object 0
         feats = self(names.FRAME_FEATURES, images)
         args = {"state": padded, "features": feats, "frame_idx": frame_idxs[0], "reverse": reverse}
         res = self.run(names.track_step(bucket), args)

@@ -39,6 +39,29 @@ def closest_cond_frames(frames, frame_idx: int, k: int) -> list[int]:
     return sorted(sorted(frames, key=lambda f: (abs(f - frame_idx), f))[:k])
 
 
+def pad_clicks_to(coords: np.ndarray, labels: np.ndarray, count: int, absent_label: int):
+    """``coords (B, N, 2)``, ``labels (B, N)`` padded on the click axis to ``count`` slots with ``absent_label`` at
+    (0, 0) (the prompt encoder's ``ABSENT_LABEL``, masked out of the decoder's attention)."""
+    extra = count - labels.shape[1]
+    if extra <= 0:
+        return coords, labels
+    coords = np.concatenate([coords, np.zeros((coords.shape[0], extra, 2), coords.dtype)], axis=1)
+    labels = np.concatenate([labels, np.full((labels.shape[0], extra), absent_label, labels.dtype)], axis=1)
+    return coords, labels
+
+
+def pad_object_axis(x: Any, num_objects: int) -> Any:
+    """``x (O, ...)`` with its object axis grown to ``num_objects`` rows by copies of row 0 (a scalar unchanged).
+
+    Objects never interact in the model, so a copy computes exactly what object 0 computes: its outputs are finite
+    and are dropped (an empty padded object would attend to no key at all)."""
+    if np.ndim(x) == 0 or len(x) == num_objects:
+        return x
+    if len(x) > num_objects:
+        raise ValueError(f"cannot pad {len(x)} objects down to {num_objects}")
+    return np.concatenate([x, np.repeat(x[:1], num_objects - len(x), axis=0)], axis=0)
+
+
 def write_cond(st: dict[str, np.ndarray], i: int, conds: Mapping[int, Any], frame_idx: int, read: Callable) -> None:
     """Row ``i``'s conditioning slots: the prompted frames ``conds`` (frame -> stored output) closest to
     ``frame_idx``, as many as the state has slots."""

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sam2_jax.modeling.sam.prompt_encoder import ABSENT_LABEL
+from sam2_jax.tracker import host_state
 
 
 @flax.struct.dataclass
@@ -130,27 +131,19 @@ def click_bucket(num_clicks: int, multimask_max_pt_num: int = 1) -> int:
 def pad_clicks(coords: np.ndarray, labels: np.ndarray, multimask_max_pt_num: int = 1):
     """``coords (B, N, 2)``, ``labels (B, N)`` padded on the click axis to ``click_bucket(N)`` with
     ``ABSENT_LABEL`` slots at (0, 0)."""
-    n = labels.shape[1]
-    extra = click_bucket(n, multimask_max_pt_num) - n
-    if extra == 0:
-        return coords, labels
-    coords = np.concatenate([coords, np.zeros((coords.shape[0], extra, 2), coords.dtype)], axis=1)
-    labels = np.concatenate([labels, np.full((labels.shape[0], extra), ABSENT_LABEL, labels.dtype)], axis=1)
-    return coords, labels
+    count = click_bucket(labels.shape[1], multimask_max_pt_num)
+    return host_state.pad_clicks_to(coords, labels, count, ABSENT_LABEL)
 
 
 def pad_objects(state: TrackerState, num_objects: int) -> TrackerState:
-    """``state`` (host numpy arrays) with its object axis padded to ``num_objects`` by copies of object 0.
-
-    A copy computes exactly what object 0 computes (objects never interact in the model), so its outputs are
-    finite and are simply dropped; an empty padded object would attend to no key at all. Padding on the host keeps
-    the device program's shapes those of the bucket (no per-count concatenation is compiled).
-    """
-    pad = num_objects - state.num_objects
-    if pad < 0:
+    """``state`` (host numpy arrays) with its object axis padded to ``num_objects`` by copies of object 0
+    (``host_state.pad_object_axis``). Padding on the host keeps the device program's shapes those of the bucket (no
+    per-count concatenation is compiled)."""
+    if num_objects < state.num_objects:
         raise ValueError(f"cannot pad {state.num_objects} objects down to {num_objects}")
-    grow = lambda x: x if np.ndim(x) == 0 else np.concatenate([x, np.repeat(x[:1], pad, axis=0)], axis=0)
-    return jax.tree.map(grow, state) if pad else state
+    if num_objects == state.num_objects:
+        return state
+    return jax.tree.map(lambda x: host_state.pad_object_axis(x, num_objects), state)
 
 
 def pad_cond_slots(state: TrackerState, num_cond_slots: int) -> TrackerState:
