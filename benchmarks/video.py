@@ -108,6 +108,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also our float32 predictor under these tracker policies (samurai,sam3_selection,sam2long), timed in "
         "the same lockstep against our sam2 policy; with --rss-frames, their peak RSS too",
     )
+    p.add_argument(
+        "--attention-impl",
+        default="auto",
+        help="ours: the model's attention_impl (auto = fused on CPU; chunked = the path before it)",
+    )
+    p.add_argument(
+        "--compare-attention",
+        default="",
+        help="ours float32 with this attention_impl too (e.g. chunked), in the same lockstep: a row per object count",
+    )
+    p.add_argument(
+        "--xla-temp",
+        default="",
+        help="only compile our float32 chunk for each --objects count under these attention impls (comma-separated, "
+        "e.g. fused,chunked) and print XLA's temp buffers and compile seconds; no timing",
+    )
+    p.add_argument("--rss-impls", default="official,ours", help="implementations of the peak-RSS part")
     p.add_argument("--rss-policy", default="sam2", help=argparse.SUPPRESS)
     p.add_argument("--rss-child", choices=("official", "ours"), help=argparse.SUPPRESS)
     p.add_argument("--rss-n", type=int, default=0, help=argparse.SUPPRESS)
@@ -177,9 +194,10 @@ def our_predictor(
     chunk: int = 4,
     chunks_in_flight: int = 0,
     policy: str = "sam2",
+    attention_impl: str = "auto",
 ):
     """Our predictor with the same weights, as tests/test_sam2_video_predictor.py ``_ours()`` (fill_hole_area=0),
-    under the tracker ``policy``."""
+    under the tracker ``policy``, with the model's ``attention_impl`` (``"auto"``: ``"fused"`` on CPU)."""
     import jax.numpy as jnp
 
     from sam2_jax.build_sam import SAM2Model
@@ -190,6 +208,7 @@ def our_predictor(
     cfg = get_config(name)
     if image_size is not None:
         cfg.model.image_size = image_size
+    cfg.model.attention_impl = attention_impl
 
     module = make_module(cfg.model, getattr(jnp, dtype))
     # chunks_in_flight=0: the lockstep timing below needs each chunk finished before the official's turn (with a
@@ -442,9 +461,9 @@ def print_speed_table(report, args, peaks) -> None:
     for r in report:
         n, pf = r["objects"], r["per frame"]
         off = pf["official"]
-        for dt in ("float32", "bfloat16"):
-            if dt not in pf:
-                continue
+        variants = [k for k in pf if k != "official" and not k.startswith("policy ")]  # dtypes, --compare-attention
+        for dt in variants:
+            label = dt if dt in ("float32", "bfloat16") else f"float32, attention {dt}"
             lo, hi = r["spread"][dt]
             note = f"ours min {lo:.2f} max {hi:.2f}; compile {r[f'compile {dt}']:.1f} s AOT"
             note += f", first chunk {r['first chunk'][dt]:.1f} s"
@@ -461,7 +480,7 @@ def print_speed_table(report, args, peaks) -> None:
             if dt == "bfloat16" and r["min iou bf16"] is not None:
                 ok = r["min iou bf16"] >= BF16_MIN_IOU
                 note += f"; min IoU vs f32 {r['min iou bf16']:.4f} {'PASS' if ok else 'FAIL'}"
-            rows.append(common.Row(f"{n} obj, s/frame, ours {dt}", pf[dt], off, note))
+            rows.append(common.Row(f"{n} obj, s/frame, ours {label}", pf[dt], off, note))
         rows.append(
             common.Row(
                 f"{n} obj, setup (init_state+clicks) ours f32",
@@ -472,7 +491,7 @@ def print_speed_table(report, args, peaks) -> None:
         )
         for u, off_first in enumerate(r.get("first frames warm", {}).get("official", [])):
             a = u * args.chunk
-            for dt in ("float32", "bfloat16"):
+            for dt in variants:
                 if dt in r["first frames warm"]:
                     ours_first = r["first frames warm"][dt][u]
                     rows.append(
@@ -634,7 +653,15 @@ def rss_child(args) -> int:
             pred = official_predictor(args.model, size)
             ctx = torch.inference_mode()
         else:
-            pred = our_predictor(args.model, our_params(args.model), "float32", size, chunk=4, policy=args.rss_policy)
+            pred = our_predictor(
+                args.model,
+                our_params(args.model),
+                "float32",
+                size,
+                chunk=4,
+                policy=args.rss_policy,
+                attention_impl=args.attention_impl,
+            )
             ctx = contextlib.nullcontext()
             out["impl"] = "ours" if args.rss_policy == "sam2" else f"ours {args.rss_policy}"
         out["rss after build MB"] = rss_mb()
@@ -661,13 +688,13 @@ def rss_child(args) -> int:
 
 def bench_rss(args) -> list[dict]:
     results = []
-    impls = [("official", "sam2"), ("ours", "sam2"), *(("ours", pol) for pol in args.policies)]
+    impls = [(i, "sam2") for i in args.rss_impls.split(",")] + [("ours", pol) for pol in args.policies]
     for n in args.rss:
         for impl, policy in impls:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--rss-child", impl, "--rss-n", str(n)]
             cmd += ["--rss-policy", policy]
             cmd += ["--model", args.model, "--rss-image-size", str(args.rss_image_size)]
-            cmd += ["--torch-threads", str(args.torch_threads)]
+            cmd += ["--torch-threads", str(args.torch_threads), "--attention-impl", args.attention_impl]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RSS-JSON ")]
@@ -719,6 +746,20 @@ def print_rss_table(results: list[dict]) -> None:
                 print(f"  {impl}: {hi} vs {lo} frames: {d:+.0f} MB ({d / (hi - lo):+.2f} MB per extra frame)")
 
 
+def xla_temp(args) -> None:
+    """``--xla-temp``: XLA's temp buffers (``memory_analysis``) of our float32 propagation chunk, per object count and
+    attention implementation: the step's device-side peak besides its arguments and outputs."""
+    params = our_params(args.model)
+    n_total = args.warmup_frames + args.frames
+    print("| objects | attention | XLA temp buffers GiB | compile s |\n| --- | --- | --- | --- |")
+    for n_obj in args.objects:
+        for impl in args.xla_temp.split(","):
+            pred = our_predictor(args.model, params, "float32", args.image_size, args.chunk, attention_impl=impl)
+            secs, _, _, _ = aot_compile(pred, n_obj, args.chunk, n_total)
+            temp = _AOT_TEMP_BYTES.get(id(pred))
+            print(f"| {n_obj} | {impl} | {'?' if temp is None else f'{temp / 2**30:.3f}'} | {secs:.0f} |", flush=True)
+
+
 # --- main ----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     common.reexec_with_malloc(sys.argv if argv is None else [sys.argv[0], *argv])
@@ -755,12 +796,22 @@ def main(argv: list[str] | None = None) -> int:
         peaks = common.print_matmul_peaks(common.matmul_peaks(shapes, repeats=5))
         print()
 
+    if args.xla_temp:
+        xla_temp(args)
+        return 0
     ok = True
     report: list[dict] = []
     if not args.skip_speed:
         official = official_predictor(args.model, args.image_size)
         params = our_params(args.model)
-        ours = {dt: our_predictor(args.model, params, dt, args.image_size, args.chunk) for dt in args.dtypes}
+        ours = {
+            dt: our_predictor(args.model, params, dt, args.image_size, args.chunk, attention_impl=args.attention_impl)
+            for dt in args.dtypes
+        }
+        if args.compare_attention:
+            ours[args.compare_attention] = our_predictor(
+                args.model, params, "float32", args.image_size, args.chunk, attention_impl=args.compare_attention
+            )
         for pol in args.policies:
             ours[f"policy {pol}"] = our_predictor(
                 args.model, params, "float32", args.image_size, args.chunk, policy=pol
