@@ -8,11 +8,13 @@ transformer) calls ``dot_product_attention`` with the static ``attention_impl`` 
 Attention implementations (``ATTENTION_IMPLS``):
 - ``"fused"``: the XLA:CPU path. An online (flash-style) softmax: for each head and block of ``FUSED.query_block``
   queries, a ``lax.scan`` over tiles of ``FUSED.key_tile`` keys keeps the running row max, the running sum and the
-  output in float32, so no query's full score row is ever written to memory; a tile's scores (2 MB) stay in the
+  output in float32, so no query's full score row is ever written to memory; a tile's scores (4 MB) stay in the
   cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
-  over), the shape XLA:CPU runs fastest. Keys are padded to whole tiles as masked keys; a row whose keys are all
-  masked is NaN, as in ``"chunked"``. Attentions with fewer than two key tiles run ``"chunked"``. Agrees with
-  ``"chunked"`` to float32 rounding (``tests/modeling/test_attention_impl.py``).
+  over), the shape XLA:CPU runs fastest. Keys are padded to whole tiles as masked keys. A tile whose keys are all
+  masked (an empty memory slot) is skipped (``lax.cond``; exact, as it would add zero weights), so a memory costs
+  what its filled slots cost; a row whose keys are all masked is NaN, as in ``"chunked"``. Attentions with fewer
+  than two key tiles run ``"chunked"``. Agrees with ``"chunked"`` to float32 rounding
+  (``tests/modeling/test_attention_impl.py``).
 - ``"chunked"``: the XLA:CPU path before ``"fused"``. Score matrices above ``SCORE_BUDGET`` elements are computed a
   block of queries at a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a
   whole feature map (``GLOBAL_BLOCK_CHUNKS``, Hiera's global blocks) first splits into fixed chunks of 256
@@ -240,9 +242,8 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
         qh, kh, vh, mh = x
 
         def block(qq):
-            def tile(carry, y):
+            def update(carry, kk, vv, mm):
                 m, l, acc = carry  # running max (qb,), sum (qb,), output (qb, d), float32
-                kk, vv, mm = y
                 # (qb, d) x (T, d) -> (qb, T)
                 s = jnp.dot(qq, kk.T, preferred_element_type=jnp.float32)
                 if mm is not None:
@@ -253,7 +254,15 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
                 corr = jnp.exp(m - m_safe)
                 # (qb, T) x (T, d) -> (qb, d)
                 pv = jnp.dot(p.astype(dtype), vv, preferred_element_type=jnp.float32)
-                return (m_new, l * corr + p.sum(axis=-1), acc * corr[:, None] + pv), None
+                return m_new, l * corr + p.sum(axis=-1), acc * corr[:, None] + pv
+
+            def tile(carry, y):
+                kk, vv, mm = y
+                if mm is None:
+                    return update(carry, kk, vv, None), None
+                # A tile whose keys are all masked leaves the carry as it is (the update would add exp(-inf) = 0
+                # and scale by exp(0) = 1): skipping it is exact, and a memory's empty slots cost nothing.
+                return jax.lax.cond(mm.any(), lambda c: update(c, kk, vv, mm), lambda c: c, carry), None
 
             init = (jnp.full((qb,), -jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb, d)))
             (_, l, acc), _ = jax.lax.scan(tile, init, (kh, vh, mh))

@@ -117,6 +117,28 @@ def test_fused_tiles_masked_and_padded():
     _assert_impls_agree(q[:2], k[:2], v[:2], jnp.asarray(mask[:2]), dtype=jnp.bfloat16)
 
 
+def test_fused_skips_wholly_masked_tiles():
+    """A key tile whose keys are all masked is skipped, not computed with zero weights: NaN keys and values in an
+    empty memory slot (two whole tiles here) leave "fused" bit-equal to the same call with zeros there, where
+    computing the tile would give NaN (0 * NaN in the second dot, as "chunked" does)."""
+    q, k, v = _qkv(9, (2, 1, 64, 32), (2, 1, 4 * 512, 32))
+    mask = np.ones((2, 4 * 512), bool)
+    mask[:, 512:1536] = False  # tiles 1 and 2 of every row
+    mask[1, 1536:1600] = False  # and part of tile 3 in row 1: that tile still runs
+    mask = jnp.asarray(mask)
+
+    def fill(x, value):  # the empty slot's keys or values set to ``value``
+        return x.at[:, :, 512:1536].set(value)
+
+    zeros = np.asarray(_attend(q, fill(k, 0.0), fill(v, 0.0), mask, impl="fused"))
+    nans = np.asarray(_attend(q, fill(k, jnp.nan), fill(v, jnp.nan), mask, impl="fused"))
+    assert np.isfinite(zeros).all()
+    np.testing.assert_array_equal(nans, zeros)
+    assert np.isnan(np.asarray(_attend(q, fill(k, jnp.nan), fill(v, jnp.nan), mask, impl="chunked"))).all()
+    chunked = np.asarray(_attend(q, k, v, mask, impl="chunked"))
+    measured.max_abs("fused with skipped tiles vs chunked", zeros, chunked, FUSED_ATOL)
+
+
 def test_dropout_is_one_mask_in_every_impl():
     """With dropout the CPU path does not chunk: "chunked" and "xla" draw the same mask from the same key."""
     q, k, v = _qkv(6, (1, 2, 64, 32), (1, 2, 80, 32))
