@@ -372,8 +372,7 @@ def test_first_frames_attend_only_the_slots_in_use():
     from sam2_jax.tracker import compiled, engine, memory
     from sam2_jax.tracker.step_config import StepConfig
 
-    assert memory.slot_buckets(7) == (1, 4, 7) and memory.slot_buckets(22) == (1, 4, 16, 22)
-    assert memory.slot_buckets(1) == (1,) and memory.slot_buckets(4) == (1, 4)
+    assert memory.slot_buckets(7) == (1, 7) and memory.slot_buckets(22) == (1, 22) and memory.slot_buckets(1) == (1,)
     pred = small_predictor()
     s = pred.init_state(_video(10))
     _prompt(pred, s, 0, 2)  # both objects conditioned on frame 0, the second one on frame 3 as well

@@ -204,8 +204,8 @@ def sam2_config(version: str, size: str) -> ml_collections.ConfigDict:
     # "chunked", "xla" and "cudnn" force one. Set it explicitly for a jax.export to another platform.
     m.attention_impl = "auto"
     # Not an official field: whether the tracking step attends only to the memory slots in use (``memory.slot_buckets``,
-    # a lax.switch over a few copies of the memory attention in the compiled step; backend.py). "auto" is on for CPU
-    # (the first frames of a propagation cost what they cost the official code, for ~40% more compile time), off on
+    # a lax.switch over two copies of the memory attention in the compiled step; backend.py). "auto" is on for CPU
+    # (the first frames of a propagation cost what they cost the official code, for 5-25% more compile time), off on
     # GPU/TPU (compile time per object count weighs more there than milliseconds on the first frames); "on" / "off".
     m.compact_memory = "auto"
     # SAM2Base defaults that the YAMLs leave implicit.
