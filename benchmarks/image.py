@@ -278,7 +278,7 @@ def profile_encoder(official, ours, image, repeats) -> None:
 
     def embed_t():
         h = trunk_t.patch_embed(xt)
-        return h + trunk_t.get_pos_embed(h.shape[1:3])
+        return h + trunk_t._get_pos_embed(h.shape[1:3])
 
     h = run("patch_embed + pos_embed", embed, (x,), embed_t)
     specs = m32.module.bind({"params": m32.params}).image_encoder.trunk.block_specs()
