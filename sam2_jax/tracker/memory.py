@@ -179,9 +179,10 @@ def slot_buckets(num_slots: int) -> tuple[int, ...]:
     attention (``"fused"``, ``backend.py``) skips a key tile whose keys are all masked, so the empty slots cost
     only their key and value projections (1.1 GFLOP a slot and object against 69 GFLOP of attention, tiny): the
     first frames cost what the official code's do. Each count is one more copy of the memory attention in the
-    compiled step: the powers of four before this (1, 4, 7) compiled a 2-frame chunk of the tiny model in 13.4 s
-    (1 object) and 14.5 s (3 objects), these in 10.2 s and 10.6 s, with the same XLA temp buffers (AMD EPYC Zen 4,
-    2026-12-07). With ``"chunked"`` the empty slots are computed with zero weights."""
+    compiled step: the powers of four before this (1, 4, 7) compiled a 2-frame chunk of the tiny model in 13.1-15.5 s
+    (1 object) and 11.8-13.6 s (3 objects), these in 10.2-10.6 s and 10.2-11.1 s, with the same XLA temp buffers
+    (two alternating runs, AMD EPYC Zen 4, 2026-12-07). With ``"chunked"`` the empty slots are computed with zero
+    weights."""
     return (1, num_slots) if num_slots > 1 else (1,)
 
 

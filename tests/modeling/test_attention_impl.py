@@ -136,7 +136,8 @@ def test_fused_skips_wholly_masked_tiles():
     np.testing.assert_array_equal(nans, zeros)
     assert np.isnan(np.asarray(_attend(q, fill(k, jnp.nan), fill(v, jnp.nan), mask, impl="chunked"))).all()
     chunked = np.asarray(_attend(q, k, v, mask, impl="chunked"))
-    measured.max_abs("fused with skipped tiles vs chunked", zeros, chunked, FUSED_ATOL)
+    # 1.0e-7 measured (AMD EPYC Zen 4, 2026-12-07); the bound within 10x of it
+    measured.max_abs("fused with skipped tiles vs chunked", zeros, chunked, 1e-6)
 
 
 def test_dropout_is_one_mask_in_every_impl():
