@@ -182,7 +182,9 @@ def slot_buckets(num_slots: int) -> tuple[int, ...]:
     compiled step: the powers of four before this (1, 4, 7) compiled a 2-frame chunk of the tiny model in 13.1-15.5 s
     (1 object) and 11.8-13.6 s (3 objects), these in 10.2-10.6 s and 10.2-11.1 s, with the same XLA temp buffers
     (two alternating runs, AMD EPYC Zen 4, 2026-12-07). With ``"chunked"`` the empty slots are computed with zero
-    weights."""
+    weights, and so they are under ``propagate_videos_chunk``'s ``vmap``: the tile mask is batched there, so the
+    ``lax.cond`` becomes a select that runs the tile, and frames 2-4 of a batch of videos attend to 7 slots where
+    the buckets 1, 4, 7 attended to 4 (not measured)."""
     return (1, num_slots) if num_slots > 1 else (1,)
 
 
