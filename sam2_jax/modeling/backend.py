@@ -12,9 +12,9 @@ Attention implementations (``ATTENTION_IMPLS``):
   cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
   over), the shape XLA:CPU runs fastest. Keys are padded to whole tiles as masked keys. A tile whose keys are all
   masked (an empty memory slot) is skipped (``lax.cond``; exact, as it would add zero weights), so a memory costs
-  what its filled slots cost; a row whose keys are all masked is NaN, as in ``"chunked"``. Attentions with fewer
-  than two key tiles run ``"chunked"``. Agrees with ``"chunked"`` to float32 rounding
-  (``tests/modeling/test_attention_impl.py``).
+  what its filled slots cost (under ``VIDEO_AXIS``, a tile empty in every video of the batch); a row whose keys are
+  all masked is NaN, as in ``"chunked"``. Attentions with fewer than two key tiles run ``"chunked"``. Agrees with
+  ``"chunked"`` to float32 rounding (``tests/modeling/test_attention_impl.py``).
 - ``"chunked"``: the XLA:CPU path before ``"fused"``. Score matrices above ``SCORE_BUDGET`` elements are computed a
   block of queries at a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a
   whole feature map (``GLOBAL_BLOCK_CHUNKS``, Hiera's global blocks) first splits into fixed chunks of 256
@@ -93,6 +93,19 @@ FUSED = FusedTiles(query_block=2048, key_tile=512)
 
 # Hiera's global blocks at 1024 px: 4096 x 4096 scores per head (268 MB for 4 heads) become 16 chunks of 16 MB.
 GLOBAL_BLOCK_CHUNKS = QueryChunks(size=256, above=2**22)
+
+# The axis name ``tracker.compiled.propagate_videos_chunk`` maps a batch of videos over. Under ``vmap`` a branch
+# whose predicate differs per member runs every branch and selects; a data-dependent branch (a memory bucket, a
+# skipped key tile) reduces its predicate over this axis, so the whole batch takes one branch.
+VIDEO_AXIS = "videos"
+
+
+def over_videos(x: jax.Array, reduce) -> jax.Array:
+    """``reduce(x, VIDEO_AXIS)`` (``lax.pmax`` / ``lax.pmin``) under a ``vmap`` named ``VIDEO_AXIS``, else x."""
+    try:
+        return reduce(x, VIDEO_AXIS)
+    except NameError:  # not mapped over videos
+        return x
 
 
 @functools.lru_cache(maxsize=None)
@@ -261,8 +274,11 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
                 if mm is None:
                     return update(carry, kk, vv, None), None
                 # A tile whose keys are all masked leaves the carry as it is (the update would add exp(-inf) = 0
-                # and scale by exp(0) = 1): skipping it is exact, and a memory's empty slots cost nothing.
-                return jax.lax.cond(mm.any(), lambda c: update(c, kk, vv, mm), lambda c: c, carry), None
+                # and scale by exp(0) = 1): skipping it is exact, and a memory's empty slots cost nothing. Over a
+                # batch of videos the tile is skipped where it is empty in every video (else vmap's select would
+                # run it for all).
+                used = over_videos(mm.any().astype(jnp.int32), jax.lax.pmax) > 0
+                return jax.lax.cond(used, lambda c: update(c, kk, vv, mm), lambda c: c, carry), None
 
             init = (jnp.full((qb,), -jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb, d)))
             (_, l, acc), _ = jax.lax.scan(tile, init, (kh, vh, mh))

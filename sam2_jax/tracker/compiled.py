@@ -9,9 +9,9 @@ import functools
 
 import jax
 
+from sam2_jax.modeling.backend import VIDEO_AXIS
 from sam2_jax.modeling.sam2_base import SAM2Base
 from sam2_jax.tracker import calls, engine
-from sam2_jax.tracker.memory import VIDEO_AXIS
 from sam2_jax.tracker.state import TrackerState
 from sam2_jax.tracker.step_config import DEFAULT, StepConfig
 

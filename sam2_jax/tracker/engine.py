@@ -39,6 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sam2_jax.modeling.backend import over_videos
 from sam2_jax.modeling.sam2_base import ImageFeatures, SAM2Base, SamHeadsOutput
 from sam2_jax.tracker import rings
 from sam2_jax.tracker.calls import (
@@ -51,7 +52,7 @@ from sam2_jax.tracker.calls import (
     sam_heads,
     use_mask_as_output,
 )
-from sam2_jax.tracker.memory import condition_on_memory, over_videos
+from sam2_jax.tracker.memory import condition_on_memory
 from sam2_jax.tracker.state import TrackerState
 from sam2_jax.tracker.step_config import DEFAULT, StepConfig
 from sam2_jax.utils.interpolate import interpolate

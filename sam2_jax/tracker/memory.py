@@ -158,20 +158,6 @@ def _pointer_tokens(module: SAM2Base, params, state: TrackerState, t, reverse, s
     return ptrs.reshape(O, n * split, mem_dim), jnp.repeat(obj_pos, split, axis=1), jnp.repeat(ok, split, axis=1)
 
 
-# The axis name ``propagate_videos_chunk`` maps the videos over: a branch taken on data is chosen for the whole
-
-# batch (a predicate that differs per video would make ``vmap`` run every branch and select).
-VIDEO_AXIS = "videos"
-
-
-def over_videos(x: jax.Array, reduce) -> jax.Array:
-    """``reduce(x, VIDEO_AXIS)`` (``lax.pmax`` / ``lax.pmin``) under ``propagate_videos_chunk``'s vmap, else x."""
-    try:
-        return reduce(x, VIDEO_AXIS)
-    except NameError:  # not mapped over videos
-        return x
-
-
 def slot_buckets(num_slots: int) -> tuple[int, ...]:
     """The memory-slot counts a compacted memory attention compiles for: 1, then ``num_slots`` (7 slots -> 1, 7).
 
@@ -181,10 +167,9 @@ def slot_buckets(num_slots: int) -> tuple[int, ...]:
     first frames cost what the official code's do. Each count is one more copy of the memory attention in the
     compiled step: the powers of four before this (1, 4, 7) compiled a 2-frame chunk of the tiny model in 13.1-15.5 s
     (1 object) and 11.8-13.6 s (3 objects), these in 10.2-10.6 s and 10.2-11.1 s, with the same XLA temp buffers
-    (two alternating runs, AMD EPYC Zen 4, 2026-12-07). With ``"chunked"`` the empty slots are computed with zero
-    weights, and so they are under ``propagate_videos_chunk``'s ``vmap``: the tile mask is batched there, so the
-    ``lax.cond`` becomes a select that runs the tile, and frames 2-4 of a batch of videos attend to 7 slots where
-    the buckets 1, 4, 7 attended to 4 (not measured)."""
+    (two alternating runs, AMD EPYC Zen 4, 2026-12-07). Under ``propagate_videos_chunk``'s ``vmap`` a tile is
+    skipped where it is empty in every video of the batch (``backend.over_videos``). With ``"chunked"`` the empty
+    slots are computed with zero weights."""
     return (1, num_slots) if num_slots > 1 else (1,)
 
 
@@ -228,8 +213,8 @@ def condition_on_memory(
     ``rngs={"dropout": key}``. ``cfg.compact``: attend only to as many memory slots as the objects use, the
     smallest of ``slot_buckets`` that holds them (a ``lax.switch``): the first frames of a propagation, whose rings
     are still filling, then cost what they cost the official code. Off where the step is mapped over a batch without
-    ``VIDEO_AXIS`` (training), where ``vmap`` would run every branch, and where the model's ``compact_memory`` resolves
-    off (``backend.py``: GPU/TPU by default).
+    ``backend.VIDEO_AXIS`` (training), where ``vmap`` would run every branch, and where the model's
+    ``compact_memory`` resolves off (``backend.py``: GPU/TPU by default).
     """
     O = state.num_objects
     _, h, w, C = feats.vision_feat.shape
@@ -267,6 +252,6 @@ def condition_on_memory(
         return attend(mem_in).reshape(O, h, w, C)
     hw = state.cond_mem.shape[2]
     used = mem_in.mask[:, : (K + R) * hw].reshape(O, K + R, hw)[:, :, 0].sum(1).max()
-    branch = jnp.searchsorted(jnp.asarray(sizes), over_videos(used, jax.lax.pmax))
+    branch = jnp.searchsorted(jnp.asarray(sizes), backend.over_videos(used, jax.lax.pmax))
     out = jax.lax.switch(branch, [lambda n=n: attend(compact_slots(mem_in, hw, n)) for n in sizes])
     return out.reshape(O, h, w, C)

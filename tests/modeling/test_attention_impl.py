@@ -140,6 +140,30 @@ def test_fused_skips_wholly_masked_tiles():
     measured.max_abs("fused with skipped tiles vs chunked", zeros, chunked, 1e-6)
 
 
+def test_fused_skip_over_a_batch_of_videos():
+    """Under ``vmap`` over ``backend.VIDEO_AXIS`` (``propagate_videos_chunk``) a tile's skip is decided for the whole
+    batch: the compiled program keeps the branch (without the reduction over videos the predicate is batched and
+    ``vmap`` turns the branch into a select that runs every tile), a tile empty in one video but used in the other
+    runs for both, and each video's output is the one it gets alone."""
+    q, k, v = _qkv(10, (2, 1, 1, 64, 32), (2, 1, 1, 4 * 512, 32))
+    mask = np.ones((2, 1, 4 * 512), bool)
+    mask[:, :, 512:1024] = False  # tile 1: empty in both videos
+    mask[0, :, 1024:1536] = False  # tile 2: empty in video 0 only
+    mask = jnp.asarray(mask)
+
+    def one(q, k, v, m):
+        return _attend(q, k, v, m, impl="fused")
+
+    batched = jax.jit(jax.vmap(one, axis_name=backend.VIDEO_AXIS))
+    hlo = batched.lower(q, k, v, mask).as_text()
+    assert "stablehlo.if" in hlo or "stablehlo.case" in hlo
+    out = np.asarray(batched(q, k, v, mask))
+    for i in range(2):
+        alone = np.asarray(jax.jit(one)(q[i], k[i], v[i], mask[i]))
+        # 0.0 measured (AMD EPYC Zen 4, 2026-12-07): a wholly masked tile adds exp(-inf) = 0 and scales by 1
+        measured.max_abs(f"fused over a batch of videos, video {i}", out[i], alone, 1e-6)
+
+
 def test_dropout_is_one_mask_in_every_impl():
     """With dropout the CPU path does not chunk: "chunked" and "xla" draw the same mask from the same key."""
     q, k, v = _qkv(6, (1, 2, 64, 32), (1, 2, 80, 32))
