@@ -264,11 +264,12 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
                 else:
                     # The masked scores' pass feeds only the row max (the exponentials re-apply the mask in their
                     # own loop): a tile with every key valid, all but the last of a memory, skips it.
+                    def masked(x):
+                        return jnp.where(mm[None, :], x, -jnp.inf)
+
                     full = over_videos(mm.all().astype(jnp.int32), jax.lax.pmin) > 0
-                    row_max = jax.lax.cond(
-                        full, lambda x: x.max(axis=-1), lambda x: jnp.where(mm[None, :], x, -jnp.inf).max(axis=-1), s
-                    )
-                    s = jnp.where(mm[None, :], s, -jnp.inf)
+                    row_max = jax.lax.cond(full, lambda x: x.max(axis=-1), lambda x: masked(x).max(axis=-1), s)
+                    s = masked(s)
                 m_new = jnp.maximum(m, row_max)
                 m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # no keys yet: keep exp(-inf) = 0
                 p = jnp.exp(s - m_safe[:, None])
