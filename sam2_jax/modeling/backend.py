@@ -212,8 +212,8 @@ def _budgeted(q, k, v, dtype, key_mask):
     # (B, h, Nq, d) -> (Nq / block, B, h, block, d)
     qs = q.reshape(B, h, Nq // block, block, d).transpose(2, 0, 1, 3, 4)
     out = jax.lax.map(lambda qb: _sdpa(qb, k, v, dtype, key_mask, 0.0, None), qs)
-    # (Nq / block, B, h, block, d) -> (B, h, Nq, d)
-    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, Nq, d)
+    # (Nq / block, B, h, block, dv) -> (B, h, Nq, dv)
+    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, Nq, v.shape[-1])
 
 
 def _chunked(q, k, v, dtype, key_mask, query_chunks):
@@ -226,14 +226,14 @@ def _chunked(q, k, v, dtype, key_mask, query_chunks):
     # (B, h, n*size, d) -> (n, B, h, size, d)
     qc = q.reshape(B, h, n, c.size, d).transpose(2, 0, 1, 3, 4)
     out = jax.lax.map(lambda qq: _budgeted(qq, k, v, dtype, key_mask), qc)
-    # (n, B, h, size, d) -> (B, h, n*size, d) -> (B, h, Nq, d)
-    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, n * c.size, d)[:, :, :Nq]
+    # (n, B, h, size, dv) -> (B, h, n*size, dv) -> (B, h, Nq, dv)
+    return out.transpose(1, 2, 0, 3, 4).reshape(B, h, n * c.size, v.shape[-1])[:, :, :Nq]
 
 
 def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
     """Online-softmax attention: per head, query block and key tile (see the module docstring)."""
     B, h, Nq, d = q.shape
-    Nk = k.shape[2]
+    Nk, dv = k.shape[2], v.shape[-1]
     T = tiles.key_tile
     n = -(-Nk // T)
     qb = min(tiles.query_block, Nq)
@@ -246,8 +246,8 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
     scale = 1.0 / math.sqrt(d)
     # (B, h, Nq, d) -> (B*h, nq, qb, d), padded queries dropped at the end
     qs = jnp.pad(q * scale, ((0, 0), (0, 0), (0, nq * qb - Nq), (0, 0))).reshape(B * h, nq, qb, d).astype(dtype)
-    # (B, h, n*T, d) -> (B*h, n, T, d)
-    ks, vs = (x.reshape(B * h, n, T, d).astype(dtype) for x in (k, v))
+    # (B, h, n*T, d) -> (B*h, n, T, d); values (B, h, n*T, dv) -> (B*h, n, T, dv)
+    ks, vs = (x.reshape(B * h, n, T, x.shape[-1]).astype(dtype) for x in (k, v))
     # (B, n*T) -> (B*h, n, T)
     ms = None if key_mask is None else jnp.repeat(key_mask.reshape(B, 1, n, T), h, axis=1).reshape(B * h, n, T)
 
@@ -256,7 +256,7 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
 
         def block(qq):
             def update(carry, kk, vv, mm):
-                m, l, acc = carry  # running max (qb,), sum (qb,), output (qb, d), float32
+                m, l, acc = carry  # running max (qb,), sum (qb,), output (qb, dv), float32
                 # (qb, d) x (T, d) -> (qb, T)
                 s = jnp.dot(qq, kk.T, preferred_element_type=jnp.float32)
                 if mm is None:
@@ -274,7 +274,7 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
                 m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # no keys yet: keep exp(-inf) = 0
                 p = jnp.exp(s - m_safe[:, None])
                 corr = jnp.exp(m - m_safe)
-                # (qb, T) x (T, d) -> (qb, d)
+                # (qb, T) x (T, dv) -> (qb, dv)
                 pv = jnp.dot(p.astype(dtype), vv, preferred_element_type=jnp.float32)
                 return m_new, l * corr + p.sum(axis=-1), acc * corr[:, None] + pv
 
@@ -289,19 +289,22 @@ def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
                 used = over_videos(mm.any().astype(jnp.int32), jax.lax.pmax) > 0
                 return jax.lax.cond(used, lambda c: update(c, kk, vv, mm), lambda c: c, carry), None
 
-            init = (jnp.full((qb,), -jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb, d)))
+            init = (jnp.full((qb,), -jnp.inf), jnp.zeros((qb,)), jnp.zeros((qb, dv)))
             (_, l, acc), _ = jax.lax.scan(tile, init, (kh, vh, mh))
             return acc / l[:, None]
 
         return jax.lax.map(block, qh)
 
     out = jax.lax.map(head, (qs, ks, vs, ms))
-    # (B*h, nq, qb, d) -> (B, h, Nq, d)
-    return out.reshape(B, h, nq * qb, d)[:, :, :Nq]
+    # (B*h, nq, qb, dv) -> (B, h, Nq, dv)
+    return out.reshape(B, h, nq * qb, dv)[:, :, :Nq]
 
 
 def _cudnn(q, k, v, dtype, key_mask):
     B, h, Nq, d = q.shape
+    dv = v.shape[-1]
+    if dv < d:  # cuDNN (and jax.nn.dot_product_attention) take values of the keys' shape: zero columns, cut after
+        v = jnp.pad(v, ((0, 0), (0, 0), (0, 0), (0, d - dv)))
     # (B, h, N, d) -> (B, N, h, d), the layout of jax.nn.dot_product_attention
     qt, kt, vt = (x.astype(dtype).transpose(0, 2, 1, 3) for x in (q, k, v))
     mask = None
@@ -309,8 +312,8 @@ def _cudnn(q, k, v, dtype, key_mask):
         # cuDNN takes the mask as a bias with the full (Nq, Nk) extent: (B, Nk) -> (B, 1, Nq, Nk)
         mask = jnp.broadcast_to(key_mask[:, None, None, :], (B, 1, Nq, k.shape[2]))
     out = jax.nn.dot_product_attention(qt, kt, vt, mask=mask, scale=1.0 / math.sqrt(d), implementation="cudnn")
-    # (B, Nq, h, d) -> (B, h, Nq, d)
-    return out.transpose(0, 2, 1, 3).astype(jnp.float32)
+    # (B, Nq, h, d) -> (B, h, Nq, dv)
+    return out.transpose(0, 2, 1, 3)[..., :dv].astype(jnp.float32)
 
 
 def dot_product_attention(
@@ -329,7 +332,7 @@ def dot_product_attention(
 
     Args:
       q: queries ``(B, heads, Nq, d)`` (RoPE already applied).
-      k, v: keys and values ``(B, heads, Nk, d)``.
+      k, v: keys ``(B, heads, Nk, d)`` and values ``(B, heads, Nk, dv)`` (``dv`` may differ from ``d``).
       impl: one of ``ATTENTION_IMPLS``; static.
       dtype: compute dtype of both dots (float32 accumulation); the softmax runs in float32.
       key_mask: ``(B, Nk)`` bool, False for keys that get zero weight; None attends to all.
@@ -338,7 +341,7 @@ def dot_product_attention(
       query_chunks: fixed query chunks for the "chunked" path (``GLOBAL_BLOCK_CHUNKS`` for self-attention over a
         whole feature map); the other implementations ignore it.
     Returns:
-      ``(B, heads, Nq, d)`` float32.
+      ``(B, heads, Nq, dv)`` float32.
     """
     dropout = dropout_rate > 0.0 and dropout_rng is not None
     resolved = resolve_attention_impl(impl, dtype, q.shape[-1], dropout)

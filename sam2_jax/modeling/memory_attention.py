@@ -6,6 +6,10 @@ Deviations from the official file:
   (for all layers at once, already split into heads and rotated) and consumed by ``attend``; ``__call__`` is
   the two in a row. A tracker can thus project each memory once and reuse it. The cross-attention must be a
   ``RoPEAttention`` (as in every official config); its query path runs here on that module's projections.
+- The cross attention's values are projected after attending (``v_proj`` on the ``(B, HW, 64)`` weighted memory):
+  with one head the softmax's rows sum to 1, so ``P (m Wv + b) = (P m) Wv + b``, equal to float32 rounding, and
+  the second dot of every layer has 64 columns instead of 256 (a quarter of its FLOPs). With dropout on (training)
+  the values are projected first, as in the official.
 - ``memory_mask (B, Nm)`` (True = valid) is the cross attention's ``key_mask``: masked slots get zero weight,
   exactly as if they were absent. At least one slot per row must be valid (else the softmax is NaN; with the
   ``"cudnn"`` attention, a uniform average).
@@ -31,7 +35,8 @@ from sam2_jax.modeling.sam.transformer import RoPEAttention
 from sam2_jax.modeling.sam2_utils import get_activation_fn
 
 Dtype = Any
-# Per layer: cross-attention keys and values, each (B, heads, Nm, C/heads) in the compute dtype.
+# Per layer: cross-attention keys (B, heads, Nm, C/heads) and values, the same or the memory (B, 1, Nm, kv_in_dim)
+# (MemoryAttentionLayer.project_memory), in the compute dtype.
 MemoryKV = tuple[tuple[jax.Array, jax.Array], ...]
 
 
@@ -108,7 +113,9 @@ class MemoryAttentionLayer(nn.Module):
         SAM2Long's ``_forward_ca`` weights memory frames and pointers by their object-score rank (``None``: off).
 
         Returns:
-          ``(k, v)``, each ``(B, heads, Nm, C/heads)`` in the compute dtype.
+          ``(k, v)`` in the compute dtype: keys ``(B, heads, Nm, C/heads)``; values the same, or, where the
+          attention projects them after attending (``RoPEAttention.projects_values_after``: one head and
+          ``kv_in_dim`` below ``C``, as in every official config), the memory itself ``(B, 1, Nm, kv_in_dim)``.
         """
         attn = self.cross_attn_image
         if self.pos_enc_at_cross_attn_keys:
@@ -120,7 +127,10 @@ class MemoryAttentionLayer(nn.Module):
         if key_scale is not None:
             k_in = k_in * key_scale[..., None].astype(k_in.dtype)
         k = attn._separate_heads(attn.k_proj(k_in))
-        v = attn._separate_heads(attn.v_proj(memory))
+        if attn.projects_values_after(memory.shape[-1]):
+            v = memory[:, None]  # (B, 1, Nm, kv_in_dim): v_proj runs on the attention's output
+        else:
+            v = attn._separate_heads(attn.v_proj(memory))
         num_k_rope = k.shape[2] - num_k_exclude_rope
         if num_k_rope < 0:
             raise ValueError(f"num_k_exclude_rope={num_k_exclude_rope} exceeds the {k.shape[2]} memory tokens")
@@ -154,7 +164,7 @@ class MemoryAttentionLayer(nn.Module):
         q = tgt2 + query_pos if self.pos_enc_at_cross_attn_queries else tgt2
         q = _rotate(attn._separate_heads(attn.q_proj(q)), self._cross_freqs(q.shape[1]))
         k, v = memory_kv
-        tgt2 = attn._attend(q, k, v, memory_mask, deterministic)
+        tgt2 = attn._attend(q, k, v, memory_mask, deterministic, value_input=attn.projects_values_after(v.shape[-1]))
         return tgt + self.dropout2(tgt2, deterministic=deterministic)
 
     def attend(
@@ -241,7 +251,7 @@ class MemoryAttention(nn.Module):
           num_obj_ptr_tokens: trailing tokens that get no rotary encoding.
           key_scale: ``(B, Nm)`` per-token factor on the key input (SAM2Long), or None.
         Returns:
-          One ``(k, v)`` pair per layer, each ``(B, heads, Nm, C/heads)`` in the compute dtype.
+          One ``(k, v)`` pair per layer in the compute dtype (``MemoryAttentionLayer.project_memory``).
         """
         if memory_pos is not None and memory_pos.shape != memory.shape:
             raise ValueError(f"memory_pos shape {memory_pos.shape} differs from memory shape {memory.shape}")

@@ -75,9 +75,21 @@ class Attention(nn.Module):
         # (B, heads, N, C/heads) -> (B, N, C)
         return x.transpose(0, 2, 1, 3).reshape(b, n, h * c)
 
-    def _attend(self, q, k, v, key_mask, deterministic):
+    def projects_values_after(self, kv_in_dim: int) -> bool:
+        """Whether values of ``kv_in_dim`` features are cheaper projected after the attention than before: with one
+        head, ``softmax(s) (m Wv + b) = (softmax(s) m) Wv + b`` as every softmax row sums to 1, and the second dot
+        then has ``kv_in_dim`` columns instead of the internal dim (the memory attention: 64 instead of 256)."""
+        return self.num_heads == 1 and kv_in_dim < self.internal_dim
+
+    def _attend(self, q, k, v, key_mask, deterministic, value_input: bool = False):
+        """Attention and ``out_proj``. ``value_input``: ``v`` is the value projection's input ``(B, 1, Nk, kv_in_dim)``
+        (``projects_values_after``), projected after the attention, or before it when dropout is on (dropped
+        probabilities no longer sum to 1 per row, and the bias would not factor out)."""
         use_dropout = not deterministic and self.dropout > 0.0
         rng = self.make_rng("dropout") if use_dropout else None
+        if value_input and use_dropout:
+            v = self._separate_heads(self.v_proj(self._recombine_heads(v)))
+            value_input = False
         out = dot_product_attention(
             q,
             k,
@@ -88,7 +100,10 @@ class Attention(nn.Module):
             dropout_rate=self.dropout if use_dropout else 0.0,
             dropout_rng=rng,
         )
-        return self.out_proj(self._recombine_heads(out))
+        out = self._recombine_heads(out)
+        if value_input:  # (B, Nq, kv_in_dim) -> (B, Nq, C)
+            out = self.v_proj(out)
+        return self.out_proj(out)
 
     def __call__(
         self,
