@@ -299,6 +299,52 @@ def _ious(a: list, b: list) -> list[float]:
 _AOT_TEMP_BYTES: dict[int, int | None] = {}  # predictor id -> XLA temp bytes of its compiled chunk
 
 
+def _step_jaxpr_flops(pred, n_obj: int, chunk: int, num_frames: int) -> tuple[float, bool]:
+    """Matmul + conv FLOPs of our propagation chunk for ``n_obj`` objects, counted on its jaxpr, and whether
+    inexact (``common.jaxpr_flops``)."""
+    import jax.numpy as jnp
+
+    from sam2_jax.tracker import compiled
+    from sam2_jax.tracker.step_config import StepConfig
+
+    cfg = StepConfig(compact=True)  # the predictor's propagation step (sam2 policy, no hole filling)
+    st = pred.empty_tracker_state(n_obj, 1, num_frames)
+    s = pred.image_size
+    images = jnp.zeros((chunk, s, s, 3), jnp.float32)
+    idxs = jnp.arange(chunk, dtype=jnp.int32)
+
+    def fn(params, st, images, idxs):
+        return compiled.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), cfg)
+
+    return common.jaxpr_flops(fn, pred.params, st, images, idxs)
+
+
+# Per object count: matmul + conv FLOPs per frame of the official's formulation of the step (official_step_flops).
+_OFFICIAL_FLOPS: dict[int, float] = {}
+
+
+def official_step_flops(pred, counts, chunk: int, num_frames: int) -> None:
+    """Count, for each object count, our step's FLOPs per frame as the official computes it, into ``_OFFICIAL_FLOPS``.
+
+    The official projects the memory attention's cross-attention values before attending (the second dot has 256
+    columns), where we project after attending (64; ``RoPEAttention.projects_values_after``): the same memories and
+    keys, more FLOPs. Traced with that switched off, before anything is timed; ``jax.clear_caches`` then drops those
+    traces, so no later call reuses them.
+    """
+    import jax
+
+    from sam2_jax.modeling.sam.transformer import Attention
+
+    ours_after = Attention.projects_values_after
+    Attention.projects_values_after = lambda self, kv_in_dim: False
+    try:
+        for n_obj in counts:
+            _OFFICIAL_FLOPS[n_obj] = _step_jaxpr_flops(pred, n_obj, chunk, num_frames)[0] / chunk
+    finally:
+        Attention.projects_values_after = ours_after
+        jax.clear_caches()
+
+
 def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
     """Ahead-of-time compile of our propagation chunk for ``n_obj`` objects: (seconds, XLA flops, jaxpr flops)."""
     import jax.numpy as jnp
@@ -321,10 +367,7 @@ def aot_compile(pred, n_obj: int, chunk: int, num_frames: int):
         temp = None
     _AOT_TEMP_BYTES[id(pred)] = temp
 
-    def fn(params, st, images, idxs):
-        return compiled.propagate_chunk.__wrapped__(pred.module, params, st, images, idxs, jnp.bool_(False), cfg)
-
-    jaxpr, inexact = common.jaxpr_flops(fn, pred.params, st, images, idxs)
+    jaxpr, inexact = _step_jaxpr_flops(pred, n_obj, chunk, num_frames)
     del exe
     return seconds, xla, jaxpr / chunk, inexact
 
@@ -391,11 +434,13 @@ def bench_objects(args, n_obj, official, ours, tmp, peaks, report):
         r[f"compile {dt}"] = secs
         r[f"xla flops {dt}"] = xla
         r[f"jaxpr flops {dt}"] = jaxpr_per_frame
+        r["jaxpr flops official"] = _OFFICIAL_FLOPS.get(n_obj)
         temp = _AOT_TEMP_BYTES.get(id(pred))
         print(
             f"  {n_obj} obj: ahead-of-time compile of our {dt} chunk ({chunk} frames): {secs:.1f} s; "
             f"XLA cost analysis {0 if xla is None else xla / 1e9:.0f} GFLOP per step; "
-            f"matmul+conv on the jaxpr {jaxpr_per_frame / 1e9:.0f}{'+' if inexact else ''} GFLOP per frame; "
+            f"matmul+conv on the jaxpr {jaxpr_per_frame / 1e9:.0f}{'+' if inexact else ''} GFLOP per frame "
+            f"(the official's formulation {(_OFFICIAL_FLOPS.get(n_obj) or 0) / 1e9:.0f}); "
             f"XLA temp buffers {'?' if temp is None else f'{temp / 2**30:.2f} GiB'}",
             flush=True,
         )
@@ -527,10 +572,10 @@ def print_speed_table(report, args, peaks) -> None:
     for r in report:
         lo, hi = r["spread"]["official"]
         s = f"  {r['objects']} obj: official s/frame min {lo:.2f} max {hi:.2f}"
-        flops = r.get("jaxpr flops float32")  # the same matmul + conv work: the official attends to the same memories
+        flops = r.get("jaxpr flops official")  # the same memories, its values projected first (official_step_flops)
         if flops and peaks and "torch f32" in peaks:
             g = flops / r["per frame"]["official"] / 1e9
-            s += f"; at our step's FLOPs that is {g:.0f} GFLOP/s = {g / peaks['torch f32']:.2f} of the torch f32 peak"
+            s += f"; at its step's FLOPs that is {g:.0f} GFLOP/s = {g / peaks['torch f32']:.2f} of the torch f32 peak"
         print(s)
     for r in report:
         s = f"  {r['objects']} obj: float32 vs official min mask IoU {r['min iou official']:.4f}"
@@ -816,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             ours[f"policy {pol}"] = our_predictor(
                 args.model, params, "float32", args.image_size, args.chunk, policy=pol
             )
+        official_step_flops(next(iter(ours.values())), args.objects, args.chunk, args.warmup_frames + args.frames)
         with tempfile.TemporaryDirectory() as tmp:
             for n_obj in args.objects:
                 print(f"timing {n_obj} object(s) ...", flush=True)
