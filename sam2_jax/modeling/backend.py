@@ -10,10 +10,12 @@ Attention implementations (``ATTENTION_IMPLS``):
   queries, a ``lax.scan`` over tiles of ``FUSED.key_tile`` keys keeps the running row max, the running sum and the
   output in float32, so no query's full score row is ever written to memory; a tile's scores (4 MB) stay in the
   cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
-  over), the shape XLA:CPU runs fastest. Keys are padded to whole tiles as masked keys. A tile whose keys are all
+  over), the shape XLA:CPU runs fastest. Unmasked attention over at most ``FUSED.whole_keys`` keys (self-attention
+  over a 64x64 map) takes its keys as one tile. Keys are padded to whole tiles as masked keys. A tile whose keys are all
   masked (an empty memory slot) is skipped (``lax.cond``; exact, as it would add zero weights), so a memory costs
   what its filled slots cost (under ``VIDEO_AXIS``, a tile empty in every video of the batch); a row whose keys are
-  all masked is NaN, as in ``"chunked"``. Attentions with fewer than two key tiles run ``"chunked"``. Agrees with
+  all masked is NaN, as in ``"chunked"``. Attentions with fewer than two key tiles or a small score matrix
+  (``FUSED.min_scores``, the SAM heads' token-to-image attention) run ``"chunked"`` (``fused_tiles``). Agrees with
   ``"chunked"`` to float32 rounding (``tests/modeling/test_attention_impl.py``).
 - ``"chunked"``: the XLA:CPU path before ``"fused"``. Score matrices above ``SCORE_BUDGET`` elements are computed a
   block of queries at a time (``lax.map``, the largest divisor of the query count that fits); self-attention over a
@@ -80,16 +82,29 @@ class QueryChunks:
 
 @dataclasses.dataclass(frozen=True)
 class FusedTiles:
-    """The "fused" path's tiling: ``query_block`` queries against ``key_tile`` keys at a time."""
+    """The "fused" path's tiling: ``query_block`` queries against ``key_tile`` keys at a time.
+
+    An attention with fewer than two key tiles, or whose score matrix has at most ``min_scores`` elements, runs
+    "chunked". One with no key mask and at most ``whole_keys`` keys takes all its keys as one tile,
+    ``whole_query_block`` queries at a time (0 turns this off).
+    """
 
     query_block: int
     key_tile: int
+    whole_keys: int = 0
+    whole_query_block: int = 1024
+    min_scores: int = 0
 
 
 # A 2048 x 512 float32 score tile is 4 MB. Measured on the memory attention's shapes (benchmarks/attention.py
 # and the same kernel at other tiles, Xeon Sapphire Rapids class, 2026-12-07): 2048-query blocks ran 2-6% faster than
 # 1024 (189 -> 191-202 GFLOP/s for 1 and 3 objects), 512 slower (158); key tiles of 256 to 1024 ran alike.
-FUSED = FusedTiles(query_block=2048, key_tile=512)
+# Unmasked self-attention over a 64x64 map (Hiera's global blocks, 4 heads of 96; the memory attention's
+# self-attention, one head of 256) ran 8-18% faster as one 4096-key tile in 1024-query blocks, on both ISAs (Xeon,
+# 2026-12-08: 136 -> 120 ms and 126 -> 109 ms AVX2-limited for a global block; 66 -> 61 and 66 -> 55 ms for the
+# self-attention). The SAM heads' token-to-image attention (7 queries, 4096 keys, 8 heads of 16) ran 2.3x faster
+# in one piece ("chunked": 4.2 -> 1.8 ms for 3 objects) than tiled; hence ``min_scores``.
+FUSED = FusedTiles(query_block=2048, key_tile=512, whole_keys=4096, whole_query_block=1024, min_scores=2**22)
 
 # Hiera's global blocks at 1024 px: 4096 x 4096 scores per head (268 MB for 4 heads) become 16 chunks of 16 MB.
 GLOBAL_BLOCK_CHUNKS = QueryChunks(size=256, above=2**22)
@@ -230,7 +245,17 @@ def _chunked(q, k, v, dtype, key_mask, query_chunks):
     return out.transpose(1, 2, 0, 3, 4).reshape(B, h, n * c.size, v.shape[-1])[:, :, :Nq]
 
 
-def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles = FUSED):
+def fused_tiles(batch_heads: int, num_queries: int, num_keys: int, masked: bool) -> FusedTiles | None:
+    """The tiles ``"fused"`` runs an attention of this shape with (``FUSED``), or None where it runs "chunked"."""
+    t = FUSED
+    if num_keys < 2 * t.key_tile or batch_heads * num_queries * num_keys <= t.min_scores:
+        return None
+    if not masked and num_keys <= t.whole_keys:
+        return FusedTiles(query_block=t.whole_query_block, key_tile=num_keys)
+    return t
+
+
+def _fused(q, k, v, dtype, key_mask, tiles: FusedTiles):
     """Online-softmax attention: per head, query block and key tile (see the module docstring)."""
     B, h, Nq, d = q.shape
     Nk, dv = k.shape[2], v.shape[-1]
@@ -350,6 +375,7 @@ def dot_product_attention(
     # Dropout draws one mask over the whole score matrix, so it is never chunked.
     if resolved == "xla" or dropout:
         return _sdpa(q, k, v, dtype, key_mask, dropout_rate if dropout else 0.0, dropout_rng)
-    if resolved == "fused" and k.shape[2] >= 2 * FUSED.key_tile:
-        return _fused(q, k, v, dtype, key_mask)
+    tiles = fused_tiles(q.shape[0] * q.shape[1], q.shape[2], k.shape[2], key_mask is not None)
+    if resolved == "fused" and tiles is not None:
+        return _fused(q, k, v, dtype, key_mask, tiles)
     return _chunked(q, k, v, dtype, key_mask, query_chunks)

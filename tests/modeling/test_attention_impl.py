@@ -9,6 +9,7 @@ to other fusions around the two paths: on a CI machine the image encoder differe
 on CPU it falls back to "xla", which is checked here.
 """
 
+import dataclasses
 import functools
 import logging
 
@@ -92,6 +93,28 @@ def test_two_way_transformer_shapes(dtype):
     _assert_impls_agree(*_qkv(4, (2, 8, 7, 32), (2, 8, 7, 32)), dtype=dtype)
 
 
+def test_fused_tiles_by_shape():
+    """Which tiles "fused" runs the model's attentions with (tiny at 1024 px): the memory attention's masked cross
+    attention in 2048 x 512 tiles, unmasked self-attention over a 64x64 map as one key tile of 1024-query blocks,
+    the SAM heads' small token-to-image attention and Hiera's windows in one piece ("chunked")."""
+    assert backend.fused_tiles(1, 4096, 7 * 4096 + 64, masked=True) == backend.FUSED
+    assert backend.fused_tiles(3, 4096, 7 * 4096 + 64, masked=False) == backend.FUSED  # above whole_keys
+    assert backend.fused_tiles(4, 4096, 4096, masked=False) == backend.FusedTiles(1024, 4096)  # Hiera's global
+    assert backend.fused_tiles(3, 4096, 4096, masked=False) == backend.FusedTiles(1024, 4096)  # memory self-attn
+    assert backend.fused_tiles(4, 4096, 4096, masked=True) == backend.FUSED
+    assert backend.fused_tiles(8 * 8, 7, 4096, masked=False) is None  # token-to-image, 8 objects x 8 heads
+    assert backend.fused_tiles(1024, 64, 64, masked=False) is None  # Hiera's 8x8 windows
+    assert backend.fused_tiles(8, 4096, 7, masked=False) is None  # image-to-token
+
+
+def test_fused_whole_key_tile_matches_chunked():
+    """One unmasked key tile of 1100 keys (no padding), queries in blocks of 1024 (the last one padded)."""
+    q, k, v = _qkv(11, (1, 2, 1030, 32), (1, 2, 1100, 32), scale=2.0)
+    chunked = np.asarray(_attend(q, k, v, impl="chunked"))
+    whole = np.asarray(backend._fused(q, k, v, jnp.float32, None, backend.FusedTiles(1024, 1100)))
+    measured.max_abs("fused one key tile vs chunked", whole, chunked, FUSED_ATOL)
+
+
 def test_all_keys_masked_row_is_nan_as_before():
     """A row whose keys are all masked stays NaN in every path (callers keep one valid slot per row)."""
     q, k, v = _qkv(5, (2, 1, 16, 32), (2, 1, 40, 32))
@@ -117,10 +140,11 @@ def test_fused_tiles_masked_and_padded():
     _assert_impls_agree(q[:2], k[:2], v[:2], jnp.asarray(mask[:2]), dtype=jnp.bfloat16)
 
 
-def test_fused_skips_wholly_masked_tiles():
+def test_fused_skips_wholly_masked_tiles(monkeypatch):
     """A key tile whose keys are all masked is skipped, not computed with zero weights: NaN keys and values in an
     empty memory slot (two whole tiles here) leave "fused" bit-equal to the same call with zeros there, where
     computing the tile would give NaN (0 * NaN in the second dot, as "chunked" does)."""
+    monkeypatch.setattr(backend, "FUSED", dataclasses.replace(backend.FUSED, min_scores=0))  # tiles at this size
     q, k, v = _qkv(9, (2, 1, 64, 32), (2, 1, 4 * 512, 32))
     mask = np.ones((2, 4 * 512), bool)
     mask[:, 512:1536] = False  # tiles 1 and 2 of every row
@@ -140,11 +164,12 @@ def test_fused_skips_wholly_masked_tiles():
     measured.max_abs("fused with skipped tiles vs chunked", zeros, chunked, 1e-6)
 
 
-def test_fused_skip_over_a_batch_of_videos():
+def test_fused_skip_over_a_batch_of_videos(monkeypatch):
     """Under ``vmap`` over ``backend.VIDEO_AXIS`` (``propagate_videos_chunk``) a tile's skip is decided for the whole
     batch: the compiled program keeps the branch (without the reduction over videos the predicate is batched and
     ``vmap`` turns the branch into a select that runs every tile), a tile empty in one video but used in the other
     runs for both, and each video's output is the one it gets alone."""
+    monkeypatch.setattr(backend, "FUSED", dataclasses.replace(backend.FUSED, min_scores=0))  # tiles at this size
     q, k, v = _qkv(10, (2, 1, 1, 64, 32), (2, 1, 1, 4 * 512, 32))
     mask = np.ones((2, 1, 4 * 512), bool)
     mask[:, :, 512:1024] = False  # tile 1: empty in both videos
