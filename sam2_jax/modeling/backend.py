@@ -8,8 +8,8 @@ transformer) calls ``dot_product_attention`` with the static ``attention_impl`` 
 Attention implementations (``ATTENTION_IMPLS``):
 - ``"fused"``: the XLA:CPU path. An online (flash-style) softmax: for each head and block of ``FUSED.query_block``
   queries, a ``lax.scan`` over tiles of ``FUSED.key_tile`` keys keeps the running row max, the running sum and the
-  output in float32, so no query's full score row is ever written to memory; a tile's scores (4 MB) stay in the
-  cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
+  output in float32, so no query's full score row is ever written to memory; a 2048 x 512 tile's scores (4 MB) stay
+  in the cache between the two dots and the exponentials. Each dot is a plain 2-D matmul (the heads and batch are mapped
   over), the shape XLA:CPU runs fastest. Unmasked attention over at most ``FUSED.whole_keys`` keys (self-attention
   over a 64x64 map) takes its keys as one tile. Keys are padded to whole tiles as masked keys. A tile whose keys are all
   masked (an empty memory slot) is skipped (``lax.cond``; exact, as it would add zero weights), so a memory costs
@@ -375,7 +375,8 @@ def dot_product_attention(
     # Dropout draws one mask over the whole score matrix, so it is never chunked.
     if resolved == "xla" or dropout:
         return _sdpa(q, k, v, dtype, key_mask, dropout_rate if dropout else 0.0, dropout_rng)
-    tiles = fused_tiles(q.shape[0] * q.shape[1], q.shape[2], k.shape[2], key_mask is not None)
-    if resolved == "fused" and tiles is not None:
-        return _fused(q, k, v, dtype, key_mask, tiles)
+    if resolved == "fused":
+        tiles = fused_tiles(q.shape[0] * q.shape[1], q.shape[2], k.shape[2], key_mask is not None)
+        if tiles is not None:
+            return _fused(q, k, v, dtype, key_mask, tiles)
     return _chunked(q, k, v, dtype, key_mask, query_chunks)

@@ -12,8 +12,9 @@ Deviations from the official file:
   as ``nn.MaxPool2d(q_stride, q_stride)``, floor mode). A global-attention block with q-pooling works here
   (the official one divides by a zero window size).
 - Attention runs through ``backend.dot_product_attention`` with the static ``attention_impl`` (from
-  ``config.model.attention_impl``). On CPU (``"chunked"``) a large score matrix (the global blocks) runs as a
-  ``lax.map`` over chunks of 256 queries (``GLOBAL_BLOCK_CHUNKS``); every query row is computed as in one piece.
+  ``config.model.attention_impl``). On CPU (``"fused"``) the global blocks at 1024 px take their 4096 keys as one
+  tile, 1024 queries at a time (``backend.fused_tiles``); ``"chunked"`` runs a large score matrix as a ``lax.map``
+  over chunks of 256 queries (``GLOBAL_BLOCK_CHUNKS``), each query row computed as in one piece.
 - The official tiling of ``pos_embed_window`` fails (a broadcast error) when the token grid is not a multiple
   of ``window_spec[0]``; here that raises a ``ValueError`` naming the grid.
 - No ``weights_path`` loading (weights come from ``convert_weights``); ``get_layer_id`` / ``get_num_layers``
